@@ -1,0 +1,49 @@
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { MembershipService as MembershipServiceDesc } from "../../gen/receipts/v1/membership_pb.js";
+import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
+import type { MembershipService } from "../domain/membership-service.js";
+import type { ReceiptService } from "../domain/receipt-service.js";
+import type { ReceiptWatcher } from "../domain/receipt-watcher.js";
+import type { Logger } from "../logger.js";
+import { toConnectError } from "./error-mapping.js";
+import { membershipRoutes } from "./membership-routes.js";
+import { receiptRoutes } from "./receipt-routes.js";
+
+export interface ApiDeps {
+  readonly receipts: ReceiptService;
+  readonly membership: MembershipService;
+  readonly watcher: ReceiptWatcher;
+  readonly logger: Logger;
+}
+
+/** Registers every service of the API on a router. */
+export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
+  router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher));
+  router.service(MembershipServiceDesc, membershipRoutes(deps.membership));
+}
+
+/** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */
+export function errorMappingInterceptor(logger: Logger): Interceptor {
+  return (next) => async (request) => {
+    const procedure = `${request.service.typeName}/${request.method.name}`;
+    try {
+      const response = await next(request);
+      if (!response.stream) return response;
+      return { ...response, message: mapStreamErrors(response.message, logger, procedure) };
+    } catch (error) {
+      throw toConnectError(error, logger, procedure);
+    }
+  };
+}
+
+async function* mapStreamErrors<T>(
+  messages: AsyncIterable<T>,
+  logger: Logger,
+  procedure: string,
+): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (error) {
+    throw toConnectError(error, logger, procedure);
+  }
+}

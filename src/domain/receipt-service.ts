@@ -1,0 +1,416 @@
+import type { ChangeFeed } from "../store/change-feed.js";
+import type { ReceiptStore } from "../store/receipt-store.js";
+import { Audience } from "./audience.js";
+import { ReceiptError, invalidArgument } from "./errors.js";
+import { limits } from "./limits.js";
+import {
+  type ConversationType,
+  type MessageReceipt,
+  type Page,
+  type ReadFilter,
+  type ReadMember,
+  type ReceiptChange,
+  type TrackedMessage,
+  sameTrackedMessage,
+} from "./model.js";
+import { decodePageToken, encodePageToken } from "./page-token.js";
+import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
+
+export interface TrackedMessageInput {
+  readonly conversationId: string;
+  readonly conversationType: ConversationType | undefined;
+  readonly messageId: string;
+  readonly senderId: string;
+  readonly sentAt: number | undefined;
+  readonly receiverId: string;
+}
+
+export interface ReceiptServiceDeps {
+  readonly store: ReceiptStore;
+  readonly feed: ChangeFeed;
+  readonly clock?: () => number;
+}
+
+/** How many messages MarkConversationRead materialises per store round trip. */
+const markBatchSize = 500;
+
+/**
+ * The read-receipt rules. Validates every input before anything is written,
+ * so that one bad id rejects the whole call and changes nothing.
+ */
+export class ReceiptService {
+  readonly #store: ReceiptStore;
+  readonly #feed: ChangeFeed;
+  readonly #clock: () => number;
+  readonly #audience: Audience;
+
+  constructor(deps: ReceiptServiceDeps) {
+    this.#store = deps.store;
+    this.#feed = deps.feed;
+    this.#clock = deps.clock ?? Date.now;
+    this.#audience = new Audience(deps.store);
+  }
+
+  async trackMessages(
+    tenant: string,
+    inputs: readonly TrackedMessageInput[],
+  ): Promise<{ trackedCount: number }> {
+    if (inputs.length === 0) throw invalidArgument("messages", "must not be empty");
+    if (inputs.length > limits.maxMessagesPerTrackCall) {
+      throw invalidArgument(
+        "messages",
+        `must hold at most ${limits.maxMessagesPerTrackCall} messages, got ${inputs.length}`,
+      );
+    }
+    const messages = inputs.map((input, i) => validateTrackedMessage(input, `messages[${i}]`));
+
+    const firstIndex = new Map<string, number>();
+    messages.forEach((message, i) => {
+      const earlier = firstIndex.get(message.messageId);
+      if (earlier === undefined) firstIndex.set(message.messageId, i);
+      else if (!sameTrackedMessage(messages[earlier] as TrackedMessage, message)) {
+        throw invalidArgument(
+          `messages[${i}].message_id`,
+          `message ${message.messageId} appears twice with different data`,
+        );
+      }
+    });
+    const unique = [...firstIndex.values()].map((i) => messages[i] as TrackedMessage);
+
+    await this.#checkConversations(tenant, messages);
+    const existing = await this.#store.getMessages(
+      tenant,
+      unique.map((m) => m.messageId),
+    );
+    const fresh = unique.filter((message) => {
+      const stored = existing.get(message.messageId);
+      if (stored === undefined) return true;
+      if (!sameTrackedMessage(stored, message)) throw alreadyTracked(messages, message);
+      return false;
+    });
+    if (fresh.length === 0) return { trackedCount: 0 };
+
+    const raced = await this.#store.insertMessages(tenant, fresh);
+    if (raced.size > 0) {
+      // Another call tracked some of these between our read and write: same data is fine.
+      const winners = await this.#store.getMessages(tenant, [...raced]);
+      for (const message of fresh) {
+        const winner = winners.get(message.messageId);
+        if (winner !== undefined && !sameTrackedMessage(winner, message)) {
+          throw alreadyTracked(messages, message);
+        }
+      }
+    }
+    const inserted = fresh.filter((m) => !raced.has(m.messageId));
+    await this.#applyExistingHorizons(tenant, inserted);
+    return { trackedCount: inserted.length };
+  }
+
+  async sendReceipts(
+    tenant: string,
+    request: { conversationId: string; readerId: string; messageIds: readonly string[] },
+  ): Promise<MessageReceipt[]> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const readerId = requireId("reader_id", request.readerId);
+    const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
+    const messages = await this.#messagesOf(tenant, conversationId, ids);
+
+    const unique = [...new Map(messages.map((m) => [m.messageId, m])).values()];
+    // A sender's receipt for its own message is ignored, not an error.
+    const acknowledged = unique.filter((m) => m.senderId !== readerId);
+    const included = await this.#audience.includes(tenant, readerId, acknowledged);
+    const outside = acknowledged.find((_, i) => !included[i]);
+    if (outside !== undefined) {
+      throw new ReceiptError(
+        "permission_denied",
+        `reader ${readerId} is not in the audience of message ${outside.messageId}`,
+        "reader_id",
+      );
+    }
+    await this.#record(tenant, readerId, acknowledged);
+    return this.#describe(tenant, messages);
+  }
+
+  async getReceipts(
+    tenant: string,
+    request: { conversationId: string; messageIds: readonly string[] },
+  ): Promise<MessageReceipt[]> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
+    const messages = await this.#messagesOf(tenant, conversationId, ids);
+    return this.#describe(tenant, messages);
+  }
+
+  async listReadMembers(
+    tenant: string,
+    request: {
+      conversationId: string;
+      messageId: string;
+      filter: ReadFilter | undefined;
+      pageSize: number;
+      pageToken: string;
+    },
+  ): Promise<Page<ReadMember>> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const messageId = requireId("message_id", request.messageId);
+    const filter = request.filter;
+    if (filter === undefined) {
+      throw invalidArgument("filter", "must be READ_FILTER_READ or READ_FILTER_UNREAD");
+    }
+    const size = pageSize("page_size", request.pageSize);
+    const scope = `read-members/${messageId}/${filter}`;
+    const after = decodePageToken("page_token", request.pageToken, scope);
+    const [message] = await this.#messagesOf(tenant, conversationId, [messageId], "message_id");
+    if (message === undefined) throw new Error("unreachable: #messagesOf returns every id");
+
+    // One extra row tells whether another page follows.
+    const rows: ReadMember[] =
+      filter === "read"
+        ? await this.#store.listReaders(tenant, message, after, size + 1)
+        : await this.#unreadMembers(tenant, message, after, size + 1);
+    const items = rows.slice(0, size);
+    const last = items.at(-1);
+    const nextPageToken =
+      rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "";
+    return { items, nextPageToken };
+  }
+
+  async markConversationRead(
+    tenant: string,
+    request: { conversationId: string; readerId: string; readUpTo: number | undefined },
+  ): Promise<{ readUpTo: number; markedCount: number }> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const readerId = requireId("reader_id", request.readerId);
+    const now = this.#clock();
+    const upTo = requireTime("read_up_to", request.readUpTo, now);
+    if (upTo > now + limits.maxFutureSkewMs) {
+      throw invalidArgument("read_up_to", "must not be in the future");
+    }
+    await this.#checkMayMarkRead(tenant, conversationId, readerId);
+
+    // Receipts first, horizon last: if this call dies half way, a retry redoes the range.
+    const previous = await this.#store.getHorizon(tenant, conversationId, readerId);
+    let markedCount = 0;
+    if (previous === undefined || upTo > previous) {
+      let cursor: TrackedMessage | undefined;
+      for (;;) {
+        const batch = await this.#store.listMessagesSentBetween(
+          tenant,
+          conversationId,
+          { after: previous, upTo },
+          cursor,
+          markBatchSize,
+        );
+        const mine = batch.filter((m) => m.senderId !== readerId);
+        const included = await this.#audience.includes(tenant, readerId, mine);
+        markedCount += await this.#record(
+          tenant,
+          readerId,
+          mine.filter((_, i) => included[i]),
+        );
+        if (batch.length < markBatchSize) break;
+        cursor = batch.at(-1);
+      }
+    }
+    const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo);
+    if (horizon.current !== horizon.previous) {
+      await this.#feed.publish(tenant, [
+        { kind: "horizon", conversationId, readerId, readUpTo: horizon.current },
+      ]);
+    }
+    return { readUpTo: horizon.current, markedCount };
+  }
+
+  /** Records receipts, publishes the new ones, and returns how many were new. */
+  async #record(
+    tenant: string,
+    readerId: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<number> {
+    if (messages.length === 0) return 0;
+    const readAt = this.#clock();
+    const recorded = await this.#store.insertReceipts(
+      tenant,
+      readerId,
+      messages.map((message) => ({ message, readAt })),
+    );
+    const changes: ReceiptChange[] = [];
+    for (const [i, outcome] of recorded.entries()) {
+      if (!outcome.inserted) continue;
+      const receipt = await this.#audience.describe(
+        tenant,
+        messages[i] as TrackedMessage,
+        outcome.readCount,
+      );
+      changes.push({ kind: "receipt", receipt, readerId, readAt });
+    }
+    await this.#feed.publish(tenant, changes);
+    return changes.length;
+  }
+
+  async #describe(tenant: string, messages: readonly TrackedMessage[]): Promise<MessageReceipt[]> {
+    const counts = await this.#store.readCounts(tenant, messages);
+    return Promise.all(
+      messages.map((m) => this.#audience.describe(tenant, m, counts.get(m.messageId) ?? 0)),
+    );
+  }
+
+  /** Loads messages in request order; every id must be tracked and belong to the conversation. */
+  async #messagesOf(
+    tenant: string,
+    conversationId: string,
+    ids: readonly string[],
+    field = "message_ids",
+  ): Promise<TrackedMessage[]> {
+    const found = await this.#store.getMessages(tenant, ids);
+    const indexed = field === "message_ids";
+    return ids.map((id, i) => {
+      const at = indexed ? `${field}[${i}]` : field;
+      const message = found.get(id);
+      if (message === undefined) {
+        throw new ReceiptError("not_found", `message ${id} is not tracked`, at);
+      }
+      if (message.conversationId !== conversationId) {
+        throw invalidArgument(at, `message ${id} does not belong to conversation ${conversationId}`);
+      }
+      return message;
+    });
+  }
+
+  async #unreadMembers(
+    tenant: string,
+    message: TrackedMessage,
+    after: string | undefined,
+    limit: number,
+  ): Promise<ReadMember[]> {
+    if (message.conversationType === "group") {
+      const ids = await this.#store.listUnreadMembers(tenant, message, after, limit);
+      return ids.map((userId) => ({ userId }));
+    }
+    if (after !== undefined && message.receiverId <= after) return [];
+    const read = await this.#store.hasRead(tenant, message.receiverId, [message.messageId]);
+    return read.has(message.messageId) ? [] : [{ userId: message.receiverId }];
+  }
+
+  /** A message's conversation type and C2C pair must agree with what is already stored. */
+  async #checkConversations(tenant: string, messages: readonly TrackedMessage[]): Promise<void> {
+    const seen = new Map<string, { type: ConversationType; participants: string }>();
+    for (const [i, message] of messages.entries()) {
+      const participants =
+        message.conversationType === "c2c"
+          ? [message.senderId, message.receiverId].sort().join("\u0000")
+          : "";
+      let known = seen.get(message.conversationId);
+      if (known === undefined) {
+        const stored = await this.#store.getConversation(tenant, message.conversationId);
+        known =
+          stored === undefined
+            ? { type: message.conversationType, participants }
+            : { type: stored.type, participants: stored.participants.join("\u0000") };
+        seen.set(message.conversationId, known);
+      }
+      if (known.type !== message.conversationType) {
+        throw new ReceiptError(
+          "failed_precondition",
+          `conversation ${message.conversationId} is a ${known.type === "c2c" ? "C2C" : "group"} conversation`,
+          `messages[${i}].conversation_type`,
+        );
+      }
+      if (known.participants !== participants) {
+        throw new ReceiptError(
+          "failed_precondition",
+          `C2C conversation ${message.conversationId} is between other users`,
+          `messages[${i}].receiver_id`,
+        );
+      }
+    }
+  }
+
+  async #checkMayMarkRead(tenant: string, conversationId: string, readerId: string): Promise<void> {
+    const conversation = await this.#store.getConversation(tenant, conversationId);
+    if (conversation?.type === "c2c") {
+      if (!conversation.participants.includes(readerId)) {
+        throw new ReceiptError(
+          "permission_denied",
+          `reader ${readerId} is not a participant of conversation ${conversationId}`,
+          "reader_id",
+        );
+      }
+      return;
+    }
+    const history = await this.#store.latestMemberships(tenant, conversationId, [readerId]);
+    if (history.has(readerId)) return;
+    if (conversation === undefined) {
+      throw new ReceiptError(
+        "not_found",
+        `conversation ${conversationId} has no tracked messages and no members`,
+        "conversation_id",
+      );
+    }
+    throw new ReceiptError(
+      "permission_denied",
+      `reader ${readerId} was never a member of group ${conversationId}`,
+      "reader_id",
+    );
+  }
+
+  /**
+   * Messages tracked after a reader already marked the conversation read past
+   * their sent_at count as read by that reader.
+   */
+  async #applyExistingHorizons(tenant: string, messages: readonly TrackedMessage[]): Promise<void> {
+    for (const [conversationId, group] of Map.groupBy(messages, (m) => m.conversationId)) {
+      const earliest = Math.min(...group.map((m) => m.sentAt));
+      const horizons = await this.#store.horizonsFrom(tenant, conversationId, earliest);
+      for (const { readerId, readUpTo } of horizons) {
+        const covered = group.filter((m) => m.sentAt <= readUpTo && m.senderId !== readerId);
+        const included = await this.#audience.includes(tenant, readerId, covered);
+        await this.#record(
+          tenant,
+          readerId,
+          covered.filter((_, i) => included[i]),
+        );
+      }
+    }
+  }
+}
+
+function validateTrackedMessage(input: TrackedMessageInput, at: string): TrackedMessage {
+  const conversationId = requireId(`${at}.conversation_id`, input.conversationId);
+  const messageId = requireId(`${at}.message_id`, input.messageId);
+  const senderId = requireId(`${at}.sender_id`, input.senderId);
+  if (input.conversationType === undefined) {
+    throw invalidArgument(
+      `${at}.conversation_type`,
+      "must be CONVERSATION_TYPE_C2C or CONVERSATION_TYPE_GROUP",
+    );
+  }
+  if (input.sentAt === undefined) throw invalidArgument(`${at}.sent_at`, "must be set");
+  const sentAt = requireTime(`${at}.sent_at`, input.sentAt, 0);
+  let receiverId = "";
+  if (input.conversationType === "c2c") {
+    receiverId = requireId(`${at}.receiver_id`, input.receiverId);
+    if (receiverId === senderId) {
+      throw invalidArgument(`${at}.receiver_id`, "must differ from sender_id");
+    }
+  } else if (input.receiverId !== "") {
+    throw invalidArgument(`${at}.receiver_id`, "must be empty for group messages");
+  }
+  return {
+    conversationId,
+    conversationType: input.conversationType,
+    messageId,
+    senderId,
+    sentAt,
+    receiverId,
+  };
+}
+
+function alreadyTracked(all: readonly TrackedMessage[], message: TrackedMessage): ReceiptError {
+  const index = all.findIndex((m) => m.messageId === message.messageId);
+  return new ReceiptError(
+    "already_exists",
+    `message ${message.messageId} is already tracked with different data`,
+    `messages[${index}]`,
+  );
+}

@@ -1,0 +1,239 @@
+import { type ChangeFeed, ChangeLogExpiredError } from "../store/change-feed.js";
+import { ReceiptError, invalidArgument } from "./errors.js";
+import { limits } from "./limits.js";
+import type { PositionedChange, ReceiptChange } from "./model.js";
+import { optionalId, requireId } from "./validate.js";
+
+export interface WatchRequest {
+  readonly conversationIds: readonly string[];
+  readonly senderId: string;
+  readonly resumeToken: string;
+}
+
+export type WatchEvent =
+  | { readonly kind: "change"; readonly change: ReceiptChange; readonly resumeToken: string }
+  | { readonly kind: "heartbeat"; readonly at: number; readonly resumeToken: string };
+
+export interface WatcherOptions {
+  readonly feed: ChangeFeed;
+  /** Interval between heartbeats on a stream. */
+  readonly heartbeatMs: number;
+  /** Updates buffered for one stream before its consumer counts as too slow. */
+  readonly bufferLimit: number;
+  /** Streams open at once in this process. */
+  readonly maxStreams: number;
+  readonly clock?: () => number;
+}
+
+const replayBatch = 500;
+
+/**
+ * Serves WatchReceipts: replays the change log after a resume token, then
+ * follows live changes, with no gap and no duplicate (changes are delivered
+ * in position order and the stream skips any position it already passed).
+ */
+export class ReceiptWatcher {
+  readonly #options: WatcherOptions;
+  readonly #clock: () => number;
+  readonly #open = new Set<Subscription>();
+  #closing = false;
+
+  constructor(options: WatcherOptions) {
+    this.#options = options;
+    this.#clock = options.clock ?? Date.now;
+  }
+
+  get openStreams(): number {
+    return this.#open.size;
+  }
+
+  async *watch(tenant: string, request: WatchRequest, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    const filter = validateFilter(request);
+    const feed = this.#options.feed;
+    const resumeFrom = request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed);
+    if (this.#closing) throw shuttingDown(request.resumeToken);
+    if (this.#open.size >= this.#options.maxStreams) {
+      throw new ReceiptError("resource_exhausted", "too many open streams on this instance; retry later");
+    }
+
+    const subscription = new Subscription(this.#options.bufferLimit);
+    this.#open.add(subscription);
+    const unlisten = feed.listen(tenant, (change) => subscription.push(change));
+    const onAbort = () => subscription.wake();
+    signal.addEventListener("abort", onAbort);
+    try {
+      const head = await feed.head(tenant);
+      let position = head;
+      if (resumeFrom !== undefined) {
+        if (feed.comparePositions(resumeFrom, head) > 0) {
+          throw invalidArgument("resume_token", "is ahead of this service's change log");
+        }
+        position = resumeFrom;
+        for (;;) {
+          const batch = await readAfter(feed, tenant, position, replayBatch);
+          for (const { position: at, change } of batch) {
+            position = at;
+            if (matches(filter, change)) yield { kind: "change", change, resumeToken: encodeResumeToken(at) };
+          }
+          if (batch.length < replayBatch) break;
+        }
+      }
+      yield { kind: "heartbeat", at: this.#clock(), resumeToken: encodeResumeToken(position) };
+
+      let lastBeat = this.#clock();
+      while (!signal.aborted) {
+        if (this.#closing) throw shuttingDown(encodeResumeToken(position));
+        if (subscription.overflowed) {
+          throw new ReceiptError(
+            "resource_exhausted",
+            "the stream fell too far behind; resume with the resume token",
+            undefined,
+            { "resume-token": encodeResumeToken(position) },
+          );
+        }
+        const next = subscription.shift();
+        if (next !== undefined) {
+          if (feed.comparePositions(next.position, position) <= 0) continue;
+          position = next.position;
+          if (matches(filter, next.change)) {
+            yield { kind: "change", change: next.change, resumeToken: encodeResumeToken(position) };
+          }
+          continue;
+        }
+        const untilBeat = lastBeat + this.#options.heartbeatMs - this.#clock();
+        if (untilBeat <= 0) {
+          lastBeat = this.#clock();
+          yield { kind: "heartbeat", at: lastBeat, resumeToken: encodeResumeToken(position) };
+          continue;
+        }
+        await subscription.wait(untilBeat);
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      unlisten();
+      this.#open.delete(subscription);
+    }
+  }
+
+  /** Ends every open stream with UNAVAILABLE and a resume token; refuses new ones. */
+  close(): void {
+    this.#closing = true;
+    for (const subscription of this.#open) subscription.wake();
+  }
+}
+
+/** A bounded queue between the feed's listener and one stream's consumer. */
+class Subscription {
+  readonly #queue: PositionedChange[] = [];
+  readonly #limit: number;
+  #wakeUp: (() => void) | undefined;
+  overflowed = false;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  push(change: PositionedChange): void {
+    if (this.overflowed) return;
+    if (this.#queue.length >= this.#limit) {
+      // Drop the buffer rather than grow: the consumer resumes from its token.
+      this.overflowed = true;
+      this.#queue.length = 0;
+    } else {
+      this.#queue.push(change);
+    }
+    this.wake();
+  }
+
+  shift(): PositionedChange | undefined {
+    return this.#queue.shift();
+  }
+
+  wake(): void {
+    const wakeUp = this.#wakeUp;
+    this.#wakeUp = undefined;
+    wakeUp?.();
+  }
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake(), ms);
+      this.#wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+interface Filter {
+  readonly conversations: ReadonlySet<string> | undefined;
+  readonly senderId: string | undefined;
+}
+
+function validateFilter(request: WatchRequest): Filter {
+  if (request.conversationIds.length > limits.maxConversationsPerWatch) {
+    throw invalidArgument(
+      "conversation_ids",
+      `must hold at most ${limits.maxConversationsPerWatch} ids, got ${request.conversationIds.length}`,
+    );
+  }
+  request.conversationIds.forEach((id, i) => requireId(`conversation_ids[${i}]`, id));
+  return {
+    conversations: request.conversationIds.length > 0 ? new Set(request.conversationIds) : undefined,
+    senderId: optionalId("sender_id", request.senderId),
+  };
+}
+
+function matches(filter: Filter, change: ReceiptChange): boolean {
+  const conversationId =
+    change.kind === "receipt" ? change.receipt.message.conversationId : change.conversationId;
+  if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) return false;
+  if (filter.senderId === undefined) return true;
+  // Horizon changes have no sender; a sender's watch sees their effect as receipt updates.
+  return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId;
+}
+
+async function readAfter(
+  feed: ChangeFeed,
+  tenant: string,
+  position: string,
+  limit: number,
+): Promise<PositionedChange[]> {
+  try {
+    return await feed.readAfter(tenant, position, limit);
+  } catch (error) {
+    if (error instanceof ChangeLogExpiredError) {
+      throw new ReceiptError(
+        "out_of_range",
+        "updates after this resume token are no longer kept; re-read the messages with GetReceipts and watch again without a token",
+        "resume_token",
+      );
+    }
+    throw error;
+  }
+}
+
+const tokenPrefix = "rt1:";
+
+export function encodeResumeToken(position: string): string {
+  return Buffer.from(tokenPrefix + position, "utf8").toString("base64url");
+}
+
+function decodeResumeToken(token: string, feed: ChangeFeed): string {
+  const text = Buffer.from(token, "base64url").toString("utf8");
+  const position = text.startsWith(tokenPrefix) ? text.slice(tokenPrefix.length) : "";
+  if (!feed.isPosition(position)) {
+    throw invalidArgument("resume_token", "is not a resume token issued by this service");
+  }
+  return position;
+}
+
+function shuttingDown(resumeToken: string): ReceiptError {
+  return new ReceiptError(
+    "unavailable",
+    "this instance is shutting down; resume on another with the resume token",
+    undefined,
+    resumeToken === "" ? undefined : { "resume-token": resumeToken },
+  );
+}

@@ -1,0 +1,91 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/routes.js";
+
+export interface ServerOptions {
+  /** Interceptors that run before the error mapping (auth, limits, logging). */
+  readonly interceptors?: readonly Interceptor[];
+  /** Aborted when the server starts shutting down; in-flight handlers see it. */
+  readonly shutdownSignal?: AbortSignal;
+}
+
+export interface ReceiptServer {
+  /** Listens on host:port (port 0 picks a free one) and resolves the bound port. */
+  listen(port: number, host: string): Promise<number>;
+  /** Stops accepting, lets in-flight calls finish for up to graceMs, then drops the rest. */
+  close(graceMs: number): Promise<void>;
+}
+
+const http2Preface = "PRI * HTTP/2.0";
+
+/**
+ * One port for every protocol: a connection that opens with the HTTP/2
+ * preface (gRPC, Connect over h2c) goes to the HTTP/2 server; anything else
+ * (Connect and gRPC-Web over HTTP/1.1, browsers) to the HTTP/1.1 server.
+ * Node's cleartext HTTP/2 server cannot fall back to HTTP/1.1 by itself.
+ */
+export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}): ReceiptServer {
+  const handler = connectNodeAdapter({
+    routes: (router) => registerRoutes(router, deps),
+    interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
+    shutdownSignal: options.shutdownSignal,
+  });
+  const h1 = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
+  const h2 = http2.createServer({}, handler);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+
+  const front = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    let head = Buffer.alloc(0);
+    const sniff = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const prefix = head.toString("latin1", 0, Math.min(head.length, http2Preface.length));
+      // Wait until the first bytes can tell the two protocols apart.
+      if (head.length < http2Preface.length && http2Preface.startsWith(prefix)) return;
+      socket.removeListener("data", sniff);
+      socket.pause();
+      socket.unshift(head);
+      if (prefix === http2Preface) {
+        // The HTTP/2 session drains the unshifted bytes itself; resuming here would lose them.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", sniff);
+    socket.on("error", () => socket.destroy());
+  });
+
+  return {
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        front.once("error", reject);
+        front.listen(port, host, () => {
+          front.off("error", reject);
+          resolve((front.address() as net.AddressInfo).port);
+        });
+      });
+    },
+    async close(graceMs) {
+      const closed = new Promise<void>((resolve) => front.close(() => resolve()));
+      h1.closeIdleConnections();
+      for (const session of sessions) session.close();
+      const timer = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

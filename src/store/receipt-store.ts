@@ -1,0 +1,188 @@
+import type { ConversationType, Member, ReadMember, TrackedMessage } from "../domain/model.js";
+
+/**
+ * The storage port. It speaks domain types only; every backend (embedded
+ * SQLite, Cassandra + Redis) implements it and passes the same contract suite
+ * (test/store-contract.ts). The rules live in the domain: a store records and
+ * answers, and reports facts ("this receipt was new") rather than deciding.
+ *
+ * Every key starts with the tenant id, so tenants never see each other's data.
+ */
+export interface ReceiptStore {
+  // --- conversations and messages ---
+
+  getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined>;
+
+  /** Messages by id; ids that are not tracked are absent from the map. */
+  getMessages(tenant: string, messageIds: readonly string[]): Promise<Map<string, TrackedMessage>>;
+
+  /**
+   * Inserts messages that are not yet tracked (and their conversations, if
+   * new). Returns the ids that already existed and were left untouched.
+   */
+  insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>>;
+
+  /**
+   * Messages of a conversation with after < sent_at <= upTo, oldest first,
+   * continuing after `cursor` (the last message of the previous batch).
+   */
+  listMessagesSentBetween(
+    tenant: string,
+    conversationId: string,
+    range: { readonly after: number | undefined; readonly upTo: number },
+    cursor: MessageCursor | undefined,
+    limit: number,
+  ): Promise<TrackedMessage[]>;
+
+  // --- receipts ---
+
+  /**
+   * Records receipts atomically: all or nothing. For each entry says whether
+   * it was the reader's first receipt for that message and the message's
+   * read count right after it.
+   */
+  insertReceipts(
+    tenant: string,
+    readerId: string,
+    receipts: readonly NewReceipt[],
+  ): Promise<RecordedReceipt[]>;
+
+  /** Exact number of recorded readers per message id (0 for none). */
+  readCounts(tenant: string, messages: readonly TrackedMessage[]): Promise<Map<string, number>>;
+
+  /** Readers of a message ordered by user id, after `afterUserId`. */
+  listReaders(
+    tenant: string,
+    message: TrackedMessage,
+    afterUserId: string | undefined,
+    limit: number,
+  ): Promise<ReadMember[]>;
+
+  /** Whether `readerId` has a receipt for each message id. */
+  hasRead(tenant: string, readerId: string, messageIds: readonly string[]): Promise<Set<string>>;
+
+  /**
+   * Deletes the receipts of `userId` for messages of the group sent at or
+   * after `fromSentAt`; used when a removal is backdated so that the user was
+   * never in those messages' audience. Returns how many were deleted.
+   */
+  deleteReceiptsFrom(
+    tenant: string,
+    groupId: string,
+    userId: string,
+    fromSentAt: number,
+  ): Promise<number>;
+
+  // --- read horizons ---
+
+  /** The reader's horizon in the conversation, if it has one. */
+  getHorizon(tenant: string, conversationId: string, readerId: string): Promise<number | undefined>;
+
+  /**
+   * Moves a reader's horizon forward to `upTo` (never back). Returns the
+   * horizon before and after the call.
+   */
+  advanceHorizon(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    upTo: number,
+  ): Promise<{ readonly previous: number | undefined; readonly current: number }>;
+
+  /** Readers whose horizon in the conversation is at or after `at`, with that horizon. */
+  horizonsFrom(
+    tenant: string,
+    conversationId: string,
+    at: number,
+  ): Promise<{ readonly readerId: string; readonly readUpTo: number }[]>;
+
+  // --- membership history ---
+
+  /** The latest membership interval of each user that has one. */
+  latestMemberships(
+    tenant: string,
+    groupId: string,
+    userIds: readonly string[],
+  ): Promise<Map<string, MembershipInterval>>;
+
+  /** Opens an interval at joinedAt for each user (the domain checked they are not members). */
+  openMemberships(
+    tenant: string,
+    groupId: string,
+    userIds: readonly string[],
+    joinedAt: number,
+  ): Promise<void>;
+
+  /** Closes each user's open interval at leftAt (the domain checked it is open). */
+  closeMemberships(
+    tenant: string,
+    groupId: string,
+    userIds: readonly string[],
+    leftAt: number,
+  ): Promise<void>;
+
+  /** For each time, whether the user was a member then (joined_at <= t < left_at). */
+  wasMemberAt(
+    tenant: string,
+    groupId: string,
+    userId: string,
+    times: readonly number[],
+  ): Promise<boolean[]>;
+
+  /** Number of members at time `at`. */
+  memberCountAt(tenant: string, groupId: string, at: number): Promise<number>;
+
+  /**
+   * Members at `message.sentAt`, minus the sender, minus those who have read
+   * it, ordered by user id, after `afterUserId`.
+   */
+  listUnreadMembers(
+    tenant: string,
+    message: TrackedMessage,
+    afterUserId: string | undefined,
+    limit: number,
+  ): Promise<string[]>;
+
+  /** Current members ordered by user id, after `afterUserId`. */
+  listCurrentMembers(
+    tenant: string,
+    groupId: string,
+    afterUserId: string | undefined,
+    limit: number,
+  ): Promise<Member[]>;
+
+  /** Whether the store answers; used by readiness checks. */
+  ping(): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export interface Conversation {
+  readonly conversationId: string;
+  readonly type: ConversationType;
+  /** C2C only: the two users, sorted. */
+  readonly participants: readonly string[];
+}
+
+export interface MessageCursor {
+  readonly sentAt: number;
+  readonly messageId: string;
+}
+
+export interface NewReceipt {
+  readonly message: TrackedMessage;
+  readonly readAt: number;
+}
+
+export interface RecordedReceipt {
+  readonly messageId: string;
+  /** False when the reader had already read the message: nothing changed. */
+  readonly inserted: boolean;
+  readonly readCount: number;
+}
+
+export interface MembershipInterval {
+  readonly joinedAt: number;
+  /** Undefined while the user is still a member. */
+  readonly leftAt: number | undefined;
+}

@@ -1,0 +1,88 @@
+/**
+ * Versioned schema of the embedded store. Each entry runs once, in order, in
+ * its own transaction; `PRAGMA user_version` records how far a database got.
+ * Never edit a released entry: append a new one.
+ */
+export const migrations: readonly string[] = [
+  `
+  CREATE TABLE conversations (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    participant_a TEXT NOT NULL,
+    participant_b TEXT NOT NULL,
+    PRIMARY KEY (tenant, conversation_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE messages (
+    tenant TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    conversation_type TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    receiver_id TEXT NOT NULL,
+    -- kept exact by updating it in the same transaction as the receipts
+    read_count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, message_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX messages_by_conversation_time
+    ON messages (tenant, conversation_id, sent_at, message_id);
+
+  CREATE TABLE receipts (
+    tenant TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    reader_id TEXT NOT NULL,
+    read_at INTEGER NOT NULL,
+    conversation_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, message_id, reader_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX receipts_by_reader
+    ON receipts (tenant, conversation_id, reader_id, sent_at);
+
+  CREATE TABLE horizons (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    reader_id TEXT NOT NULL,
+    read_up_to INTEGER NOT NULL,
+    PRIMARY KEY (tenant, conversation_id, reader_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX horizons_by_time ON horizons (tenant, conversation_id, read_up_to);
+
+  CREATE TABLE memberships (
+    tenant TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    joined_at INTEGER NOT NULL,
+    left_at INTEGER,
+    PRIMARY KEY (tenant, group_id, user_id, joined_at)
+  ) WITHOUT ROWID;
+
+  -- Running totals so that "members at t" is one row read whenever t is at or
+  -- after the group's latest membership change (the usual case: messages are
+  -- tracked as they are sent).
+  CREATE TABLE groups (
+    tenant TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    member_count INTEGER NOT NULL,
+    last_change_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE changes (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    payload TEXT NOT NULL
+  );
+  CREATE INDEX changes_by_tenant ON changes (tenant, position);
+  CREATE INDEX changes_by_age ON changes (created_at);
+  -- Highest position ever pruned: a resume from at or before it may have missed changes.
+  CREATE TABLE change_log_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_through INTEGER NOT NULL
+  );
+  INSERT INTO change_log_state (id, pruned_through) VALUES (1, 0);
+  `,
+];
