@@ -4,7 +4,7 @@ import { MembershipService } from "./domain/membership-service.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
 import type { Logger } from "./logger.js";
-import { type ReceiptServer, createReceiptServer } from "./server.js";
+import { createReceiptServer, type ReceiptServer } from "./server.js";
 import type { ChangeFeed } from "./store/change-feed.js";
 import type { ReceiptStore } from "./store/receipt-store.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";

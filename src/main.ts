@@ -1,4 +1,4 @@
-import { startApp, openBackend } from "./app.js";
+import { openBackend, startApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 

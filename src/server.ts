@@ -41,10 +41,28 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  // h1 never listens itself, so Node does not track its connections: count requests per socket
+  // to close keep-alive connections as soon as they are idle during shutdown.
+  const inFlight = new Map<net.Socket, number>();
+  const sessionSockets = new WeakSet<net.Socket>();
+  let closing = false;
+  h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => {
+    const socket = request.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    if (closing) response.setHeader("connection", "close");
+    response.once("close", () => {
+      const left = (inFlight.get(socket) ?? 1) - 1;
+      inFlight.set(socket, left);
+      if (closing && left === 0) socket.end();
+    });
+  });
 
   const front = net.createServer((socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      inFlight.delete(socket);
+    });
     let head = Buffer.alloc(0);
     const sniff = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -56,6 +74,7 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
       socket.unshift(head);
       if (prefix === http2Preface) {
         // The HTTP/2 session drains the unshifted bytes itself; resuming here would lose them.
+        sessionSockets.add(socket);
         h2.emit("connection", socket);
       } else {
         h1.emit("connection", socket);
@@ -77,8 +96,11 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
       });
     },
     async close(graceMs) {
+      closing = true;
       const closed = new Promise<void>((resolve) => front.close(() => resolve()));
-      h1.closeIdleConnections();
+      for (const socket of sockets) {
+        if (!sessionSockets.has(socket) && (inFlight.get(socket) ?? 0) === 0) socket.end();
+      }
       for (const session of sessions) session.close();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();

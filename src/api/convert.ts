@@ -1,12 +1,16 @@
 import { create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import type { ConversationType as DomainConversationType, MessageReceipt as DomainReceipt, ReadFilter as DomainReadFilter } from "../domain/model.js";
 import {
   ConversationType,
   type MessageReceipt,
   MessageReceiptSchema,
   ReadFilter,
 } from "../../gen/receipts/v1/receipts_pb.js";
+import type {
+  ConversationType as DomainConversationType,
+  ReadFilter as DomainReadFilter,
+  MessageReceipt as DomainReceipt,
+} from "../domain/model.js";
 
 /** Proto ↔ domain conversions; nothing here decides anything. */
 
@@ -19,7 +23,9 @@ export function msFromTimestamp(timestamp: Timestamp | undefined): number | unde
 
 export const timestampFromMsValue = (ms: number): Timestamp => timestampFromMs(ms);
 
-export function conversationTypeToDomain(type: ConversationType): DomainConversationType | undefined {
+export function conversationTypeToDomain(
+  type: ConversationType,
+): DomainConversationType | undefined {
   switch (type) {
     case ConversationType.C2C:
       return "c2c";

@@ -27,12 +27,20 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
     const details =
       error.field === undefined
         ? []
-        : [{ desc: FieldViolationSchema, value: { field: error.field, description: error.message } }];
+        : [
+            {
+              desc: FieldViolationSchema,
+              value: { field: error.field, description: error.message },
+            },
+          ];
     return new ConnectError(error.message, codes[error.kind], error.meta, details);
   }
   if (error instanceof StoreUnavailableError) {
     logger.warn({ err: error, procedure }, "store unavailable");
-    return new ConnectError("the store is unavailable; nothing was recorded, retry", Code.Unavailable);
+    return new ConnectError(
+      "the store is unavailable; nothing was recorded, retry",
+      Code.Unavailable,
+    );
   }
   logger.error({ err: error, procedure }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);

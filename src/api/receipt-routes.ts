@@ -5,7 +5,7 @@ import {
   ListReadMembersResponseSchema,
   MarkConversationReadResponseSchema,
   ReadHorizonUpdateSchema,
-  ReadReceiptService,
+  type ReadReceiptService,
   ReceiptUpdateSchema,
   SendReceiptsResponseSchema,
   TrackMessagesResponseSchema,

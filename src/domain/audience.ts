@@ -22,7 +22,10 @@ export class Audience {
       m.conversationType === "group" && m.senderId !== userId ? [i] : [],
     );
     // Messages of one call share one conversation in practice; ask once per group.
-    const byGroup = Map.groupBy(groupIndexes, (i) => (messages[i] as TrackedMessage).conversationId);
+    const byGroup = Map.groupBy(
+      groupIndexes,
+      (i) => (messages[i] as TrackedMessage).conversationId,
+    );
     for (const [groupId, indexes] of byGroup) {
       const times = indexes.map((i) => (messages[i] as TrackedMessage).sentAt);
       const member = await this.store.wasMemberAt(tenant, groupId, userId, times);
@@ -43,7 +46,11 @@ export class Audience {
   }
 
   /** The receipt state of a message given its exact read count. */
-  async describe(tenant: string, message: TrackedMessage, readCount: number): Promise<MessageReceipt> {
+  async describe(
+    tenant: string,
+    message: TrackedMessage,
+    readCount: number,
+  ): Promise<MessageReceipt> {
     const size = await this.size(tenant, message);
     return {
       message,

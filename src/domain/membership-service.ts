@@ -24,7 +24,12 @@ export class MembershipService {
     tenant: string,
     request: { groupId: string; userIds: readonly string[]; joinedAt: number | undefined },
   ): Promise<{ addedCount: number }> {
-    const { groupId, userIds, at } = await this.#validate(tenant, request, "joined_at", request.joinedAt);
+    const { groupId, userIds, at } = await this.#validate(
+      tenant,
+      request,
+      "joined_at",
+      request.joinedAt,
+    );
     const latest = await this.#store.latestMemberships(tenant, groupId, userIds);
     const joining: string[] = [];
     const seen = new Set<string>();
@@ -50,7 +55,12 @@ export class MembershipService {
     tenant: string,
     request: { groupId: string; userIds: readonly string[]; leftAt: number | undefined },
   ): Promise<{ removedCount: number }> {
-    const { groupId, userIds, at } = await this.#validate(tenant, request, "left_at", request.leftAt);
+    const { groupId, userIds, at } = await this.#validate(
+      tenant,
+      request,
+      "left_at",
+      request.leftAt,
+    );
     const latest = await this.#store.latestMemberships(tenant, groupId, userIds);
     const leaving: string[] = [];
     const seen = new Set<string>();
@@ -79,7 +89,7 @@ export class MembershipService {
     request: { groupId: string; pageSize: number; pageToken: string },
   ): Promise<Page<Member>> {
     const groupId = requireId("group_id", request.groupId);
-    const size = pageSize("page_size", request.pageSize);
+    const size = pageSize(request.pageSize);
     const scope = `members/${groupId}`;
     const after = decodePageToken("page_token", request.pageToken, scope);
     const rows = await this.#store.listCurrentMembers(tenant, groupId, after, size + 1);
@@ -87,7 +97,8 @@ export class MembershipService {
     const last = items.at(-1);
     return {
       items,
-      nextPageToken: rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "",
+      nextPageToken:
+        rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "",
     };
   }
 

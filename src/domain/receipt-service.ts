@@ -1,7 +1,7 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
 import { Audience } from "./audience.js";
-import { ReceiptError, invalidArgument } from "./errors.js";
+import { invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import {
   type ConversationType,
@@ -10,8 +10,8 @@ import {
   type ReadFilter,
   type ReadMember,
   type ReceiptChange,
-  type TrackedMessage,
   sameTrackedMessage,
+  type TrackedMessage,
 } from "./model.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
@@ -157,7 +157,7 @@ export class ReceiptService {
     if (filter === undefined) {
       throw invalidArgument("filter", "must be READ_FILTER_READ or READ_FILTER_UNREAD");
     }
-    const size = pageSize("page_size", request.pageSize);
+    const size = pageSize(request.pageSize);
     const scope = `read-members/${messageId}/${filter}`;
     const after = decodePageToken("page_token", request.pageToken, scope);
     const [message] = await this.#messagesOf(tenant, conversationId, [messageId], "message_id");
@@ -271,7 +271,10 @@ export class ReceiptService {
         throw new ReceiptError("not_found", `message ${id} is not tracked`, at);
       }
       if (message.conversationId !== conversationId) {
-        throw invalidArgument(at, `message ${id} does not belong to conversation ${conversationId}`);
+        throw invalidArgument(
+          at,
+          `message ${id} does not belong to conversation ${conversationId}`,
+        );
       }
       return message;
     });

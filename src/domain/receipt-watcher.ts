@@ -1,5 +1,5 @@
 import { type ChangeFeed, ChangeLogExpiredError } from "../store/change-feed.js";
-import { ReceiptError, invalidArgument } from "./errors.js";
+import { invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { PositionedChange, ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
@@ -47,13 +47,21 @@ export class ReceiptWatcher {
     return this.#open.size;
   }
 
-  async *watch(tenant: string, request: WatchRequest, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+  async *watch(
+    tenant: string,
+    request: WatchRequest,
+    signal: AbortSignal,
+  ): AsyncGenerator<WatchEvent> {
     const filter = validateFilter(request);
     const feed = this.#options.feed;
-    const resumeFrom = request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed);
+    const resumeFrom =
+      request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed);
     if (this.#closing) throw shuttingDown(request.resumeToken);
     if (this.#open.size >= this.#options.maxStreams) {
-      throw new ReceiptError("resource_exhausted", "too many open streams on this instance; retry later");
+      throw new ReceiptError(
+        "resource_exhausted",
+        "too many open streams on this instance; retry later",
+      );
     }
 
     const subscription = new Subscription(this.#options.bufferLimit);
@@ -73,7 +81,8 @@ export class ReceiptWatcher {
           const batch = await readAfter(feed, tenant, position, replayBatch);
           for (const { position: at, change } of batch) {
             position = at;
-            if (matches(filter, change)) yield { kind: "change", change, resumeToken: encodeResumeToken(at) };
+            if (matches(filter, change))
+              yield { kind: "change", change, resumeToken: encodeResumeToken(at) };
           }
           if (batch.length < replayBatch) break;
         }
@@ -178,9 +187,10 @@ function validateFilter(request: WatchRequest): Filter {
       `must hold at most ${limits.maxConversationsPerWatch} ids, got ${request.conversationIds.length}`,
     );
   }
-  request.conversationIds.forEach((id, i) => requireId(`conversation_ids[${i}]`, id));
+  for (const [i, id] of request.conversationIds.entries()) requireId(`conversation_ids[${i}]`, id);
   return {
-    conversations: request.conversationIds.length > 0 ? new Set(request.conversationIds) : undefined,
+    conversations:
+      request.conversationIds.length > 0 ? new Set(request.conversationIds) : undefined,
     senderId: optionalId("sender_id", request.senderId),
   };
 }

@@ -10,7 +10,8 @@ export function requireId(field: string, value: string): string {
   if (value.length > limits.maxIdLength) {
     throw invalidArgument(field, `must be at most ${limits.maxIdLength} characters`);
   }
-  if (controlCharacters.test(value)) throw invalidArgument(field, "must not contain control characters");
+  if (controlCharacters.test(value))
+    throw invalidArgument(field, "must not contain control characters");
   return value;
 }
 
@@ -23,16 +24,14 @@ export function requireIdList(field: string, values: readonly string[], max: num
   if (values.length > max) {
     throw invalidArgument(field, `must hold at most ${max} ids, got ${values.length}`);
   }
-  values.forEach((value, index) => requireId(`${field}[${index}]`, value));
+  for (const [index, value] of values.entries()) requireId(`${field}[${index}]`, value);
   return [...values];
 }
 
-export function pageSize(field: string, requested: number): number {
+/** Zero means the default; larger than the cap is served at the cap (AIP-158). */
+export function pageSize(requested: number): number {
   if (requested === 0) return limits.defaultPageSize;
-  if (requested > limits.maxPageSize) {
-    throw invalidArgument(field, `must be at most ${limits.maxPageSize}, got ${requested}`);
-  }
-  return requested;
+  return Math.min(requested, limits.maxPageSize);
 }
 
 export function requireTime(field: string, value: number | undefined, fallback: number): number {

@@ -28,7 +28,8 @@ const toMessage = (row: MessageRow): TrackedMessage => ({
   receiverId: row.receiver_id,
 });
 
-const messageColumns = "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
+const messageColumns =
+  "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
 
 /** SQLite caps bound parameters per statement; id lists are bounded well below this anyway. */
 const maxInList = 500;
@@ -429,7 +430,9 @@ function prepareStatements(db: DatabaseSync) {
          member_count = member_count + excluded.member_count,
          last_change_at = max(last_change_at, excluded.last_change_at)`,
     ),
-    getGroup: q("SELECT member_count, last_change_at FROM groups WHERE tenant = ? AND group_id = ?"),
+    getGroup: q(
+      "SELECT member_count, last_change_at FROM groups WHERE tenant = ? AND group_id = ?",
+    ),
     countMembersAt: q(
       `SELECT count(*) AS n FROM memberships
        WHERE tenant = ? AND group_id = ? AND joined_at <= ? AND (left_at IS NULL OR left_at > ?)`,

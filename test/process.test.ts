@@ -1,0 +1,101 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
+import { ConversationType, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { minutes } from "./support/fixtures.js";
+
+const root = join(import.meta.dirname, "..");
+const node = join(root, "node_modules", ".bin", "node");
+
+/** Starts the built service as `npm start` does and resolves once it logs that it listens. */
+async function startProcess(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(node, [join(root, "dist", "src", "main.js")], {
+    env: { ...process.env, RECEIPTS_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  return new Promise((resolve, reject) => {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /"port":(\d+)/.exec(output);
+      if (match?.[1] !== undefined) resolve({ child, port: Number(match[1]) });
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output}`)));
+  });
+}
+
+describe("the service as a process", () => {
+  let dataDir: string;
+  beforeAll(() => {
+    execFileSync(
+      node,
+      [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
+      {
+        cwd: root,
+        stdio: "pipe",
+      },
+    );
+    dataDir = mkdtempSync(join(tmpdir(), "receipts-process-"));
+  }, 120_000);
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("keeps every acknowledged receipt across a SIGTERM restart, exiting 0", async () => {
+    const first = await startProcess({ RECEIPTS_DATA_DIR: dataDir });
+    const connect = (port: number) => createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
+    const before = createClient(ReadReceiptService, connect(first.port));
+    await createClient(MembershipService, connect(first.port)).addMembers({
+      groupId: "g",
+      userIds: ["s", "a", "b", "c"],
+      joinedAt: timestampFromMs(minutes(0)),
+    });
+    await before.trackMessages({
+      messages: [
+        {
+          conversationId: "g",
+          conversationType: ConversationType.GROUP,
+          messageId: "m",
+          senderId: "s",
+          sentAt: timestampFromMs(minutes(1)),
+        },
+      ],
+    });
+    await before.sendReceipts({ conversationId: "g", readerId: "a", messageIds: ["m"] });
+    await before.sendReceipts({ conversationId: "g", readerId: "b", messageIds: ["m"] });
+    first.child.kill("SIGTERM");
+    const [code] = await once(first.child, "exit");
+    expect(code).toBe(0);
+
+    const second = await startProcess({ RECEIPTS_DATA_DIR: dataDir });
+    try {
+      const after = createClient(ReadReceiptService, connect(second.port));
+      const got = await after.getReceipts({ conversationId: "g", messageIds: ["m"] });
+      expect(got.receipts[0]).toMatchObject({ readCount: 2, unreadCount: 1 });
+    } finally {
+      second.child.kill("SIGTERM");
+      await once(second.child, "exit");
+    }
+  });
+
+  it("refuses to start on bad configuration, naming every bad variable", async () => {
+    const failed = startProcess({
+      RECEIPTS_PORT: "99999",
+      RECEIPTS_LOG_LEVEL: "loud",
+      RECEIPTS_DATA_DIR: dataDir,
+    });
+    await expect(failed).rejects.toThrow(
+      /exited with 2.*RECEIPTS_PORT=99999.*\n.*RECEIPTS_LOG_LEVEL=loud/s,
+    );
+  });
+});
