@@ -1,12 +1,21 @@
 import { join } from "node:path";
-import type { Config } from "./config.js";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { openAccessControl } from "./auth/access-control.js";
+import { TenantConfigError } from "./auth/tenant-config.js";
+import { type Config, ConfigError } from "./config.js";
 import { MembershipService } from "./domain/membership-service.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
-import type { Logger } from "./logger.js";
+import { type Logger, silentLogger } from "./logger.js";
+import { shuttingDown } from "./ops/drain-interceptor.js";
+import type { Metrics } from "./ops/metrics.js";
+import { createOperations } from "./ops/operations.js";
+import type { HealthProbe } from "./ops/readiness.js";
 import { createReceiptServer, type ReceiptServer } from "./server.js";
+import { openCassandraStore } from "./store/cassandra/open-cassandra-store.js";
 import type { ChangeFeed } from "./store/change-feed.js";
 import type { ReceiptStore } from "./store/receipt-store.js";
+import { RedisChangeFeed } from "./store/redis/redis-change-feed.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "./store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
@@ -14,42 +23,114 @@ import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
 export interface Backend {
   readonly store: ReceiptStore;
   readonly feed: ChangeFeed;
+  /** More dependencies readiness must see answering (beyond store.ping and the feed). */
+  readonly probes?: readonly HealthProbe[];
 }
 
 /** Opens the configured backend. */
-export async function openBackend(config: Config): Promise<Backend> {
-  const db = openSqliteDatabase(
-    config.dataDir === ":memory:" ? ":memory:" : join(config.dataDir, "receipts.db"),
-  );
-  return {
-    store: new SqliteReceiptStore(db),
-    feed: new SqliteChangeFeed(db, { retentionMs: config.watch.retentionMs }),
-  };
+export async function openBackend(config: Config, logger: Logger = silentLogger): Promise<Backend> {
+  let sqlite: ReturnType<typeof openSqliteDatabase> | undefined;
+  // Opened only when the embedded store or the embedded change feed needs it.
+  const db = () =>
+    (sqlite ??= openSqliteDatabase(
+      config.dataDir === ":memory:" ? ":memory:" : join(config.dataDir, "receipts.db"),
+    ));
+  // Seam: with the Cassandra store, the change feed is chosen on its own (RECEIPTS_CHANGE_FEED).
+  const store =
+    config.store === "cassandra"
+      ? await openCassandraStore(
+          {
+            ...config.cassandra,
+            redis: {
+              url: config.redisUrl,
+              keyPrefix: config.redisKeyPrefix,
+              cacheTtlMs: config.cassandra.cacheTtlMs,
+            },
+          },
+          logger,
+        )
+      : new SqliteReceiptStore(db());
+  const feed =
+    config.changeFeed === "redis"
+      ? await RedisChangeFeed.open({
+          url: config.redisUrl,
+          keyPrefix: config.redisKeyPrefix,
+          retentionMs: config.watch.retentionMs,
+          logger,
+        })
+      : new SqliteChangeFeed(db(), { retentionMs: config.watch.retentionMs });
+  return { store, feed };
 }
 
 export interface App {
   readonly port: number;
+  /** This app's Prometheus registry and metrics (served at GET /metrics). */
+  readonly metrics: Metrics;
+  /** Re-reads the tenant configuration (SIGHUP); a broken one is logged and not used. */
+  reloadTenants(): Promise<boolean>;
   /** Graceful stop: streams end with a resume token, in-flight calls finish, stores close. */
   stop(): Promise<void>;
 }
 
 /** Wires domain, transport and backend together and listens. */
-export async function startApp(config: Config, backend: Backend, logger: Logger): Promise<App> {
-  const receipts = new ReceiptService(backend);
-  const membership = new MembershipService(backend);
-  const watcher = new ReceiptWatcher({ feed: backend.feed, ...config.watch });
+export async function startApp(
+  config: Config,
+  backend: Backend,
+  logger: Logger,
+  /** More routes on the same port (the benchmark's empty RPC, bench/bench-server.ts). */
+  extraRoutes?: (router: ConnectRouter) => void,
+): Promise<App> {
+  const ops = createOperations({ ...backend, logger });
+  const receipts = new ReceiptService(ops);
+  const membership = new MembershipService(ops);
+  const watcher = new ReceiptWatcher({ feed: ops.feed, ...config.watch });
+  const access = await openAccessControl({
+    sources: config.tenants,
+    rateLimits: {
+      kind: config.rateLimiter,
+      redisUrl: config.redisUrl,
+      keyPrefix: `${config.redisKeyPrefix}rate:`,
+    },
+    store: backend.store,
+    logger,
+  }).catch((error: unknown) => {
+    throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
+  });
   const shutdown = new AbortController();
   const server: ReceiptServer = createReceiptServer(
-    { receipts, membership, watcher, logger },
-    { shutdownSignal: shutdown.signal },
+    { receipts, membership, watcher, policy: access.policy, logger },
+    {
+      shutdownSignal: shutdown.signal,
+      corsOrigins: config.corsOrigins,
+      interceptors: [...ops.interceptors, ...access.interceptors.map(ops.exceptOps)],
+      readMaxBytes: config.maxRequestBytes,
+      routes: (router) => {
+        ops.routes(router);
+        extraRoutes?.(router);
+      },
+      fallback: ops.httpHandler,
+    },
   );
   const port = await server.listen(config.port, config.host);
   return {
     port,
+    metrics: ops.metrics,
+    reloadTenants: () => access.registry.reload(),
     async stop() {
+      // Not ready first (health NOT_SERVING, /readyz 503, new calls UNAVAILABLE), streams end.
+      ops.readiness.drain();
       watcher.close();
-      shutdown.abort();
+      // Load balancers notice before the port closes; then health watches end too.
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+      ops.close();
+      // In-flight calls get the grace period. Shortly before it ends, calls still running are
+      // answered UNAVAILABLE (their signal aborts) so that the answer is out before connections drop.
+      const cutOffMs = Math.max(0, config.shutdownGraceMs - 250);
+      const cancel = setTimeout(() => shutdown.abort(shuttingDown()), cutOffMs);
       await server.close(config.shutdownGraceMs);
+      clearTimeout(cancel);
+      shutdown.abort(shuttingDown());
+      await access.close();
       await backend.feed.close();
       await backend.store.close();
     },

@@ -1,3 +1,10 @@
+import {
+  type Consistency,
+  consistencyLevels,
+  isValidKeyspace,
+  type SerialConsistency,
+} from "./store/cassandra/cassandra-settings.js";
+
 /**
  * Configuration, read from the environment once at start and validated as a
  * whole: every bad variable is reported, not just the first.
@@ -5,7 +12,24 @@
 export interface Config {
   readonly host: string;
   readonly port: number;
-  readonly store: "embedded";
+  readonly store: "embedded" | "cassandra";
+  /** RECEIPTS_STORE=cassandra: Apache Cassandra, with Redis (redisUrl) caching read counts. */
+  readonly cassandra: {
+    readonly contactPoints: readonly string[];
+    readonly localDataCenter: string;
+    readonly keyspace: string;
+    /** A CQL replication map, used when the keyspace is created. */
+    readonly replication: string;
+    readonly consistency: Consistency;
+    readonly serialConsistency: SerialConsistency;
+    /** How long a read count stays in Redis after it was built. */
+    readonly cacheTtlMs: number;
+  };
+  /** Where WatchReceipts changes are logged and fanned out: in process, or through Redis. */
+  readonly changeFeed: "embedded" | "redis";
+  readonly redisUrl: string;
+  /** Starts every Redis key and channel of this service, so that deployments can share a Redis. */
+  readonly redisKeyPrefix: string;
   readonly dataDir: string;
   readonly logLevel: string;
   readonly watch: {
@@ -15,6 +39,20 @@ export interface Config {
     readonly maxStreams: number;
   };
   readonly shutdownGraceMs: number;
+  /** After SIGTERM, how long to stay up not ready (answering probes) before closing. */
+  readonly shutdownDelayMs: number;
+  /** Browser origins (scheme://host[:port]) allowed to call the service cross-origin. */
+  readonly corsOrigins: readonly string[];
+  /** Where tenants come from; with neither source, development mode (loopback only). */
+  readonly tenants: {
+    readonly file: string | undefined;
+    readonly json: string | undefined;
+    readonly pollIntervalMs: number;
+  };
+  /** Where request-rate buckets live: this process, or Redis (shared by every instance). */
+  readonly rateLimiter: "embedded" | "redis";
+  /** Largest request message accepted, in bytes. */
+  readonly maxRequestBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -50,11 +88,57 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     }
     return value as T;
   };
+  const hostPorts = (name: string, fallback: string): readonly string[] => {
+    const listed = text(name, fallback)
+      .split(",")
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== "");
+    if (listed.length === 0 || listed.some((entry) => !/^[A-Za-z0-9.\-:[\]]+$/.test(entry))) {
+      problems.push(`${name}=${env[name]}: must be comma-separated host or host:port entries`);
+    }
+    return Object.freeze(listed);
+  };
+  const origins = (name: string): readonly string[] => {
+    const listed = text(name, "")
+      .split(",")
+      .map((origin) => origin.trim())
+      .filter((origin) => origin !== "");
+    for (const origin of listed) {
+      // An origin has no path, no trailing slash and no wildcard: browsers send exactly this form.
+      if (!/^https?:\/\/[^/]+$/.test(origin) || URL.parse(origin)?.origin !== origin) {
+        problems.push(`${name}: ${origin} is not an origin like https://chat.example.com`);
+      }
+    }
+    return Object.freeze(listed);
+  };
 
   const config: Config = {
     host: text("RECEIPTS_HOST", "127.0.0.1"),
     port: integer("RECEIPTS_PORT", 8080, 0, 65_535),
-    store: oneOf("RECEIPTS_STORE", "embedded", ["embedded"] as const),
+    store: oneOf("RECEIPTS_STORE", "embedded", ["embedded", "cassandra"] as const),
+    cassandra: {
+      contactPoints: hostPorts("RECEIPTS_CASSANDRA_CONTACT_POINTS", "127.0.0.1:9042"),
+      localDataCenter: text("RECEIPTS_CASSANDRA_LOCAL_DC", "datacenter1"),
+      keyspace: text("RECEIPTS_CASSANDRA_KEYSPACE", "receipts"),
+      replication: text(
+        "RECEIPTS_CASSANDRA_REPLICATION",
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+      ),
+      consistency: oneOf("RECEIPTS_CASSANDRA_CONSISTENCY", "LOCAL_QUORUM", consistencyLevels),
+      serialConsistency: oneOf("RECEIPTS_CASSANDRA_SERIAL_CONSISTENCY", "LOCAL_SERIAL", [
+        "LOCAL_SERIAL",
+        "SERIAL",
+      ] as const),
+      cacheTtlMs: integer("RECEIPTS_REDIS_CACHE_TTL_SECONDS", 300, 1, 86_400) * 1000,
+    },
+    // Instances sharing a networked store need the Redis feed to see each other's changes.
+    changeFeed: oneOf(
+      "RECEIPTS_CHANGE_FEED",
+      text("RECEIPTS_STORE", "embedded") === "embedded" ? "embedded" : "redis",
+      ["embedded", "redis"] as const,
+    ),
+    redisUrl: text("RECEIPTS_REDIS_URL", "redis://127.0.0.1:6379"),
+    redisKeyPrefix: text("RECEIPTS_REDIS_KEY_PREFIX", "receipts:"),
     dataDir: text("RECEIPTS_DATA_DIR", ".data"),
     logLevel: oneOf("RECEIPTS_LOG_LEVEL", "info", logLevels),
     watch: {
@@ -64,7 +148,55 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       maxStreams: integer("RECEIPTS_MAX_STREAMS", 100_000, 1, 10_000_000),
     },
     shutdownGraceMs: integer("RECEIPTS_SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600) * 1000,
+    shutdownDelayMs: integer("RECEIPTS_SHUTDOWN_DELAY_SECONDS", 0, 0, 300) * 1000,
+    corsOrigins: origins("RECEIPTS_CORS_ORIGINS"),
+    tenants: {
+      file: env.RECEIPTS_TENANTS_FILE || undefined,
+      json: env.RECEIPTS_TENANTS || undefined,
+      pollIntervalMs: integer("RECEIPTS_TENANTS_POLL_SECONDS", 5, 1, 3_600) * 1000,
+    },
+    rateLimiter: oneOf(
+      "RECEIPTS_RATE_LIMITER",
+      // Instances that share a change feed through Redis share their buckets there too.
+      text(
+        "RECEIPTS_CHANGE_FEED",
+        text("RECEIPTS_STORE", "embedded") === "embedded" ? "embedded" : "redis",
+      ) === "redis"
+        ? "redis"
+        : "embedded",
+      ["embedded", "redis"] as const,
+    ),
+    maxRequestBytes: integer("RECEIPTS_MAX_REQUEST_BYTES", 1_048_576, 1_024, 67_108_864),
   };
+  if (
+    config.tenants.file === undefined &&
+    config.tenants.json === undefined &&
+    !isLoopback(config.host)
+  ) {
+    problems.push(
+      `RECEIPTS_HOST=${config.host}: without tenants (RECEIPTS_TENANTS_FILE or RECEIPTS_TENANTS) the service runs in development mode, without credentials, and listens on loopback only (127.0.0.1, ::1, localhost)`,
+    );
+  }
+  if (!isValidKeyspace(config.cassandra.keyspace)) {
+    problems.push(
+      `RECEIPTS_CASSANDRA_KEYSPACE=${config.cassandra.keyspace}: must be lower-case letters, digits and _, starting with a letter`,
+    );
+  }
+  // A CQL map literal: spliced into CREATE KEYSPACE, so nothing that could end the statement.
+  if (!/^\{[^;{}]*\}$/.test(config.cassandra.replication.trim())) {
+    problems.push(
+      `RECEIPTS_CASSANDRA_REPLICATION=${config.cassandra.replication}: must be a CQL map like {'class': 'NetworkTopologyStrategy', 'datacenter1': 3}`,
+    );
+  }
+  if (!/^rediss?:$/.test(URL.parse(config.redisUrl)?.protocol ?? "")) {
+    problems.push(`RECEIPTS_REDIS_URL=${config.redisUrl}: must be a redis:// or rediss:// URL`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+/** Loopback addresses only: development mode must not be reachable from another machine. */
+function isLoopback(host: string): boolean {
+  if (host === "localhost" || host === "::1") return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

@@ -1,6 +1,7 @@
 import { openBackend, startApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { collectProcessMetrics } from "./ops/metrics.js";
 
 /** The composition root: the only place that reads the environment and listens. */
 async function main(): Promise<void> {
@@ -15,8 +16,17 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger({ level: config.logLevel });
-  const backend = await openBackend(config);
-  const app = await startApp(config, backend, logger);
+  const backend = await openBackend(config, logger);
+  const app = await startApp(config, backend, logger).catch((error: unknown) => {
+    // Tenants are read when the app starts: a bad tenant file is a configuration error too.
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  });
+  // Process metrics (CPU, memory, event loop, GC) once per process, beside the app's own.
+  collectProcessMetrics(app.metrics);
   logger.info(
     { host: config.host, port: app.port, store: config.store },
     "read-receipt service listening (gRPC, gRPC-Web, Connect)",
@@ -37,6 +47,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGHUP", () => void app.reloadTenants());
 }
 
 await main();

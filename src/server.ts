@@ -1,8 +1,9 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import type { Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ConnectRouter, cors as connectCors, type Interceptor } from "@connectrpc/connect";
+import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import cors from "cors";
 import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/routes.js";
 
 export interface ServerOptions {
@@ -10,6 +11,14 @@ export interface ServerOptions {
   readonly interceptors?: readonly Interceptor[];
   /** Aborted when the server starts shutting down; in-flight handlers see it. */
   readonly shutdownSignal?: AbortSignal;
+  /** Browser origins allowed to call cross-origin; none by default. */
+  readonly corsOrigins?: readonly string[];
+  /** Largest request message accepted; larger ones get RESOURCE_EXHAUSTED unread. */
+  readonly readMaxBytes?: number;
+  /** More services on the same port, registered after the API (health, reflection). */
+  readonly routes?: (router: ConnectRouter) => void;
+  /** Answers plain HTTP requests that match no RPC (probes, metrics); 404 by default. */
+  readonly fallback?: ConnectNodeAdapterOptions["fallback"];
 }
 
 export interface ReceiptServer {
@@ -21,6 +30,26 @@ export interface ReceiptServer {
 
 const http2Preface = "PRI * HTTP/2.0";
 
+type NodeHandler = ReturnType<typeof connectNodeAdapter>;
+
+/**
+ * Lets pages of the allowed origins call every RPC, the server stream included:
+ * preflights are answered here, before the Connect adapter, and responses
+ * expose the headers a browser client reads. Other origins get no CORS headers,
+ * so browsers refuse to send their calls.
+ */
+function withCors(handler: NodeHandler, origins: readonly string[]): NodeHandler {
+  if (origins.length === 0) return handler;
+  const middleware = cors({
+    origin: [...origins],
+    methods: [...connectCors.allowedMethods],
+    allowedHeaders: [...connectCors.allowedHeaders, "Authorization"],
+    exposedHeaders: [...connectCors.exposedHeaders, "Resume-Token", "Retry-After-Ms"],
+    maxAge: 7_200,
+  });
+  return (request, response) => middleware(request, response, () => handler(request, response));
+}
+
 /**
  * One port for every protocol: a connection that opens with the HTTP/2
  * preface (gRPC, Connect over h2c) goes to the HTTP/2 server; anything else
@@ -28,11 +57,19 @@ const http2Preface = "PRI * HTTP/2.0";
  * Node's cleartext HTTP/2 server cannot fall back to HTTP/1.1 by itself.
  */
 export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}): ReceiptServer {
-  const handler = connectNodeAdapter({
-    routes: (router) => registerRoutes(router, deps),
-    interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
-    shutdownSignal: options.shutdownSignal,
-  });
+  const handler = withCors(
+    connectNodeAdapter({
+      routes: (router) => {
+        registerRoutes(router, deps);
+        options.routes?.(router);
+      },
+      fallback: options.fallback,
+      interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
+      shutdownSignal: options.shutdownSignal,
+      readMaxBytes: options.readMaxBytes,
+    }),
+    options.corsOrigins ?? [],
+  );
   const h1 = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
   const h2 = http2.createServer({}, handler);
   const sockets = new Set<net.Socket>();

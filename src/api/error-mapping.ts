@@ -42,6 +42,10 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
       Code.Unavailable,
     );
   }
+  // A handler stopped by its call's signal (client gone, no reason given): not a fault.
+  if (error instanceof Error && error.name === "AbortError") {
+    return new ConnectError("the call was cancelled", Code.Canceled);
+  }
   logger.error({ err: error, procedure }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);
 }

@@ -6,16 +6,19 @@ import {
   type MembershipService as MembershipServiceDesc,
   RemoveMembersResponseSchema,
 } from "../../gen/receipts/v1/membership_pb.js";
+import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
 import { msFromTimestamp, timestampFromMsValue } from "./convert.js";
-import { tenantKey } from "./tenant-context.js";
+import { callerKey, tenantKey } from "./tenant-context.js";
 
 /** MembershipService: proto in, domain call, proto out. */
 export function membershipRoutes(
   membership: MembershipService,
+  policy: AccessPolicy,
 ): ServiceImpl<typeof MembershipServiceDesc> {
   return {
     async addMembers(request, context) {
+      policy.requireService(context.values.get(callerKey), "MembershipService");
       const result = await membership.addMembers(context.values.get(tenantKey), {
         groupId: request.groupId,
         userIds: request.userIds,
@@ -25,6 +28,7 @@ export function membershipRoutes(
     },
 
     async removeMembers(request, context) {
+      policy.requireService(context.values.get(callerKey), "MembershipService");
       const result = await membership.removeMembers(context.values.get(tenantKey), {
         groupId: request.groupId,
         userIds: request.userIds,
@@ -34,6 +38,7 @@ export function membershipRoutes(
     },
 
     async listMembers(request, context) {
+      policy.requireService(context.values.get(callerKey), "MembershipService");
       const page = await membership.listMembers(context.values.get(tenantKey), request);
       return create(ListMembersResponseSchema, {
         members: page.items.map((m) => ({

@@ -12,6 +12,7 @@ import {
   type WatchReceiptsResponse,
   WatchReceiptsResponseSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
+import type { AccessPolicy, Caller } from "../domain/access-policy.js";
 import type { ReceiptChange } from "../domain/model.js";
 import type { ReceiptService } from "../domain/receipt-service.js";
 import type { ReceiptWatcher, WatchEvent } from "../domain/receipt-watcher.js";
@@ -22,49 +23,65 @@ import {
   receiptToProto,
   timestampFromMsValue,
 } from "./convert.js";
-import { tenantKey } from "./tenant-context.js";
+import { callerKey, tenantKey } from "./tenant-context.js";
 
 const tenantOf = (context: HandlerContext): string => context.values.get(tenantKey);
+const callerOf = (context: HandlerContext): Caller => context.values.get(callerKey);
 
 /** ReadReceiptService: proto in, domain call, proto out. */
 export function receiptRoutes(
   receipts: ReceiptService,
   watcher: ReceiptWatcher,
+  policy: AccessPolicy,
 ): ServiceImpl<typeof ReadReceiptService> {
   return {
     async trackMessages(request, context) {
-      const result = await receipts.trackMessages(
-        tenantOf(context),
-        request.messages.map((m) => ({
-          conversationId: m.conversationId,
-          conversationType: conversationTypeToDomain(m.conversationType),
-          messageId: m.messageId,
-          senderId: m.senderId,
-          sentAt: msFromTimestamp(m.sentAt),
-          receiverId: m.receiverId,
-        })),
-      );
+      const messages = request.messages.map((m) => ({
+        conversationId: m.conversationId,
+        conversationType: conversationTypeToDomain(m.conversationType),
+        messageId: m.messageId,
+        senderId: m.senderId,
+        sentAt: msFromTimestamp(m.sentAt),
+        receiverId: m.receiverId,
+      }));
+      await policy.authorizeTrackMessages(tenantOf(context), callerOf(context), messages);
+      const result = await receipts.trackMessages(tenantOf(context), messages);
       return create(TrackMessagesResponseSchema, result);
     },
 
     async sendReceipts(request, context) {
-      const receiptsAfter = await receipts.sendReceipts(tenantOf(context), request);
+      const readerId = await policy.authorizeSendReceipts(
+        tenantOf(context),
+        callerOf(context),
+        request,
+      );
+      const receiptsAfter = await receipts.sendReceipts(tenantOf(context), {
+        conversationId: request.conversationId,
+        readerId,
+        messageIds: request.messageIds,
+      });
       return create(SendReceiptsResponseSchema, { receipts: receiptsAfter.map(receiptToProto) });
     },
 
     async getReceipts(request, context) {
+      await policy.authorizeGetReceipts(tenantOf(context), callerOf(context), request);
       const found = await receipts.getReceipts(tenantOf(context), request);
       return create(GetReceiptsResponseSchema, { receipts: found.map(receiptToProto) });
     },
 
     async listReadMembers(request, context) {
-      const page = await receipts.listReadMembers(tenantOf(context), {
-        conversationId: request.conversationId,
-        messageId: request.messageId,
-        filter: readFilterToDomain(request.filter),
-        pageSize: request.pageSize,
-        pageToken: request.pageToken,
-      });
+      await policy.authorizeListReadMembers(tenantOf(context), callerOf(context), request);
+      const page = await receipts.listReadMembers(
+        tenantOf(context),
+        {
+          conversationId: request.conversationId,
+          messageId: request.messageId,
+          filter: readFilterToDomain(request.filter),
+          pageSize: request.pageSize,
+          pageToken: request.pageToken,
+        },
+        context.signal,
+      );
       return create(ListReadMembersResponseSchema, {
         members: page.items.map((m) => ({
           userId: m.userId,
@@ -76,11 +93,20 @@ export function receiptRoutes(
     },
 
     async markConversationRead(request, context) {
-      const result = await receipts.markConversationRead(tenantOf(context), {
-        conversationId: request.conversationId,
-        readerId: request.readerId,
-        readUpTo: msFromTimestamp(request.readUpTo),
-      });
+      const readerId = await policy.authorizeMarkConversationRead(
+        tenantOf(context),
+        callerOf(context),
+        request,
+      );
+      const result = await receipts.markConversationRead(
+        tenantOf(context),
+        {
+          conversationId: request.conversationId,
+          readerId,
+          readUpTo: msFromTimestamp(request.readUpTo),
+        },
+        context.signal,
+      );
       return create(MarkConversationReadResponseSchema, {
         readUpTo: timestampFromMsValue(result.readUpTo),
         markedCount: result.markedCount,
@@ -88,6 +114,7 @@ export function receiptRoutes(
     },
 
     async *watchReceipts(request, context) {
+      await policy.authorizeWatchReceipts(tenantOf(context), callerOf(context), request);
       const events = watcher.watch(
         tenantOf(context),
         {

@@ -1,6 +1,7 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { MembershipService as MembershipServiceDesc } from "../../gen/receipts/v1/membership_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
+import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
 import type { ReceiptService } from "../domain/receipt-service.js";
 import type { ReceiptWatcher } from "../domain/receipt-watcher.js";
@@ -13,13 +14,15 @@ export interface ApiDeps {
   readonly receipts: ReceiptService;
   readonly membership: MembershipService;
   readonly watcher: ReceiptWatcher;
+  /** Who may do what; checked by every handler before it calls the domain. */
+  readonly policy: AccessPolicy;
   readonly logger: Logger;
 }
 
 /** Registers every service of the API on a router. */
 export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
-  router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher));
-  router.service(MembershipServiceDesc, membershipRoutes(deps.membership));
+  router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher, deps.policy));
+  router.service(MembershipServiceDesc, membershipRoutes(deps.membership, deps.policy));
 }
 
 /** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */

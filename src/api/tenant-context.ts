@@ -1,7 +1,11 @@
 import { createContextKey } from "@connectrpc/connect";
+import { type Caller, serviceCaller } from "../domain/access-policy.js";
 
-/** Until authentication exists, every call belongs to one default tenant. */
+/** Without configured tenants (development mode), every call belongs to one default tenant. */
 export const defaultTenant = "default";
 
 /** The tenant a call acts for; set by the authentication interceptor. */
 export const tenantKey = createContextKey<string>(defaultTenant, { description: "tenant id" });
+
+/** Who is calling; set by the authentication interceptor (development mode: a service caller). */
+export const callerKey = createContextKey<Caller>(serviceCaller, { description: "caller" });

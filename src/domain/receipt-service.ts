@@ -150,6 +150,8 @@ export class ReceiptService {
       pageSize: number;
       pageToken: string;
     },
+    /** Aborted when the caller gives up (deadline, cancel): no store call starts after that. */
+    signal?: AbortSignal,
   ): Promise<Page<ReadMember>> {
     const conversationId = requireId("conversation_id", request.conversationId);
     const messageId = requireId("message_id", request.messageId);
@@ -162,6 +164,7 @@ export class ReceiptService {
     const after = decodePageToken("page_token", request.pageToken, scope);
     const [message] = await this.#messagesOf(tenant, conversationId, [messageId], "message_id");
     if (message === undefined) throw new Error("unreachable: #messagesOf returns every id");
+    signal?.throwIfAborted();
 
     // One extra row tells whether another page follows.
     const rows: ReadMember[] =
@@ -178,6 +181,8 @@ export class ReceiptService {
   async markConversationRead(
     tenant: string,
     request: { conversationId: string; readerId: string; readUpTo: number | undefined },
+    /** Aborted when the caller gives up: the batch loop stops before its next store call. */
+    signal?: AbortSignal,
   ): Promise<{ readUpTo: number; markedCount: number }> {
     const conversationId = requireId("conversation_id", request.conversationId);
     const readerId = requireId("reader_id", request.readerId);
@@ -194,6 +199,7 @@ export class ReceiptService {
     if (previous === undefined || upTo > previous) {
       let cursor: TrackedMessage | undefined;
       for (;;) {
+        signal?.throwIfAborted();
         const batch = await this.#store.listMessagesSentBetween(
           tenant,
           conversationId,
@@ -203,6 +209,7 @@ export class ReceiptService {
         );
         const mine = batch.filter((m) => m.senderId !== readerId);
         const included = await this.#audience.includes(tenant, readerId, mine);
+        signal?.throwIfAborted();
         markedCount += await this.#record(
           tenant,
           readerId,
@@ -212,6 +219,7 @@ export class ReceiptService {
         cursor = batch.at(-1);
       }
     }
+    signal?.throwIfAborted();
     const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo);
     if (horizon.current !== horizon.previous) {
       await this.#feed.publish(tenant, [

@@ -66,7 +66,11 @@ export class ReceiptWatcher {
 
     const subscription = new Subscription(this.#options.bufferLimit);
     this.#open.add(subscription);
-    const unlisten = feed.listen(tenant, (change) => subscription.push(change));
+    // Changes this stream does not want never wake it: only their position is kept.
+    const unlisten = feed.listen(tenant, (change) => {
+      if (matches(filter, change.change)) subscription.push(change);
+      else subscription.passed = change.position;
+    });
     const onAbort = () => subscription.wake();
     signal.addEventListener("abort", onAbort);
     try {
@@ -109,6 +113,9 @@ export class ReceiptWatcher {
           }
           continue;
         }
+        // Queue empty: every change up to the last one passed over was delivered or filtered out.
+        const passed = subscription.passed;
+        if (passed !== undefined && feed.comparePositions(passed, position) > 0) position = passed;
         const untilBeat = lastBeat + this.#options.heartbeatMs - this.#clock();
         if (untilBeat <= 0) {
           lastBeat = this.#clock();
@@ -137,6 +144,8 @@ class Subscription {
   readonly #limit: number;
   #wakeUp: (() => void) | undefined;
   overflowed = false;
+  /** Position of the latest change the stream's filter passed over. */
+  passed: string | undefined;
 
   constructor(limit: number) {
     this.#limit = limit;

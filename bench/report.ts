@@ -1,0 +1,126 @@
+import type { FanOutResult } from "./scenarios/fan-out.js";
+import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
+import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
+import type { LargeGroupResult } from "./scenarios/large-group.js";
+import type { SendReceiptsResult } from "./scenarios/send-receipts.js";
+import type { SoakResult } from "./scenarios/soak.js";
+
+export interface BackendResults {
+  send?: SendReceiptsResult;
+  get?: GetReceiptsResult;
+  fanOut?: FanOutResult;
+  idleStreams?: IdleStreamsResult;
+  largeGroup?: LargeGroupResult;
+  soak?: SoakResult;
+  failures: Record<string, string>;
+}
+
+export interface BenchResults {
+  readonly date: string;
+  readonly mode: string;
+  readonly machine: Record<string, unknown>;
+  readonly versions: Record<string, string>;
+  readonly settings: Record<string, unknown>;
+  readonly backends: Record<string, BackendResults>;
+}
+
+const n = (value: number | undefined, digits = 2): string =>
+  value === undefined || !Number.isFinite(value)
+    ? "—"
+    : value.toLocaleString("en-US", { maximumFractionDigits: digits });
+const met = (floor: { met: boolean } | undefined): string =>
+  floor === undefined ? "—" : floor.met ? "met" : "**not met**";
+
+/** The results table of one run, as Markdown. */
+export function renderTable(results: BenchResults): string {
+  const lines = [
+    `Run of ${results.date} (${results.mode} mode). Machine: ${results.machine.nproc} CPUs (${results.machine.cpuModel}), ${results.machine.memoryGiB} GiB, Linux ${results.machine.kernel}.`,
+    "",
+    `Versions: ${Object.entries(results.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}.`,
+    "",
+    `Settings: ${Object.entries(results.settings)
+      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+      .join(", ")}.`,
+    "",
+    "| store | scenario | figure | ceiling (same run) | ratio | floor | |",
+    "|---|---|---|---|---|---|---|",
+  ];
+  for (const [backend, r] of Object.entries(results.backends)) {
+    const row = (scenario: string, figure: string, ceiling: string, ratio: string, floor: string, ok: string) =>
+      lines.push(`| ${backend} | ${scenario} | ${figure} | ${ceiling} | ${ratio} | ${floor} | ${ok} |`);
+    if (r.send) {
+      const s = r.send;
+      row(
+        "SendReceipts",
+        `${n(s.receiptsPerSecond, 0)} receipts/s (${s.callsInFlight} calls × ${s.workload.idsPerCall} ids in flight; call p99 ${n(s.callLatency.p99Ms)} ms; ${s.errors} errors)`,
+        `${n(s.ceiling.receiptsPerSecond, 0)} receipts/s${s.ceiling.withClaimReceiptsPerSecond === undefined ? "" : ` (${n(s.ceiling.withClaimReceiptsPerSecond, 0)} with the LWT claim)`}`,
+        `${n(s.ratio)}×`,
+        s.floor.target,
+        met(s.floor),
+      );
+    }
+    if (r.get) {
+      const g = r.get;
+      row(
+        "GetReceipts, hot, at half of peak",
+        `p50 ${n(g.halfPeak.getReceipts.latency.p50Ms)} / p99 ${n(g.halfPeak.getReceipts.latency.p99Ms)} ms at ${n(g.halfPeak.getReceipts.callsPerSecond, 0)} calls/s (peak ${n(g.peak.getReceipts.callsPerSecond, 0)})`,
+        `empty RPC p50 ${n(g.halfPeak.emptyRpc.latency.p50Ms)} / p99 ${n(g.halfPeak.emptyRpc.latency.p99Ms)} ms (peak ${n(g.peak.emptyRpc.callsPerSecond, 0)}); ioredis p99 ${n(g.halfPeak.redisRead.latency.p99Ms)} ms`,
+        `p50 ${n(g.ratios.p50VsEmpty)}×, p99 ${n(g.ratios.p99VsEmpty)}× empty; p99 ${n(g.ratios.p99VsRedis)}× redis; peak ${n(g.ratios.peakVsEmpty)}×`,
+        g.floor.target,
+        met(g.floor),
+      );
+    }
+    if (r.fanOut) {
+      const f = r.fanOut;
+      row(
+        `Fan-out to ${n(f.watchers, 0)} watchers`,
+        `p50 ${n(f.latency.p50Ms)} / p99 ${n(f.latency.p99Ms)} ms (${n(f.delivered, 0)} of ${n(f.expected, 0)} delivered)`,
+        `empty stream p50 ${n(f.ceiling.latency.p50Ms)} / p99 ${n(f.ceiling.latency.p99Ms)} ms`,
+        `p50 ${n(f.ratios.p50)}×, p99 ${n(f.ratios.p99)}×`,
+        f.floor.target,
+        met(f.floor),
+      );
+    }
+    if (r.idleStreams) {
+      const i = r.idleStreams;
+      row(
+        "Idle WatchReceipts streams",
+        `${n(i.opened, 0)} open over ${i.connections} connections (${n(i.failed, 0)} refused); ${n(i.bytesPerStream.rss, 0)} B RSS, ${n(i.bytesPerStream.heap, 0)} B heap per stream; loop delay p99 ${n(i.eventLoopDelayMs.idle.p99)} ms idle, ${n(i.eventLoopDelayMs.pushing.p99)} ms pushing ${i.pushed.perSecond} updates/s`,
+        "—",
+        "—",
+        i.floor.target,
+        met(i.floor),
+      );
+    }
+    if (r.largeGroup) {
+      const l = r.largeGroup;
+      row(
+        "Group of 100,000",
+        `TrackMessages p50 ${n(l.trackMessages.large.p50Ms)} / p99 ${n(l.trackMessages.large.p99Ms)} ms; ListReadMembers page of ${l.listReadMembers.pageSize} p99 ${n(l.listReadMembers.unread.p99Ms)} ms UNREAD, ${n(l.listReadMembers.read.p99Ms)} ms READ`,
+        `10-member group: TrackMessages p50 ${n(l.trackMessages.small.p50Ms)} / p99 ${n(l.trackMessages.small.p99Ms)} ms`,
+        `p50 ${n(l.trackMessages.p50Ratio)}×, p99 ${n(l.trackMessages.p99Ratio)}×`,
+        l.floor.target,
+        met(l.floor),
+      );
+    }
+    if (r.soak) {
+      const s = r.soak;
+      const first = s.windows[0];
+      const last = s.windows.at(-1);
+      row(
+        `Soak, ${n(s.durationSeconds / 60, 1)} min mixed`,
+        `last window: p99 ${n(last?.latency.p99Ms)} / p99.9 ${n(last?.latency.p999Ms)} ms, RSS ${n(last?.rssMiB, 0)} MiB, ${last?.activeHandles} handles; worst p99.9/p99 ${n(s.worstP999OverP99)}`,
+        `first window: p99 ${n(first?.latency.p99Ms)} / p99.9 ${n(first?.latency.p999Ms)} ms, RSS ${n(first?.rssMiB, 0)} MiB, ${first?.activeHandles} handles`,
+        `RSS ${n(s.growth.rss)}×, handles ${n(s.growth.activeHandles)}×, p99.9 ${n(s.growth.p999)}×`,
+        s.floor.target,
+        met(s.floor),
+      );
+    }
+    for (const [scenario, error] of Object.entries(r.failures)) {
+      row(scenario, `failed: ${error.split("\n")[0]}`, "—", "—", "—", "**not run**");
+    }
+  }
+  return lines.join("\n");
+}

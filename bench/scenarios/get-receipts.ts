@@ -1,0 +1,112 @@
+import { create } from "@bufbuild/protobuf";
+import { Redis } from "ioredis";
+import { GetReceiptsRequestSchema } from "../../gen/receipts/v1/receipts_pb.js";
+import { type BenchContext, seedWorkload } from "../bench-context.js";
+import { EmptyRequestSchema } from "../gen/bench/v1/bench_pb.js";
+import { grpcBody, type H2loadRun, h2load } from "../h2load.js";
+import { type LatencySummary, ratio, round, summarize } from "../latency-stats.js";
+import type { ThroughputResult } from "../load-tasks.js";
+import { runLoad } from "../processes.js";
+import { groupId, messageId, receiptCall, type Workload } from "../workload.js";
+
+export interface GetReceiptsResult {
+  readonly request: string;
+  readonly peak: { readonly getReceipts: H2loadRun; readonly emptyRpc: H2loadRun };
+  readonly halfPeak: {
+    readonly offeredCallsPerSecond: number;
+    readonly getReceipts: H2loadRun;
+    readonly emptyRpc: H2loadRun;
+    readonly redisRead: { readonly callsPerSecond: number; readonly latency: LatencySummary };
+  };
+  readonly ratios: {
+    readonly p50VsEmpty: number;
+    readonly p99VsEmpty: number;
+    readonly p99VsRedis: number;
+    readonly peakVsEmpty: number;
+  };
+  readonly floor: { readonly target: string; readonly met: boolean };
+}
+
+/**
+ * GetReceipts of 10 hot messages (read again and again, so their counts are
+ * cached where the store caches) with h2load over h2c: its peak, then half
+ * of it; the empty RPC at the same offered rate; a bare ioredis read of the
+ * same number of read-count sets.
+ */
+export async function getReceiptsScenario(context: BenchContext): Promise<GetReceiptsResult> {
+  const quick = context.mode === "quick";
+  const w: Workload = {
+    prefix: `${context.runId}h-`,
+    groups: 1,
+    members: 51,
+    messagesPerGroup: 10,
+    idsPerCall: 10,
+    sentAt: Date.now() - 60_000,
+  };
+  await seedWorkload(context, w);
+  for (let i = 0; i < 20; i++) {
+    const call = receiptCall(w, i);
+    await context.receipts.sendReceipts({
+      conversationId: call.conversationId,
+      readerId: call.readerId,
+      messageIds: call.messageIds,
+    });
+  }
+  const request = create(GetReceiptsRequestSchema, {
+    conversationId: groupId(w, 0),
+    messageIds: Array.from({ length: 10 }, (_, k) => messageId(w, 0, k)),
+  });
+  const answer = await context.receipts.getReceipts(request);
+  if (answer.receipts[0]?.readCount !== 20) throw new Error("GetReceipts does not see the receipts");
+  await context.bench.empty({});
+
+  const base = `http://${context.service.address}`;
+  const get = grpcBody(GetReceiptsRequestSchema, request);
+  const empty = grpcBody(EmptyRequestSchema, create(EmptyRequestSchema));
+  const clients = 8;
+  const shape = { clients, streamsPerClient: 8, durationS: quick ? 8 : 30, warmUpS: 2 };
+  const getUrl = `${base}/receipts.v1.ReadReceiptService/GetReceipts`;
+  const emptyUrl = `${base}/bench.v1.BenchService/Empty`;
+  context.log("get: peak with h2load");
+  const peakGet = await h2load({ ...shape, url: getUrl, body: get });
+  const peakEmpty = await h2load({ ...shape, url: emptyUrl, body: empty });
+
+  const offered = peakGet.callsPerSecond / 2;
+  const rpsPerClient = Math.max(1, Math.round(offered / clients));
+  context.log(`get: half of peak, ${rpsPerClient * clients} calls/s`);
+  const halfGet = await h2load({ ...shape, url: getUrl, body: get, rpsPerClient });
+  const halfEmpty = await h2load({ ...shape, url: emptyUrl, body: empty, rpsPerClient });
+
+  // The read-count cache keeps one set per message: read as many sets, as often.
+  const redis = new Redis(context.redisUrl);
+  const keys = Array.from({ length: 10 }, (_, k) => `${context.redisPrefix}bench-hot-${k}`);
+  for (const key of keys) {
+    await redis.sadd(key, ...Array.from({ length: 21 }, (_, i) => `reader-${i}`));
+  }
+  redis.disconnect();
+  const bare = await runLoad<ThroughputResult>({
+    kind: "redis-read",
+    url: context.redisUrl,
+    keys,
+    concurrency: clients * 8,
+    rate: rpsPerClient * clients,
+    durationMs: shape.durationS * 1000,
+  });
+  const redisRead = {
+    callsPerSecond: round((bare.calls * 1000) / bare.elapsedMs, 1),
+    latency: summarize(bare.latenciesMs),
+  };
+  const p99VsEmpty = ratio(halfGet.latency.p99Ms, halfEmpty.latency.p99Ms);
+  return {
+    request: "10 message ids of one conversation, 20 readers each",
+    peak: { getReceipts: peakGet, emptyRpc: peakEmpty },
+    halfPeak: { offeredCallsPerSecond: rpsPerClient * clients, getReceipts: halfGet, emptyRpc: halfEmpty, redisRead },
+    ratios: {
+      p50VsEmpty: ratio(halfGet.latency.p50Ms, halfEmpty.latency.p50Ms),
+      p99VsEmpty,
+      p99VsRedis: ratio(halfGet.latency.p99Ms, redisRead.latency.p99Ms),
+      peakVsEmpty: ratio(peakGet.callsPerSecond, peakEmpty.callsPerSecond),
+    },
+    floor: { target: "p99 ≤ 3 × the empty RPC's p99", met: p99VsEmpty <= 3 },
+  };
+}

@@ -1,0 +1,128 @@
+import { join } from "node:path";
+import { type BenchContext, seedWorkload } from "../bench-context.js";
+import { type LatencySummary, ratio, round, summarize } from "../latency-stats.js";
+import type { ThroughputResult } from "../load-tasks.js";
+import { runLoad, serverCpu } from "../processes.js";
+import type { Workload } from "../workload.js";
+
+export interface SendReceiptsResult {
+  readonly workload: Workload;
+  readonly loadProcesses: number;
+  readonly callsInFlight: number;
+  readonly receiptsPerSecond: number;
+  readonly callLatency: LatencySummary;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly ceiling: {
+    readonly what: string;
+    readonly receiptsPerSecond: number;
+    readonly receiptsInFlight: number;
+    /** Cassandra only: the same rows plus the store's lightweight-transaction claim. */
+    readonly withClaimReceiptsPerSecond?: number;
+  };
+  readonly ratio: number;
+  readonly floor: { readonly target: string; readonly met: boolean };
+}
+
+/**
+ * SendReceipts from several load processes, each reader acknowledging
+ * `idsPerCall` messages per call, every (reader, message) pair new; against a
+ * bare insert loop of the same rows on the same store.
+ */
+export async function sendReceiptsScenario(context: BenchContext): Promise<SendReceiptsResult> {
+  const quick = context.mode === "quick";
+  const workload: Workload = {
+    prefix: `${context.runId}s-`,
+    groups: quick ? 50 : 100,
+    members: quick ? 21 : 51,
+    messagesPerGroup: quick ? 100 : 200,
+    idsPerCall: 10,
+    sentAt: Date.now() - 60_000,
+  };
+  const durationMs = quick ? 10_000 : 30_000;
+  const workers = 2;
+  const concurrency = 16;
+  context.log(`send: seeding ${workload.groups} groups`);
+  await seedWorkload(context, workload);
+
+  context.log("send: SendReceipts through the service");
+  const results = await Promise.all(
+    Array.from({ length: workers }, (_, worker) =>
+      runLoad<ThroughputResult>({
+        kind: "send",
+        address: context.service.address,
+        workload,
+        worker,
+        workers,
+        concurrency,
+        connections: 2,
+        durationMs,
+      }),
+    ),
+  );
+  const receipts = results.reduce((sum, r) => sum + r.receipts, 0);
+  const elapsed = Math.max(...results.map((r) => r.elapsedMs));
+  const receiptsPerSecond = round((receipts * 1000) / elapsed, 1);
+  const callsInFlight = workers * concurrency;
+  const receiptsInFlight = callsInFlight * workload.idsPerCall;
+
+  // The ceiling runs where the service runs (its CPU), with fresh rows of the same shape.
+  const ceilingWorkload = { ...workload, prefix: `${context.runId}c-` };
+  let ceiling: SendReceiptsResult["ceiling"];
+  if (context.backend === "embedded") {
+    context.log("send: ceiling, a bare node:sqlite insert loop");
+    const bare = await runLoad<ThroughputResult>(
+      {
+        kind: "sqlite-ceiling",
+        path: join(context.scratchDir, `ceiling-${context.runId}.db`),
+        workload: ceilingWorkload,
+        durationMs,
+      },
+      serverCpu,
+    );
+    ceiling = {
+      what: "bare node:sqlite loop: the same receipts rows and read_count updates, one transaction per call of 10, WAL + synchronous=FULL, one writer (SQLite has one)",
+      receiptsPerSecond: round((bare.receipts * 1000) / bare.elapsedMs, 1),
+      receiptsInFlight: workload.idsPerCall,
+    };
+  } else {
+    const bare = async (withClaim: boolean) => {
+      const r = await runLoad<ThroughputResult>(
+        {
+          kind: "cassandra-ceiling",
+          ...context.cassandra,
+          workload: { ...ceilingWorkload, prefix: `${ceilingWorkload.prefix}${withClaim ? "l" : "p"}` },
+          concurrency: receiptsInFlight,
+          durationMs,
+          withClaim,
+        },
+        serverCpu,
+      );
+      return round((r.receipts * 1000) / r.elapsedMs, 1);
+    };
+    context.log("send: ceiling, a bare cassandra-driver insert loop");
+    const plain = await bare(false);
+    const withClaim = await bare(true);
+    ceiling = {
+      what: `bare cassandra-driver loop: readers_by_message + receipts_by_reader rows per receipt, prepared, ${context.cassandra.consistency}, ${receiptsInFlight} receipts in flight (the service's ${callsInFlight} calls × ${workload.idsPerCall})`,
+      receiptsPerSecond: plain,
+      receiptsInFlight,
+      withClaimReceiptsPerSecond: withClaim,
+    };
+  }
+  const r = ratio(receiptsPerSecond, ceiling.receiptsPerSecond);
+  const errors = results.reduce((sum, x) => sum + x.errors, 0);
+  const firstError = results.find((x) => x.firstError)?.firstError;
+  return {
+    workload,
+    loadProcesses: workers,
+    callsInFlight,
+    receiptsPerSecond,
+    callLatency: summarize(results.flatMap((x) => x.latenciesMs)),
+    errors,
+    ...(firstError ? { firstError } : {}),
+    ceiling,
+    ratio: r,
+    floor: { target: "≥ 0.7 × ceiling", met: r >= 0.7 },
+  };
+}

@@ -1,0 +1,198 @@
+import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { CallOptions, Client } from "@connectrpc/connect";
+import {
+  ConversationType,
+  GetReceiptsResponseSchema,
+  ListReadMembersResponseSchema,
+  MarkConversationReadResponseSchema,
+  ReadFilter,
+  type ReadReceiptService,
+  SendReceiptsResponseSchema,
+  TrackMessagesResponseSchema,
+  WatchReceiptsResponseSchema,
+} from "../../gen/receipts/v1/receipts_pb.js";
+import { usageError } from "./cli-error.js";
+import { describeReceipt, describeUpdate, formatTime, jsonLine, type Output } from "./output.js";
+
+/** What every command gets: the client, its options and positionals, and where to write. */
+export interface CommandContext {
+  readonly client: Client<typeof ReadReceiptService>;
+  readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;
+  readonly positionals: readonly string[];
+  readonly output: Output;
+  /** Per-call options: the --timeout deadline. */
+  readonly call: CallOptions;
+}
+
+export function required(context: CommandContext, name: string): string {
+  const value = context.options[name];
+  if (typeof value !== "string" || value === "") throw usageError(`--${name} is required`);
+  return value;
+}
+
+function optional(context: CommandContext, name: string): string | undefined {
+  const value = context.options[name];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** An RFC 3339 time such as 2026-01-02T10:00:00Z (a bare date counts as midnight UTC). */
+function time(name: string, value: string): Timestamp {
+  const ms = Date.parse(value);
+  if (!Number.isFinite(ms))
+    throw usageError(`--${name} ${value}: not a time like 2026-01-02T10:00:00Z`);
+  return timestampFromMs(ms);
+}
+
+export function wholeNumber(name: string, value: string, min: number, max: number): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < min || number > max) {
+    throw usageError(`--${name} ${value}: must be a whole number from ${min} to ${max}`);
+  }
+  return number;
+}
+
+function messageIds(context: CommandContext): string[] {
+  if (context.positionals.length === 0) throw usageError("give at least one message id");
+  return [...context.positionals];
+}
+
+export async function track(context: CommandContext): Promise<void> {
+  const receiverId = optional(context, "receiver") ?? "";
+  const type = optional(context, "type") ?? (receiverId === "" ? "group" : "c2c");
+  if (type !== "group" && type !== "c2c") throw usageError(`--type ${type}: must be group or c2c`);
+  const sentAt = optional(context, "sent-at");
+  const response = await context.client.trackMessages(
+    {
+      messages: [
+        {
+          conversationId: required(context, "conversation"),
+          conversationType: type === "c2c" ? ConversationType.C2C : ConversationType.GROUP,
+          messageId: required(context, "message"),
+          senderId: required(context, "sender"),
+          receiverId,
+          sentAt: sentAt === undefined ? timestampFromMs(Date.now()) : time("sent-at", sentAt),
+        },
+      ],
+    },
+    context.call,
+  );
+  context.output.out(
+    context.output.json
+      ? jsonLine(TrackMessagesResponseSchema, response)
+      : response.trackedCount === 1
+        ? "tracked 1 new message"
+        : "already tracked with the same data: nothing changed",
+  );
+}
+
+export async function send(context: CommandContext): Promise<void> {
+  const response = await context.client.sendReceipts(
+    {
+      conversationId: required(context, "conversation"),
+      readerId: required(context, "reader"),
+      messageIds: messageIds(context),
+    },
+    context.call,
+  );
+  if (context.output.json) context.output.out(jsonLine(SendReceiptsResponseSchema, response));
+  else for (const receipt of response.receipts) context.output.out(describeReceipt(receipt));
+}
+
+export async function get(context: CommandContext): Promise<void> {
+  const response = await context.client.getReceipts(
+    { conversationId: required(context, "conversation"), messageIds: messageIds(context) },
+    context.call,
+  );
+  if (context.output.json) context.output.out(jsonLine(GetReceiptsResponseSchema, response));
+  else for (const receipt of response.receipts) context.output.out(describeReceipt(receipt));
+}
+
+/** ListReadMembers: one page, or every page with --all. */
+export async function members(context: CommandContext): Promise<void> {
+  const filterName = optional(context, "filter") ?? "read";
+  if (filterName !== "read" && filterName !== "unread") {
+    throw usageError(`--filter ${filterName}: must be read or unread`);
+  }
+  const pageSize = optional(context, "page-size");
+  const request = {
+    conversationId: required(context, "conversation"),
+    messageId: required(context, "message"),
+    filter: filterName === "read" ? ReadFilter.READ : ReadFilter.UNREAD,
+    pageSize: pageSize === undefined ? 0 : wholeNumber("page-size", pageSize, 1, 1_000),
+    pageToken: optional(context, "page-token") ?? "",
+  };
+  const all = context.options.all === true;
+  // Bounded: a listing never has more pages than members, and --all stops at the last page.
+  for (;;) {
+    const page = await context.client.listReadMembers(request, context.call);
+    if (context.output.json) {
+      context.output.out(jsonLine(ListReadMembersResponseSchema, page));
+    } else {
+      for (const member of page.members) {
+        context.output.out(
+          member.readAt === undefined
+            ? member.userId
+            : `${member.userId}  read at ${formatTime(member.readAt)}`,
+        );
+      }
+    }
+    if (page.isFinished) return;
+    if (!all) {
+      if (!context.output.json) {
+        context.output.err(`more members: repeat with --page-token ${page.nextPageToken}`);
+      }
+      return;
+    }
+    request.pageToken = page.nextPageToken;
+  }
+}
+
+export async function markRead(context: CommandContext): Promise<void> {
+  const upTo = optional(context, "up-to");
+  const response = await context.client.markConversationRead(
+    {
+      conversationId: required(context, "conversation"),
+      readerId: required(context, "reader"),
+      readUpTo: upTo === undefined ? undefined : time("up-to", upTo),
+    },
+    context.call,
+  );
+  context.output.out(
+    context.output.json
+      ? jsonLine(MarkConversationReadResponseSchema, response)
+      : `marked ${response.markedCount} message${response.markedCount === 1 ? "" : "s"} read; read up to ${formatTime(response.readUpTo)}`,
+  );
+}
+
+/**
+ * Prints updates as they come until Ctrl-C, the stream's end, or --limit
+ * updates (heartbeats not counted). --json prints every message, heartbeats
+ * included: each carries the resume token to pass back with --resume-token.
+ */
+export async function watch(context: CommandContext, stop: AbortSignal): Promise<void> {
+  const limitText = optional(context, "limit");
+  const limit =
+    limitText === undefined ? Number.POSITIVE_INFINITY : wholeNumber("limit", limitText, 1, 1e9);
+  const conversations = context.options.conversation;
+  const request = {
+    conversationIds: Array.isArray(conversations) ? conversations : [],
+    senderId: optional(context, "sender") ?? "",
+    resumeToken: optional(context, "resume-token") ?? "",
+  };
+  const signal = AbortSignal.any([stop, ...(context.call.signal ? [context.call.signal] : [])]);
+  let updates = 0;
+  try {
+    for await (const response of context.client.watchReceipts(request, {
+      ...context.call,
+      signal,
+    })) {
+      const line = describeUpdate(response);
+      if (context.output.json) context.output.out(jsonLine(WatchReceiptsResponseSchema, response));
+      else if (line !== undefined) context.output.out(line);
+      if (line !== undefined && ++updates >= limit) return;
+    }
+  } catch (error) {
+    if (stop.aborted) return;
+    throw error;
+  }
+}

@@ -1,0 +1,277 @@
+import type { Conversation, ReceiptStore } from "../store/receipt-store.js";
+import { ReceiptError } from "./errors.js";
+import { limits } from "./limits.js";
+import type { ConversationType } from "./model.js";
+import { optionalId, requireId, requireIdList } from "./validate.js";
+
+/** Who is calling: a tenant's backend (API key) or one of its users (user token). */
+export type Caller =
+  | { readonly kind: "service" }
+  | { readonly kind: "user"; readonly userId: string };
+
+export const serviceCaller: Caller = Object.freeze({ kind: "service" });
+
+/** Per-tenant receipt settings, like the IM consoles' "group types that support read receipts". */
+export interface TenantSettings {
+  /** Receipts on or off per conversation type. */
+  readonly receipts: { readonly [type in ConversationType]: boolean };
+  /**
+   * The largest group (members when the message was sent) for which ListReadMembers lists who
+   * has and has not read; above it only the counts are served.
+   */
+  readonly maxGroupSizeForMemberLists: number;
+  /** Whether any current member, not only the sender, may list who has read a message. */
+  readonly readMembersOpenToMembers: boolean;
+}
+
+export const defaultTenantSettings: TenantSettings = Object.freeze({
+  receipts: Object.freeze({ c2c: true, group: true }),
+  maxGroupSizeForMemberLists: 10_000,
+  readMembersOpenToMembers: false,
+});
+
+export interface AccessPolicyDeps {
+  readonly store: ReceiptStore;
+  /** The tenant's current settings; reloadable, so asked on every call. */
+  readonly settingsOf?: (tenant: string) => TenantSettings;
+}
+
+/**
+ * Who may do what. Service callers may act for any user of their tenant; users act only as
+ * themselves and see only conversations they belong to. A refusal never tells a user whether
+ * the conversation, message or user they asked about exists: "not yours" and "not there" get
+ * the same answer until the user is known to belong to the conversation.
+ *
+ * "Belongs to" a group means a current member (reads of other people's activity), or a member
+ * now or before (acknowledging messages, where the audience rule then decides per message).
+ * A user may always read the receipts of messages they sent.
+ */
+export class AccessPolicy {
+  readonly #store: ReceiptStore;
+  readonly #settingsOf: (tenant: string) => TenantSettings;
+
+  constructor(deps: AccessPolicyDeps) {
+    this.#store = deps.store;
+    this.#settingsOf = deps.settingsOf ?? (() => defaultTenantSettings);
+  }
+
+  /** TrackMessages and MembershipService: the tenant's backend only. */
+  requireService(caller: Caller, rpc: string): void {
+    if (caller.kind !== "service") {
+      throw new ReceiptError("permission_denied", `${rpc} is for the tenant's backend only`);
+    }
+  }
+
+  async authorizeTrackMessages(
+    tenant: string,
+    caller: Caller,
+    messages: readonly { readonly conversationType: ConversationType | undefined }[],
+  ): Promise<void> {
+    this.requireService(caller, "TrackMessages");
+    const { receipts } = this.#settingsOf(tenant);
+    for (const [i, message] of messages.entries()) {
+      const type = message.conversationType;
+      if (type !== undefined && !receipts[type]) {
+        throw receiptsOff(type, `messages[${i}].conversation_type`);
+      }
+    }
+  }
+
+  /** Returns the reader to record: the request's, or the token's user when it left it empty. */
+  async authorizeSendReceipts(
+    tenant: string,
+    caller: Caller,
+    request: { conversationId: string; readerId: string; messageIds: readonly string[] },
+  ): Promise<string> {
+    const readerId = actingAs(caller, request.readerId);
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
+    const conversation = await this.#store.getConversation(tenant, conversationId);
+    if (caller.kind === "user") {
+      if (!(await this.#belongs(tenant, readerId, conversationId, conversation, "ever"))) {
+        throw notYours("conversation_id");
+      }
+      await this.#requireMessagesOf(tenant, conversationId, ids, "message_ids");
+    }
+    this.#requireReceiptsOn(tenant, conversation);
+    return readerId;
+  }
+
+  async authorizeMarkConversationRead(
+    tenant: string,
+    caller: Caller,
+    request: { conversationId: string; readerId: string },
+  ): Promise<string> {
+    const readerId = actingAs(caller, request.readerId);
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const conversation = await this.#store.getConversation(tenant, conversationId);
+    if (
+      caller.kind === "user" &&
+      !(await this.#belongs(tenant, readerId, conversationId, conversation, "ever"))
+    ) {
+      throw notYours("conversation_id");
+    }
+    this.#requireReceiptsOn(tenant, conversation);
+    return readerId;
+  }
+
+  async authorizeGetReceipts(
+    tenant: string,
+    caller: Caller,
+    request: { conversationId: string; messageIds: readonly string[] },
+  ): Promise<void> {
+    if (caller.kind === "service") return;
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
+    const conversation = await this.#store.getConversation(tenant, conversationId);
+    if (await this.#belongs(tenant, caller.userId, conversationId, conversation, "now")) {
+      await this.#requireMessagesOf(tenant, conversationId, ids, "message_ids");
+      return;
+    }
+    // Outside the conversation: only one's own messages, and "not tracked" looks like "not yours".
+    const found = await this.#store.getMessages(tenant, ids);
+    for (const id of ids) {
+      const message = found.get(id);
+      if (message?.conversationId !== conversationId || message.senderId !== caller.userId) {
+        throw notYours("conversation_id");
+      }
+    }
+  }
+
+  async authorizeListReadMembers(
+    tenant: string,
+    caller: Caller,
+    request: { conversationId: string; messageId: string },
+  ): Promise<void> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const messageId = requireId("message_id", request.messageId);
+    const settings = this.#settingsOf(tenant);
+    const message = (await this.#store.getMessages(tenant, [messageId])).get(messageId);
+    const inConversation = message?.conversationId === conversationId ? message : undefined;
+    if (caller.kind === "user" && inConversation?.senderId !== caller.userId) {
+      const conversation = await this.#store.getConversation(tenant, conversationId);
+      if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
+        throw notYours("conversation_id");
+      }
+      if (inConversation === undefined) throw notTracked(messageId, conversationId, "message_id");
+      if (!settings.readMembersOpenToMembers) {
+        throw new ReceiptError(
+          "permission_denied",
+          "only the sender may list who has read a message",
+          "message_id",
+        );
+      }
+    }
+    // Unknown messages are the service's NOT_FOUND to report, with the field named.
+    if (inConversation?.conversationType !== "group") return;
+    const size = await this.#store.memberCountAt(
+      tenant,
+      inConversation.conversationId,
+      inConversation.sentAt,
+    );
+    if (size > settings.maxGroupSizeForMemberLists) {
+      throw new ReceiptError(
+        "failed_precondition",
+        `the group had ${size} members when the message was sent; member lists are kept for groups of up to ${settings.maxGroupSizeForMemberLists} (use GetReceipts for the counts)`,
+        "message_id",
+      );
+    }
+  }
+
+  async authorizeWatchReceipts(
+    tenant: string,
+    caller: Caller,
+    request: { conversationIds: readonly string[]; senderId: string },
+  ): Promise<void> {
+    if (caller.kind === "service") return;
+    const senderId = optionalId("sender_id", request.senderId);
+    if (senderId !== undefined) {
+      if (senderId !== caller.userId) {
+        throw new ReceiptError(
+          "permission_denied",
+          "a user may watch only the messages they sent",
+          "sender_id",
+        );
+      }
+      // Only the user's own messages pass a sender filter, whatever the conversations.
+      return;
+    }
+    if (request.conversationIds.length === 0) {
+      throw new ReceiptError(
+        "permission_denied",
+        "a user must watch their own sender_id or conversations they belong to",
+        "conversation_ids",
+      );
+    }
+    requireIdList("conversation_ids", request.conversationIds, limits.maxConversationsPerWatch);
+    for (const [i, conversationId] of request.conversationIds.entries()) {
+      const conversation = await this.#store.getConversation(tenant, conversationId);
+      if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
+        throw notYours(`conversation_ids[${i}]`);
+      }
+    }
+  }
+
+  /** C2C: a participant. Group: a current member ("now"), or a member now or before ("ever"). */
+  async #belongs(
+    tenant: string,
+    userId: string,
+    conversationId: string,
+    conversation: Conversation | undefined,
+    when: "now" | "ever",
+  ): Promise<boolean> {
+    if (conversation?.type === "c2c") return conversation.participants.includes(userId);
+    const latest = await this.#store.latestMemberships(tenant, conversationId, [userId]);
+    const interval = latest.get(userId);
+    if (interval === undefined) return false;
+    return when === "ever" || interval.leftAt === undefined;
+  }
+
+  /** For a caller known to belong: every id must be a message of the conversation. */
+  async #requireMessagesOf(
+    tenant: string,
+    conversationId: string,
+    ids: readonly string[],
+    field: string,
+  ): Promise<void> {
+    const found = await this.#store.getMessages(tenant, ids);
+    for (const [i, id] of ids.entries()) {
+      // A message of another conversation is reported as not tracked here: it is not the user's.
+      if (found.get(id)?.conversationId !== conversationId) {
+        throw notTracked(id, conversationId, `${field}[${i}]`);
+      }
+    }
+  }
+
+  #requireReceiptsOn(tenant: string, conversation: Conversation | undefined): void {
+    if (conversation !== undefined && !this.#settingsOf(tenant).receipts[conversation.type]) {
+      throw receiptsOff(conversation.type, "conversation_id");
+    }
+  }
+}
+
+/** The reader a call acts as: users only as themselves, empty meaning the token's user. */
+function actingAs(caller: Caller, readerId: string): string {
+  if (caller.kind === "service") return readerId;
+  if (readerId !== "" && readerId !== caller.userId) {
+    throw new ReceiptError("permission_denied", "a user may act only as themselves", "reader_id");
+  }
+  return caller.userId;
+}
+
+const notYours = (field: string): ReceiptError =>
+  new ReceiptError("permission_denied", "not a conversation of the caller", field);
+
+const notTracked = (id: string, conversationId: string, field: string): ReceiptError =>
+  new ReceiptError(
+    "not_found",
+    `message ${id} is not tracked in conversation ${conversationId}`,
+    field,
+  );
+
+const receiptsOff = (type: ConversationType, field: string): ReceiptError =>
+  new ReceiptError(
+    "failed_precondition",
+    `read receipts are turned off for ${type === "c2c" ? "C2C" : "group"} conversations of this tenant`,
+    field,
+  );

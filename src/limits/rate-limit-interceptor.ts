@@ -1,0 +1,46 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { callerKey, tenantKey } from "../api/tenant-context.js";
+import type { BucketRule, RateLimiter, TenantLimits } from "./rate-limiter.js";
+
+/** Response metadata telling a refused caller how long to wait before retrying. */
+export const retryAfterHeader = "retry-after-ms";
+
+/**
+ * Per-tenant and per-user request rates. Runs after authentication: every call spends a token
+ * of its tenant's bucket, calls with a user token also one of that user's. A stream counts
+ * once, when it opens. Refused calls get RESOURCE_EXHAUSTED with `retry-after-ms`.
+ */
+export function rateLimitInterceptor(
+  limiter: RateLimiter,
+  limitsOf: (tenant: string) => TenantLimits,
+): Interceptor {
+  return (next) => async (request) => {
+    const tenant = request.contextValues.get(tenantKey);
+    const caller = request.contextValues.get(callerKey);
+    const limits = limitsOf(tenant);
+    // The tenant in braces is a Redis Cluster hash tag: a call's buckets live on one node.
+    const buckets: BucketRule[] = [
+      {
+        key: `{${tenant}}`,
+        ratePerSecond: limits.tenantRequestsPerSecond,
+        burst: limits.tenantBurst,
+      },
+    ];
+    if (caller.kind === "user") {
+      buckets.push({
+        key: `{${tenant}}/u/${caller.userId}`,
+        ratePerSecond: limits.userRequestsPerSecond,
+        burst: limits.userBurst,
+      });
+    }
+    const decision = await limiter.take(buckets);
+    if (!decision.allowed) {
+      throw new ConnectError(
+        `too many requests; retry in ${decision.retryAfterMs} ms`,
+        Code.ResourceExhausted,
+        { [retryAfterHeader]: String(decision.retryAfterMs) },
+      );
+    }
+    return next(request);
+  };
+}

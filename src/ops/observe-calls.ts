@@ -1,0 +1,66 @@
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type StreamRequest,
+  type UnaryRequest,
+} from "@connectrpc/connect";
+
+/** Follows one call; `end` runs exactly once. */
+export interface CallObserver {
+  /** A server stream started sending (its headers are out). */
+  streamOpened?(): void;
+  /** One message of a server stream is about to be sent. */
+  message?(message: unknown): void;
+  /** The call ended: undefined for OK, else the error the client receives. */
+  end(error: ConnectError | undefined): void;
+}
+
+/**
+ * An interceptor that reports when each call ends and with which code: a
+ * unary call when its response or error is ready, a stream when its last
+ * message was sent, it failed, or the client went away.
+ */
+export function observeCalls(
+  observe: (request: UnaryRequest | StreamRequest) => CallObserver,
+): Interceptor {
+  return (next) => async (request) => {
+    const call = observe(request);
+    let response: Awaited<ReturnType<typeof next>>;
+    try {
+      response = await next(request);
+    } catch (reason) {
+      const error = ConnectError.from(reason);
+      call.end(error);
+      throw error;
+    }
+    if (!response.stream) {
+      call.end(undefined);
+      return response;
+    }
+    call.streamOpened?.();
+    return { ...response, message: follow(response.message, call, request.signal) };
+  };
+}
+
+async function* follow<T>(
+  messages: AsyncIterable<T>,
+  call: CallObserver,
+  signal: AbortSignal,
+): AsyncIterable<T> {
+  let error: ConnectError | undefined;
+  try {
+    for await (const message of messages) {
+      call.message?.(message);
+      yield message;
+    }
+  } catch (reason) {
+    error = ConnectError.from(reason);
+    throw error;
+  } finally {
+    // A stream that stops because its client left ends quietly: report why it stopped.
+    if (error === undefined && signal.aborted)
+      error = ConnectError.from(signal.reason, Code.Canceled);
+    call.end(error);
+  }
+}

@@ -1,0 +1,76 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { tenantKey } from "../api/tenant-context.js";
+import type { Logger } from "../logger.js";
+import { observeCalls } from "./observe-calls.js";
+
+export const requestIdHeader = "x-request-id";
+
+/** The id of the call, from the caller's `x-request-id` or made up here; for correlating logs. */
+export const requestIdKey = createContextKey<string>("", { description: "request id" });
+
+// A caller's id is echoed into logs and headers: accept only short, printable, unambiguous ones.
+const acceptableId = /^[A-Za-z0-9._:/=+-]{1,128}$/;
+
+/** Codes that mean the server (not the caller) has a problem. */
+const serverFaults = new Set([Code.Unknown, Code.Internal, Code.DataLoss, Code.Unimplemented]);
+
+const protocolOf = (contentType: string | null): string => {
+  if (contentType?.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType?.startsWith("application/grpc")) return "grpc";
+  return "connect";
+};
+
+/**
+ * One log line per call, when it ends: the rpc, protocol, code, duration,
+ * tenant and request id (streams also count the messages they sent). The
+ * request id comes back in the `x-request-id` response header (or in the
+ * error's metadata). Request and response messages are never logged: they
+ * hold user ids beyond the tenant's. Health checks, which probes send every
+ * few seconds, log at debug level; server faults log at warn.
+ */
+export function requestLogInterceptor(logger: Logger): Interceptor {
+  return (next) => {
+    const observed = observeCalls((request) => {
+      const started = performance.now();
+      const requestId = request.contextValues.get(requestIdKey);
+      let messages = 0;
+      return {
+        message() {
+          messages += 1;
+        },
+        end(error) {
+          const line = {
+            requestId,
+            rpc: `${request.service.typeName}/${request.method.name}`,
+            protocol: protocolOf(request.header.get("content-type")),
+            code: error === undefined ? "ok" : codeToString(error.code),
+            durationMs: Math.round((performance.now() - started) * 10) / 10,
+            tenant: request.contextValues.get(tenantKey),
+            ...(request.stream ? { messages } : {}),
+            ...(error === undefined ? {} : { error: error.rawMessage }),
+          };
+          if (error !== undefined && serverFaults.has(error.code)) logger.warn(line, "rpc");
+          else if (request.service === Health) logger.debug(line, "rpc");
+          else logger.info(line, "rpc");
+        },
+      };
+    })(next);
+    return async (request) => {
+      const given = request.header.get(requestIdHeader);
+      const requestId = given !== null && acceptableId.test(given) ? given : randomUUID();
+      request.contextValues.set(requestIdKey, requestId);
+      try {
+        const response = await observed(request);
+        response.header.set(requestIdHeader, requestId);
+        return response;
+      } catch (error) {
+        // observeCalls rethrows ConnectErrors only: their metadata reaches the client.
+        if (error instanceof ConnectError) error.metadata.set(requestIdHeader, requestId);
+        throw error;
+      }
+    };
+  };
+}

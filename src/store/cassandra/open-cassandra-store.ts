@@ -1,0 +1,69 @@
+import type { Logger } from "../../logger.js";
+import type { ReceiptStore } from "../receipt-store.js";
+import { connectRedis } from "../redis/redis-connection.js";
+import { RedisReadCountCache } from "../redis/redis-read-count-cache.js";
+import { createCassandraClient } from "./cassandra-client.js";
+import { CassandraReceiptStore } from "./cassandra-receipt-store.js";
+import { applyCassandraSchema } from "./cassandra-schema.js";
+import type { Consistency, SerialConsistency } from "./cql-session.js";
+
+export interface CassandraBackendOptions {
+  readonly contactPoints: readonly string[];
+  readonly localDataCenter: string;
+  readonly keyspace: string;
+  readonly replication: string;
+  readonly consistency: Consistency;
+  readonly serialConsistency: SerialConsistency;
+  readonly redis: {
+    readonly url: string;
+    readonly keyPrefix: string;
+    readonly cacheTtlMs: number;
+  };
+}
+
+/**
+ * Opens the production store: connects to Cassandra (failing if it cannot),
+ * applies the schema, and puts the Redis read-count cache in front. Redis
+ * need not be up: the cache connects in the background and stays out of the
+ * way until then. Closing the store closes both connections.
+ */
+export async function openCassandraStore(
+  options: CassandraBackendOptions,
+  logger: Logger,
+): Promise<ReceiptStore> {
+  const client = createCassandraClient(options);
+  await client.connect();
+  try {
+    await applyCassandraSchema(client, {
+      keyspace: options.keyspace,
+      replication: options.replication,
+    });
+  } catch (error) {
+    await client.shutdown();
+    throw error;
+  }
+  let lastRedisError = 0;
+  const redis = connectRedis(options.redis.url, {
+    onError: (error) => {
+      // One line per minute at most: the cache is optional, its outage is not news every retry.
+      if (Date.now() - lastRedisError < 60_000) return;
+      lastRedisError = Date.now();
+      logger.warn({ err: error }, "read-count cache (Redis) unavailable; counting in Cassandra");
+    },
+  });
+  const cache = new RedisReadCountCache(redis, {
+    keyPrefix: options.redis.keyPrefix,
+    ttlMs: options.redis.cacheTtlMs,
+  });
+  return new CassandraReceiptStore(client, {
+    keyspace: options.keyspace,
+    consistency: options.consistency,
+    serialConsistency: options.serialConsistency,
+    cache,
+    async release() {
+      await cache.close();
+      redis.disconnect();
+      await client.shutdown();
+    },
+  });
+}

@@ -1,0 +1,461 @@
+import { Redis } from "ioredis";
+import { StoreUnavailableError } from "../../domain/errors.js";
+import type { PositionedChange, ReceiptChange } from "../../domain/model.js";
+import type { Logger } from "../../logger.js";
+import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
+
+export interface RedisChangeFeedOptions {
+  /** `redis://` or `rediss://` URL. */
+  readonly url: string;
+  /** Starts every key and channel, so that deployments (and tests) can share one Redis. */
+  readonly keyPrefix: string;
+  readonly retentionMs: number;
+  readonly logger: Logger;
+  /** How long a publish may wait for Redis before it is given up (and logged). */
+  readonly publishTimeoutMs?: number;
+  /**
+   * How long a connection with commands in flight may receive nothing before it counts as
+   * dead and is replaced; also bounds how long a dead subscriber connection goes unnoticed.
+   */
+  readonly socketTimeoutMs?: number;
+  readonly clock?: () => number;
+}
+
+type Listener = (change: PositionedChange) => void;
+
+/** Changes read from the stream per round trip when catching up. */
+const readBatch = 500;
+/** Delay before retrying a catch-up that failed (Redis unreachable, timeout). */
+const retryMs = 1_000;
+/** Interval of the subscriber connection's PING, so that a dead one is noticed and replaced. */
+const subscriberPingMs = 15_000;
+const maxId = (1n << 64n) - 1n;
+const positionPattern = /^(\d{1,20})-(\d{1,20})$/;
+
+/**
+ * Appends a batch to the tenant's stream atomically, after trimming what
+ * left the retention window. Exact trimming (no `~`) so that the newest
+ * trimmed id, kept in KEYS[2], is exactly the point before which resume
+ * tokens can no longer be served; `max-deleted-entry-id` of XINFO does not
+ * count trimmed entries. The doorbell carries the last id added.
+ *
+ * KEYS[1] stream, KEYS[2] trimmed-through id; ARGV[1] cutoff (ms),
+ * ARGV[2] doorbell channel, ARGV[3..] payloads.
+ */
+const appendScript = `
+local expired = {}
+if tonumber(ARGV[1]) > 0 then
+  expired = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '-', 'COUNT', 1)
+end
+if #expired > 0 then
+  redis.call('SET', KEYS[2], expired[1][1])
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0')
+end
+local ids = {}
+for i = 3, #ARGV do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'c', ARGV[i])
+end
+redis.call('PUBLISH', ARGV[2], ids[#ids])
+return ids
+`;
+
+interface FeedCommands {
+  appendChanges(
+    stream: string,
+    trimmedThrough: string,
+    cutoff: string,
+    channel: string,
+    ...payloads: string[]
+  ): Promise<string[]>;
+}
+
+/** The listeners of one tenant in this process and how far they have been served. */
+interface Tap {
+  readonly tenant: string;
+  readonly channel: string;
+  readonly listeners: Set<Listener>;
+  /** Id of the last change handed to the listeners; undefined until the start is known. */
+  cursor: string | undefined;
+  pumping: boolean;
+  again: boolean;
+  retry: NodeJS.Timeout | undefined;
+  /** Whether the last read failed: an outage is logged once per tap, not once per retry. */
+  failing: boolean;
+}
+
+/**
+ * The change feed on Redis, for several instances behind a load balancer.
+ *
+ * Log: one Redis Stream per tenant (`<prefix>feed:{<tenant>}:changes`), ids
+ * `<ms>-<seq>` given by Redis, which are the positions. Streams, not Pub/Sub
+ * alone, because resuming needs the log: XRANGE after a token replays exactly
+ * what a client missed, and the ids give one total order per tenant that
+ * every instance agrees on. Trimmed by time on every append; the newest
+ * trimmed id is kept in `<prefix>feed:{<tenant>}:trimmed-through` to tell an
+ * expired token from a quiet tenant. Both keys share a hash tag, so the
+ * append script also runs on Redis Cluster.
+ *
+ * Live delivery: Pub/Sub is only a doorbell (`<prefix>feed:{<tenant>}:bell`,
+ * payload the newest id). On a ring, the process reads the stream after the
+ * last id it delivered for that tenant and hands the entries to its
+ * listeners in id order. Pub/Sub payloads from several publishers may arrive
+ * out of id order, and a watcher drops any position not after the last one
+ * it saw, so delivering payloads directly would silently lose updates;
+ * reading the stream cannot. One subscriber connection per process,
+ * subscribed only to tenants that have watchers here; rings that arrive
+ * while a read is in flight coalesce into one more read. Blocking XREAD per
+ * tenant would need a connection per tenant.
+ *
+ * Redis down or hung: `publish` logs and returns without positions after at
+ * most `publishTimeoutMs` (the receipt is already stored; failing the call
+ * would make the client retry a write that succeeded, and a retry publishes
+ * nothing since the receipt is no longer new). Watchers miss that update;
+ * GetReceipts has the truth. Reads fail with StoreUnavailableError
+ * (UNAVAILABLE). When Redis returns, every tap catches up from its last id,
+ * so live watchers get what was logged meanwhile. A connection that stays
+ * silent with commands in flight (the subscriber PINGs for that) is replaced.
+ *
+ * Retention is measured on this process's clock against Redis-clock ids:
+ * clock skew between them only shifts the window by the skew.
+ */
+export class RedisChangeFeed implements ChangeFeed {
+  readonly #redis: Redis;
+  readonly #commands: FeedCommands;
+  readonly #subscriber: Redis;
+  readonly #prefix: string;
+  readonly #retentionMs: number;
+  readonly #logger: Logger;
+  readonly #clock: () => number;
+  readonly #publishTimeoutMs: number;
+  readonly #taps = new Map<string, Tap>();
+  readonly #tapsByChannel = new Map<string, Tap>();
+  /** head() calls of this event-loop turn, per tenant, answered by one read. */
+  readonly #pendingHeads = new Map<string, Promise<string>>();
+  readonly #pingTimer: NodeJS.Timeout;
+  #closed = false;
+
+  /** Connects both connections; rejects when Redis cannot be reached at start. */
+  static async open(options: RedisChangeFeedOptions): Promise<RedisChangeFeed> {
+    const redis = new Redis(options.url, {
+      lazyConnect: true,
+      connectionName: "receipts-feed",
+      // Fail fast while Redis is away. No per-command timeout: under a burst of new streams the
+      // event loop may answer late, which is not Redis being down; a silent socket is.
+      maxRetriesPerRequest: 1,
+      socketTimeout: options.socketTimeoutMs ?? 10_000,
+      scripts: { appendChanges: { numberOfKeys: 2, lua: appendScript } },
+    });
+    // Subscriptions wait for Redis however long it takes, then are renewed.
+    const subscriber = redis.duplicate({
+      connectionName: "receipts-feed-bell",
+      maxRetriesPerRequest: null,
+    });
+    const feed = new RedisChangeFeed(redis, subscriber, options);
+    try {
+      await Promise.all([redis.connect(), subscriber.connect()]);
+    } catch (error) {
+      redis.disconnect();
+      subscriber.disconnect();
+      throw new StoreUnavailableError(`cannot reach Redis for the change feed: ${String(error)}`, {
+        cause: error,
+      });
+    }
+    return feed;
+  }
+
+  private constructor(redis: Redis, subscriber: Redis, options: RedisChangeFeedOptions) {
+    this.#redis = redis;
+    this.#commands = redis as unknown as FeedCommands;
+    this.#subscriber = subscriber;
+    this.#prefix = options.keyPrefix;
+    this.#retentionMs = options.retentionMs;
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? Date.now;
+    this.#publishTimeoutMs = options.publishTimeoutMs ?? 2_000;
+    // A subscriber only listens: without a command in flight, a dead connection stays silent.
+    this.#pingTimer = setInterval(() => {
+      if (subscriber.status === "ready") subscriber.ping().catch(() => undefined);
+    }, subscriberPingMs);
+    this.#pingTimer.unref();
+
+    let warned = false;
+    const onError = (error: Error) => {
+      // ioredis reports every failed reconnect attempt; one warning per outage is enough.
+      if (!warned) this.#logger.warn({ err: error }, "change feed lost Redis; reconnecting");
+      warned = true;
+    };
+    redis.on("error", onError);
+    subscriber.on("error", onError);
+    redis.on("ready", () => {
+      warned = false;
+      this.#catchUpAll();
+    });
+    subscriber.on("ready", () => {
+      // Renew every subscription (SUBSCRIBE is idempotent), then read what rang meanwhile.
+      const channels = [...this.#tapsByChannel.keys()];
+      if (channels.length > 0) {
+        subscriber.subscribe(...channels).catch((error: unknown) => {
+          this.#logger.warn({ err: error }, "change feed could not renew subscriptions");
+        });
+      }
+      this.#catchUpAll();
+    });
+    subscriber.on("message", (channel: string, lastId: string) => {
+      const tap = this.#tapsByChannel.get(channel);
+      if (tap === undefined || tap.cursor === undefined) return;
+      if (this.isPosition(lastId) && this.comparePositions(lastId, tap.cursor) <= 0) return;
+      this.#pump(tap);
+    });
+  }
+
+  async publish(tenant: string, changes: readonly ReceiptChange[]): Promise<PositionedChange[]> {
+    if (changes.length === 0) return [];
+    const cutoff = Math.max(0, Math.floor(this.#clock() - this.#retentionMs));
+    try {
+      const ids = await withTimeout(
+        this.#commands.appendChanges(
+          this.#key(tenant, "changes"),
+          this.#key(tenant, "trimmed-through"),
+          String(cutoff),
+          this.#key(tenant, "bell"),
+          ...changes.map((change) => JSON.stringify(change)),
+        ),
+        this.#publishTimeoutMs,
+      );
+      // Local listeners need not wait for the doorbell's round trip.
+      const tap = this.#taps.get(tenant);
+      if (tap !== undefined) this.#pump(tap);
+      return changes.map((change, i) => ({ position: ids[i] as string, change }));
+    } catch (error) {
+      this.#logger.error(
+        { err: error, tenant, changes: changes.length },
+        "could not publish receipt changes to Redis: they are stored, but watchers may miss them",
+      );
+      return [];
+    }
+  }
+
+  async readAfter(tenant: string, position: string, limit: number): Promise<PositionedChange[]> {
+    // One transaction: a trim between the two reads could otherwise hide a gap.
+    const replies = await this.#call(() =>
+      this.#redis
+        .multi()
+        .get(this.#key(tenant, "trimmed-through"))
+        .xrange(this.#key(tenant, "changes"), `(${position}`, "+", "COUNT", limit)
+        .exec(),
+    );
+    const [trimmedReply, entriesReply] = replies ?? [];
+    if (trimmedReply?.[0] || entriesReply?.[0]) {
+      throw trimmedReply?.[0] ?? entriesReply?.[0];
+    }
+    const trimmedThrough = trimmedReply?.[1] as string | null;
+    if (trimmedThrough !== null && this.comparePositions(position, trimmedThrough) < 0) {
+      throw new ChangeLogExpiredError(`changes after position ${position} are no longer kept`);
+    }
+    return this.#decode(entriesReply?.[1] as [string, string[]][]);
+  }
+
+  /**
+   * One read answers every head() of the tenant made in the same event-loop turn: a burst of
+   * reconnecting watchers costs one round trip, not one each. The read is sent after every
+   * caller's listen(), so it never answers a position before their tap's start.
+   */
+  head(tenant: string): Promise<string> {
+    let pending = this.#pendingHeads.get(tenant);
+    if (pending === undefined) {
+      pending = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.#pendingHeads.delete(tenant);
+        return this.#call(() => this.#lastId(tenant));
+      });
+      this.#pendingHeads.set(tenant, pending);
+    }
+    return pending;
+  }
+
+  listen(tenant: string, listener: Listener): () => void {
+    let tap = this.#taps.get(tenant);
+    if (tap === undefined) tap = this.#openTap(tenant);
+    const opened = tap;
+    opened.listeners.add(listener);
+    return () => {
+      opened.listeners.delete(listener);
+      if (opened.listeners.size === 0 && this.#taps.get(tenant) === opened) this.#closeTap(opened);
+    };
+  }
+
+  comparePositions(a: string, b: string): number {
+    const [aMs, aSeq] = parsePosition(a);
+    const [bMs, bSeq] = parsePosition(b);
+    if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+    if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
+    return 0;
+  }
+
+  isPosition(position: string): boolean {
+    const match = positionPattern.exec(position);
+    return (
+      match !== null && BigInt(match[1] as string) <= maxId && BigInt(match[2] as string) <= maxId
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#pingTimer);
+    for (const tap of this.#taps.values()) clearTimeout(tap.retry);
+    this.#taps.clear();
+    this.#tapsByChannel.clear();
+    await Promise.all(
+      [this.#redis, this.#subscriber].map(async (connection) => {
+        // QUIT lets replies in flight arrive; a connection that is down has none to wait for.
+        if (connection.status === "ready") {
+          await Promise.race([connection.quit(), sleep(1_000)]).catch(() => undefined);
+        }
+        connection.disconnect();
+      }),
+    );
+  }
+
+  #openTap(tenant: string): Tap {
+    const tap: Tap = {
+      tenant,
+      channel: this.#key(tenant, "bell"),
+      listeners: new Set(),
+      cursor: undefined,
+      pumping: false,
+      again: false,
+      retry: undefined,
+      failing: false,
+    };
+    this.#taps.set(tenant, tap);
+    this.#tapsByChannel.set(tap.channel, tap);
+    // Sent now, before the caller's head() on the same connection: Redis answers in order, so
+    // the tap starts at or before that head and a watcher misses nothing after it.
+    const start = this.#lastId(tenant).catch((error: unknown) => {
+      // Unknown start: replay the retained log; watchers skip what they already passed.
+      this.#logger.warn({ err: error, tenant }, "change feed could not read the stream's head");
+      return "0-0";
+    });
+    const subscribed = this.#subscriber.subscribe(tap.channel).catch((error: unknown) => {
+      this.#logger.warn({ err: error, tenant }, "change feed could not subscribe");
+    });
+    // Read once the doorbell is on, for what was appended before it could ring.
+    void Promise.all([start, subscribed]).then(([cursor]) => {
+      if (this.#taps.get(tenant) !== tap) return;
+      tap.cursor = cursor;
+      this.#pump(tap);
+    });
+    return tap;
+  }
+
+  #closeTap(tap: Tap): void {
+    clearTimeout(tap.retry);
+    this.#taps.delete(tap.tenant);
+    this.#tapsByChannel.delete(tap.channel);
+    if (this.#closed) return;
+    this.#subscriber.unsubscribe(tap.channel).catch((error: unknown) => {
+      this.#logger.debug({ err: error, tenant: tap.tenant }, "change feed could not unsubscribe");
+    });
+  }
+
+  #catchUpAll(): void {
+    for (const tap of this.#taps.values()) this.#pump(tap);
+  }
+
+  /** Hands every change after the tap's cursor to its listeners, in id order; one read at a time. */
+  #pump(tap: Tap): void {
+    if (tap.cursor === undefined) return;
+    if (tap.pumping) {
+      tap.again = true;
+      return;
+    }
+    tap.pumping = true;
+    void this.#drain(tap).finally(() => {
+      tap.pumping = false;
+    });
+  }
+
+  async #drain(tap: Tap): Promise<void> {
+    const live = () => !this.#closed && this.#taps.get(tap.tenant) === tap;
+    try {
+      do {
+        tap.again = false;
+        for (;;) {
+          const entries = await this.#redis.xrange(
+            this.#key(tap.tenant, "changes"),
+            `(${tap.cursor}`,
+            "+",
+            "COUNT",
+            readBatch,
+          );
+          if (!live()) return;
+          tap.failing = false;
+          for (const entry of entries) {
+            tap.cursor = entry[0];
+            for (const positioned of this.#decode([entry])) {
+              for (const listener of tap.listeners) listener(positioned);
+            }
+          }
+          if (entries.length < readBatch) break;
+        }
+      } while (tap.again && live());
+    } catch (error) {
+      if (!live()) return;
+      const log = { err: error, tenant: tap.tenant };
+      if (tap.failing) this.#logger.debug(log, "change feed still cannot read changes");
+      else this.#logger.warn(log, "change feed could not read changes; retrying every second");
+      tap.failing = true;
+      clearTimeout(tap.retry);
+      tap.retry = setTimeout(() => this.#pump(tap), retryMs);
+      tap.retry.unref();
+    }
+  }
+
+  #decode(entries: readonly [string, string[]][]): PositionedChange[] {
+    const changes: PositionedChange[] = [];
+    for (const [position, fields] of entries) {
+      const payload = fields[fields.indexOf("c") + 1];
+      try {
+        changes.push({ position, change: JSON.parse(payload ?? "") as ReceiptChange });
+      } catch (error) {
+        this.#logger.error({ err: error, position }, "change feed skipped an unreadable entry");
+      }
+    }
+    return changes;
+  }
+
+  async #lastId(tenant: string): Promise<string> {
+    const [last] = await this.#redis.xrevrange(this.#key(tenant, "changes"), "+", "-", "COUNT", 1);
+    return last?.[0] ?? "0-0";
+  }
+
+  #key(tenant: string, what: "changes" | "trimmed-through" | "bell"): string {
+    return `${this.#prefix}feed:{${tenant}}:${what}`;
+  }
+
+  /** Redis errors that are not answers (connection lost, timeout) mean "unavailable". */
+  async #call<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command();
+    } catch (error) {
+      if (error instanceof Error && error.name === "ReplyError") throw error;
+      throw new StoreUnavailableError("the change feed cannot reach Redis", { cause: error });
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function parsePosition(position: string): [bigint, bigint] {
+  const match = positionPattern.exec(position);
+  if (match === null) throw new Error(`not a stream position: ${position}`);
+  return [BigInt(match[1] as string), BigInt(match[2] as string)];
+}

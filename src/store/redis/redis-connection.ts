@@ -1,0 +1,29 @@
+import { Redis } from "ioredis";
+
+export interface RedisConnectionOptions {
+  /** A command without a reply after this long fails (and the cache treats it as a miss). */
+  readonly commandTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** Connection errors, e.g. for a rate-limited log line; they never reach callers otherwise. */
+  readonly onError?: (error: Error) => void;
+}
+
+/**
+ * A Redis connection for a cache: it never makes a caller wait for Redis.
+ * While disconnected, commands fail at once instead of queueing; a command
+ * cut off by a disconnect fails instead of being resent; the client keeps
+ * reconnecting in the background for as long as the process runs.
+ */
+export function connectRedis(url: string, options: RedisConnectionOptions = {}): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: options.commandTimeoutMs ?? 500,
+    connectTimeout: options.connectTimeoutMs ?? 2_000,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+  });
+  // Without a listener an 'error' event would crash the process.
+  redis.on("error", (error: Error) => options.onError?.(error));
+  return redis;
+}

@@ -1,0 +1,318 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
+import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { buildService, root } from "./support/built-service.js";
+import { minutes } from "./support/fixtures.js";
+import { startTestServer, type TestServer } from "./support/test-server.js";
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+describe("the receipts CLI against a running server", () => {
+  let build: ReturnType<typeof buildService>;
+  let cliPath: string;
+  let server: TestServer;
+  let work: string;
+  const children: ChildProcess[] = [];
+  // The shebang runs `env node`: the Node 24 of node_modules/.bin comes first, as under npm.
+  const env = () => ({
+    ...process.env,
+    PATH: `${join(root, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}`,
+    RECEIPTS_URL: server.baseUrl,
+    RECEIPTS_TOKEN: "",
+  });
+
+  /** Runs the built CLI as an executable, as `npm install -g` would leave it. */
+  const cli = (args: string[], extraEnv: Record<string, string> = {}): Promise<Run> =>
+    new Promise((resolve) => {
+      execFile(
+        cliPath,
+        args,
+        { env: { ...env(), ...extraEnv }, timeout: 30_000 },
+        (error, stdout, stderr) => {
+          const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+          resolve({ code, stdout, stderr });
+        },
+      );
+    });
+  const lines = (text: string) => text.split("\n").filter((line) => line !== "");
+
+  beforeAll(async () => {
+    build = buildService("cli");
+    cliPath = join(build.dir, "src", "cli", "main.js");
+    chmodSync(cliPath, 0o755);
+    server = await startTestServer();
+    work = mkdtempSync(join(tmpdir(), "receipts-cli-"));
+    await createClient(
+      MembershipService,
+      createGrpcTransport({ baseUrl: server.baseUrl }),
+    ).addMembers({
+      groupId: "g",
+      userIds: ["s", "u1", "u2", "u3", "u4", "u5"],
+      joinedAt: timestampFromMs(minutes(0)),
+    });
+  }, 120_000);
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+    await server?.stop();
+    rmSync(work, { recursive: true, force: true });
+    build?.remove();
+  });
+
+  it("tracks, sends, gets, lists members page by page and marks read, in human-readable lines", async () => {
+    const track = ["track", "--conversation", "g", "--message", "m1", "--sender", "s"];
+    const sentAt = ["--sent-at", "2026-01-01T00:01:00Z"];
+    expect(await cli([...track, ...sentAt])).toMatchObject({
+      code: 0,
+      stdout: "tracked 1 new message\n",
+    });
+    expect((await cli([...track, ...sentAt])).stdout).toBe(
+      "already tracked with the same data: nothing changed\n",
+    );
+    const sent = await cli(["send", "--conversation", "g", "--reader", "u1", "m1"]);
+    expect(sent).toMatchObject({ code: 0, stderr: "" });
+    expect(sent.stdout).toBe(
+      "m1  read by 1 of 5  (group g, from s, sent 2026-01-01T00:01:00.000Z)\n",
+    );
+    const got = await cli(["get", "--protocol", "grpc", "--conversation", "g", "m1"]);
+    expect(got.stdout).toContain("m1  read by 1 of 5");
+
+    const read = await cli(["members", "--conversation", "g", "--message", "m1"]);
+    expect(read.stdout).toMatch(/^u1 {2}read at \d{4}-\d\d-\d\dT/);
+    const unread = ["members", "--conversation", "g", "--message", "m1", "--filter", "unread"];
+    const first = await cli([...unread, "--page-size", "2"]);
+    expect(lines(first.stdout)).toEqual(["u2", "u3"]);
+    const token = /--page-token (\S+)/.exec(first.stderr)?.[1];
+    expect(token).toBeDefined();
+    const second = await cli([...unread, "--page-size", "2", "--page-token", token ?? ""]);
+    expect(lines(second.stdout)).toEqual(["u4", "u5"]);
+    expect(second.stderr).toBe("");
+    const all = await cli([...unread, "--page-size", "2", "--all"]);
+    expect(lines(all.stdout)).toEqual(["u2", "u3", "u4", "u5"]);
+
+    const marked = await cli(["mark-read", "--conversation", "g", "--reader", "u2"]);
+    expect(marked.stdout).toMatch(/^marked 1 message read; read up to \d{4}-/);
+  });
+
+  it("prints protobuf JSON with --json, one document per line", async () => {
+    const got = await cli(["get", "--json", "--conversation", "g", "m1"]);
+    expect(JSON.parse(got.stdout)).toEqual({
+      receipts: [
+        expect.objectContaining({
+          messageId: "m1",
+          readCount: 2,
+          unreadCount: 3,
+          receiverRead: false,
+        }),
+      ],
+    });
+    const pages = await cli([
+      "members",
+      "--json",
+      "--all",
+      "--page-size",
+      "2",
+      "--conversation",
+      "g",
+      "--message",
+      "m1",
+      "--filter",
+      "unread",
+    ]);
+    const parsed = lines(pages.stdout).map((line) => JSON.parse(line));
+    expect(parsed.map((page) => page.members.map((m: { userId: string }) => m.userId))).toEqual([
+      ["u3", "u4"],
+      ["u5"],
+    ]);
+    expect(parsed.map((page) => page.isFinished)).toEqual([false, true]);
+  });
+
+  it("imports a JSON-lines file in batches, reporting progress on stderr; importing again changes nothing", async () => {
+    const file = join(work, "messages.jsonl");
+    const messages = Array.from({ length: 2_500 }, (_, i) =>
+      JSON.stringify({
+        conversationId: "bulk",
+        conversationType: "CONVERSATION_TYPE_GROUP",
+        messageId: `bulk-${i}`,
+        senderId: "s",
+        sentAt: new Date(minutes(i)).toISOString(),
+      }),
+    );
+    writeFileSync(file, `${messages.join("\n")}\n\n`);
+    const imported = await cli(["import", file]);
+    expect(imported.code).toBe(0);
+    expect(lines(imported.stderr)).toEqual([
+      expect.stringMatching(
+        /^imported 1000 messages, 1000 newly tracked \(\d+% of the file read\)$/,
+      ),
+      expect.stringMatching(/^imported 2000 messages, 2000 newly tracked/),
+      "imported 2500 messages, 2500 newly tracked (100% of the file read)",
+    ]);
+    expect(imported.stdout).toBe(
+      `imported 2500 messages from ${file} in 3 batches: 2500 newly tracked, 0 already tracked\n`,
+    );
+    const client = createClient(
+      ReadReceiptService,
+      createGrpcTransport({ baseUrl: server.baseUrl }),
+    );
+    const got = await client.getReceipts({
+      conversationId: "bulk",
+      messageIds: ["bulk-0", "bulk-2499"],
+    });
+    expect(got.receipts.map((r) => r.messageId)).toEqual(["bulk-0", "bulk-2499"]);
+
+    const again = await cli(["import", "--json", "--batch-size", "500", file]);
+    expect(lines(again.stderr)).toHaveLength(5);
+    expect(JSON.parse(again.stdout)).toEqual({
+      file,
+      messages: 2500,
+      batches: 5,
+      trackedCount: 0,
+      alreadyTracked: 2500,
+    });
+  });
+
+  it("names the bad line of an import: exit 4 for a line that is no message, 1 for one the server refuses", async () => {
+    const line = (messageId: string, extra: object = {}) =>
+      JSON.stringify({
+        conversationId: "bad-import",
+        conversationType: "CONVERSATION_TYPE_GROUP",
+        messageId,
+        senderId: "s",
+        sentAt: "2026-01-01T00:00:00Z",
+        ...extra,
+      });
+    const notJson = join(work, "not-json.jsonl");
+    writeFileSync(notJson, [line("a"), line("b"), "{oops"].join("\n"));
+    const broken = await cli(["import", notJson]);
+    expect(broken.code).toBe(4);
+    expect(broken.stderr).toContain(`${notJson}:3: not JSON`);
+
+    const refused = join(work, "refused.jsonl");
+    writeFileSync(
+      refused,
+      [line("c1"), line("c2"), line("c3"), line("c4", { conversationType: undefined })].join("\n"),
+    );
+    const failed = await cli(["import", "--batch-size", "2", refused]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain(
+      `${refused}:4: invalid_argument: messages[1].conversation_type`,
+    );
+    expect(failed.stderr).toContain("the 2 messages before this batch are tracked");
+    const got = await createClient(
+      ReadReceiptService,
+      createGrpcTransport({ baseUrl: server.baseUrl }),
+    ).getReceipts({ conversationId: "bad-import", messageIds: ["c1", "c2"] });
+    expect(got.receipts).toHaveLength(2);
+  });
+
+  it("watches live and stops after --limit updates", async () => {
+    await cli(["track", "--conversation", "g", "--message", "w1", "--sender", "s"]);
+    const child = spawn(cliPath, ["watch", "--json", "--conversation", "g", "--limit", "1"], {
+      env: env(),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let stdout = "";
+    const opened = new Promise<void>((resolve) => {
+      child.stdout?.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (stdout.includes("heartbeat")) resolve();
+      });
+    });
+    const exited = once(child, "exit");
+    await opened;
+    await cli(["send", "--conversation", "g", "--reader", "u3", "w1"]);
+    const [code] = await exited;
+    expect(code).toBe(0);
+    const [heartbeat, update] = lines(stdout).map((l) => JSON.parse(l));
+    expect(heartbeat).toHaveProperty("heartbeat");
+    expect(update).toMatchObject({
+      receipt: { readerId: "u3", receipt: { messageId: "w1", readCount: 1 } },
+      resumeToken: expect.any(String),
+    });
+  });
+
+  it("fails clearly: usage errors exit 2, refused calls 1 with code and field, an unreachable server 3", async () => {
+    const unknown = await cli(["frobnicate"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown command frobnicate");
+    const missing = await cli(["get", "m1"]);
+    expect(missing).toMatchObject({ code: 2, stdout: "" });
+    expect(missing.stderr).toContain("--conversation is required");
+    const badTime = await cli([
+      "mark-read",
+      "--conversation",
+      "g",
+      "--reader",
+      "u1",
+      "--up-to",
+      "soon",
+    ]);
+    expect(badTime.code).toBe(2);
+    expect(badTime.stderr).toContain("--up-to soon: not a time");
+
+    const notFound = await cli(["get", "--conversation", "g", "m1", "nope"]);
+    expect(notFound.code).toBe(1);
+    expect(notFound.stderr).toBe(
+      "receipts: not_found: message_ids[1]: message nope is not tracked\n",
+    );
+    const asJson = await cli(["get", "--json", "--conversation", "g", "nope"]);
+    expect(JSON.parse(asJson.stderr)).toEqual({
+      error: {
+        code: "not_found",
+        message: "message_ids[0]: message nope is not tracked",
+        field: "message_ids[0]",
+      },
+    });
+
+    const unreachable = await cli([
+      "get",
+      "--url",
+      "http://127.0.0.1:1",
+      "--conversation",
+      "g",
+      "m1",
+    ]);
+    expect(unreachable.code).toBe(3);
+    expect(unreachable.stderr).toContain("receipts: unavailable:");
+  });
+
+  it("sends --token, --key or $RECEIPTS_TOKEN as an Authorization bearer", async () => {
+    const seen: (string | undefined)[] = [];
+    const fake = http.createServer((request, response) => {
+      seen.push(request.headers.authorization);
+      request.resume();
+      response.writeHead(401, { "content-type": "application/json" });
+      response.end('{"code":"unauthenticated","message":"unknown key"}');
+    });
+    fake.listen(0, "127.0.0.1");
+    await once(fake, "listening");
+    const url = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+    try {
+      const get = ["get", "--url", url, "--conversation", "g", "m1"];
+      const refused = await cli([...get, "--token", "user-token"]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toBe("receipts: unauthenticated: unknown key\n");
+      await cli([...get, "--key", "api-key"]);
+      await cli(get, { RECEIPTS_TOKEN: "from-env" });
+      await cli(get);
+      expect(seen).toEqual(["Bearer user-token", "Bearer api-key", "Bearer from-env", undefined]);
+    } finally {
+      fake.close();
+    }
+  });
+});

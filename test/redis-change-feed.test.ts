@@ -1,0 +1,394 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { openBackend } from "../src/app.js";
+import { ConfigError, loadConfig } from "../src/config.js";
+import { StoreUnavailableError } from "../src/domain/errors.js";
+import { MembershipService } from "../src/domain/membership-service.js";
+import type { PositionedChange, ReceiptChange } from "../src/domain/model.js";
+import { ReceiptService } from "../src/domain/receipt-service.js";
+import { ReceiptWatcher } from "../src/domain/receipt-watcher.js";
+import { type Logger, silentLogger } from "../src/logger.js";
+import { ChangeLogExpiredError } from "../src/store/change-feed.js";
+import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
+import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
+import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { expectReceiptError, groupMessage, minutes, t0, users } from "./support/fixtures.js";
+import { RedisServerProcess } from "./support/redis-server.js";
+import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
+import { describeWatchContract, reader } from "./watch-contract.js";
+
+const hour = 3_600_000;
+/** Every key this file writes to the shared Redis starts with it; deleted at the end. */
+const filePrefix = uniquePrefix("redis-change-feed");
+afterAll(() => deleteKeys(filePrefix));
+
+describeWatchContract("the Redis feed", async () => {
+  const keyPrefix = `${filePrefix}watch-contract:`;
+  const db = openSqliteDatabase(":memory:");
+  const feed = await RedisChangeFeed.open({
+    url: sharedRedisUrl,
+    keyPrefix,
+    retentionMs: hour,
+    logger: silentLogger,
+  });
+  return {
+    store: new SqliteReceiptStore(db),
+    feed,
+    aheadPosition: `${Date.now() + 365 * 24 * hour}-0`,
+    async expire(tenant) {
+      // Another instance whose clock is a day ahead trims the log as it appends.
+      const later = await RedisChangeFeed.open({
+        url: sharedRedisUrl,
+        keyPrefix,
+        retentionMs: hour,
+        logger: silentLogger,
+        clock: () => Date.now() + 24 * hour,
+      });
+      await later.publish(tenant, [horizon("elsewhere", 0)]);
+      await later.close();
+    },
+    async close() {
+      await feed.close();
+      db.close();
+    },
+  };
+});
+
+const horizon = (conversationId: string, readUpTo: number): ReceiptChange => ({
+  kind: "horizon",
+  conversationId,
+  readerId: "r",
+  readUpTo,
+});
+
+/** Resolves once `predicate` holds (or resolves), polling; fails after `ms`. */
+async function eventually(predicate: () => boolean | Promise<unknown>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const held = await Promise.resolve()
+      .then(predicate)
+      .then(
+        (value) => value !== false,
+        () => false,
+      );
+    if (held) return;
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const written: string[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => written.push(line) });
+  return { logger, lines: () => written.map((line) => JSON.parse(line)) };
+}
+
+describe("the Redis change feed", () => {
+  const feeds: RedisChangeFeed[] = [];
+  const open = async (
+    keyPrefix: string,
+    options: Partial<Parameters<typeof RedisChangeFeed.open>[0]> = {},
+  ) => {
+    const feed = await RedisChangeFeed.open({
+      url: sharedRedisUrl,
+      keyPrefix,
+      retentionMs: hour,
+      logger: silentLogger,
+      ...options,
+    });
+    feeds.push(feed);
+    return feed;
+  };
+  afterAll(async () => {
+    await Promise.all(feeds.map((feed) => feed.close()));
+  });
+
+  it("orders positions as Redis stream ids and rejects anything else", async () => {
+    const feed = await open(`${filePrefix}positions:`);
+    expect(feed.isPosition("0-0")).toBe(true);
+    expect(feed.isPosition("1763780000000-12")).toBe(true);
+    expect(feed.isPosition("18446744073709551615-18446744073709551615")).toBe(true);
+    for (const bad of ["", "12", "1-", "-1", "1-2-3", "a-1", "18446744073709551616-0", " 1-0"]) {
+      expect(feed.isPosition(bad), bad).toBe(false);
+    }
+    expect(feed.comparePositions("9-0", "10-0")).toBeLessThan(0);
+    expect(feed.comparePositions("10-2", "10-10")).toBeLessThan(0);
+    expect(feed.comparePositions("10-10", "10-10")).toBe(0);
+    expect(feed.comparePositions("1763780000001-0", "1763780000000-99")).toBeGreaterThan(0);
+    expect(() => feed.comparePositions("x", "1-0")).toThrow();
+  });
+
+  it("logs each tenant's changes with increasing positions, reads after a position, and tells its head", async () => {
+    const feed = await open(`${filePrefix}log:`);
+    const tenant = `t-${randomUUID()}`;
+    expect(await feed.head(tenant)).toBe("0-0");
+    expect(await feed.readAfter(tenant, "0-0", 10)).toEqual([]);
+    const first = await feed.publish(tenant, [horizon("a", 1), horizon("a", 2)]);
+    const second = await feed.publish(tenant, [horizon("a", 3)]);
+    await feed.publish(`other-${tenant}`, [horizon("b", 1)]);
+    const positions = [...first, ...second].map((p) => p.position);
+    expect(positions.every(feed.isPosition.bind(feed))).toBe(true);
+    for (let i = 1; i < positions.length; i++) {
+      expect(feed.comparePositions(positions[i] as string, positions[i - 1] as string)).toBe(1);
+    }
+    expect(await feed.head(tenant)).toBe(positions[2]);
+    expect(await feed.readAfter(tenant, "0-0", 10)).toEqual([...first, ...second]);
+    expect(await feed.readAfter(tenant, positions[0] as string, 1)).toEqual([first[1]]);
+    expect(await feed.readAfter(tenant, positions[2] as string, 10)).toEqual([]);
+  });
+
+  it("keeps changes for the retention window: an older position is refused, the newest trimmed one is not", async () => {
+    let now = Date.now();
+    const feed = await open(`${filePrefix}retention:`, { clock: () => now });
+    const tenant = `t-${randomUUID()}`;
+    const old = await feed.publish(tenant, [horizon("a", 1), horizon("a", 2)]);
+    now += 2 * hour;
+    const kept = await feed.publish(tenant, [horizon("a", 3)]);
+    await expect(feed.readAfter(tenant, "0-0", 10)).rejects.toBeInstanceOf(ChangeLogExpiredError);
+    await expect(feed.readAfter(tenant, old[0]?.position as string, 10)).rejects.toBeInstanceOf(
+      ChangeLogExpiredError,
+    );
+    expect(await feed.readAfter(tenant, old[1]?.position as string, 10)).toEqual(kept);
+    expect(await feed.head(tenant)).toBe(kept[0]?.position);
+  });
+
+  it("hands every change to listeners on every instance in position order, whoever published it", async () => {
+    const keyPrefix = `${filePrefix}fanout:`;
+    const instances = [await open(keyPrefix), await open(keyPrefix), await open(keyPrefix)];
+    const tenant = `t-${randomUUID()}`;
+    const heard = instances.map(() => [] as PositionedChange[]);
+    const stops = instances.map((feed, i) => feed.listen(tenant, (c) => heard[i]?.push(c)));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // subscriptions take effect
+    const batches = 60;
+    await Promise.all(
+      Array.from({ length: batches }, (_, i) =>
+        instances[i % instances.length]?.publish(
+          tenant,
+          Array.from({ length: 1 + (i % 3) }, (_, j) => horizon(`c${i}`, j)),
+        ),
+      ),
+    );
+    const logged = await instances[0]?.readAfter(tenant, "0-0", 1_000);
+    expect(logged).toHaveLength(batches * 2);
+    await eventually(() => heard.every((h) => h.length >= batches * 2));
+    for (const h of heard) expect(h).toEqual(logged);
+    for (const stop of stops) stop();
+  });
+
+  it("lets a watcher on one instance see receipts sent through another, and resume there after the first stops", async () => {
+    const keyPrefix = `${filePrefix}two-instances:`;
+    const tenant = `t-${randomUUID()}`;
+    const db = openSqliteDatabase(":memory:");
+    const store = new SqliteReceiptStore(db);
+    const [feedA, feedB] = [await open(keyPrefix), await open(keyPrefix)];
+    const receiptsA = new ReceiptService({ store, feed: feedA });
+    const options = { heartbeatMs: 60_000, bufferLimit: 100, maxStreams: 100 };
+    const watcherA = new ReceiptWatcher({ feed: feedA, ...options });
+    const watcherB = new ReceiptWatcher({ feed: feedB, ...options });
+    await new MembershipService({ store }).addMembers(tenant, {
+      groupId: "g",
+      userIds: ["s", ...users("r", 6)],
+      joinedAt: t0,
+    });
+    await receiptsA.trackMessages(tenant, [groupMessage("m", "g", "s", minutes(1))]);
+    const abort = new AbortController();
+    const request = { conversationIds: ["g"], senderId: "", resumeToken: "" };
+    const onA = reader(watcherA.watch(tenant, request, abort.signal));
+    const onB = reader(watcherB.watch(tenant, request, abort.signal));
+    await onA.first();
+    await onB.first();
+    const send = (readerId: string) =>
+      receiptsA.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] });
+
+    await send("r000000");
+    const [fromA] = await onB.take(1);
+    expect(fromA?.change).toMatchObject({ readerId: "r000000", receipt: { readCount: 1 } });
+    const [seenOnA] = await onA.take(1);
+
+    watcherA.close();
+    const ended = await expectReceiptError(onA.take(1), "unavailable");
+    expect(ended.meta?.["resume-token"]).toBe(seenOnA?.resumeToken);
+    await send("r000001");
+    await send("r000002");
+    const resumed = reader(
+      watcherB.watch(tenant, { ...request, resumeToken: seenOnA?.resumeToken ?? "" }, abort.signal),
+    );
+    const missed = await resumed.take(2);
+    await send("r000003");
+    const [live] = await resumed.take(1);
+    expect([...missed, live].map((e) => e?.change.kind === "receipt" && e.change.readerId)).toEqual(
+      ["r000001", "r000002", "r000003"],
+    );
+    abort.abort();
+    db.close();
+  });
+
+  describe("when Redis goes away", () => {
+    let redis: RedisServerProcess;
+    beforeAll(async () => {
+      redis = await RedisServerProcess.start();
+    });
+    afterEach(async () => {
+      await redis.restart().catch(() => undefined); // refused when it runs already
+    });
+    afterAll(async () => {
+      await redis?.kill();
+    });
+
+    it("refuses to start without Redis", async () => {
+      await redis.kill();
+      await expect(
+        RedisChangeFeed.open({
+          url: redis.url,
+          keyPrefix: "x:",
+          retentionMs: hour,
+          logger: silentLogger,
+        }),
+      ).rejects.toBeInstanceOf(StoreUnavailableError);
+    });
+
+    it("catches a listener up on what was published while its subscription was down", async () => {
+      const tenant = `t-${randomUUID()}`;
+      const publisher = await open("c:", { url: redis.url });
+      const listener = await open("c:", { url: redis.url });
+      const heard: string[] = [];
+      const stop = listener.listen(tenant, (c) => heard.push(c.position));
+      await new Promise((resolve) => setTimeout(resolve, 100)); // subscribed
+      const admin = new Redis(redis.url);
+      try {
+        // Drops the subscriber connection only; the doorbell of the next publish is lost.
+        await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+      } finally {
+        admin.disconnect();
+      }
+      const published = await publisher.publish(tenant, [horizon("a", 1)]);
+      await eventually(() => heard.length > 0);
+      expect(heard).toEqual(published.map((p) => p.position));
+      stop();
+    });
+
+    it("gives up a publish that Redis does not answer in time, so that the caller is not held", async () => {
+      const tenant = `t-${randomUUID()}`;
+      const { logger, lines } = capturingLogger();
+      const feed = await open("h:", { url: redis.url, logger, publishTimeoutMs: 200 });
+      const admin = new Redis(redis.url);
+      try {
+        await admin.call("CLIENT", "PAUSE", "2000", "ALL");
+        const startedAt = Date.now();
+        expect(await feed.publish(tenant, [horizon("a", 1)])).toEqual([]);
+        expect(Date.now() - startedAt).toBeLessThan(1_500);
+        expect(lines().some((line) => /could not publish/.test(String(line.msg)))).toBe(true);
+      } finally {
+        await admin.call("CLIENT", "UNPAUSE");
+        admin.disconnect();
+      }
+      expect(await feed.publish(tenant, [horizon("a", 2)])).toHaveLength(1);
+    });
+
+    it("keeps acknowledging receipts (logging the lost updates), fails new watches with UNAVAILABLE, and recovers its listeners", async () => {
+      const tenant = `t-${randomUUID()}`;
+      const { logger, lines } = capturingLogger();
+      const publisher = await open("p:", { url: redis.url, logger });
+      const listener = await open("p:", { url: redis.url });
+      const db = openSqliteDatabase(":memory:");
+      const store = new SqliteReceiptStore(db);
+      const receipts = new ReceiptService({ store, feed: publisher });
+      await new MembershipService({ store }).addMembers(tenant, {
+        groupId: "g",
+        userIds: ["s", ...users("r", 3)],
+        joinedAt: t0,
+      });
+      await receipts.trackMessages(tenant, [groupMessage("m", "g", "s", minutes(1))]);
+      const watcher = new ReceiptWatcher({
+        feed: listener,
+        heartbeatMs: 60_000,
+        bufferLimit: 100,
+        maxStreams: 100,
+      });
+      const abort = new AbortController();
+      const request = { conversationIds: ["g"], senderId: "", resumeToken: "" };
+      const opened = reader(watcher.watch(tenant, request, abort.signal));
+      await opened.first();
+
+      await redis.kill();
+      const sent = await receipts.sendReceipts(tenant, {
+        conversationId: "g",
+        readerId: "r000000",
+        messageIds: ["m"],
+      });
+      expect(sent[0]).toMatchObject({ readCount: 1, unreadCount: 2 });
+      expect(lines().some((line) => /could not publish/.test(String(line.msg)))).toBe(true);
+      const refused = await reader(watcher.watch(tenant, request, abort.signal))
+        .first()
+        .catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(StoreUnavailableError);
+
+      await redis.restart();
+      // Both feeds reconnect by themselves; the stream opened before the outage goes on.
+      await eventually(() => publisher.head(tenant));
+      await receipts.sendReceipts(tenant, {
+        conversationId: "g",
+        readerId: "r000001",
+        messageIds: ["m"],
+      });
+      const [after] = await opened.take(1);
+      expect(after?.change).toMatchObject({ readerId: "r000001", receipt: { readCount: 2 } });
+      abort.abort();
+      db.close();
+    });
+  });
+});
+
+describe("choosing the change feed (RECEIPTS_CHANGE_FEED)", () => {
+  it("defaults to the embedded feed with the embedded store and to Redis with Cassandra", () => {
+    expect(loadConfig({}).changeFeed).toBe("embedded");
+    expect(loadConfig({ RECEIPTS_STORE: "cassandra" }).changeFeed).toBe("redis");
+    expect(loadConfig({ RECEIPTS_CHANGE_FEED: "redis" })).toMatchObject({
+      changeFeed: "redis",
+      redisUrl: "redis://127.0.0.1:6379",
+      redisKeyPrefix: "receipts:",
+    });
+  });
+
+  it("reports a bad feed or Redis URL by name", () => {
+    const error = (() => {
+      try {
+        loadConfig({ RECEIPTS_CHANGE_FEED: "kafka", RECEIPTS_REDIS_URL: "http://redis:6379" });
+      } catch (caught) {
+        return caught;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join("\n");
+    expect(problems).toContain("RECEIPTS_CHANGE_FEED=kafka");
+    expect(problems).toContain("RECEIPTS_REDIS_URL=http://redis:6379");
+  });
+
+  it("opens the Redis feed for the service, and refuses to start when Redis does not answer", async () => {
+    const keyPrefix = `${filePrefix}backend:`;
+    const config = loadConfig({
+      RECEIPTS_CHANGE_FEED: "redis",
+      RECEIPTS_REDIS_URL: sharedRedisUrl,
+      RECEIPTS_REDIS_KEY_PREFIX: keyPrefix,
+      RECEIPTS_DATA_DIR: ":memory:",
+    });
+    const backend = await openBackend(config);
+    try {
+      expect(backend.feed).toBeInstanceOf(RedisChangeFeed);
+      const [logged] = await backend.feed.publish("t", [horizon("a", 1)]);
+      expect(await backend.feed.head("t")).toBe(logged?.position);
+    } finally {
+      await backend.feed.close();
+      await backend.store.close();
+    }
+    const unreachable = loadConfig({
+      RECEIPTS_CHANGE_FEED: "redis",
+      RECEIPTS_REDIS_URL: "redis://127.0.0.1:1",
+      RECEIPTS_DATA_DIR: ":memory:",
+    });
+    await expect(openBackend(unreachable)).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+});

@@ -1,0 +1,74 @@
+import { randomBytes } from "node:crypto";
+import { type Client, tracker } from "cassandra-driver";
+import { createCassandraClient } from "../../src/store/cassandra/cassandra-client.js";
+import { applyCassandraSchema } from "../../src/store/cassandra/cassandra-schema.js";
+
+export const cassandraContactPoints = (
+  process.env.RECEIPTS_CASSANDRA_CONTACT_POINTS ?? "127.0.0.1:9042"
+).split(",");
+export const cassandraLocalDc = process.env.RECEIPTS_CASSANDRA_LOCAL_DC ?? "datacenter1";
+export const testReplication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+
+/** A fresh keyspace with the schema applied, so that test files never see each other's data. */
+export async function createTestKeyspace(): Promise<{
+  readonly client: Client;
+  readonly keyspace: string;
+  drop(): Promise<void>;
+}> {
+  const keyspace = `receipts_test_${randomBytes(6).toString("hex")}`;
+  const client = connectTestClient();
+  await applyCassandraSchema(client, { keyspace, replication: testReplication });
+  return {
+    client,
+    keyspace,
+    async drop() {
+      await client.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`).catch(() => undefined);
+      await client.shutdown();
+    },
+  };
+}
+
+export function connectTestClient(
+  options: { requestTracker?: tracker.RequestTracker } = {},
+): Client {
+  return createCassandraClient({
+    contactPoints: cassandraContactPoints,
+    localDataCenter: cassandraLocalDc,
+    ...options,
+  });
+}
+
+/** The driver checks `instanceof` its RequestTracker class, which its typings declare as an interface. */
+const RequestTrackerBase = (tracker as unknown as { RequestTracker: new () => object })
+  .RequestTracker;
+
+/** Counts the requests a Client sends, by the CQL they carry. */
+export class RequestCounter extends RequestTrackerBase implements tracker.RequestTracker {
+  readonly queries: string[] = [];
+
+  onSuccess(_host: unknown, query: string | { query: string }[]): void {
+    this.#record(query);
+  }
+
+  onError(_host: unknown, query: string | { query: string }[]): void {
+    this.#record(query);
+  }
+
+  shutdown(): void {}
+
+  /** Requests since the last reset that mention `table` (all when omitted). */
+  count(table?: string): number {
+    return table === undefined
+      ? this.queries.length
+      : this.queries.filter((q) => q.includes(`.${table} `) || q.includes(`.${table}\n`)).length;
+  }
+
+  reset(): void {
+    this.queries.length = 0;
+  }
+
+  #record(query: string | { query: string }[]): void {
+    if (typeof query === "string") this.queries.push(query);
+    else for (const q of query) this.queries.push(q.query);
+  }
+}

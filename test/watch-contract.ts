@@ -1,0 +1,284 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { MembershipService } from "../src/domain/membership-service.js";
+import { ReceiptService } from "../src/domain/receipt-service.js";
+import {
+  ReceiptWatcher,
+  type WatchEvent,
+  type WatcherOptions,
+} from "../src/domain/receipt-watcher.js";
+import type { ChangeFeed } from "../src/store/change-feed.js";
+import type { ReceiptStore } from "../src/store/receipt-store.js";
+import { expectReceiptError, groupMessage, minutes, t0, users } from "./support/fixtures.js";
+
+export interface WatchBackend {
+  readonly store: ReceiptStore;
+  readonly feed: ChangeFeed;
+  /** A well-formed position after every position this feed will issue during the test. */
+  readonly aheadPosition: string;
+  /**
+   * Drops every change of the tenant logged so far, as the retention window passing would
+   * (the feed may log changes of its own doing so); changes published afterwards are kept.
+   */
+  expire(tenant: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Reads a watch stream: `take(n)` resolves the next n non-heartbeat events. */
+export function reader(events: AsyncGenerator<WatchEvent>) {
+  return {
+    async first(): Promise<WatchEvent> {
+      const next = await events.next();
+      if (next.done) throw new Error("stream ended");
+      return next.value;
+    },
+    async take(count: number): Promise<Extract<WatchEvent, { kind: "change" }>[]> {
+      const taken: Extract<WatchEvent, { kind: "change" }>[] = [];
+      while (taken.length < count) {
+        const next = await events.next();
+        if (next.done) throw new Error("stream ended");
+        if (next.value.kind === "change") taken.push(next.value);
+      }
+      return taken;
+    },
+  };
+}
+
+/**
+ * The WatchReceipts rules, run against one change feed. Each test works in a
+ * fresh tenant, so feeds may share one database or Redis between tests.
+ */
+export function describeWatchContract(
+  feedName: string,
+  openBackend: () => Promise<WatchBackend>,
+): void {
+  describe(`WatchReceipts on ${feedName}`, () => {
+    let backend: WatchBackend;
+    let receipts: ReceiptService;
+    let watchers: ReceiptWatcher[];
+    let aborts: AbortController[];
+    let tenant: string;
+
+    const watcher = (options: Partial<WatcherOptions> = {}) => {
+      const created = new ReceiptWatcher({
+        feed: backend.feed,
+        heartbeatMs: 60_000,
+        bufferLimit: 1_000,
+        maxStreams: 10_000,
+        ...options,
+      });
+      watchers.push(created);
+      return created;
+    };
+    const watch = (
+      w: ReceiptWatcher,
+      request: Partial<Parameters<ReceiptWatcher["watch"]>[1]> = {},
+    ) => {
+      const abort = new AbortController();
+      aborts.push(abort);
+      return w.watch(
+        tenant,
+        { conversationIds: [], senderId: "", resumeToken: "", ...request },
+        abort.signal,
+      );
+    };
+    const read = (messageId: string, readerId: string, conversationId = "g") =>
+      receipts.sendReceipts(tenant, { conversationId, readerId, messageIds: [messageId] });
+
+    beforeAll(async () => {
+      backend = await openBackend();
+      receipts = new ReceiptService(backend);
+    });
+    afterAll(async () => {
+      await backend?.close();
+    });
+    beforeEach(async () => {
+      tenant = `t-${randomUUID()}`;
+      watchers = [];
+      aborts = [];
+      const membership = new MembershipService(backend);
+      for (const groupId of ["g", "h"]) {
+        await membership.addMembers(tenant, {
+          groupId,
+          userIds: ["alice", "bob", ...users("r", 30)],
+          joinedAt: t0,
+        });
+      }
+      await receipts.trackMessages(tenant, [
+        groupMessage("m1", "g", "alice", minutes(1)),
+        groupMessage("m2", "g", "bob", minutes(2)),
+        groupMessage("h1", "h", "alice", minutes(3)),
+      ]);
+    });
+    afterEach(() => {
+      for (const abort of aborts) abort.abort();
+    });
+
+    it("opens with a heartbeat carrying a resume token, then streams matching changes with their counts", async () => {
+      const stream = reader(watch(watcher(), { conversationIds: ["g"] }));
+      const opened = await stream.first();
+      expect(opened.kind).toBe("heartbeat");
+      expect(opened.resumeToken).not.toBe("");
+      await read("h1", "bob", "h");
+      await read("m1", "bob");
+      const [update] = await stream.take(1);
+      expect(update?.change).toMatchObject({
+        kind: "receipt",
+        readerId: "bob",
+        receipt: { readCount: 1, unreadCount: 30, message: { messageId: "m1" } },
+      });
+    });
+
+    it("filters by sender across conversations, and sends everything of the tenant without a filter", async () => {
+      const w = watcher();
+      const bySender = reader(watch(w, { senderId: "alice" }));
+      const everything = reader(watch(w));
+      await bySender.first();
+      await everything.first();
+      await read("m2", "alice");
+      await read("h1", "bob", "h");
+      await read("m1", "bob");
+      await receipts.markConversationRead(tenant, {
+        conversationId: "g",
+        readerId: "r000001",
+        readUpTo: minutes(1),
+      });
+      const mine = await bySender.take(3);
+      expect(
+        mine.map((e) => e.change.kind === "receipt" && e.change.receipt.message.messageId),
+      ).toEqual(["h1", "m1", "m1"]);
+      const all = await everything.take(5);
+      expect(all.map((e) => e.change.kind)).toEqual([
+        "receipt",
+        "receipt",
+        "receipt",
+        "receipt",
+        "horizon",
+      ]);
+    });
+
+    it("resumes after a disconnect with exactly the missed updates, in order, then live ones", async () => {
+      const w = watcher();
+      const firstConnection = watch(w, { conversationIds: ["g"] });
+      const first = reader(firstConnection);
+      await first.first();
+      await read("m1", "r000000");
+      const [seen] = await first.take(1);
+      await firstConnection.return(undefined);
+
+      for (const readerId of ["r000001", "r000002", "r000003"]) await read("m1", readerId);
+      await read("h1", "r000004", "h");
+
+      const resumed = reader(
+        watch(w, { conversationIds: ["g"], resumeToken: seen?.resumeToken ?? "" }),
+      );
+      const missed = await resumed.take(3);
+      expect(missed.map((e) => e.change.kind === "receipt" && e.change.readerId)).toEqual([
+        "r000001",
+        "r000002",
+        "r000003",
+      ]);
+      expect(missed.map((e) => e.change.kind === "receipt" && e.change.receipt.readCount)).toEqual([
+        2, 3, 4,
+      ]);
+      await read("m1", "r000005");
+      const [live] = await resumed.take(1);
+      expect(live?.change.kind === "receipt" && live.change.readerId).toBe("r000005");
+      expect(new Set([...missed, live].map((e) => e?.resumeToken)).size).toBe(4);
+    });
+
+    it("ends a consumer that cannot keep up with RESOURCE_EXHAUSTED and a resume token, leaving others alone", async () => {
+      const w = watcher({ bufferLimit: 5 });
+      const slowEvents = watch(w, { conversationIds: ["g"] });
+      const slow = reader(slowEvents);
+      const fast = reader(watch(w, { conversationIds: ["g"] }));
+      await slow.first();
+      await fast.first();
+      const readers = users("r", 12);
+      const fastGot = fast.take(12);
+      for (const readerId of readers) await read("m1", readerId);
+      expect((await fastGot).map((e) => e.change.kind === "receipt" && e.change.readerId)).toEqual(
+        readers,
+      );
+      const error = await expectReceiptError(slow.take(12), "resource_exhausted");
+      const token = error.meta?.["resume-token"];
+      expect(token).toBeDefined();
+      const caughtUp = reader(watch(w, { conversationIds: ["g"], resumeToken: token ?? "" }));
+      expect(
+        (await caughtUp.take(12)).map((e) => e.change.kind === "receipt" && e.change.readerId),
+      ).toEqual(readers);
+    });
+
+    it("refuses a token older than the retention window with OUT_OF_RANGE", async () => {
+      const w = watcher();
+      const stream = reader(watch(w, { conversationIds: ["g"] }));
+      const { resumeToken } = await stream.first();
+      await read("m1", "r000000");
+      const [kept] = await stream.take(1);
+      await backend.expire(tenant);
+      await read("m1", "r000001");
+      await expectReceiptError(
+        reader(watch(w, { resumeToken })).first(),
+        "out_of_range",
+        "resume_token",
+      );
+      // The newest expired change still marks a valid token: nothing after it was dropped.
+      const resumed = reader(
+        watch(w, { conversationIds: ["g"], resumeToken: kept?.resumeToken ?? "" }),
+      );
+      const [after] = await resumed.take(1);
+      expect(after?.change.kind === "receipt" && after.change.readerId).toBe("r000001");
+    });
+
+    it("refuses malformed requests with INVALID_ARGUMENT", async () => {
+      const w = watcher();
+      await expectReceiptError(
+        reader(watch(w, { resumeToken: "garbage" })).first(),
+        "invalid_argument",
+        "resume_token",
+      );
+      const ahead = Buffer.from(`rt1:${backend.aheadPosition}`).toString("base64url");
+      await expectReceiptError(
+        reader(watch(w, { resumeToken: ahead })).first(),
+        "invalid_argument",
+        "resume_token",
+      );
+      await expectReceiptError(
+        reader(watch(w, { conversationIds: users("c", 101) })).first(),
+        "invalid_argument",
+        "conversation_ids",
+      );
+      await expectReceiptError(
+        reader(watch(w, { conversationIds: ["ok", ""] })).first(),
+        "invalid_argument",
+        "conversation_ids[1]",
+      );
+    });
+
+    it("sends heartbeats on idle streams", async () => {
+      const stream = reader(watch(watcher({ heartbeatMs: 20 }), { conversationIds: ["g"] }));
+      const beats = [await stream.first(), await stream.first(), await stream.first()];
+      expect(beats.map((b) => b.kind)).toEqual(["heartbeat", "heartbeat", "heartbeat"]);
+    });
+
+    it("ends streams with UNAVAILABLE and a resume token on shutdown, and refuses new ones", async () => {
+      const w = watcher();
+      const stream = reader(watch(w, { conversationIds: ["g"] }));
+      await stream.first();
+      await read("m1", "r000000");
+      const [seen] = await stream.take(1);
+      w.close();
+      const error = await expectReceiptError(stream.first(), "unavailable");
+      expect(error.meta?.["resume-token"]).toBe(seen?.resumeToken);
+      await expectReceiptError(reader(watch(w)).first(), "unavailable");
+    });
+
+    it("caps the streams open on one instance", async () => {
+      const w = watcher({ maxStreams: 2 });
+      await reader(watch(w)).first();
+      await reader(watch(w)).first();
+      await expectReceiptError(reader(watch(w)).first(), "resource_exhausted");
+      expect(w.openStreams).toBe(2);
+    });
+  });
+}
