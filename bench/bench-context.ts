@@ -84,7 +84,12 @@ export async function addMembers(
 
 export async function trackMessages(
   context: BenchContext,
-  messages: readonly { conversationId: string; messageId: string; senderId: string; sentAt: number }[],
+  messages: readonly {
+    conversationId: string;
+    messageId: string;
+    senderId: string;
+    sentAt: number;
+  }[],
 ): Promise<void> {
   for (let i = 0; i < messages.length; i += 1_000) {
     await context.receipts.trackMessages({

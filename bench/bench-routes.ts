@@ -13,7 +13,10 @@ import {
  * adapter and interceptors as the API, so that the API's figures can be read
  * against them; plus the server process's own figures (Stats).
  */
-export function registerBenchRoutes(router: ConnectRouter, openStreams: () => Promise<number>): void {
+export function registerBenchRoutes(
+  router: ConnectRouter,
+  openStreams: () => Promise<number>,
+): void {
   const listeners = new Set<(sequence: bigint) => void>();
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();

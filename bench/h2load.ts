@@ -72,7 +72,8 @@ export async function h2load(options: {
       maxBuffer: 16 * 1024 * 1024,
     });
     const perSecond = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout);
-    const requests = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/.exec(stdout);
+    const requests =
+      /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed/.exec(stdout);
     if (perSecond?.[1] === undefined || requests?.[1] === undefined) {
       throw new Error(`cannot read h2load output:\n${stdout}`);
     }

@@ -194,11 +194,13 @@ async function openStreams(task: Extract<LoadTask, { kind: "streams" }>): Promis
 function eventKey(message: Record<string, unknown>): string {
   if (typeof message.sequence === "bigint") return String(message.sequence);
   const update = message.update as { case?: string; value?: { receipt?: unknown } } | undefined;
-  const receipt = update?.value?.receipt as { message?: { messageId?: string } } | undefined;
-  return `${update?.case}:${receipt?.message?.messageId ?? ""}`;
+  const receipt = update?.value?.receipt as { messageId?: string } | undefined;
+  return `${update?.case}:${receipt?.messageId ?? ""}`;
 }
 
-async function redisRead(task: Extract<LoadTask, { kind: "redis-read" }>): Promise<ThroughputResult> {
+async function redisRead(
+  task: Extract<LoadTask, { kind: "redis-read" }>,
+): Promise<ThroughputResult> {
   const redis = new Redis(task.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await redis.connect();
   // Paced like h2load --rps: each loop sends one call per interval; the wait is not latency.
@@ -320,7 +322,11 @@ async function cassandraCeiling(
       }
       await Promise.all([
         client.execute(reader, [tenant, id, c.readerId, readAt], options),
-        client.execute(byReader, [tenant, c.conversationId, c.readerId, BigInt(w.sentAt), id, ts], options),
+        client.execute(
+          byReader,
+          [tenant, c.conversationId, c.readerId, BigInt(w.sentAt), id, ts],
+          options,
+        ),
       ]);
       return 1;
     };
@@ -330,7 +336,8 @@ async function cassandraCeiling(
   return result;
 }
 
-const camel = (name: string) => name.toLowerCase().replace(/_(\w)/g, (_, c: string) => c.toUpperCase());
+const camel = (name: string) =>
+  name.toLowerCase().replace(/_(\w)/g, (_, c: string) => c.toUpperCase());
 
 /** Open-loop mixed load: each kind paced at its rate; latency from the moment a call is sent. */
 async function mix(task: Extract<LoadTask, { kind: "mix" }>): Promise<MixResult> {
@@ -344,7 +351,11 @@ async function mix(task: Extract<LoadTask, { kind: "mix" }>): Promise<MixResult>
   const windowOf = (at: number): MixWindow => {
     const index = Math.floor((at - started) / task.windowMs);
     while (windows.length <= index) {
-      windows.push({ startMs: windows.length * task.windowMs, latenciesMs: { send: [], get: [], list: [] }, errors: 0 });
+      windows.push({
+        startMs: windows.length * task.windowMs,
+        latenciesMs: { send: [], get: [], list: [] },
+        errors: 0,
+      });
     }
     return windows[index] as MixWindow;
   };
@@ -374,7 +385,9 @@ async function mix(task: Extract<LoadTask, { kind: "mix" }>): Promise<MixResult>
       const g = seq++ % w.groups;
       return unary(client, "getReceipts", {
         conversationId: groupId(w, g),
-        messageIds: Array.from({ length: Math.min(10, w.messagesPerGroup) }, (_, k) => messageId(w, g, k)),
+        messageIds: Array.from({ length: Math.min(10, w.messagesPerGroup) }, (_, k) =>
+          messageId(w, g, k),
+        ),
       });
     },
     list: () => {
@@ -404,5 +417,8 @@ async function mix(task: Extract<LoadTask, { kind: "mix" }>): Promise<MixResult>
   for (const timer of timers) if (timer) clearInterval(timer);
   await new Promise((resolve) => setTimeout(resolve, 2_000)); // let the last calls finish
   client.close();
-  return { windows: windows.slice(0, Math.ceil(task.durationMs / task.windowMs)), ...(firstError ? { firstError } : {}) };
+  return {
+    windows: windows.slice(0, Math.ceil(task.durationMs / task.windowMs)),
+    ...(firstError ? { firstError } : {}),
+  };
 }

@@ -8,8 +8,11 @@ import { Redis } from "ioredis";
 const root = join(import.meta.dirname, "..", "..");
 
 const packageVersion = (name: string): string =>
-  (JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")) as { version: string })
-    .version;
+  (
+    JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")) as {
+      version: string;
+    }
+  ).version;
 
 export interface MachineInfo {
   readonly nproc: number;
@@ -30,7 +33,10 @@ export function machineInfo(): MachineInfo {
 /** Versions of everything the figures depend on; a server that does not answer reads "not running". */
 export async function versions(options: {
   readonly redisUrl: string;
-  readonly cassandra?: { readonly contactPoints: readonly string[]; readonly localDataCenter: string };
+  readonly cassandra?: {
+    readonly contactPoints: readonly string[];
+    readonly localDataCenter: string;
+  };
 }): Promise<Record<string, string>> {
   const found: Record<string, string> = { node: process.version };
   for (const name of [
@@ -54,7 +60,10 @@ export async function versions(options: {
     redis.disconnect();
   }
   if (options.cassandra !== undefined) {
-    const client = new Client({ ...options.cassandra, contactPoints: [...options.cassandra.contactPoints] });
+    const client = new Client({
+      ...options.cassandra,
+      contactPoints: [...options.cassandra.contactPoints],
+    });
     try {
       await client.connect();
       const row = (await client.execute("SELECT release_version FROM system.local")).first();

@@ -28,7 +28,8 @@ export async function startService(
   options: { readonly cpuProfileDir?: string } = {},
 ): Promise<ServiceProcess> {
   const flags = ["--expose-gc"];
-  if (options.cpuProfileDir !== undefined) flags.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
+  if (options.cpuProfileDir !== undefined)
+    flags.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
   const [command, args] = pinned(serverCpu, [...flags, join(here, "bench-server.js")]);
   const child = spawn(command, args, {
     env: { ...process.env, RECEIPTS_PORT: "0", RECEIPTS_BENCH_EMPTY_RPC: "1", ...env },
@@ -48,7 +49,9 @@ export async function startService(
     child.stderr?.on("data", (chunk: Buffer) => {
       output += chunk.toString();
     });
-    child.once("exit", (code) => reject(new Error(`service exited with ${code}: ${output.slice(-2000)}`)));
+    child.once("exit", (code) =>
+      reject(new Error(`service exited with ${code}: ${output.slice(-2000)}`)),
+    );
   });
   // Warnings and errors only (the bench sets RECEIPTS_LOG_LEVEL=warn): shown, never parsed.
   child.stdout?.on("data", (chunk: Buffer) => process.stderr.write(`[service] ${chunk}`));
@@ -78,7 +81,9 @@ export interface LoadProcess<R> {
 /** Starts a load process (bench/load-worker.js) on `cpus` and hands it `task`. */
 export function startLoad<R>(task: LoadTask, cpus = loadCpus): LoadProcess<R> {
   const [command, args] = pinned(cpus, ["--max-old-space-size=8192", join(here, "load-worker.js")]);
-  const child: ChildProcess = spawn(command, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child: ChildProcess = spawn(command, args, {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   let resolveReady: (value: unknown) => void = () => {};
   const ready = new Promise((resolve) => {
     resolveReady = resolve;

@@ -7,7 +7,11 @@ import { relative } from "node:path";
  */
 interface ProfileNode {
   readonly id: number;
-  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  readonly callFrame: {
+    readonly functionName: string;
+    readonly url: string;
+    readonly lineNumber: number;
+  };
   readonly children?: readonly number[];
 }
 interface Profile {
@@ -28,12 +32,17 @@ profile.samples.forEach((id, i) => {
   total += delta;
   if (node === undefined) return;
   const { functionName, url, lineNumber } = node.callFrame;
-  const where = url === "" ? "" : ` ${relative(process.cwd(), url.replace("file://", ""))}:${lineNumber + 1}`;
+  const where =
+    url === "" ? "" : ` ${relative(process.cwd(), url.replace("file://", ""))}:${lineNumber + 1}`;
   const key = `${functionName || "(anonymous)"}${where}`;
   self.set(key, (self.get(key) ?? 0) + delta);
 });
 const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(topArg ?? 25));
-process.stdout.write(`total ${(total / 1e6).toFixed(1)} s sampled\n| self % | self ms | function |\n|---|---|---|\n`);
+process.stdout.write(
+  `total ${(total / 1e6).toFixed(1)} s sampled\n| self % | self ms | function |\n|---|---|---|\n`,
+);
 for (const [key, micros] of top) {
-  process.stdout.write(`| ${((100 * micros) / total).toFixed(1)} | ${(micros / 1000).toFixed(0)} | \`${key}\` |\n`);
+  process.stdout.write(
+    `| ${((100 * micros) / total).toFixed(1)} | ${(micros / 1000).toFixed(0)} | \`${key}\` |\n`,
+  );
 }

@@ -48,8 +48,17 @@ export function renderTable(results: BenchResults): string {
     "|---|---|---|---|---|---|---|",
   ];
   for (const [backend, r] of Object.entries(results.backends)) {
-    const row = (scenario: string, figure: string, ceiling: string, ratio: string, floor: string, ok: string) =>
-      lines.push(`| ${backend} | ${scenario} | ${figure} | ${ceiling} | ${ratio} | ${floor} | ${ok} |`);
+    const row = (
+      scenario: string,
+      figure: string,
+      ceiling: string,
+      ratio: string,
+      floor: string,
+      ok: string,
+    ) =>
+      lines.push(
+        `| ${backend} | ${scenario} | ${figure} | ${ceiling} | ${ratio} | ${floor} | ${ok} |`,
+      );
     if (r.send) {
       const s = r.send;
       row(
@@ -98,7 +107,7 @@ export function renderTable(results: BenchResults): string {
       const l = r.largeGroup;
       row(
         "Group of 100,000",
-        `TrackMessages p50 ${n(l.trackMessages.large.p50Ms)} / p99 ${n(l.trackMessages.large.p99Ms)} ms; ListReadMembers page of ${l.listReadMembers.pageSize} p99 ${n(l.listReadMembers.unread.p99Ms)} ms UNREAD, ${n(l.listReadMembers.read.p99Ms)} ms READ`,
+        `TrackMessages p50 ${n(l.trackMessages.large.p50Ms)} / p99 ${n(l.trackMessages.large.p99Ms)} ms; ListReadMembers (group of ${n(l.listReadMembers.groupMembers, 0)}: larger ones ${l.listReadMembers.largeGroupAnswer === "served" ? "served" : "refused by policy"}) page of ${l.listReadMembers.pageSize} p99 ${n(l.listReadMembers.unread.p99Ms)} ms UNREAD, ${n(l.listReadMembers.read.p99Ms)} ms READ`,
         `10-member group: TrackMessages p50 ${n(l.trackMessages.small.p50Ms)} / p99 ${n(l.trackMessages.small.p99Ms)} ms`,
         `p50 ${n(l.trackMessages.p50Ratio)}×, p99 ${n(l.trackMessages.p99Ratio)}×`,
         l.floor.target,

@@ -46,7 +46,8 @@ const cassandra = {
   keyspace: "receipts_bench",
   consistency: "LOCAL_QUORUM",
 };
-const log = (message: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+const log = (message: string) =>
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 
 function answers(hostPort: string): Promise<boolean> {
   const [host, port] = hostPort.split(":");
@@ -104,7 +105,10 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     mode,
     machine: { ...machineInfo() },
-    versions: await versions({ redisUrl, ...(backends.includes("cassandra") ? { cassandra } : {}) }),
+    versions: await versions({
+      redisUrl,
+      ...(backends.includes("cassandra") ? { cassandra } : {}),
+    }),
     settings,
     backends: {},
   };
@@ -132,7 +136,10 @@ async function main(): Promise<void> {
         let service: ServiceProcess | undefined;
         try {
           // A fresh process per scenario: memory and handle figures start from the same place.
-          service = await startService(env, profiled.has(name) ? { cpuProfileDir: profileDir } : {});
+          service = await startService(
+            env,
+            profiled.has(name) ? { cpuProfileDir: profileDir } : {},
+          );
           const context: BenchContext = {
             mode,
             backend,
@@ -168,7 +175,8 @@ async function main(): Promise<void> {
               break;
           }
         } catch (error) {
-          out.failures[name] = error instanceof Error ? (error.stack ?? error.message) : String(error);
+          out.failures[name] =
+            error instanceof Error ? (error.stack ?? error.message) : String(error);
           log(`${backend}: ${name} failed: ${out.failures[name]}`);
         } finally {
           await service?.stop();

@@ -8,6 +8,9 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { newApiKey, uniqueTenant } from "./support/auth-fixtures.js";
 import { createGrpcJsClient, unary } from "./support/grpc-js-client.js";
 import { eventually, type OpsTestServer, startOpsServer } from "./support/ops-harness.js";
 import { RedisServerProcess } from "./support/redis-server.js";
@@ -176,6 +179,36 @@ describe("readiness follows the dependencies", () => {
   });
 });
 
+describe("with tenants configured (credentials required)", () => {
+  it("answers health checks and reflection without credentials, while the API still demands them", async () => {
+    const server = await startOpsServer({
+      env: {
+        RECEIPTS_TENANTS: JSON.stringify({
+          tenants: [{ id: uniqueTenant("ops-health"), apiKeys: [newApiKey()] }],
+        }),
+      },
+    });
+    try {
+      const transport = createGrpcTransport({ baseUrl: server.baseUrl });
+      expect((await createClient(Health, transport).check({})).status).toBe(ServingStatus.SERVING);
+      async function* listServices() {
+        yield { messageRequest: { case: "listServices" as const, value: "" } };
+      }
+      for await (const answer of createClient(ServerReflection, transport).serverReflectionInfo(
+        listServices(),
+      )) {
+        expect(answer.messageResponse.case).toBe("listServicesResponse");
+      }
+      const refused = await createClient(ReadReceiptService, transport)
+        .getReceipts({ conversationId: "c", messageIds: ["m"] })
+        .catch((error: unknown) => ConnectError.from(error));
+      expect((refused as ConnectError).code).toBe(Code.Unauthenticated);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe("health during shutdown", () => {
   it("Watch hears NOT_SERVING when draining starts, then ends with UNAVAILABLE; Check and /readyz agree", async () => {
     const server = await startOpsServer({ env: { RECEIPTS_SHUTDOWN_DELAY_SECONDS: "1" } });
@@ -189,7 +222,7 @@ describe("health during shutdown", () => {
     expect((await health.check({})).status).toBe(ServingStatus.NOT_SERVING);
     const ready = await fetch(`${server.baseUrl}/readyz`);
     expect(ready.status).toBe(503);
-    expect(await ready.json()).toMatchObject({ status: "draining" });
+    expect(await ready.json()).toEqual({ status: "draining" });
     expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
     const refused = await fetch(`${server.baseUrl}/receipts.v1.ReadReceiptService/GetReceipts`, {
       method: "POST",

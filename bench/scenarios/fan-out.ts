@@ -9,7 +9,11 @@ export interface FanOutResult {
   readonly delivered: number;
   readonly expected: number;
   readonly latency: LatencySummary;
-  readonly ceiling: { readonly what: string; readonly delivered: number; readonly latency: LatencySummary };
+  readonly ceiling: {
+    readonly what: string;
+    readonly delivered: number;
+    readonly latency: LatencySummary;
+  };
   readonly ratios: { readonly p50: number; readonly p99: number };
   readonly floor: { readonly target: string; readonly met: boolean };
 }
@@ -34,9 +38,13 @@ async function openWatchers(
       record: true,
     }),
   );
-  const ready = (await Promise.all(loads.map((l) => l.ready))) as { opened: number; firstError?: string }[];
+  const ready = (await Promise.all(loads.map((l) => l.ready))) as {
+    opened: number;
+    firstError?: string;
+  }[];
   const opened = ready.reduce((sum, r) => sum + r.opened, 0);
-  if (opened !== watchers) throw new Error(`fan-out: ${opened} of ${watchers} streams opened: ${ready[0]?.firstError}`);
+  if (opened !== watchers)
+    throw new Error(`fan-out: ${opened} of ${watchers} streams opened: ${ready[0]?.firstError}`);
   return loads;
 }
 
@@ -72,7 +80,12 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
   const ids = Array.from({ length: events }, (_, i) => `${group}-m${i}`);
   await trackMessages(
     context,
-    ids.map((messageId) => ({ conversationId: group, messageId, senderId: "sender", sentAt: sentAtMs })),
+    ids.map((messageId) => ({
+      conversationId: group,
+      messageId,
+      senderId: "sender",
+      sentAt: sentAtMs,
+    })),
   );
 
   context.log(`fan-out: ${watchers} WatchReceipts streams, ${events} receipts`);
@@ -81,7 +94,11 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
   const sent = new Map<string, number>();
   for (const id of ids) {
     sent.set(`receipt:${id}`, nowMs());
-    await context.receipts.sendReceipts({ conversationId: group, readerId: "reader", messageIds: [id] });
+    await context.receipts.sendReceipts({
+      conversationId: group,
+      readerId: "reader",
+      messageIds: [id],
+    });
     await sleep(250);
   }
   await sleep(1_000);
@@ -112,7 +129,13 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
       delivered: empty.delivered,
       latency: ceilingLatency,
     },
-    ratios: { p50: ratio(latency.p50Ms, ceilingLatency.p50Ms), p99: ratio(latency.p99Ms, ceilingLatency.p99Ms) },
-    floor: { target: "p99 ≤ 50 ms", met: latency.p99Ms <= 50 && api.delivered === watchers * events },
+    ratios: {
+      p50: ratio(latency.p50Ms, ceilingLatency.p50Ms),
+      p99: ratio(latency.p99Ms, ceilingLatency.p99Ms),
+    },
+    floor: {
+      target: "p99 ≤ 50 ms",
+      met: latency.p99Ms <= 50 && api.delivered === watchers * events,
+    },
   };
 }

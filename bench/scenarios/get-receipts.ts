@@ -57,7 +57,8 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
     messageIds: Array.from({ length: 10 }, (_, k) => messageId(w, 0, k)),
   });
   const answer = await context.receipts.getReceipts(request);
-  if (answer.receipts[0]?.readCount !== 20) throw new Error("GetReceipts does not see the receipts");
+  if (answer.receipts[0]?.readCount !== 20)
+    throw new Error("GetReceipts does not see the receipts");
   await context.bench.empty({});
 
   const base = `http://${context.service.address}`;
@@ -100,7 +101,12 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
   return {
     request: "10 message ids of one conversation, 20 readers each",
     peak: { getReceipts: peakGet, emptyRpc: peakEmpty },
-    halfPeak: { offeredCallsPerSecond: rpsPerClient * clients, getReceipts: halfGet, emptyRpc: halfEmpty, redisRead },
+    halfPeak: {
+      offeredCallsPerSecond: rpsPerClient * clients,
+      getReceipts: halfGet,
+      emptyRpc: halfEmpty,
+      redisRead,
+    },
     ratios: {
       p50VsEmpty: ratio(halfGet.latency.p50Ms, halfEmpty.latency.p50Ms),
       p99VsEmpty,

@@ -91,7 +91,10 @@ export async function sendReceiptsScenario(context: BenchContext): Promise<SendR
         {
           kind: "cassandra-ceiling",
           ...context.cassandra,
-          workload: { ...ceilingWorkload, prefix: `${ceilingWorkload.prefix}${withClaim ? "l" : "p"}` },
+          workload: {
+            ...ceilingWorkload,
+            prefix: `${ceilingWorkload.prefix}${withClaim ? "l" : "p"}`,
+          },
           concurrency: receiptsInFlight,
           durationMs,
           withClaim,

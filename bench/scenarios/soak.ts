@@ -113,7 +113,11 @@ export async function soakScenario(
       calls: all.length,
       errors: parts.reduce((sum, p) => sum + p.errors, 0),
       latency: summarize(all),
-      byKind: { send: summarize(kind("send")), get: summarize(kind("get")), list: summarize(kind("list")) },
+      byKind: {
+        send: summarize(kind("send")),
+        get: summarize(kind("get")),
+        list: summarize(kind("list")),
+      },
       rssMiB: round((sample?.rss ?? 0) / 2 ** 20, 1),
       heapMiB: round((sample?.heap ?? 0) / 2 ** 20, 1),
       activeHandles: sample?.handles ?? 0,
@@ -128,7 +132,9 @@ export async function soakScenario(
     activeHandles: ratio(last.activeHandles, mean(baseline.map((x) => x.activeHandles))),
     p999: ratio(last.latency.p999Ms, mean(baseline.map((x) => x.latency.p999Ms))),
   };
-  const worstP999OverP99 = Math.max(...windows.map((x) => ratio(x.latency.p999Ms, x.latency.p99Ms)));
+  const worstP999OverP99 = Math.max(
+    ...windows.map((x) => ratio(x.latency.p999Ms, x.latency.p99Ms)),
+  );
   const firstError = mixes.find((m) => m.firstError)?.firstError;
   return {
     durationSeconds: durationMs / 1000,

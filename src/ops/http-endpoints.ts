@@ -36,7 +36,9 @@ export function opsHttpHandler(deps: { readiness: Readiness; metrics: Metrics })
       const state = await deps.readiness.check();
       const body = state.ready
         ? { status: "ready" }
-        : { status: state.draining ? "draining" : "not ready", failing: state.failing };
+        : state.draining
+          ? { status: "draining" }
+          : { status: "not ready", failing: state.failing };
       send(response, state.ready ? 200 : 503, json, `${JSON.stringify(body)}\n`);
     };
     answer().catch(() => send(response, 500, json, '{"error":"internal error"}\n'));
