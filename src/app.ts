@@ -8,7 +8,7 @@ import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { shuttingDown } from "./ops/drain-interceptor.js";
-import type { Metrics } from "./ops/metrics.js";
+import { Metrics } from "./ops/metrics.js";
 import { createOperations } from "./ops/operations.js";
 import type { HealthProbe } from "./ops/readiness.js";
 import { createReceiptServer, type ReceiptServer } from "./server.js";
@@ -25,10 +25,13 @@ export interface Backend {
   readonly feed: ChangeFeed;
   /** More dependencies readiness must see answering (beyond store.ping and the feed). */
   readonly probes?: readonly HealthProbe[];
+  /** The metrics backend parts report into (the read-count cache); the app serves them. */
+  readonly metrics?: Metrics;
 }
 
 /** Opens the configured backend. */
 export async function openBackend(config: Config, logger: Logger = silentLogger): Promise<Backend> {
+  const metrics = new Metrics();
   let sqlite: ReturnType<typeof openSqliteDatabase> | undefined;
   // Opened only when the embedded store or the embedded change feed needs it.
   const db = () =>
@@ -45,6 +48,10 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
               url: config.redisUrl,
               keyPrefix: config.redisKeyPrefix,
               cacheTtlMs: config.cassandra.cacheTtlMs,
+              onCacheLookup: (hits, misses) => {
+                metrics.cacheLookups.inc({ cache: "read_counts", result: "hit" }, hits);
+                metrics.cacheLookups.inc({ cache: "read_counts", result: "miss" }, misses);
+              },
             },
           },
           logger,
@@ -59,7 +66,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
           logger,
         })
       : new SqliteChangeFeed(db(), { retentionMs: config.watch.retentionMs });
-  return { store, feed };
+  return { store, feed, metrics };
 }
 
 export interface App {
@@ -93,6 +100,7 @@ export async function startApp(
     },
     store: backend.store,
     logger,
+    onRateLimited: () => ops.metrics.rateLimitRejections.inc({ limit: "request_rate" }),
   }).catch((error: unknown) => {
     throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
   });

@@ -753,6 +753,17 @@ describe("the service on Cassandra + Redis, over the network", () => {
         messageIds: [`${groupId}-m1`],
       });
       expect(got.receipts[0]).toMatchObject({ readCount: 1, unreadCount: 1 });
+      // Counts are served from the Redis entry the receipt kept up to date, and operators see it.
+      await receipts.getReceipts({ conversationId: groupId, messageIds: [`${groupId}-m1`] });
+      const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+      const lookups = (result: string) =>
+        Number(
+          new RegExp(
+            `receipts_cache_lookups_total\\{cache="read_counts",result="${result}"\\} (\\d+)`,
+          ).exec(metrics)?.[1],
+        );
+      expect(lookups("hit")).toBeGreaterThanOrEqual(1);
+      expect(lookups("miss")).toBeGreaterThanOrEqual(0);
       const missing = await receipts
         .getReceipts({ conversationId: groupId, messageIds: ["nope"] })
         .catch((error: unknown) => ConnectError.from(error));

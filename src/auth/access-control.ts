@@ -25,6 +25,8 @@ export async function openAccessControl(deps: {
   readonly rateLimits: RateLimiterOptions;
   readonly store: ReceiptStore;
   readonly logger: Logger;
+  /** Told of every call a rate limit refused (metrics). */
+  readonly onRateLimited?: () => void;
 }): Promise<AccessControl> {
   const registry = await TenantRegistry.open(deps.sources, deps.logger);
   // Development mode has no limits, so it never needs Redis.
@@ -51,7 +53,7 @@ export async function openAccessControl(deps: {
         ? []
         : [
             authInterceptor(() => registry.credentials, deps.logger),
-            rateLimitInterceptor(limiter, limitsOf),
+            rateLimitInterceptor(limiter, limitsOf, deps.onRateLimited),
             streamLimitInterceptor(limitsOf),
           ],
     async close() {

@@ -13,6 +13,7 @@ export const retryAfterHeader = "retry-after-ms";
 export function rateLimitInterceptor(
   limiter: RateLimiter,
   limitsOf: (tenant: string) => TenantLimits,
+  onRejected: () => void = () => {},
 ): Interceptor {
   return (next) => async (request) => {
     const tenant = request.contextValues.get(tenantKey);
@@ -35,6 +36,7 @@ export function rateLimitInterceptor(
     }
     const decision = await limiter.take(buckets);
     if (!decision.allowed) {
+      onRejected();
       throw new ConnectError(
         `too many requests; retry in ${decision.retryAfterMs} ms`,
         Code.ResourceExhausted,

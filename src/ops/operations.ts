@@ -40,8 +40,10 @@ export function createOperations(deps: {
   readonly feed: ChangeFeed;
   readonly logger: Logger;
   readonly probes?: readonly HealthProbe[];
+  /** Metrics the backend already reports into; a fresh registry otherwise. */
+  readonly metrics?: Metrics;
 }): Operations {
-  const metrics = new Metrics();
+  const metrics = deps.metrics ?? new Metrics();
   const readiness = new Readiness({
     probes: [
       { name: "store", check: () => deps.store.ping() },

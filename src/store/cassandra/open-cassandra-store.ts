@@ -18,6 +18,8 @@ export interface CassandraBackendOptions {
     readonly url: string;
     readonly keyPrefix: string;
     readonly cacheTtlMs: number;
+    /** Told the hits and misses of each read-count lookup (metrics). */
+    readonly onCacheLookup?: (hits: number, misses: number) => void;
   };
 }
 
@@ -54,6 +56,7 @@ export async function openCassandraStore(
   const cache = new RedisReadCountCache(redis, {
     keyPrefix: options.redis.keyPrefix,
     ttlMs: options.redis.cacheTtlMs,
+    onLookup: options.redis.onCacheLookup,
   });
   return new CassandraReceiptStore(client, {
     keyspace: options.keyspace,

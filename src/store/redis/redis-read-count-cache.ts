@@ -11,6 +11,8 @@ export interface RedisReadCountCacheOptions {
   readonly rebuildTtlMs?: number;
   /** How many cold entries one call rebuilds at a time. */
   readonly rebuildConcurrency?: number;
+  /** Told how many counts a lookup answered from Redis (hits) and had to rebuild (misses). */
+  readonly onLookup?: (hits: number, misses: number) => void;
 }
 
 /**
@@ -47,6 +49,7 @@ export class RedisReadCountCache implements ReadCountCache {
   readonly #ttlMs: number;
   readonly #rebuildTtlMs: number;
   readonly #concurrency: number;
+  readonly #onLookup: (hits: number, misses: number) => void;
   /** Entries whose update failed; never read before they are dropped. */
   readonly #suspect = new Set<string>();
   /** Rebuilds running in this process, by entry, with the mark they started at. */
@@ -63,6 +66,7 @@ export class RedisReadCountCache implements ReadCountCache {
     this.#ttlMs = options.ttlMs;
     this.#rebuildTtlMs = options.rebuildTtlMs ?? 60_000;
     this.#concurrency = options.rebuildConcurrency ?? 8;
+    this.#onLookup = options.onLookup ?? (() => {});
     for (const [name, lua] of Object.entries(scripts)) {
       redis.defineCommand(name, {
         numberOfKeys: keyCounts[name as ScriptName],
@@ -78,7 +82,10 @@ export class RedisReadCountCache implements ReadCountCache {
     readers: (messageId: string) => ReaderSource,
   ): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
-    if (!(await this.#usable(tenant, messageIds))) return counts;
+    if (!(await this.#usable(tenant, messageIds))) {
+      this.#onLookup(0, messageIds.length);
+      return counts;
+    }
     const ids = messageIds.filter((id) => !this.#suspect.has(this.#entry(tenant, id)));
     let replies: [Error | null, unknown][] | null;
     try {
@@ -86,6 +93,7 @@ export class RedisReadCountCache implements ReadCountCache {
       for (const id of ids) pipeline.rrCount(this.#keys(tenant, id).live);
       replies = await pipeline.exec();
     } catch {
+      this.#onLookup(0, messageIds.length);
       return counts;
     }
     const cold: string[] = [];
@@ -94,6 +102,7 @@ export class RedisReadCountCache implements ReadCountCache {
       if (error === null && typeof reply === "number" && reply >= 0) counts.set(id, reply);
       else cold.push(id);
     });
+    this.#onLookup(counts.size, messageIds.length - counts.size);
     let next = 0;
     const worker = async () => {
       while (next < cold.length) {
