@@ -69,7 +69,10 @@ async function closedLoop(
       const call = work();
       if (call === undefined) return;
       try {
-        receipts += await call;
+        // Not `receipts += await call`: that reads `receipts` before awaiting, so concurrent
+        // loops would overwrite each other's additions.
+        const acknowledged = await call;
+        receipts += acknowledged;
         calls += 1;
         latenciesMs.push(performance.now() - at);
       } catch (error) {

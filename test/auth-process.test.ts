@@ -1,5 +1,3 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,56 +7,26 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { bearer, newApiKey } from "./support/auth-fixtures.js";
+import { buildService, startBuiltService } from "./support/built-service.js";
 
 /**
  * The service as a process: tenants reloaded on SIGHUP, and configurations that must not start
  * (development mode on a public address, a broken tenant file) exit 2 with a clear message.
- * Built into its own folder so that it never races the build of test/process.test.ts; the
- * folder sits under node_modules so that the build finds its dependencies.
  */
-const root = join(import.meta.dirname, "..");
-const node = join(root, "node_modules", ".bin", "node");
-const build = join(root, "node_modules", ".cache", `receipts-auth-process-${randomUUID()}`);
+let build: ReturnType<typeof buildService>;
 let dir: string;
 
 beforeAll(() => {
-  execFileSync(
-    node,
-    [
-      join(root, "node_modules", "typescript", "bin", "tsc"),
-      "-p",
-      "tsconfig.build.json",
-      "--outDir",
-      build,
-    ],
-    { cwd: root, stdio: "pipe" },
-  );
+  build = buildService("auth-process");
   dir = mkdtempSync(join(tmpdir(), "receipts-auth-process-"));
 }, 120_000);
 afterAll(() => {
-  rmSync(build, { recursive: true, force: true });
+  build?.remove();
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Starts the built service; resolves once it listens, or rejects with its exit code and output. */
-function start(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(node, [join(build, "src", "main.js")], {
-    env: { ...process.env, RECEIPTS_PORT: "0", RECEIPTS_DATA_DIR: dir, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  return new Promise((resolve, reject) => {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"port":(\d+)/.exec(output);
-      if (match?.[1] !== undefined) resolve({ child, port: Number(match[1]) });
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output}`)));
-  });
-}
+const start = (env: Record<string, string>) =>
+  startBuiltService(build.dir, { RECEIPTS_DATA_DIR: dir, ...env });
 
 describe("the service as a process", () => {
   it("re-reads the tenant file on SIGHUP", async () => {

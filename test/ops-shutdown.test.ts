@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +18,7 @@ import {
   ReadReceiptService,
   type WatchReceiptsResponse,
 } from "../gen/receipts/v1/receipts_pb.js";
-import { buildService, node } from "./support/built-service.js";
+import { buildService, type ServiceProcess, startBuiltService } from "./support/built-service.js";
 import { minutes, users } from "./support/fixtures.js";
 import { HeldStore, type OpsTestServer, startOpsServer } from "./support/ops-harness.js";
 
@@ -116,35 +116,16 @@ describe("graceful shutdown in process", () => {
   });
 });
 
-interface ServiceProcess {
-  readonly child: ChildProcess;
-  readonly baseUrl: string;
-}
-
 describe("graceful shutdown of the built service on SIGTERM", () => {
   let build: ReturnType<typeof buildService>;
   let dataDir: string;
   const children: ChildProcess[] = [];
 
-  /** Starts dist's main.js as `npm start` does; resolves once it logs its port. */
-  const startService = (env: Record<string, string>): Promise<ServiceProcess> => {
-    const child = spawn(node, [join(build.dir, "src", "main.js")], {
-      env: { ...process.env, RECEIPTS_PORT: "0", RECEIPTS_DATA_DIR: dataDir, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    children.push(child);
-    let output = "";
-    return new Promise((resolve, reject) => {
-      child.stdout?.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-        const port = /"port":(\d+)/.exec(output)?.[1];
-        if (port !== undefined) resolve({ child, baseUrl: `http://127.0.0.1:${port}` });
-      });
-      child.stderr?.on("data", (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output}`)));
-    });
+  /** Starts the built service as `npm start` does; resolves once it logs its port. */
+  const startService = async (env: Record<string, string>): Promise<ServiceProcess> => {
+    const service = await startBuiltService(build.dir, { RECEIPTS_DATA_DIR: dataDir, ...env });
+    children.push(service.child);
+    return service;
   };
 
   beforeAll(() => {

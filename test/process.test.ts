@@ -1,4 +1,3 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,47 +8,21 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import { ConversationType, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { buildService, startBuiltService } from "./support/built-service.js";
 import { minutes } from "./support/fixtures.js";
 
-const root = join(import.meta.dirname, "..");
-const node = join(root, "node_modules", ".bin", "node");
-
-/** Starts the built service as `npm start` does and resolves once it logs that it listens. */
-async function startProcess(
-  env: Record<string, string>,
-): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(node, [join(root, "dist", "src", "main.js")], {
-    env: { ...process.env, RECEIPTS_PORT: "0", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  return new Promise((resolve, reject) => {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"port":(\d+)/.exec(output);
-      if (match?.[1] !== undefined) resolve({ child, port: Number(match[1]) });
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.once("exit", (code) => reject(new Error(`exited with ${code}: ${output}`)));
-  });
-}
-
 describe("the service as a process", () => {
+  let build: ReturnType<typeof buildService>;
   let dataDir: string;
   beforeAll(() => {
-    execFileSync(
-      node,
-      [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
-      {
-        cwd: root,
-        stdio: "pipe",
-      },
-    );
+    build = buildService("process");
     dataDir = mkdtempSync(join(tmpdir(), "receipts-process-"));
   }, 120_000);
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  afterAll(() => {
+    build?.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const startProcess = (env: Record<string, string>) => startBuiltService(build.dir, env);
 
   it("keeps every acknowledged receipt across a SIGTERM restart, exiting 0", async () => {
     const first = await startProcess({ RECEIPTS_DATA_DIR: dataDir });

@@ -210,11 +210,12 @@ export class ReceiptService {
         const mine = batch.filter((m) => m.senderId !== readerId);
         const included = await this.#audience.includes(tenant, readerId, mine);
         signal?.throwIfAborted();
-        markedCount += await this.#record(
+        const marked = await this.#record(
           tenant,
           readerId,
           mine.filter((_, i) => included[i]),
         );
+        markedCount += marked;
         if (batch.length < markBatchSize) break;
         cursor = batch.at(-1);
       }

@@ -2,6 +2,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { PositionedChange, ReceiptChange } from "../../domain/model.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { inTransaction } from "./sqlite-database.js";
+import { writeBatcherOf } from "./sqlite-write-batcher.js";
 
 const positionPattern = /^\d{1,15}$/;
 
@@ -45,7 +46,7 @@ export class SqliteChangeFeed implements ChangeFeed {
   async publish(tenant: string, changes: readonly ReceiptChange[]): Promise<PositionedChange[]> {
     if (changes.length === 0) return [];
     const now = this.#clock();
-    const positioned = inTransaction(this.#db, () =>
+    const positioned = await writeBatcherOf(this.#db).write(() =>
       changes.map((change) => {
         const row = this.#sql.append.get(tenant, now, JSON.stringify(change)) as {
           position: number;

@@ -8,7 +8,7 @@ import type {
   ReceiptStore,
   RecordedReceipt,
 } from "../receipt-store.js";
-import { inTransaction } from "./sqlite-database.js";
+import { type SqliteWriteBatcher, writeBatcherOf } from "./sqlite-write-batcher.js";
 
 interface MessageRow {
   conversation_id: string;
@@ -42,9 +42,12 @@ const maxInList = 500;
 export class SqliteReceiptStore implements ReceiptStore {
   readonly #db: DatabaseSync;
   readonly #sql: ReturnType<typeof prepareStatements>;
+  /** Every write goes through the connection's group commit. */
+  readonly #writes: SqliteWriteBatcher;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#writes = writeBatcherOf(db);
     this.#sql = prepareStatements(db);
   }
 
@@ -78,7 +81,7 @@ export class SqliteReceiptStore implements ReceiptStore {
 
   async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
     const existing = new Set<string>();
-    inTransaction(this.#db, () => {
+    await this.#writes.write(() => {
       for (const message of messages) {
         const [a, b] = [message.senderId, message.receiverId].sort();
         this.#sql.insertConversation.run(
@@ -127,7 +130,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     readerId: string,
     receipts: readonly NewReceipt[],
   ): Promise<RecordedReceipt[]> {
-    return inTransaction(this.#db, () =>
+    return this.#writes.write(() =>
       receipts.map(({ message, readAt }) => {
         const inserted =
           this.#sql.insertReceipt.run(
@@ -194,7 +197,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     userId: string,
     fromSentAt: number,
   ): Promise<number> {
-    return inTransaction(this.#db, () => {
+    return this.#writes.write(() => {
       const doomed = this.#sql.receiptsOfReaderFrom.all(
         tenant,
         groupId,
@@ -226,7 +229,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     readerId: string,
     upTo: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }> {
-    return inTransaction(this.#db, () => {
+    return this.#writes.write(() => {
       const row = this.#sql.getHorizon.get(tenant, conversationId, readerId) as
         | { read_up_to: number }
         | undefined;
@@ -272,7 +275,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     userIds: readonly string[],
     joinedAt: number,
   ): Promise<void> {
-    inTransaction(this.#db, () => {
+    await this.#writes.write(() => {
       for (const userId of userIds) this.#sql.openMembership.run(tenant, groupId, userId, joinedAt);
       this.#sql.bumpGroup.run(tenant, groupId, userIds.length, joinedAt);
     });
@@ -284,7 +287,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     userIds: readonly string[],
     leftAt: number,
   ): Promise<void> {
-    inTransaction(this.#db, () => {
+    await this.#writes.write(() => {
       let closed = 0;
       for (const userId of userIds) {
         closed += Number(this.#sql.closeMembership.run(leftAt, tenant, groupId, userId).changes);
