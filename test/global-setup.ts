@@ -9,21 +9,29 @@ const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
 /**
  * Real servers for the whole run: Cassandra on 127.0.0.1:9042 (started with
- * scripts/cassandra-start.sh when nothing answers there; a running node is
- * left alone, and left running afterwards) and Redis on 127.0.0.1:6379
+ * scripts/cassandra-start.sh when nothing answers there and stopped after the
+ * run; a running node is left alone) and Redis on 127.0.0.1:6379
  * (started with redis-server when nothing answers and it is installed).
  */
-export default async function setup(): Promise<void> {
-  await Promise.all([ensureCassandra(), ensureRedis()]);
+export default async function setup(): Promise<() => Promise<void>> {
+  const [startedCassandra] = await Promise.all([ensureCassandra(), ensureRedis()]);
+  // A node this run started is stopped again (RECEIPTS_KEEP_CASSANDRA=1 keeps it for the next run).
+  return async () => {
+    if (!startedCassandra || process.env.RECEIPTS_KEEP_CASSANDRA === "1") return;
+    const stop = fileURLToPath(new URL("../scripts/cassandra-stop.sh", import.meta.url));
+    await promisify(execFile)(stop, { cwd: repoRoot, timeout: 120_000 });
+  };
 }
 
-async function ensureCassandra(): Promise<void> {
-  if (process.env.RECEIPTS_CASSANDRA_CONTACT_POINTS !== undefined) return; // someone else's cluster
-  if (await answers(9042)) return;
+/** Resolves whether it started a node. */
+async function ensureCassandra(): Promise<boolean> {
+  if (process.env.RECEIPTS_CASSANDRA_CONTACT_POINTS !== undefined) return false; // someone else's cluster
+  if (await answers(9042)) return false;
   const script = fileURLToPath(new URL("../scripts/cassandra-start.sh", import.meta.url));
   try {
     const { stdout } = await promisify(execFile)(script, { cwd: repoRoot, timeout: 300_000 });
     process.stdout.write(stdout);
+    return true;
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string };
     throw new Error(`could not start Cassandra:\n${stdout ?? ""}${stderr ?? ""}`);
