@@ -29,6 +29,7 @@ export interface ReceiptServer {
 }
 
 const http2Preface = "PRI * HTTP/2.0";
+const firstBytesTimeoutMs = 30_000;
 
 type NodeHandler = ReturnType<typeof connectNodeAdapter>;
 
@@ -107,6 +108,7 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
       // Wait until the first bytes can tell the two protocols apart.
       if (head.length < http2Preface.length && http2Preface.startsWith(prefix)) return;
       socket.removeListener("data", sniff);
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(head);
       if (prefix === http2Preface) {
@@ -118,6 +120,9 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
         socket.resume();
       }
     };
+    // A connection that never says which protocol it speaks is dropped; after the hand-off the
+    // HTTP servers' own timeouts apply.
+    socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
     socket.on("data", sniff);
     socket.on("error", () => socket.destroy());
   });
