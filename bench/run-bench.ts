@@ -79,7 +79,27 @@ async function cassandraAvailable(): Promise<boolean> {
   return answers(point);
 }
 
+/** h2load (Debian's nghttp2-client) drives GetReceipts; installed when missing and we may. */
+function ensureH2load(): void {
+  const has = () => {
+    try {
+      execFileSync("h2load", ["--version"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (has()) return;
+  if (process.getuid?.() === 0) {
+    log("h2load is missing: installing Debian's nghttp2-client");
+    execFileSync("apt-get", ["update", "-q"], { stdio: "inherit" });
+    execFileSync("apt-get", ["install", "-y", "-q", "nghttp2-client"], { stdio: "inherit" });
+  }
+  if (!has()) throw new Error("h2load is needed: apt-get install -y nghttp2-client");
+}
+
 async function main(): Promise<void> {
+  ensureH2load();
   // The benchmark itself (setup calls, probes, h2load) stays off the server's CPU.
   execFileSync("taskset", ["-cp", loadCpus, String(process.pid)], { stdio: "ignore" });
   const runId = `b${Date.now().toString(36)}`;
