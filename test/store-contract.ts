@@ -345,15 +345,25 @@ export function describeReceiptContract(
         expect(await listAll("g", "m1", "read", 10)).toEqual([]);
       });
 
-      it("answers in request order", async () => {
+      it("answers in request order, each message with its own audience", async () => {
         await setUpGroup();
+        // erin joins between m1 and m2: m2's audience is one larger.
+        await membership.addMembers(tenant, {
+          groupId: "g",
+          userIds: ["erin"],
+          joinedAt: minutes(10.5),
+        });
         await receipts.trackMessages(tenant, [groupMessage("m2", "g", "bob", minutes(11))]);
         const answer = await receipts.sendReceipts(tenant, {
           conversationId: "g",
           readerId: "carol",
           messageIds: ["m2", "m1", "m2"],
         });
-        expect(answer.map((r) => r.message.messageId)).toEqual(["m2", "m1", "m2"]);
+        expect(answer.map((r) => [r.message.messageId, r.readCount, r.unreadCount])).toEqual([
+          ["m2", 1, 3],
+          ["m1", 1, 2],
+          ["m2", 1, 3],
+        ]);
         const got = await receipts.getReceipts(tenant, {
           conversationId: "g",
           messageIds: ["m1", "m2"],

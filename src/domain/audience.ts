@@ -1,6 +1,9 @@
 import type { ReceiptStore } from "../store/receipt-store.js";
 import type { MessageReceipt, TrackedMessage } from "./model.js";
 
+/** Audience sizes already asked for within one call, by message id. */
+export type AudienceSizes = Map<string, Promise<number>>;
+
 /**
  * Who a message's audience is: for C2C its receiver; for a group the members
  * at its sent_at, minus the sender. Never a copied member list: answered from
@@ -36,7 +39,19 @@ export class Audience {
     return result.map((included) => included ?? false);
   }
 
-  async size(tenant: string, message: TrackedMessage): Promise<number> {
+  /**
+   * The audience size of a message. `known` holds the sizes one call already asked for, so
+   * that answering a call that also recorded receipts reads the membership once per message.
+   */
+  size(tenant: string, message: TrackedMessage, known?: AudienceSizes): Promise<number> {
+    const cached = known?.get(message.messageId);
+    if (cached !== undefined) return cached;
+    const size = this.#size(tenant, message);
+    known?.set(message.messageId, size);
+    return size;
+  }
+
+  async #size(tenant: string, message: TrackedMessage): Promise<number> {
     if (message.conversationType === "c2c") return 1;
     const [members, [senderWasMember]] = await Promise.all([
       this.store.memberCountAt(tenant, message.conversationId, message.sentAt),
@@ -50,8 +65,9 @@ export class Audience {
     tenant: string,
     message: TrackedMessage,
     readCount: number,
+    known?: AudienceSizes,
   ): Promise<MessageReceipt> {
-    const size = await this.size(tenant, message);
+    const size = await this.size(tenant, message, known);
     return {
       message,
       readCount,

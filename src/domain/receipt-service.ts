@@ -1,6 +1,6 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
-import { Audience } from "./audience.js";
+import { Audience, type AudienceSizes } from "./audience.js";
 import { invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import {
@@ -127,8 +127,9 @@ export class ReceiptService {
         "reader_id",
       );
     }
-    await this.#record(tenant, readerId, acknowledged);
-    return this.#describe(tenant, messages);
+    const sizes: AudienceSizes = new Map();
+    await this.#record(tenant, readerId, acknowledged, sizes);
+    return this.#describe(tenant, messages, sizes);
   }
 
   async getReceipts(
@@ -235,6 +236,7 @@ export class ReceiptService {
     tenant: string,
     readerId: string,
     messages: readonly TrackedMessage[],
+    sizes: AudienceSizes = new Map(),
   ): Promise<number> {
     if (messages.length === 0) return 0;
     const readAt = this.#clock();
@@ -250,6 +252,7 @@ export class ReceiptService {
         tenant,
         messages[i] as TrackedMessage,
         outcome.readCount,
+        sizes,
       );
       changes.push({ kind: "receipt", receipt, readerId, readAt });
     }
@@ -257,10 +260,14 @@ export class ReceiptService {
     return changes.length;
   }
 
-  async #describe(tenant: string, messages: readonly TrackedMessage[]): Promise<MessageReceipt[]> {
+  async #describe(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+    sizes: AudienceSizes = new Map(),
+  ): Promise<MessageReceipt[]> {
     const counts = await this.#store.readCounts(tenant, messages);
     return Promise.all(
-      messages.map((m) => this.#audience.describe(tenant, m, counts.get(m.messageId) ?? 0)),
+      messages.map((m) => this.#audience.describe(tenant, m, counts.get(m.messageId) ?? 0, sizes)),
     );
   }
 
