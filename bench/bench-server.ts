@@ -1,5 +1,5 @@
 import { openBackend, startApp } from "../src/app.js";
-import { ConfigError, loadConfig } from "../src/config.js";
+import { exitOnConfigError, loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
 import { registerBenchRoutes } from "./bench-routes.js";
 
@@ -13,11 +13,7 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
+    exitOnConfigError(error);
   }
   const logger = createLogger({ level: config.logLevel });
   const backend = await openBackend(config, logger);

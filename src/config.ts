@@ -64,6 +64,18 @@ export class ConfigError extends Error {
 
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+/**
+ * For the entry points: a configuration error is reported, every problem on its own line, and
+ * the process exits 2; anything else is thrown on.
+ */
+export function exitOnConfigError(error: unknown): never {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
 export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
   const problems: string[] = [];
   const text = (name: string, fallback: string): string => {

@@ -1,5 +1,5 @@
 import { openBackend, startApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { exitOnConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { collectProcessMetrics } from "./ops/metrics.js";
 
@@ -9,22 +9,12 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
+    exitOnConfigError(error);
   }
   const logger = createLogger({ level: config.logLevel });
   const backend = await openBackend(config, logger);
-  const app = await startApp(config, backend, logger).catch((error: unknown) => {
-    // Tenants are read when the app starts: a bad tenant file is a configuration error too.
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  });
+  // Tenants are read when the app starts: a bad tenant file is a configuration error too.
+  const app = await startApp(config, backend, logger).catch(exitOnConfigError);
   // Process metrics (CPU, memory, event loop, GC) once per process, beside the app's own.
   collectProcessMetrics(app.metrics);
   logger.info(
