@@ -44,6 +44,7 @@ export class SqliteReceiptStore implements ReceiptStore {
   readonly #sql: ReturnType<typeof prepareStatements>;
   /** Every write goes through the connection's group commit. */
   readonly #writes: SqliteWriteBatcher;
+  readonly #byIdsStatements = new Map<number, StatementSync>();
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -69,14 +70,25 @@ export class SqliteReceiptStore implements ReceiptStore {
   ): Promise<Map<string, TrackedMessage>> {
     const found = new Map<string, TrackedMessage>();
     for (const chunk of chunks([...new Set(messageIds)], maxInList)) {
-      const rows = this.#db
-        .prepare(
-          `SELECT ${messageColumns} FROM messages WHERE tenant = ? AND message_id IN (${placeholders(chunk.length)})`,
-        )
-        .all(tenant, ...chunk) as unknown as MessageRow[];
+      const rows = this.#messagesByIds(chunk.length).all(
+        tenant,
+        ...chunk,
+      ) as unknown as MessageRow[];
       for (const row of rows) found.set(row.message_id, toMessage(row));
     }
     return found;
+  }
+
+  /** Prepared once per list length: GetReceipts and SendReceipts ask with 1 to 100 ids. */
+  #messagesByIds(count: number): StatementSync {
+    let statement = this.#byIdsStatements.get(count);
+    if (statement === undefined) {
+      statement = this.#db.prepare(
+        `SELECT ${messageColumns} FROM messages WHERE tenant = ? AND message_id IN (${placeholders(count)})`,
+      );
+      this.#byIdsStatements.set(count, statement);
+    }
+    return statement;
   }
 
   async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
