@@ -1,4 +1,5 @@
-import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
+import { describe, expect, it } from "vitest";
+import { pruneStatements, SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { describeWatchContract } from "./watch-contract.js";
@@ -14,11 +15,67 @@ describeWatchContract("the embedded feed", async () => {
     aheadPosition: "999999",
     async expire() {
       now += 2 * retentionMs;
-      feed.prune();
+      await feed.prune();
     },
     async close() {
       await feed.close();
       db.close();
     },
   };
+});
+
+describe("pruning the embedded change log", () => {
+  it("reads only the expired rows, through the age index", () => {
+    const db = openSqliteDatabase(":memory:");
+    try {
+      for (const sql of Object.values(pruneStatements)) {
+        const plan = (
+          db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all({ cutoff: 0 }) as { detail: string }[]
+        ).map((row) => row.detail);
+        const onChanges = plan.filter((detail) => /\bchanges\b/.test(detail));
+        expect(onChanges.length).toBeGreaterThan(0);
+        // Either the age index or a lookup by position, never a walk over the table.
+        for (const detail of onChanges) {
+          expect(detail).toMatch(
+            /USING (COVERING )?INDEX changes_by_age|USING INTEGER PRIMARY KEY/,
+          );
+        }
+      }
+    } finally {
+      db.close();
+    }
+  });
+
+  it("drops every expired change over several chunks and marks the newest one dropped", async () => {
+    const retentionMs = 60_000;
+    let now = 1_000_000;
+    const db = openSqliteDatabase(":memory:");
+    const feed = new SqliteChangeFeed(db, { retentionMs, clock: () => now });
+    try {
+      const change = (i: number) => ({
+        kind: "horizon" as const,
+        conversationId: "c",
+        readerId: `u${i}`,
+        readUpTo: i,
+      });
+      const old = await feed.publish(
+        "t",
+        Array.from({ length: 4_500 }, (_, i) => change(i)),
+      );
+      now += 2 * retentionMs;
+      const kept = await feed.publish("t", [change(-1)]);
+      await feed.prune();
+      const lastOld = old.at(-1)?.position as string;
+      await expect(feed.readAfter("t", String(Number(lastOld) - 1), 10)).rejects.toThrow(
+        /no longer kept/,
+      );
+      // The newest dropped position is still a valid token: nothing after it was lost.
+      expect(await feed.readAfter("t", lastOld, 10)).toEqual(kept);
+      const { rows } = db.prepare("SELECT count(*) AS rows FROM changes").get() as { rows: number };
+      expect(rows).toBe(1);
+    } finally {
+      await feed.close();
+      db.close();
+    }
+  });
 });

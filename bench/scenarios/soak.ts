@@ -12,8 +12,22 @@ export interface SoakWindow {
   readonly byKind: Record<"send" | "get" | "list", LatencySummary>;
   readonly rssMiB: number;
   readonly heapMiB: number;
+  /** Median of the window's samples. */
   readonly activeHandles: number;
+  /** Worst of the window's samples (each the p99 since the previous sample). */
   readonly eventLoopDelayP99Ms: number;
+}
+
+/** How often the server's memory, handles and event-loop delay are sampled. */
+const sampleEveryMs = 5_000;
+
+function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 export interface SoakResult {
@@ -68,20 +82,27 @@ export async function soakScenario(
   });
   await watch.ready;
   context.log(`soak: ${durationMs / 1000} s at ${JSON.stringify(rates)} calls/s`);
-  const samples: { rss: number; heap: number; handles: number; lag: number }[] = [];
+  // Sampled several times per window: active handles include the timers and sockets of calls
+  // in flight at that instant, so one sample per window reads noise as growth.
+  const samples: { at: number; rss: number; heap: number; handles: number; lag: number }[] = [];
   await serverStats(context);
-  const poll = setInterval(() => {
-    serverStats(context).then(
-      (s) =>
-        samples.push({
-          rss: s.rssBytes,
-          heap: s.heapUsedBytes,
-          handles: s.activeHandles,
-          lag: s.eventLoopDelayP99Ms,
-        }),
-      () => undefined,
-    );
-  }, windowMs);
+  const started = Date.now();
+  const poll = setInterval(
+    () => {
+      serverStats(context).then(
+        (s) =>
+          samples.push({
+            at: Date.now() - started,
+            rss: s.rssBytes,
+            heap: s.heapUsedBytes,
+            handles: s.activeHandles,
+            lag: s.eventLoopDelayP99Ms,
+          }),
+        () => undefined,
+      );
+    },
+    Math.min(windowMs, sampleEveryMs),
+  );
   const mixes = await Promise.all(
     Array.from({ length: workers }, (_, worker) =>
       runLoad<MixResult>({
@@ -107,7 +128,8 @@ export async function soakScenario(
     const parts = mixes.map((m) => m.windows[i]).filter((x) => x !== undefined);
     const kind = (k: "send" | "get" | "list") => parts.flatMap((p) => p.latenciesMs[k]);
     const all = [...kind("send"), ...kind("get"), ...kind("list")];
-    const sample = samples[i] ?? samples.at(-1);
+    const inWindow = samples.filter((x) => x.at > i * windowMs && x.at <= (i + 1) * windowMs);
+    const sample = inWindow.at(-1) ?? samples.at(-1);
     windows.push({
       startSeconds: (i * windowMs) / 1000,
       calls: all.length,
@@ -120,8 +142,8 @@ export async function soakScenario(
       },
       rssMiB: round((sample?.rss ?? 0) / 2 ** 20, 1),
       heapMiB: round((sample?.heap ?? 0) / 2 ** 20, 1),
-      activeHandles: sample?.handles ?? 0,
-      eventLoopDelayP99Ms: round(sample?.lag ?? 0),
+      activeHandles: median(inWindow.map((x) => x.handles)) ?? sample?.handles ?? 0,
+      eventLoopDelayP99Ms: round(Math.max(0, ...inWindow.map((x) => x.lag))),
     });
   }
   const baseline = windows.slice(0, Math.max(1, Math.floor(60_000 / windowMs)));

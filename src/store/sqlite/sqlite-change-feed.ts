@@ -6,6 +6,25 @@ import { writeBatcherOf } from "./sqlite-write-batcher.js";
 
 const positionPattern = /^\d{1,15}$/;
 
+/** Rows dropped per pruning transaction, so that no single step holds the event loop for long. */
+const pruneChunk = 2_000;
+
+/**
+ * The oldest changes before a cutoff, read through the age index only. Without
+ * INDEXED BY, SQLite answers max(position) by walking the table backwards from
+ * the newest row, i.e. through every change still kept: a full scan per prune
+ * that grew with the log (the 10-minute soak's latency spikes every 60 s).
+ */
+const expiredChunk = `SELECT position FROM changes INDEXED BY changes_by_age
+  WHERE created_at < :cutoff ORDER BY created_at, position LIMIT ${pruneChunk}`;
+
+/** The statements of one pruning step; exported so a test can check their query plans. */
+export const pruneStatements = {
+  markPruned: `UPDATE change_log_state SET pruned_through = max(pruned_through,
+    coalesce((SELECT max(position) FROM (${expiredChunk})), 0)) WHERE id = 1`,
+  dropChunk: `DELETE FROM changes WHERE position IN (${expiredChunk})`,
+} as const;
+
 /**
  * The embedded change feed: a SQLite table of changes (positions are its
  * autoincrement ids, shared by all tenants) and in-process listeners. One
@@ -16,8 +35,13 @@ export class SqliteChangeFeed implements ChangeFeed {
   readonly #retentionMs: number;
   readonly #clock: () => number;
   readonly #listeners = new Map<string, Set<(change: PositionedChange) => void>>();
-  readonly #sql: Record<"append" | "after" | "head" | "prunedThrough" | "prune", StatementSync>;
+  readonly #sql: Record<
+    "append" | "after" | "head" | "prunedThrough" | "markPruned" | "dropChunk",
+    StatementSync
+  >;
   readonly #pruneTimer: NodeJS.Timeout;
+  #pruning: Promise<void> | undefined;
+  #closed = false;
 
   constructor(db: DatabaseSync, options: { retentionMs: number; clock?: () => number }) {
     this.#db = db;
@@ -32,14 +56,14 @@ export class SqliteChangeFeed implements ChangeFeed {
       ),
       head: db.prepare("SELECT coalesce(max(position), 0) AS head FROM changes"),
       prunedThrough: db.prepare("SELECT pruned_through FROM change_log_state WHERE id = 1"),
-      prune: db.prepare(
-        `UPDATE change_log_state SET pruned_through = max(pruned_through,
-           coalesce((SELECT max(position) FROM changes WHERE created_at < ?), 0)) WHERE id = 1`,
-      ),
+      markPruned: db.prepare(pruneStatements.markPruned),
+      dropChunk: db.prepare(pruneStatements.dropChunk),
     };
-    this.prune();
-    // Pruning is housekeeping: an unref'd timer never keeps the process alive.
-    this.#pruneTimer = setInterval(() => this.prune(), Math.min(60_000, this.#retentionMs));
+    // Pruning is housekeeping: a failed run leaves the log longer until the next one succeeds,
+    // and an unref'd timer never keeps the process alive.
+    const pruneQuietly = () => void this.prune().catch(() => undefined);
+    pruneQuietly();
+    this.#pruneTimer = setInterval(pruneQuietly, Math.min(60_000, this.#retentionMs));
     this.#pruneTimer.unref();
   }
 
@@ -103,17 +127,36 @@ export class SqliteChangeFeed implements ChangeFeed {
     return positionPattern.test(position);
   }
 
-  /** Drops changes older than the retention window and remembers how far it dropped. */
-  prune(): void {
-    const cutoff = this.#clock() - this.#retentionMs;
-    inTransaction(this.#db, () => {
-      this.#sql.prune.run(cutoff);
-      this.#db.prepare("DELETE FROM changes WHERE created_at < ?").run(cutoff);
+  /**
+   * Drops changes older than the retention window and remembers how far it
+   * dropped, a chunk per transaction with the event loop free in between.
+   * Concurrent calls share the run in progress.
+   */
+  prune(): Promise<void> {
+    this.#pruning ??= this.#pruneChunks().finally(() => {
+      this.#pruning = undefined;
     });
+    return this.#pruning;
+  }
+
+  async #pruneChunks(): Promise<void> {
+    const cutoff = this.#clock() - this.#retentionMs;
+    for (;;) {
+      if (this.#closed) return;
+      const dropped = inTransaction(this.#db, () => {
+        // The watermark first: a resume token in the chunk must read as expired once it is gone.
+        this.#sql.markPruned.run({ cutoff });
+        return Number(this.#sql.dropChunk.run({ cutoff }).changes);
+      });
+      if (dropped < pruneChunk) return;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#pruneTimer);
+    await this.#pruning?.catch(() => undefined);
     this.#listeners.clear();
   }
 }
