@@ -24,6 +24,8 @@ export interface Config {
     readonly serialConsistency: SerialConsistency;
     /** How long a read count stays in Redis after it was built. */
     readonly cacheTtlMs: number;
+    /** Tracked messages kept in this process's memory (and a tenth as many groups' membership). */
+    readonly localCacheEntries: number;
   };
   /** Where WatchReceipts changes are logged and fanned out: in process, or through Redis. */
   readonly changeFeed: "embedded" | "redis";
@@ -142,6 +144,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         "SERIAL",
       ] as const),
       cacheTtlMs: integer("RECEIPTS_REDIS_CACHE_TTL_SECONDS", 300, 1, 86_400) * 1000,
+      localCacheEntries: integer("RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES", 100_000, 0, 10_000_000),
     },
     // Instances sharing a networked store need the Redis feed to see each other's changes.
     changeFeed: oneOf(

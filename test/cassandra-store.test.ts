@@ -369,6 +369,111 @@ describe("Cassandra store with the Redis read-count cache", () => {
   });
 });
 
+describe("Cassandra store: what one process keeps in memory", () => {
+  let counter: RequestCounter;
+  let client: Client;
+
+  beforeAll(() => {
+    counter = new RequestCounter();
+    client = connectTestClient({ requestTracker: counter });
+  });
+
+  afterAll(async () => {
+    await client?.shutdown();
+  });
+
+  const sender = "u000000";
+  const probe = [{ userId: sender, at: minutes(10) }];
+
+  it("reads a tracked message from Cassandra once, and an untracked id every time", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    const message = await seedGroup(store, tenant, users("u", 3));
+    expect((await store.getMessages(tenant, [message.messageId])).get(message.messageId)).toEqual(
+      message,
+    );
+    counter.reset();
+    const found = await store.getMessages(tenant, [message.messageId, "not-yet-tracked"]);
+    expect([...found.values()]).toEqual([message]);
+    expect(counter.count("messages")).toBe(1);
+    expect(counter.queries.every((q) => q.includes("message_id = ?"))).toBe(true);
+  });
+
+  it("answers audience sizes from memory with one read of the group's version", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    await seedGroup(store, tenant, users("u", 5));
+    const probes = [...probe, { userId: "u000001", at: minutes(11) }];
+    const expected = [
+      { memberCount: 5, wasMember: true },
+      { memberCount: 5, wasMember: true },
+    ];
+    expect(await store.membershipAt(tenant, "g", probes)).toEqual(expected);
+    counter.reset();
+    expect(await store.membershipAt(tenant, "g", probes)).toEqual(expected);
+    expect(counter.count()).toBe(1);
+    expect(counter.count("group_sizes")).toBe(1);
+  });
+
+  it("sees a change acknowledged by another instance in its next call", async () => {
+    const tenant = newTenant();
+    const mine = cassandraStore(client);
+    const other = cassandraStore(keyspace.client);
+    await seedGroup(other, tenant, users("u", 5));
+    expect(await mine.membershipAt(tenant, "g", probe)).toEqual([
+      { memberCount: 5, wasMember: true },
+    ]);
+    // Backdated: the sender left before its message, so it no longer counts itself.
+    await other.closeMemberships(tenant, "g", [sender], minutes(5));
+    expect(await mine.membershipAt(tenant, "g", probe)).toEqual([
+      { memberCount: 4, wasMember: false },
+    ]);
+    await other.openMemberships(tenant, "g", ["late-joiner"], minutes(2));
+    expect(await mine.membershipAt(tenant, "g", probe)).toEqual([
+      { memberCount: 5, wasMember: false },
+    ]);
+  });
+
+  it("reads through while a membership change holds the group's lock", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    await seedGroup(store, tenant, users("u", 5));
+    expect(await store.membershipAt(tenant, "g", probe)).toEqual([
+      { memberCount: 5, wasMember: true },
+    ]);
+    // What a change in progress looks like: the lock taken and one of its rows written.
+    const run = (cql: string, params: unknown[]) =>
+      keyspace.client.execute(cql, params, { prepare: true });
+    await run(
+      `UPDATE ${keyspace.keyspace}.group_sizes SET lock_op = ?, lock_since = ? WHERE tenant = ? AND group_id = ?`,
+      [types.Uuid.random(), BigInt(Date.now()), tenant, "g"],
+    );
+    await run(
+      `INSERT INTO ${keyspace.keyspace}.group_sizes (tenant, group_id, changed_at, members) VALUES (?, ?, ?, ?)`,
+      [tenant, "g", BigInt(minutes(7)), 6],
+    );
+    expect(await store.membershipAt(tenant, "g", probe)).toEqual([
+      { memberCount: 6, wasMember: true },
+    ]);
+  });
+
+  it("keeps nothing in memory when told so", async () => {
+    const tenant = newTenant();
+    const store = new CassandraReceiptStore(client, {
+      keyspace: keyspace.keyspace,
+      localCacheEntries: 0,
+    });
+    const message = await seedGroup(store, tenant, users("u", 3));
+    await store.getMessages(tenant, [message.messageId]);
+    await store.membershipAt(tenant, "g", probe);
+    counter.reset();
+    await store.getMessages(tenant, [message.messageId]);
+    await store.membershipAt(tenant, "g", probe);
+    expect(counter.count("messages")).toBe(1);
+    expect(counter.count("memberships")).toBe(1);
+  });
+});
+
 describe("Cassandra store: failures and recovery", () => {
   it("fails writes with StoreUnavailableError when Cassandra cannot be reached", async () => {
     const dead = createCassandraClient({
@@ -642,10 +747,17 @@ describe("a group of 100,000 members on Cassandra", () => {
       receipts.getReceipts(tenant, { conversationId: "big", messageIds: ["big-1"] }),
     );
     expect(receipt).toMatchObject({ readCount: 0, unreadCount: memberCount - 1 });
-    expect(counter.count("group_sizes")).toBe(1);
-    await timed("GetReceipts, hot", () =>
+    // The group's version, then its size at sent_at; and the sender's own intervals.
+    expect(counter.count("group_sizes")).toBe(2);
+    expect(counter.count("memberships")).toBe(1);
+    counter.reset();
+    const [again] = await timed("GetReceipts, hot", () =>
       receipts.getReceipts(tenant, { conversationId: "big", messageIds: ["big-1"] }),
     );
+    expect(again).toEqual(receipt);
+    // Remembered at the group's version: only the version is read again.
+    expect(counter.count("group_sizes")).toBe(1);
+    expect(counter.count("memberships")).toBe(0);
   });
 
   it("pages READ and UNREAD members both ways, each member exactly once", async () => {
@@ -800,6 +912,7 @@ describe("Cassandra schema and configuration", () => {
       RECEIPTS_CASSANDRA_KEYSPACE: "receipts_prod",
       RECEIPTS_CASSANDRA_REPLICATION: "{'class': 'NetworkTopologyStrategy', 'eu-west': 3}",
       RECEIPTS_CASSANDRA_CONSISTENCY: "QUORUM",
+      RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES: "5000",
       RECEIPTS_REDIS_CACHE_TTL_SECONDS: "60",
     });
     expect(config.store).toBe("cassandra");
@@ -811,7 +924,9 @@ describe("Cassandra schema and configuration", () => {
       consistency: "QUORUM",
       serialConsistency: "LOCAL_SERIAL",
       cacheTtlMs: 60_000,
+      localCacheEntries: 5_000,
     });
+    expect(loadConfig({}).cassandra.localCacheEntries).toBe(100_000);
     let error: unknown;
     try {
       loadConfig({
@@ -820,13 +935,20 @@ describe("Cassandra schema and configuration", () => {
         RECEIPTS_CASSANDRA_REPLICATION: "{'class': 'SimpleStrategy'}; DROP KEYSPACE x",
         RECEIPTS_CASSANDRA_CONSISTENCY: "TWO",
         RECEIPTS_CASSANDRA_CONTACT_POINTS: "a b",
+        RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES: "-1",
       });
     } catch (caught) {
       error = caught;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const problems = (error as ConfigError).problems.join("\n");
-    for (const name of ["KEYSPACE", "REPLICATION", "CONSISTENCY", "CONTACT_POINTS"]) {
+    for (const name of [
+      "KEYSPACE",
+      "REPLICATION",
+      "CONSISTENCY",
+      "CONTACT_POINTS",
+      "LOCAL_CACHE_ENTRIES",
+    ]) {
       expect(problems).toContain(`RECEIPTS_CASSANDRA_${name}=`);
     }
   });

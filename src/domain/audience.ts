@@ -1,4 +1,4 @@
-import type { ReceiptStore } from "../store/receipt-store.js";
+import type { MembershipAt, ReceiptStore } from "../store/receipt-store.js";
 import type { MessageReceipt, TrackedMessage } from "./model.js";
 
 /** Audience sizes already asked for within one call, by message id. */
@@ -40,39 +40,52 @@ export class Audience {
   }
 
   /**
-   * The audience size of a message. `known` holds the sizes one call already asked for, so
-   * that answering a call that also recorded receipts reads the membership once per message.
+   * The audience sizes of messages, asked of the store once per group.
+   * `known` holds the sizes one call already asked for, so that answering a
+   * call that also recorded receipts reads the membership once per message.
    */
-  size(tenant: string, message: TrackedMessage, known?: AudienceSizes): Promise<number> {
-    const cached = known?.get(message.messageId);
-    if (cached !== undefined) return cached;
-    const size = this.#size(tenant, message);
-    known?.set(message.messageId, size);
-    return size;
-  }
-
-  async #size(tenant: string, message: TrackedMessage): Promise<number> {
-    if (message.conversationType === "c2c") return 1;
-    const [members, [senderWasMember]] = await Promise.all([
-      this.store.memberCountAt(tenant, message.conversationId, message.sentAt),
-      this.store.wasMemberAt(tenant, message.conversationId, message.senderId, [message.sentAt]),
-    ]);
-    return members - (senderWasMember ? 1 : 0);
+  sizes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+    known: AudienceSizes = new Map(),
+  ): Promise<number[]> {
+    const unknown = [
+      ...new Map(
+        messages.filter((m) => !known.has(m.messageId)).map((m) => [m.messageId, m]),
+      ).values(),
+    ];
+    for (const [groupId, group] of Map.groupBy(unknown, (m) =>
+      m.conversationType === "c2c" ? undefined : m.conversationId,
+    )) {
+      if (groupId === undefined) {
+        for (const message of group) known.set(message.messageId, Promise.resolve(1));
+        continue;
+      }
+      const asked = this.store.membershipAt(
+        tenant,
+        groupId,
+        group.map((m) => ({ userId: m.senderId, at: m.sentAt })),
+      );
+      group.forEach((message, i) => {
+        known.set(
+          message.messageId,
+          asked.then((answers) => {
+            const { memberCount, wasMember } = answers[i] as MembershipAt;
+            return memberCount - (wasMember ? 1 : 0);
+          }),
+        );
+      });
+    }
+    return Promise.all(messages.map((m) => known.get(m.messageId) as Promise<number>));
   }
 
   /** The receipt state of a message given its exact read count. */
-  async describe(
-    tenant: string,
-    message: TrackedMessage,
-    readCount: number,
-    known?: AudienceSizes,
-  ): Promise<MessageReceipt> {
-    const size = await this.size(tenant, message, known);
+  describe(message: TrackedMessage, readCount: number, audienceSize: number): MessageReceipt {
     return {
       message,
       readCount,
       // A reader stays counted until its receipt is deleted; never report a negative.
-      unreadCount: Math.max(size - readCount, 0),
+      unreadCount: Math.max(audienceSize - readCount, 0),
       receiverRead: message.conversationType === "c2c" && readCount > 0,
     };
   }

@@ -1,5 +1,5 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { ReceiptStore } from "../store/receipt-store.js";
+import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
 import { Audience, type AudienceSizes } from "./audience.js";
 import { invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
@@ -127,9 +127,21 @@ export class ReceiptService {
         "reader_id",
       );
     }
+    // Asked for while the receipts are written: the answer needs every message's audience.
     const sizes: AudienceSizes = new Map();
-    await this.#record(tenant, readerId, acknowledged, sizes);
-    return this.#describe(tenant, messages, sizes);
+    const sized = this.#audience.sizes(tenant, messages, sizes);
+    sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
+    const recorded = await this.#record(tenant, readerId, acknowledged, sizes);
+    const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
+    // Only the reader's own messages were not recorded, so not counted yet.
+    const own = unique.filter((m) => !counts.has(m.messageId));
+    if (own.length > 0) {
+      for (const [id, count] of await this.#store.readCounts(tenant, own)) counts.set(id, count);
+    }
+    const audienceSizes = await sized;
+    return messages.map((m, i) =>
+      this.#audience.describe(m, counts.get(m.messageId) ?? 0, audienceSizes[i] as number),
+    );
   }
 
   async getReceipts(
@@ -211,12 +223,12 @@ export class ReceiptService {
         const mine = batch.filter((m) => m.senderId !== readerId);
         const included = await this.#audience.includes(tenant, readerId, mine);
         signal?.throwIfAborted();
-        const marked = await this.#record(
+        const recorded = await this.#record(
           tenant,
           readerId,
           mine.filter((_, i) => included[i]),
         );
-        markedCount += marked;
+        markedCount += recorded.filter((r) => r.inserted).length;
         if (batch.length < markBatchSize) break;
         cursor = batch.at(-1);
       }
@@ -231,33 +243,36 @@ export class ReceiptService {
     return { readUpTo: horizon.current, markedCount };
   }
 
-  /** Records receipts, publishes the new ones, and returns how many were new. */
+  /** Records receipts and publishes the new ones; says of each whether it was new, and its count. */
   async #record(
     tenant: string,
     readerId: string,
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
-  ): Promise<number> {
-    if (messages.length === 0) return 0;
+  ): Promise<RecordedReceipt[]> {
+    if (messages.length === 0) return [];
     const readAt = this.#clock();
     const recorded = await this.#store.insertReceipts(
       tenant,
       readerId,
       messages.map((message) => ({ message, readAt })),
     );
-    const changes: ReceiptChange[] = [];
-    for (const [i, outcome] of recorded.entries()) {
-      if (!outcome.inserted) continue;
-      const receipt = await this.#audience.describe(
-        tenant,
-        messages[i] as TrackedMessage,
-        outcome.readCount,
-        sizes,
-      );
-      changes.push({ kind: "receipt", receipt, readerId, readAt });
-    }
+    const fresh = recorded.flatMap((outcome, i) =>
+      outcome.inserted ? [{ outcome, message: messages[i] as TrackedMessage }] : [],
+    );
+    const audienceSizes = await this.#audience.sizes(
+      tenant,
+      fresh.map((f) => f.message),
+      sizes,
+    );
+    const changes: ReceiptChange[] = fresh.map(({ outcome, message }, i) => ({
+      kind: "receipt",
+      receipt: this.#audience.describe(message, outcome.readCount, audienceSizes[i] as number),
+      readerId,
+      readAt,
+    }));
     await this.#feed.publish(tenant, changes);
-    return changes.length;
+    return recorded;
   }
 
   async #describe(
@@ -265,9 +280,12 @@ export class ReceiptService {
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
   ): Promise<MessageReceipt[]> {
-    const counts = await this.#store.readCounts(tenant, messages);
-    return Promise.all(
-      messages.map((m) => this.#audience.describe(tenant, m, counts.get(m.messageId) ?? 0, sizes)),
+    const [counts, audienceSizes] = await Promise.all([
+      this.#store.readCounts(tenant, messages),
+      this.#audience.sizes(tenant, messages, sizes),
+    ]);
+    return messages.map((m, i) =>
+      this.#audience.describe(m, counts.get(m.messageId) ?? 0, audienceSizes[i] as number),
     );
   }
 

@@ -133,6 +133,17 @@ export interface ReceiptStore {
   memberCountAt(tenant: string, groupId: string, at: number): Promise<number>;
 
   /**
+   * For each probe, the number of members at `probe.at` and whether
+   * `probe.userId` was one of them: the audience sizes of a call's messages
+   * in one store call per group.
+   */
+  membershipAt(
+    tenant: string,
+    groupId: string,
+    probes: readonly MembershipProbe[],
+  ): Promise<MembershipAt[]>;
+
+  /**
    * Members at `message.sentAt`, minus the sender, minus those who have read
    * it, ordered by user id, after `afterUserId`.
    */
@@ -179,6 +190,16 @@ export interface RecordedReceipt {
   /** False when the reader had already read the message: nothing changed. */
   readonly inserted: boolean;
   readonly readCount: number;
+}
+
+export interface MembershipProbe {
+  readonly userId: string;
+  readonly at: number;
+}
+
+export interface MembershipAt {
+  readonly memberCount: number;
+  readonly wasMember: boolean;
 }
 
 export interface MembershipInterval {

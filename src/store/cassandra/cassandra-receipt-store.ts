@@ -1,9 +1,12 @@
 import { type Client, types } from "cassandra-driver";
+import { LRUCache } from "lru-cache";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
 import type {
   Conversation,
+  MembershipAt,
   MembershipInterval,
+  MembershipProbe,
   MessageCursor,
   NewReceipt,
   ReceiptStore,
@@ -17,6 +20,7 @@ import {
   type SerialConsistency,
   type StatementOptions,
 } from "./cql-session.js";
+import { type GroupMemory, MembershipMemory } from "./membership-memory.js";
 import type { ReadCountCache, ReaderSource } from "./read-count-cache.js";
 
 export interface CassandraReceiptStoreOptions {
@@ -32,6 +36,12 @@ export interface CassandraReceiptStoreOptions {
   readonly membershipLockLeaseMs?: number;
   /** Queries one store call keeps in flight. */
   readonly concurrency?: number;
+  /**
+   * Tracked messages this process keeps in memory (they never change once
+   * tracked); a tenth as many groups' membership facts. 0 reads everything
+   * from Cassandra every time.
+   */
+  readonly localCacheEntries?: number;
   readonly clock?: () => number;
   /** Called by close(): releases what the store was opened with, when it owns it. */
   readonly release?: () => Promise<void>;
@@ -40,6 +50,9 @@ export interface CassandraReceiptStoreOptions {
 /** Tracked messages of a conversation are partitioned by 30-day bucket of sent_at. */
 const bucketMs = 30 * 24 * 3_600_000;
 const bucketOf = (sentAt: number): number => Math.floor(sentAt / bucketMs);
+
+/** Default of `localCacheEntries`: about 20 MB of messages. */
+const defaultLocalCacheEntries = 100_000;
 
 /** Memberships written per single-partition batch. */
 const membershipBatch = 100;
@@ -90,6 +103,8 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #clock: () => number;
   readonly #bigint: boolean;
   readonly #release: (() => Promise<void>) | undefined;
+  readonly #messages: LRUCache<string, TrackedMessage> | undefined;
+  readonly #memberships: MembershipMemory | undefined;
   #lastMicros = 0;
 
   constructor(client: Client, options: CassandraReceiptStoreOptions) {
@@ -103,6 +118,11 @@ export class CassandraReceiptStore implements ReceiptStore {
     this.#concurrency = options.concurrency ?? 32;
     this.#clock = options.clock ?? Date.now;
     this.#release = options.release;
+    const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
+    if (entries > 0) {
+      this.#messages = new LRUCache({ max: entries });
+      this.#memberships = new MembershipMemory(Math.max(1, Math.floor(entries / 10)));
+    }
     const encoding = (
       client as unknown as { options?: { encoding?: { useBigIntAsLong?: boolean } } }
     ).options?.encoding;
@@ -129,9 +149,20 @@ export class CassandraReceiptStore implements ReceiptStore {
     messageIds: readonly string[],
   ): Promise<Map<string, TrackedMessage>> {
     const found = new Map<string, TrackedMessage>();
-    await mapConcurrently([...new Set(messageIds)], this.#concurrency, async (messageId) => {
+    const unknown: string[] = [];
+    for (const messageId of new Set(messageIds)) {
+      // A tracked message never changes (re-tracking with other data is refused), so what
+      // this process once read stays true.
+      const known = this.#messages?.get(`${tenant}\u0000${messageId}`);
+      if (known === undefined) unknown.push(messageId);
+      else found.set(messageId, known);
+    }
+    await mapConcurrently(unknown, this.#concurrency, async (messageId) => {
       const row = (await this.#run(this.#cql.getMessage, [tenant, messageId], read)).first();
-      if (row) found.set(messageId, this.#toMessage(row));
+      if (!row) return;
+      const message = this.#toMessage(row);
+      found.set(messageId, message);
+      this.#messages?.set(`${tenant}\u0000${messageId}`, message);
     });
     return found;
   }
@@ -542,14 +573,8 @@ export class CassandraReceiptStore implements ReceiptStore {
     userId: string,
     times: readonly number[],
   ): Promise<boolean[]> {
-    const result = await this.#run(this.#cql.membershipsOfUser, [tenant, groupId, userId], read);
-    const intervals = result.rows.map((row) => ({
-      joinedAt: toNumber(row.get("joined_at")),
-      leftAt: optionalNumber(row.get("left_at")),
-    }));
-    return times.map((t) =>
-      intervals.some((i) => i.joinedAt <= t && (i.leftAt === undefined || i.leftAt > t)),
-    );
+    const intervals = await this.#intervalsOf(tenant, groupId, userId);
+    return times.map((t) => isMemberAt(intervals, t));
   }
 
   /**
@@ -572,6 +597,54 @@ export class CassandraReceiptStore implements ReceiptStore {
       }
       return row ? Number(row.get("members") ?? 0) : 0;
     }
+  }
+
+  /**
+   * From this process's memory of the group when it holds the group's
+   * current version, else from Cassandra (then remembered); read through
+   * while a membership change of the group is in progress.
+   */
+  async membershipAt(
+    tenant: string,
+    groupId: string,
+    probes: readonly MembershipProbe[],
+  ): Promise<MembershipAt[]> {
+    const memory = await this.#memoryOf(tenant, groupId);
+    if (memory === undefined) {
+      return mapConcurrently(probes, this.#concurrency, async ({ userId, at }) => ({
+        memberCount: await this.memberCountAt(tenant, groupId, at),
+        wasMember: (await this.wasMemberAt(tenant, groupId, userId, [at]))[0] === true,
+      }));
+    }
+    const counts = new Map<number, number>();
+    const intervals = new Map<string, readonly MembershipInterval[]>();
+    for (const { userId, at } of probes) {
+      const count = memory.countAt(at);
+      if (count !== undefined) counts.set(at, count);
+      const known = memory.intervalsOf(userId);
+      if (known !== undefined) intervals.set(userId, known);
+    }
+    const times = [...new Set(probes.map((p) => p.at))].filter((at) => !counts.has(at));
+    const users = [...new Set(probes.map((p) => p.userId))].filter((u) => !intervals.has(u));
+    await Promise.all([
+      mapConcurrently(times, this.#concurrency, async (at) => {
+        const row = (
+          await this.#run(this.#cql.sizeAt, [tenant, groupId, this.#long(at)], read)
+        ).first();
+        const members = row ? Number(row.get("members") ?? 0) : 0;
+        counts.set(at, members);
+        memory.rememberCount(at, members);
+      }),
+      mapConcurrently(users, this.#concurrency, async (userId) => {
+        const found = await this.#intervalsOf(tenant, groupId, userId);
+        intervals.set(userId, found);
+        memory.rememberIntervals(userId, found);
+      }),
+    ]);
+    return probes.map(({ userId, at }) => ({
+      memberCount: counts.get(at) ?? 0,
+      wasMember: isMemberAt(intervals.get(userId) ?? [], at),
+    }));
   }
 
   async listUnreadMembers(
@@ -743,6 +816,31 @@ export class CassandraReceiptStore implements ReceiptStore {
       if (joinedAt <= at && (leftAt === undefined || leftAt > at)) member = true;
     }
     if (member && current !== undefined) yield current;
+  }
+
+  async #intervalsOf(
+    tenant: string,
+    groupId: string,
+    userId: string,
+  ): Promise<MembershipInterval[]> {
+    const result = await this.#run(this.#cql.membershipsOfUser, [tenant, groupId, userId], read);
+    return result.rows.map((row) => ({
+      joinedAt: toNumber(row.get("joined_at")),
+      leftAt: optionalNumber(row.get("left_at")),
+    }));
+  }
+
+  /**
+   * This process's memory of the group at its current version, or undefined
+   * while a change holds the group's lock (its rows may be half written) or
+   * when nothing is kept in memory.
+   */
+  async #memoryOf(tenant: string, groupId: string): Promise<GroupMemory | undefined> {
+    if (this.#memberships === undefined) return undefined;
+    const row = (await this.#run(this.#cql.groupLock, [tenant, groupId], read)).first();
+    if (row?.get("lock_op")) return undefined;
+    const version = row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
+    return this.#memberships.of(tenant, groupId, version);
   }
 
   /**
@@ -963,6 +1061,10 @@ function toNumber(value: unknown): number {
   if (typeof value === "bigint") return Number(value);
   if (value instanceof types.Long) return value.toNumber();
   throw new TypeError(`expected a bigint column value, got ${String(value)}`);
+}
+
+function isMemberAt(intervals: readonly MembershipInterval[], t: number): boolean {
+  return intervals.some((i) => i.joinedAt <= t && (i.leftAt === undefined || i.leftAt > t));
 }
 
 function optionalNumber(value: unknown): number | undefined {

@@ -14,6 +14,8 @@ export interface CassandraBackendOptions {
   readonly replication: string;
   readonly consistency: Consistency;
   readonly serialConsistency: SerialConsistency;
+  /** See CassandraReceiptStoreOptions.localCacheEntries. */
+  readonly localCacheEntries: number;
   readonly redis: {
     readonly url: string;
     readonly keyPrefix: string;
@@ -62,6 +64,7 @@ export async function openCassandraStore(
     keyspace: options.keyspace,
     consistency: options.consistency,
     serialConsistency: options.serialConsistency,
+    localCacheEntries: options.localCacheEntries,
     cache,
     async release() {
       await cache.close();

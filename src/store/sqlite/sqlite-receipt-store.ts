@@ -2,7 +2,9 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
 import type {
   Conversation,
+  MembershipAt,
   MembershipInterval,
+  MembershipProbe,
   MessageCursor,
   NewReceipt,
   ReceiptStore,
@@ -331,6 +333,19 @@ export class SqliteReceiptStore implements ReceiptStore {
     if (at >= group.last_change_at) return group.member_count;
     const row = this.#sql.countMembersAt.get(tenant, groupId, at, at) as { n: number };
     return row.n;
+  }
+
+  async membershipAt(
+    tenant: string,
+    groupId: string,
+    probes: readonly MembershipProbe[],
+  ): Promise<MembershipAt[]> {
+    return Promise.all(
+      probes.map(async ({ userId, at }) => ({
+        memberCount: await this.memberCountAt(tenant, groupId, at),
+        wasMember: (await this.wasMemberAt(tenant, groupId, userId, [at]))[0] === true,
+      })),
+    );
   }
 
   async listUnreadMembers(
