@@ -1,3 +1,4 @@
+import { getHeapStatistics } from "node:v8";
 import {
   type Consistency,
   consistencyLevels,
@@ -24,7 +25,7 @@ export interface Config {
     readonly serialConsistency: SerialConsistency;
     /** How long a read count stays in Redis after it was built. */
     readonly cacheTtlMs: number;
-    /** Tracked messages kept in this process's memory (and a tenth as many groups' membership). */
+    /** Tracked messages kept in this process's memory, and as many membership facts. */
     readonly localCacheEntries: number;
   };
   /** Where WatchReceipts changes are logged and fanned out: in process, or through Redis. */
@@ -144,7 +145,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         "SERIAL",
       ] as const),
       cacheTtlMs: integer("RECEIPTS_REDIS_CACHE_TTL_SECONDS", 300, 1, 86_400) * 1000,
-      localCacheEntries: integer("RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES", 100_000, 0, 10_000_000),
+      localCacheEntries: integer("RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES", 50_000, 0, 10_000_000),
     },
     // Instances sharing a networked store need the Redis feed to see each other's changes.
     changeFeed: oneOf(
@@ -160,7 +161,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       retentionMs: integer("RECEIPTS_WATCH_RETENTION_SECONDS", 86_400, 60, 30 * 86_400) * 1000,
       heartbeatMs: integer("RECEIPTS_WATCH_HEARTBEAT_SECONDS", 15, 1, 3_600) * 1000,
       bufferLimit: integer("RECEIPTS_WATCH_BUFFER", 1_000, 1, 1_000_000),
-      maxStreams: integer("RECEIPTS_MAX_STREAMS", 100_000, 1, 10_000_000),
+      maxStreams: integer("RECEIPTS_MAX_STREAMS", defaultMaxStreams(), 1, 10_000_000),
     },
     shutdownGraceMs: integer("RECEIPTS_SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600) * 1000,
     shutdownDelayMs: integer("RECEIPTS_SHUTDOWN_DELAY_SECONDS", 0, 0, 300) * 1000,
@@ -214,4 +215,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 function isLoopback(host: string): boolean {
   if (host === "localhost" || host === "::1") return true;
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** Heap an idle WatchReceipts stream holds, rounded up from docs/streaming.md (38 KB). */
+const heapPerStreamBytes = 40 * 1024;
+
+/**
+ * As many streams as half of this process's heap limit holds, so that an
+ * instance refuses streams (RESOURCE_EXHAUSTED) before it runs out of memory;
+ * the limit follows `--max-old-space-size` and the container's memory.
+ */
+export function defaultMaxStreams(): number {
+  return Math.max(1_000, Math.floor(getHeapStatistics().heap_size_limit / 2 / heapPerStreamBytes));
 }

@@ -926,7 +926,7 @@ describe("Cassandra schema and configuration", () => {
       cacheTtlMs: 60_000,
       localCacheEntries: 5_000,
     });
-    expect(loadConfig({}).cassandra.localCacheEntries).toBe(100_000);
+    expect(loadConfig({}).cassandra.localCacheEntries).toBe(50_000);
     let error: unknown;
     try {
       loadConfig({

@@ -1,4 +1,6 @@
+import { getHeapStatistics } from "node:v8";
 import { describe, expect, it } from "vitest";
+import { defaultMaxStreams, loadConfig } from "../src/config.js";
 import { pruneStatements, SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
@@ -77,5 +79,17 @@ describe("pruning the embedded change log", () => {
       await feed.close();
       db.close();
     }
+  });
+});
+
+describe("RECEIPTS_MAX_STREAMS", () => {
+  it("defaults to what half of the heap limit holds, and can be set", () => {
+    const heapLimit = getHeapStatistics().heap_size_limit;
+    const byDefault = loadConfig({}).watch.maxStreams;
+    expect(byDefault).toBe(defaultMaxStreams());
+    // About 40 KB per idle stream, in half the heap.
+    expect(byDefault * 40 * 1024).toBeLessThanOrEqual(heapLimit / 2);
+    expect((byDefault + 1) * 40 * 1024).toBeGreaterThan(heapLimit / 2);
+    expect(loadConfig({ RECEIPTS_MAX_STREAMS: "250" }).watch.maxStreams).toBe(250);
   });
 });

@@ -20,7 +20,7 @@ import {
   type SerialConsistency,
   type StatementOptions,
 } from "./cql-session.js";
-import { type GroupMemory, MembershipMemory } from "./membership-memory.js";
+import { MembershipMemory } from "./membership-memory.js";
 import type { ReadCountCache, ReaderSource } from "./read-count-cache.js";
 
 export interface CassandraReceiptStoreOptions {
@@ -38,8 +38,8 @@ export interface CassandraReceiptStoreOptions {
   readonly concurrency?: number;
   /**
    * Tracked messages this process keeps in memory (they never change once
-   * tracked); a tenth as many groups' membership facts. 0 reads everything
-   * from Cassandra every time.
+   * tracked), and as many membership facts. 0 reads everything from
+   * Cassandra every time.
    */
   readonly localCacheEntries?: number;
   readonly clock?: () => number;
@@ -51,8 +51,8 @@ export interface CassandraReceiptStoreOptions {
 const bucketMs = 30 * 24 * 3_600_000;
 const bucketOf = (sentAt: number): number => Math.floor(sentAt / bucketMs);
 
-/** Default of `localCacheEntries`: about 20 MB of messages. */
-const defaultLocalCacheEntries = 100_000;
+/** Default of `localCacheEntries`: about 40 MB of messages and 15 MB of membership facts. */
+const defaultLocalCacheEntries = 50_000;
 
 /** Memberships written per single-partition batch. */
 const membershipBatch = 100;
@@ -121,7 +121,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
     if (entries > 0) {
       this.#messages = new LRUCache({ max: entries });
-      this.#memberships = new MembershipMemory(Math.max(1, Math.floor(entries / 10)));
+      this.#memberships = new MembershipMemory(entries);
     }
     const encoding = (
       client as unknown as { options?: { encoding?: { useBigIntAsLong?: boolean } } }
@@ -609,8 +609,9 @@ export class CassandraReceiptStore implements ReceiptStore {
     groupId: string,
     probes: readonly MembershipProbe[],
   ): Promise<MembershipAt[]> {
-    const memory = await this.#memoryOf(tenant, groupId);
-    if (memory === undefined) {
+    const memory = this.#memberships;
+    const version = await this.#versionOf(tenant, groupId);
+    if (memory === undefined || version === undefined) {
       return mapConcurrently(probes, this.#concurrency, async ({ userId, at }) => ({
         memberCount: await this.memberCountAt(tenant, groupId, at),
         wasMember: (await this.wasMemberAt(tenant, groupId, userId, [at]))[0] === true,
@@ -619,9 +620,9 @@ export class CassandraReceiptStore implements ReceiptStore {
     const counts = new Map<number, number>();
     const intervals = new Map<string, readonly MembershipInterval[]>();
     for (const { userId, at } of probes) {
-      const count = memory.countAt(at);
+      const count = memory.countAt(tenant, groupId, version, at);
       if (count !== undefined) counts.set(at, count);
-      const known = memory.intervalsOf(userId);
+      const known = memory.intervalsOf(tenant, groupId, version, userId);
       if (known !== undefined) intervals.set(userId, known);
     }
     const times = [...new Set(probes.map((p) => p.at))].filter((at) => !counts.has(at));
@@ -633,12 +634,12 @@ export class CassandraReceiptStore implements ReceiptStore {
         ).first();
         const members = row ? Number(row.get("members") ?? 0) : 0;
         counts.set(at, members);
-        memory.rememberCount(at, members);
+        memory.rememberCount(tenant, groupId, version, at, members);
       }),
       mapConcurrently(users, this.#concurrency, async (userId) => {
         const found = await this.#intervalsOf(tenant, groupId, userId);
         intervals.set(userId, found);
-        memory.rememberIntervals(userId, found);
+        memory.rememberIntervals(tenant, groupId, version, userId, found);
       }),
     ]);
     return probes.map(({ userId, at }) => ({
@@ -831,16 +832,15 @@ export class CassandraReceiptStore implements ReceiptStore {
   }
 
   /**
-   * This process's memory of the group at its current version, or undefined
-   * while a change holds the group's lock (its rows may be half written) or
-   * when nothing is kept in memory.
+   * The group's current version (the write time of its latest completed
+   * change), or undefined while a change holds the group's lock (its rows may
+   * be half written) or when nothing is kept in memory.
    */
-  async #memoryOf(tenant: string, groupId: string): Promise<GroupMemory | undefined> {
+  async #versionOf(tenant: string, groupId: string): Promise<number | undefined> {
     if (this.#memberships === undefined) return undefined;
     const row = (await this.#run(this.#cql.groupLock, [tenant, groupId], read)).first();
     if (row?.get("lock_op")) return undefined;
-    const version = row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
-    return this.#memberships.of(tenant, groupId, version);
+    return row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
   }
 
   /**

@@ -1,65 +1,66 @@
 import { LRUCache } from "lru-cache";
 import type { MembershipInterval } from "../receipt-store.js";
 
-/** Past this many remembered times or users, a group's memory starts over. */
-const maxFactsPerGroup = 4_096;
-
-/**
- * What this process remembers of one group's membership history, valid for
- * one version of the group only: member counts at given times and users'
- * intervals, each exactly as Cassandra answered it.
- */
-export class GroupMemory {
-  readonly #counts = new Map<number, number>();
-  readonly #intervals = new Map<string, readonly MembershipInterval[]>();
-
-  constructor(readonly version: number) {}
-
-  countAt(at: number): number | undefined {
-    return this.#counts.get(at);
-  }
-
-  intervalsOf(userId: string): readonly MembershipInterval[] | undefined {
-    return this.#intervals.get(userId);
-  }
-
-  rememberCount(at: number, members: number): void {
-    if (this.#counts.size >= maxFactsPerGroup) this.#counts.clear();
-    this.#counts.set(at, members);
-  }
-
-  rememberIntervals(userId: string, intervals: readonly MembershipInterval[]): void {
-    if (this.#intervals.size >= maxFactsPerGroup) this.#intervals.clear();
-    this.#intervals.set(userId, intervals);
-  }
-}
+type Fact =
+  | { readonly version: number; readonly members: number }
+  | { readonly version: number; readonly intervals: readonly MembershipInterval[] };
 
 /**
  * Membership history is read far more often than it changes (every
  * GetReceipts needs each message's audience size), so a process keeps what it
- * read, per group and tagged with the group's version: the write time of the
- * group's latest completed change (group_sizes.last_ts), which a change sets
- * only after all its rows are written. A caller reads the version first and
- * is answered only from memory of that same version, and only when no change
- * holds the group's lock; so a change acknowledged by any instance is seen by
- * every call that starts after it, and no instance needs to be told.
+ * read: member counts at given times and users' intervals, each exactly as
+ * Cassandra answered it and tagged with the group's version at the time, the
+ * write time of the group's latest completed change (group_sizes.last_ts),
+ * which a change sets only after all its rows are written. A caller reads the
+ * version first and is answered only by facts of that same version, and only
+ * when no change holds the group's lock; so a change acknowledged by any
+ * instance is seen by every call that starts after it, and no instance needs
+ * to be told. Facts of older versions are never read again and age out.
  */
 export class MembershipMemory {
-  readonly #groups: LRUCache<string, GroupMemory>;
+  readonly #facts: LRUCache<string, Fact>;
 
-  constructor(maxGroups: number) {
-    this.#groups = new LRUCache({ max: maxGroups });
+  constructor(maxFacts: number) {
+    this.#facts = new LRUCache({ max: maxFacts });
   }
 
-  /** The memory of a group at `version`: a fresh one when the group has changed since. */
-  of(tenant: string, groupId: string, version: number): GroupMemory {
-    const key = `${tenant}\u0000${groupId}`;
-    const known = this.#groups.get(key);
-    if (known !== undefined && known.version === version) return known;
-    const fresh = new GroupMemory(version);
-    // A caller that read an older version than the one remembered (a slow
-    // answer) fills a memory of its own rather than replace the newer one.
-    if (known === undefined || known.version < version) this.#groups.set(key, fresh);
-    return fresh;
+  countAt(tenant: string, groupId: string, version: number, at: number): number | undefined {
+    const fact = this.#facts.get(countKey(tenant, groupId, at));
+    return fact?.version === version && "members" in fact ? fact.members : undefined;
+  }
+
+  intervalsOf(
+    tenant: string,
+    groupId: string,
+    version: number,
+    userId: string,
+  ): readonly MembershipInterval[] | undefined {
+    const fact = this.#facts.get(userKey(tenant, groupId, userId));
+    return fact?.version === version && "intervals" in fact ? fact.intervals : undefined;
+  }
+
+  rememberCount(tenant: string, groupId: string, version: number, at: number, members: number) {
+    this.#remember(countKey(tenant, groupId, at), { version, members });
+  }
+
+  rememberIntervals(
+    tenant: string,
+    groupId: string,
+    version: number,
+    userId: string,
+    intervals: readonly MembershipInterval[],
+  ) {
+    this.#remember(userKey(tenant, groupId, userId), { version, intervals });
+  }
+
+  #remember(key: string, fact: Fact): void {
+    // A caller that read an older version (a slow answer) never replaces a newer fact.
+    const known = this.#facts.peek(key);
+    if (known === undefined || known.version <= fact.version) this.#facts.set(key, fact);
   }
 }
+
+const countKey = (tenant: string, groupId: string, at: number) =>
+  `${tenant}\u0000${groupId}\u0000n\u0000${at}`;
+const userKey = (tenant: string, groupId: string, userId: string) =>
+  `${tenant}\u0000${groupId}\u0000u\u0000${userId}`;
