@@ -27,10 +27,13 @@ export function grpcBody<D extends DescMessage>(schema: D, message: MessageShape
 }
 
 /**
- * h2load (nghttp2) driving one gRPC method over h2c, pinned to the load CPUs.
- * Latency comes from its per-request log; calls/s from its summary. gRPC
- * errors travel as HTTP 200 with a grpc-status trailer, which h2load does not
- * read: callers check the method answers OK before they measure it.
+ * h2load (nghttp2) driving one method, pinned to the load CPUs: gRPC over h2c
+ * by default, or the Connect protocol over HTTP/1.1 (`connectHttp1`: one
+ * request at a time per connection, no pipelining). Latency comes from its
+ * per-request log; calls/s from its summary. gRPC errors travel as HTTP 200
+ * with a grpc-status trailer, which h2load does not read: callers check the
+ * method answers OK before they measure it. Connect errors are non-2xx, which
+ * h2load counts as failed.
  */
 export async function h2load(options: {
   readonly url: string;
@@ -41,7 +44,12 @@ export async function h2load(options: {
   readonly warmUpS: number;
   /** Calls per second per client; absent for as fast as possible. */
   readonly rpsPerClient?: number;
+  /** Connect protocol, binary, over HTTP/1.1 instead of gRPC over h2c. */
+  readonly connectHttp1?: boolean;
 }): Promise<H2loadRun> {
+  const protocol = options.connectHttp1
+    ? ["--h1", "-H", "content-type: application/proto", "-H", "connect-protocol-version: 1"]
+    : ["-H", "content-type: application/grpc", "-H", "te: trailers"];
   const dir = mkdtempSync(join(tmpdir(), "bench-h2load-"));
   try {
     const bodyFile = join(dir, "body");
@@ -51,17 +59,14 @@ export async function h2load(options: {
       "-c",
       String(options.clients),
       "-m",
-      String(options.streamsPerClient),
+      String(options.connectHttp1 ? 1 : options.streamsPerClient),
       "-t",
       "1",
       "-D",
       String(options.durationS),
       "--warm-up-time",
       String(options.warmUpS),
-      "-H",
-      "content-type: application/grpc",
-      "-H",
-      "te: trailers",
+      ...protocol,
       "-d",
       bodyFile,
       `--log-file=${logFile}`,

@@ -96,6 +96,8 @@ export function startLoad<R>(task: LoadTask, cpus = loadCpus): LoadProcess<R> {
     });
     child.once("exit", (code) => reject(new Error(`load process exited with ${code}`)));
   });
+  // A scenario that fails before it collects the result must not crash the run on exit.
+  result.catch(() => undefined);
   child.send({ start: task });
   return {
     ready,

@@ -1,3 +1,4 @@
+import { ratio } from "./latency-stats.js";
 import type { FanOutResult } from "./scenarios/fan-out.js";
 import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
 import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
@@ -79,6 +80,15 @@ export function renderTable(results: BenchResults): string {
         `p50 ${n(g.ratios.p50VsEmpty)}×, p99 ${n(g.ratios.p99VsEmpty)}× empty; p99 ${n(g.ratios.p99VsRedis)}× redis; peak ${n(g.ratios.peakVsEmpty)}×`,
         g.floor.target,
         met(g.floor),
+      );
+      const c = g.connectHttp1;
+      row(
+        "GetReceipts, hot, Connect over HTTP/1.1, at half of peak",
+        `p50 ${n(c.halfPeak.getReceipts.latency.p50Ms)} / p99 ${n(c.halfPeak.getReceipts.latency.p99Ms)} ms at ${n(c.halfPeak.getReceipts.callsPerSecond, 0)} calls/s (peak ${n(c.peak.getReceipts.callsPerSecond, 0)}; ${c.connections} connections)`,
+        `empty RPC p50 ${n(c.halfPeak.emptyRpc.latency.p50Ms)} / p99 ${n(c.halfPeak.emptyRpc.latency.p99Ms)} ms (peak ${n(c.peak.emptyRpc.callsPerSecond, 0)})`,
+        `p99 ${n(c.p99VsEmpty)}× empty; peak ${n(ratio(c.peak.getReceipts.callsPerSecond, c.peak.emptyRpc.callsPerSecond))}×`,
+        c.floor.target,
+        met(c.floor),
       );
     }
     if (r.fanOut) {

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Redis } from "ioredis";
 import { GetReceiptsRequestSchema } from "../../gen/receipts/v1/receipts_pb.js";
 import { type BenchContext, seedWorkload } from "../bench-context.js";
@@ -25,6 +25,18 @@ export interface GetReceiptsResult {
     readonly peakVsEmpty: number;
   };
   readonly floor: { readonly target: string; readonly met: boolean };
+  /** The same request in the Connect protocol (binary) over HTTP/1.1, as browsers and curl send it. */
+  readonly connectHttp1: {
+    readonly connections: number;
+    readonly peak: { readonly getReceipts: H2loadRun; readonly emptyRpc: H2loadRun };
+    readonly halfPeak: {
+      readonly offeredCallsPerSecond: number;
+      readonly getReceipts: H2loadRun;
+      readonly emptyRpc: H2loadRun;
+    };
+    readonly p99VsEmpty: number;
+    readonly floor: { readonly target: string; readonly met: boolean };
+  };
 }
 
 /**
@@ -98,6 +110,21 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
     latency: summarize(bare.latenciesMs),
   };
   const p99VsEmpty = ratio(halfGet.latency.p99Ms, halfEmpty.latency.p99Ms);
+
+  // Connect over HTTP/1.1: one call at a time per connection, so more connections.
+  const h1 = { ...shape, clients: 32, streamsPerClient: 1, connectHttp1: true };
+  const getBody = Buffer.from(toBinary(GetReceiptsRequestSchema, request));
+  const emptyBody = Buffer.from(toBinary(EmptyRequestSchema, create(EmptyRequestSchema)));
+  context.log("get: Connect over HTTP/1.1, peak");
+  const h1PeakGet = await h2load({ ...h1, url: getUrl, body: getBody });
+  const h1PeakEmpty = await h2load({ ...h1, url: emptyUrl, body: emptyBody });
+  const h1Rps = Math.max(1, Math.round(h1PeakGet.callsPerSecond / 2 / h1.clients));
+  context.log(`get: Connect over HTTP/1.1, half of peak, ${h1Rps * h1.clients} calls/s`);
+  const h1HalfGet = await h2load({ ...h1, url: getUrl, body: getBody, rpsPerClient: h1Rps });
+  const h1HalfEmpty = await h2load({ ...h1, url: emptyUrl, body: emptyBody, rpsPerClient: h1Rps });
+  const failed = [h1PeakGet, h1PeakEmpty, h1HalfGet, h1HalfEmpty].find((r) => r.failed > 0);
+  if (failed !== undefined) throw new Error(`Connect/HTTP 1.1 calls failed: ${failed.command}`);
+  const h1P99VsEmpty = ratio(h1HalfGet.latency.p99Ms, h1HalfEmpty.latency.p99Ms);
   return {
     request: "10 message ids of one conversation, 20 readers each",
     peak: { getReceipts: peakGet, emptyRpc: peakEmpty },
@@ -114,5 +141,16 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
       peakVsEmpty: ratio(peakGet.callsPerSecond, peakEmpty.callsPerSecond),
     },
     floor: { target: "p99 ≤ 3 × the empty RPC's p99", met: p99VsEmpty <= 3 },
+    connectHttp1: {
+      connections: h1.clients,
+      peak: { getReceipts: h1PeakGet, emptyRpc: h1PeakEmpty },
+      halfPeak: {
+        offeredCallsPerSecond: h1Rps * h1.clients,
+        getReceipts: h1HalfGet,
+        emptyRpc: h1HalfEmpty,
+      },
+      p99VsEmpty: h1P99VsEmpty,
+      floor: { target: "p99 ≤ 3 × the empty RPC's p99", met: h1P99VsEmpty <= 3 },
+    },
   };
 }

@@ -76,67 +76,75 @@ export async function idleStreamsScenario(context: BenchContext): Promise<IdleSt
       record: false,
     }),
   );
-  const ready = (await Promise.all(loads.map((l) => l.ready))) as {
-    opened: number;
-    failed: number;
-    openMs: number;
-    firstError?: string;
-  }[];
-  const opened = ready.reduce((sum, r) => sum + r.opened, 0);
-  const failed = ready.reduce((sum, r) => sum + r.failed, 0);
-  const firstError = ready.find((r) => r.firstError)?.firstError;
-  context.log(`idle streams: ${opened} open, ${failed} refused`);
-  await sleep(2_000);
-  const after = await serverStats(context, true);
-  context.log(`idle streams: server counts ${after.openStreams} open streams`);
-
-  await serverStats(context); // resets the event-loop delay histogram
-  await sleep(5_000);
-  const idle = await serverStats(context);
-
-  // Each update goes to one conversation, watched by opened / conversations streams.
-  for (let u = 0; u < updates; u++) {
-    const started = performance.now();
-    const conversationId = group(u % conversations);
-    await context.receipts.sendReceipts(
-      { conversationId, readerId: "reader", messageIds: [`${conversationId}-m${u}`] },
-      { timeoutMs: 30_000 },
-    );
-    await sleep(Math.max(0, 1000 / perSecond - (performance.now() - started)));
+  // The load processes hold tens of thousands of streams: stopped whatever happens below.
+  try {
+    return await measure();
+  } finally {
+    await Promise.allSettled(loads.map((l) => l.stop()));
   }
-  const pushing = await serverStats(context);
-  await sleep(2_000);
-  for (const load of loads) load.collect();
-  const results = await Promise.all(loads.map((l) => l.result));
-  await Promise.all(loads.map((l) => l.stop()));
-  const delivered = results.reduce((sum, r) => sum + r.received, 0);
-  const streamsPerConversation = opened / conversations;
-  const delay = (s: typeof idle) => ({
-    p50: round(s.eventLoopDelayP50Ms),
-    p99: round(s.eventLoopDelayP99Ms),
-    max: round(s.eventLoopDelayMaxMs),
-  });
-  return {
-    target,
-    opened,
-    serverOpenStreams: after.openStreams,
-    failed,
-    ...(firstError ? { firstError } : {}),
-    connections: loadProcesses * connectionsPerProcess,
-    openSeconds: round(Math.max(...ready.map((r) => r.openMs)) / 1000, 1),
-    bytesPerStream: {
-      rss: Math.round((after.rssBytes - before.rssBytes) / Math.max(1, opened)),
-      heap: Math.round((after.heapUsedBytes - before.heapUsedBytes) / Math.max(1, opened)),
-    },
-    serverRssMiB: round(after.rssBytes / 2 ** 20, 1),
-    eventLoopDelayMs: { idle: delay(idle), pushing: delay(pushing) },
-    pushed: {
-      updates,
-      perSecond,
-      // Heartbeats (every 15 s) are counted too: at least this many.
-      expectedDeliveries: Math.round(updates * streamsPerConversation),
-      delivered,
-    },
-    floor: { target: "≥ 50,000 streams in one process", met: opened >= 50_000 },
-  };
+
+  async function measure(): Promise<IdleStreamsResult> {
+    const ready = (await Promise.all(loads.map((l) => l.ready))) as {
+      opened: number;
+      failed: number;
+      openMs: number;
+      firstError?: string;
+    }[];
+    const opened = ready.reduce((sum, r) => sum + r.opened, 0);
+    const failed = ready.reduce((sum, r) => sum + r.failed, 0);
+    const firstError = ready.find((r) => r.firstError)?.firstError;
+    context.log(`idle streams: ${opened} open, ${failed} refused`);
+    await sleep(2_000);
+    const after = await serverStats(context, true);
+    context.log(`idle streams: server counts ${after.openStreams} open streams`);
+
+    await serverStats(context); // resets the event-loop delay histogram
+    await sleep(5_000);
+    const idle = await serverStats(context);
+
+    // Each update goes to one conversation, watched by opened / conversations streams.
+    for (let u = 0; u < updates; u++) {
+      const started = performance.now();
+      const conversationId = group(u % conversations);
+      await context.receipts.sendReceipts(
+        { conversationId, readerId: "reader", messageIds: [`${conversationId}-m${u}`] },
+        { timeoutMs: 30_000 },
+      );
+      await sleep(Math.max(0, 1000 / perSecond - (performance.now() - started)));
+    }
+    const pushing = await serverStats(context);
+    await sleep(2_000);
+    for (const load of loads) load.collect();
+    const results = await Promise.all(loads.map((l) => l.result));
+    const delivered = results.reduce((sum, r) => sum + r.received, 0);
+    const streamsPerConversation = opened / conversations;
+    const delay = (s: typeof idle) => ({
+      p50: round(s.eventLoopDelayP50Ms),
+      p99: round(s.eventLoopDelayP99Ms),
+      max: round(s.eventLoopDelayMaxMs),
+    });
+    return {
+      target,
+      opened,
+      serverOpenStreams: after.openStreams,
+      failed,
+      ...(firstError ? { firstError } : {}),
+      connections: loadProcesses * connectionsPerProcess,
+      openSeconds: round(Math.max(...ready.map((r) => r.openMs)) / 1000, 1),
+      bytesPerStream: {
+        rss: Math.round((after.rssBytes - before.rssBytes) / Math.max(1, opened)),
+        heap: Math.round((after.heapUsedBytes - before.heapUsedBytes) / Math.max(1, opened)),
+      },
+      serverRssMiB: round(after.rssBytes / 2 ** 20, 1),
+      eventLoopDelayMs: { idle: delay(idle), pushing: delay(pushing) },
+      pushed: {
+        updates,
+        perSecond,
+        // Heartbeats (every 15 s) are counted too: at least this many.
+        expectedDeliveries: Math.round(updates * streamsPerConversation),
+        delivered,
+      },
+      floor: { target: "≥ 50,000 streams in one process", met: opened >= 50_000 },
+    };
+  }
 }
