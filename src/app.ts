@@ -6,6 +6,7 @@ import { type Config, ConfigError } from "./config.js";
 import { MembershipService } from "./domain/membership-service.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
+import { loadSheddingInterceptor } from "./limits/load-shedding-interceptor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { shuttingDown } from "./ops/drain-interceptor.js";
 import { Metrics } from "./ops/metrics.js";
@@ -110,7 +111,16 @@ export async function startApp(
     {
       shutdownSignal: shutdown.signal,
       corsOrigins: config.corsOrigins,
-      interceptors: [...ops.interceptors, ...access.interceptors.map(ops.exceptOps)],
+      interceptors: [
+        ...ops.interceptors,
+        // Before authentication: an overloaded instance refuses before spending anything.
+        ops.exceptOps(
+          loadSheddingInterceptor(config.maxCallsInFlight, () =>
+            ops.metrics.rateLimitRejections.inc({ limit: "calls_in_flight" }),
+          ),
+        ),
+        ...access.interceptors.map(ops.exceptOps),
+      ],
       readMaxBytes: config.maxRequestBytes,
       routes: (router) => {
         ops.routes(router);

@@ -56,6 +56,8 @@ export interface Config {
   readonly rateLimiter: "embedded" | "redis";
   /** Largest request message accepted, in bytes. */
   readonly maxRequestBytes: number;
+  /** Unary calls one instance works on at once; more are refused with UNAVAILABLE. */
+  readonly maxCallsInFlight: number;
 }
 
 export class ConfigError extends Error {
@@ -183,6 +185,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       ["embedded", "redis"] as const,
     ),
     maxRequestBytes: integer("RECEIPTS_MAX_REQUEST_BYTES", 1_048_576, 1_024, 67_108_864),
+    maxCallsInFlight: integer("RECEIPTS_MAX_CALLS_IN_FLIGHT", 512, 1, 1_000_000),
   };
   if (
     config.tenants.file === undefined &&

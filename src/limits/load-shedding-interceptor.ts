@@ -1,0 +1,38 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { retryAfterHeader } from "./rate-limit-interceptor.js";
+
+/** How long a refused caller is told to wait: long enough for calls in flight to drain. */
+const retryAfterMs = 200;
+
+/**
+ * Bounds the unary calls one instance works on at once. When the store falls
+ * behind, calls would otherwise pile up in memory without bound: the
+ * 10-minute Cassandra soak of docs/PERFORMANCE.md reached latencies of a
+ * minute and 2.6 GB of RSS before the driver started refusing. Past the bound
+ * a call is refused at once with UNAVAILABLE and `retry-after-ms`, before any
+ * work: clients retry UNAVAILABLE, and nothing was written. Streams are capped
+ * on their own (RECEIPTS_MAX_STREAMS).
+ */
+export function loadSheddingInterceptor(
+  maxCallsInFlight: number,
+  onShed: () => void = () => {},
+): Interceptor {
+  let inFlight = 0;
+  return (next) => async (request) => {
+    if (request.method.methodKind !== "unary") return next(request);
+    if (inFlight >= maxCallsInFlight) {
+      onShed();
+      throw new ConnectError(
+        `this instance is working on ${maxCallsInFlight} calls; retry shortly`,
+        Code.Unavailable,
+        { [retryAfterHeader]: String(retryAfterMs) },
+      );
+    }
+    inFlight += 1;
+    try {
+      return await next(request);
+    } finally {
+      inFlight -= 1;
+    }
+  };
+}
