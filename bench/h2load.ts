@@ -44,11 +44,11 @@ export async function h2load(options: {
   readonly warmUpS: number;
   /** Calls per second per client; absent for as fast as possible. */
   readonly rpsPerClient?: number;
-  /** Connect protocol, binary, over HTTP/1.1 instead of gRPC over h2c. */
+  /** Connect protocol, JSON, over HTTP/1.1 instead of gRPC over h2c. */
   readonly connectHttp1?: boolean;
 }): Promise<H2loadRun> {
   const protocol = options.connectHttp1
-    ? ["--h1", "-H", "content-type: application/proto", "-H", "connect-protocol-version: 1"]
+    ? ["--h1", "-H", "content-type: application/json", "-H", "connect-protocol-version: 1"]
     : ["-H", "content-type: application/grpc", "-H", "te: trailers"];
   const dir = mkdtempSync(join(tmpdir(), "bench-h2load-"));
   try {
