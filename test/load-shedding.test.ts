@@ -1,17 +1,15 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
-import { ConversationType, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
-import { minutes } from "./support/fixtures.js";
 import {
   HeldStore,
   type OpsTestServer,
   sample,
   scrape,
+  seedGroupG,
   startOpsServer,
 } from "./support/ops-harness.js";
 
@@ -37,20 +35,7 @@ describe("load shedding (RECEIPTS_MAX_CALLS_IN_FLIGHT)", () => {
         return { ...backend, store: held.store };
       },
     });
-    await createClient(MembershipService, transport()).addMembers({
-      groupId: "g",
-      userIds: ["s", "r1", "r2", "r3"],
-      joinedAt: timestampFromMs(minutes(0)),
-    });
-    await receipts().trackMessages({
-      messages: ["m1", "m2", "m3"].map((messageId, i) => ({
-        conversationId: "g",
-        conversationType: ConversationType.GROUP,
-        messageId,
-        senderId: "s",
-        sentAt: timestampFromMs(minutes(1 + i)),
-      })),
-    });
+    await seedGroupG(transport(), ["r1", "r2", "r3"], ["m1", "m2", "m3"]);
   });
   afterAll(async () => {
     await server?.stop();

@@ -1,14 +1,7 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
-import {
-  ConversationType,
-  ReadFilter,
-  ReadReceiptService,
-} from "../gen/receipts/v1/receipts_pb.js";
-import { minutes } from "./support/fixtures.js";
+import { ReadFilter, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import {
   eventually,
   HeldStore,
@@ -16,6 +9,7 @@ import {
   type OpsTestServer,
   sample,
   scrape,
+  seedGroupG,
   startOpsServer,
 } from "./support/ops-harness.js";
 
@@ -77,20 +71,7 @@ describe("deadlines and cancellation end to end", () => {
       },
     });
     const transport = createGrpcTransport({ baseUrl: server.baseUrl });
-    await createClient(MembershipService, transport).addMembers({
-      groupId: "g",
-      userIds: ["s", "r1", "r2"],
-      joinedAt: timestampFromMs(minutes(0)),
-    });
-    await createClient(ReadReceiptService, transport).trackMessages({
-      messages: ["m1", "m2"].map((messageId, i) => ({
-        conversationId: "g",
-        conversationType: ConversationType.GROUP,
-        messageId,
-        senderId: "s",
-        sentAt: timestampFromMs(minutes(1 + i)),
-      })),
-    });
+    await seedGroupG(transport, ["r1", "r2"], ["m1", "m2"]);
   });
   afterAll(async () => {
     await server?.stop();

@@ -1,10 +1,15 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient, type Transport } from "@connectrpc/connect";
+import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
+import { ConversationType, ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { type App, type Backend, openBackend, startApp } from "../../src/app.js";
 import { loadConfig } from "../../src/config.js";
 import { type Logger, silentLogger } from "../../src/logger.js";
 import type { ReceiptStore } from "../../src/store/receipt-store.js";
+import { minutes } from "./fixtures.js";
 
 export interface OpsTestServer {
   readonly app: App;
@@ -41,6 +46,31 @@ export async function startOpsServer(
       return stopped;
     },
   };
+}
+
+/**
+ * Group "g" with the sender "s" and `readers` from minute 0, and one message
+ * of "s" per id, a minute apart from minute 1.
+ */
+export async function seedGroupG(
+  transport: Transport,
+  readers: readonly string[],
+  messageIds: readonly string[],
+): Promise<void> {
+  await createClient(MembershipService, transport).addMembers({
+    groupId: "g",
+    userIds: ["s", ...readers],
+    joinedAt: timestampFromMs(minutes(0)),
+  });
+  await createClient(ReadReceiptService, transport).trackMessages({
+    messages: messageIds.map((messageId, i) => ({
+      conversationId: "g",
+      conversationType: ConversationType.GROUP,
+      messageId,
+      senderId: "s",
+      sentAt: timestampFromMs(minutes(1 + i)),
+    })),
+  });
 }
 
 export interface Hold {
