@@ -1144,8 +1144,10 @@ function statements(keyspace: string) {
     membershipsAfter: `SELECT user_id, joined_at, left_at FROM ${t("memberships")}
       WHERE tenant = ? AND group_id = ? AND user_id > ?`,
     // Re-opening an empty interval [t, t) when a user leaves and rejoins within one millisecond.
-    openMembership: `INSERT INTO ${t("memberships")} (tenant, group_id, user_id, joined_at, left_at)
-      VALUES (?, ?, ?, ?, null)`,
+    // left_at is left unset, not written as null: a null is a tombstone per open interval,
+    // which every page of a large group's members would read past.
+    openMembership: `INSERT INTO ${t("memberships")} (tenant, group_id, user_id, joined_at)
+      VALUES (?, ?, ?, ?)`,
     closeMembership: `UPDATE ${t("memberships")} SET left_at = ?
       WHERE tenant = ? AND group_id = ? AND user_id = ? AND joined_at = ?`,
 
