@@ -126,7 +126,10 @@ async function openStreams(task: Extract<LoadTask, { kind: "streams" }>): Promis
   await new Promise<void>((resolve) => {
     const settle = () => {
       settled += 1;
-      if (settled === task.streams) resolve();
+      if (settled === task.streams) {
+        clearInterval(stalled);
+        resolve();
+      }
     };
     // Streams the server never answers (refused, queued behind a limit) must not hang the run;
     // but a server still working through tens of thousands of opens may answer none for a

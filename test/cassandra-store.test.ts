@@ -75,7 +75,11 @@ function groupMessage(
 
 function cassandraStore(
   client: Client,
-  options: { cache?: RedisReadCountCache; membershipLockLeaseMs?: number } = {},
+  options: {
+    cache?: RedisReadCountCache;
+    membershipLockLeaseMs?: number;
+    localCacheEntries?: number;
+  } = {},
 ): CassandraReceiptStore {
   return new CassandraReceiptStore(client, { keyspace: keyspace.keyspace, ...options });
 }
@@ -459,10 +463,7 @@ describe("Cassandra store: what one process keeps in memory", () => {
 
   it("keeps nothing in memory when told so", async () => {
     const tenant = newTenant();
-    const store = new CassandraReceiptStore(client, {
-      keyspace: keyspace.keyspace,
-      localCacheEntries: 0,
-    });
+    const store = cassandraStore(client, { localCacheEntries: 0 });
     const message = await seedGroup(store, tenant, users("u", 3));
     await store.getMessages(tenant, [message.messageId]);
     await store.membershipAt(tenant, "g", probe);

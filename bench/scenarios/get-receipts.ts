@@ -80,15 +80,9 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
   const shape = { clients, streamsPerClient: 8, durationS: quick ? 8 : 30, warmUpS: 2 };
   const getUrl = `${base}/receipts.v1.ReadReceiptService/GetReceipts`;
   const emptyUrl = `${base}/bench.v1.BenchService/Empty`;
-  context.log("get: peak with h2load");
-  const peakGet = await h2load({ ...shape, url: getUrl, body: get });
-  const peakEmpty = await h2load({ ...shape, url: emptyUrl, body: empty });
-
-  const offered = peakGet.callsPerSecond / 2;
-  const rpsPerClient = Math.max(1, Math.round(offered / clients));
-  context.log(`get: half of peak, ${rpsPerClient * clients} calls/s`);
-  const halfGet = await h2load({ ...shape, url: getUrl, body: get, rpsPerClient });
-  const halfEmpty = await h2load({ ...shape, url: emptyUrl, body: empty, rpsPerClient });
+  const grpc = await peakThenHalf(context, "", shape, getUrl, get, emptyUrl, empty);
+  const { rpsPerClient } = grpc;
+  const [peakGet, peakEmpty, halfGet, halfEmpty] = grpc.runs;
 
   // The read-count cache keeps one set per message: read as many sets, as often.
   const redis = new Redis(context.redisUrl);
@@ -116,13 +110,17 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
   // JSON, as connect-web sends by default (and an empty binary body is a file h2load cannot map).
   const getBody = Buffer.from(toJsonString(GetReceiptsRequestSchema, request));
   const emptyBody = Buffer.from(toJsonString(EmptyRequestSchema, create(EmptyRequestSchema)));
-  context.log("get: Connect over HTTP/1.1, peak");
-  const h1PeakGet = await h2load({ ...h1, url: getUrl, body: getBody });
-  const h1PeakEmpty = await h2load({ ...h1, url: emptyUrl, body: emptyBody });
-  const h1Rps = Math.max(1, Math.round(h1PeakGet.callsPerSecond / 2 / h1.clients));
-  context.log(`get: Connect over HTTP/1.1, half of peak, ${h1Rps * h1.clients} calls/s`);
-  const h1HalfGet = await h2load({ ...h1, url: getUrl, body: getBody, rpsPerClient: h1Rps });
-  const h1HalfEmpty = await h2load({ ...h1, url: emptyUrl, body: emptyBody, rpsPerClient: h1Rps });
+  const connect = await peakThenHalf(
+    context,
+    "Connect over HTTP/1.1, ",
+    h1,
+    getUrl,
+    getBody,
+    emptyUrl,
+    emptyBody,
+  );
+  const h1Rps = connect.rpsPerClient;
+  const [h1PeakGet, h1PeakEmpty, h1HalfGet, h1HalfEmpty] = connect.runs;
   const failed = [h1PeakGet, h1PeakEmpty, h1HalfGet, h1HalfEmpty].find((r) => r.failed > 0);
   if (failed !== undefined) throw new Error(`Connect/HTTP 1.1 calls failed: ${failed.command}`);
   const h1P99VsEmpty = ratio(h1HalfGet.latency.p99Ms, h1HalfEmpty.latency.p99Ms);
@@ -154,4 +152,27 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
       floor: { target: "p99 ≤ 3 × the empty RPC's p99", met: h1P99VsEmpty <= 3 },
     },
   };
+}
+
+/**
+ * GetReceipts, then the empty RPC, as fast as they go; then both again at half
+ * of GetReceipts' peak. Runs in that order: peak get, peak empty, half get, half empty.
+ */
+async function peakThenHalf(
+  context: BenchContext,
+  label: string,
+  shape: Omit<Parameters<typeof h2load>[0], "url" | "body" | "rpsPerClient">,
+  getUrl: string,
+  getBody: Buffer,
+  emptyUrl: string,
+  emptyBody: Buffer,
+): Promise<{ rpsPerClient: number; runs: [H2loadRun, H2loadRun, H2loadRun, H2loadRun] }> {
+  context.log(`get: ${label}peak with h2load`);
+  const peakGet = await h2load({ ...shape, url: getUrl, body: getBody });
+  const peakEmpty = await h2load({ ...shape, url: emptyUrl, body: emptyBody });
+  const rpsPerClient = Math.max(1, Math.round(peakGet.callsPerSecond / 2 / shape.clients));
+  context.log(`get: ${label}half of peak, ${rpsPerClient * shape.clients} calls/s`);
+  const halfGet = await h2load({ ...shape, url: getUrl, body: getBody, rpsPerClient });
+  const halfEmpty = await h2load({ ...shape, url: emptyUrl, body: emptyBody, rpsPerClient });
+  return { rpsPerClient, runs: [peakGet, peakEmpty, halfGet, halfEmpty] };
 }
