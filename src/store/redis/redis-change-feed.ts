@@ -39,17 +39,23 @@ const positionPattern = /^(\d{1,20})-(\d{1,20})$/;
  * tokens can no longer be served; `max-deleted-entry-id` of XINFO does not
  * count trimmed entries. The doorbell carries the last id added.
  *
+ * The oldest entry is looked at first: only when it has expired is the
+ * newest expired one searched for. On Redis 7.0 that backward search
+ * (XREVRANGE from the cutoff) walks the whole stream when no entry is older
+ * than the cutoff, about 20 ms with 300,000 retained; when one is, it seeks.
+ *
  * KEYS[1] stream, KEYS[2] trimmed-through id; ARGV[1] cutoff (ms),
  * ARGV[2] doorbell channel, ARGV[3..] payloads.
  */
 const appendScript = `
-local expired = {}
-if tonumber(ARGV[1]) > 0 then
-  expired = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '-', 'COUNT', 1)
-end
-if #expired > 0 then
-  redis.call('SET', KEYS[2], expired[1][1])
-  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0')
+local cutoff = tonumber(ARGV[1])
+if cutoff > 0 then
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #oldest > 0 and tonumber(string.match(oldest[1][1], '^(%d+)-')) < cutoff then
+    local expired = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '-', 'COUNT', 1)
+    redis.call('SET', KEYS[2], expired[1][1])
+    redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0')
+  end
 end
 local ids = {}
 for i = 3, #ARGV do
