@@ -461,6 +461,54 @@ describe("Cassandra store: what one process keeps in memory", () => {
     ]);
   });
 
+  it("records a call of 10 new receipts with one read, one batch and a write per message, no LWT", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    const first = await seedGroup(store, tenant, users("u", 3));
+    const messages = [
+      first,
+      ...Array.from({ length: 9 }, (_, i) => groupMessage(`m${i}`, "g", sender, minutes(11 + i))),
+    ];
+    await store.insertMessages(tenant, messages.slice(1));
+    const sendAll = (readAt: number) =>
+      store.insertReceipts(
+        tenant,
+        "u000001",
+        messages.map((message) => ({ message, readAt })),
+      );
+    counter.reset();
+    const recorded = await sendAll(minutes(30));
+    expect(recorded.map((r) => [r.inserted, r.readCount])).toEqual(messages.map(() => [true, 1]));
+    expect(counter.requests(/^SELECT .* FROM \S+\.receipts_by_reader/s)).toBe(1);
+    expect(counter.batchSizes(/^INSERT INTO \S+\.receipts_by_reader/)).toEqual([10]);
+    expect(counter.requests(/^INSERT INTO \S+\.readers_by_message/)).toBe(10);
+    expect(counter.queries.filter((q) => /\bIF\b/.test(q))).toEqual([]);
+    counter.reset();
+    const again = await sendAll(minutes(31));
+    expect(again.map((r) => [r.inserted, r.readCount])).toEqual(messages.map(() => [false, 1]));
+    expect(counter.requests(/^INSERT INTO \S+\.receipts_by_reader/)).toBe(0);
+  });
+
+  it("sends the readers rows of one message that arrive together in shared batches", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    const members = users("u", 61);
+    const message = await seedGroup(store, tenant, members);
+    counter.reset();
+    const recorded = await Promise.all(
+      members
+        .slice(1)
+        .map((reader) => store.insertReceipts(tenant, reader, [{ message, readAt: minutes(20) }])),
+    );
+    expect(recorded.flat().filter((r) => r.inserted)).toHaveLength(60);
+    const writes = /^INSERT INTO \S+\.readers_by_message/;
+    const batched = counter.batchSizes(writes);
+    expect(batched.length).toBeGreaterThan(0);
+    expect(counter.requests(writes)).toBeLessThan(60);
+    expect(counter.requests(writes) - batched.length + batched.reduce((a, b) => a + b, 0)).toBe(60);
+    expect(await readAll(store, tenant, message)).toBe(60);
+  });
+
   it("keeps nothing in memory when told so", async () => {
     const tenant = newTenant();
     const store = cassandraStore(client, { localCacheEntries: 0 });
@@ -558,19 +606,21 @@ describe("Cassandra store: failures and recovery", () => {
     }
   });
 
-  it("completes a receipt whose first attempt stopped right after its claim", async () => {
+  it("completes a receipt whose first attempt stopped right after its record", async () => {
     const tenant = newTenant();
     const store = cassandraStore(keyspace.client);
     const message = await seedGroup(store, tenant, users("u", 3));
-    // What a crash between the claim and the readers row leaves behind.
+    // What a crash between the record and the readers row leaves behind.
     await keyspace.client.execute(
-      `INSERT INTO ${keyspace.keyspace}.receipt_claims (tenant, message_id, reader_id, claim_id, read_at, write_ts)
-       VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO ${keyspace.keyspace}.receipts_by_reader
+         (tenant, conversation_id, reader_id, sent_at, message_id, read_at, write_ts)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
       [
         tenant,
-        message.messageId,
+        "g",
         "u000001",
-        types.Uuid.random(),
+        BigInt(message.sentAt),
+        message.messageId,
         BigInt(minutes(11)),
         BigInt(Date.now() * 1000),
       ],
@@ -588,6 +638,36 @@ describe("Cassandra store: failures and recovery", () => {
       { message, readAt: minutes(16) },
     ]);
     expect(again).toMatchObject({ inserted: false, readCount: 1 });
+  });
+
+  it("leaves a receipt recorded by schema version 1 as it was", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(keyspace.client);
+    const message = await seedGroup(store, tenant, users("u", 3));
+    // Version 1 wrote the record without a read time, in one logged batch with the readers row.
+    const ts = BigInt(Date.now() * 1000);
+    await keyspace.client.batch(
+      [
+        {
+          query: `INSERT INTO ${keyspace.keyspace}.receipts_by_reader
+            (tenant, conversation_id, reader_id, sent_at, message_id, write_ts) VALUES (?, ?, ?, ?, ?, ?)`,
+          params: [tenant, "g", "u000001", BigInt(message.sentAt), message.messageId, ts],
+        },
+        {
+          query: `INSERT INTO ${keyspace.keyspace}.readers_by_message (tenant, message_id, reader_id, read_at)
+            VALUES (?, ?, ?, ?)`,
+          params: [tenant, message.messageId, "u000001", BigInt(minutes(11))],
+        },
+      ],
+      { prepare: true, logged: true },
+    );
+    const [recorded] = await store.insertReceipts(tenant, "u000001", [
+      { message, readAt: minutes(15) },
+    ]);
+    expect(recorded).toMatchObject({ inserted: false, readCount: 1 });
+    expect(await store.listReaders(tenant, message, undefined, 10)).toEqual([
+      { userId: "u000001", readAt: minutes(11) },
+    ]);
   });
 
   it("completes a membership change that crashed half way, and fences off one without a plan", async () => {
@@ -891,7 +971,7 @@ describe("Cassandra schema and configuration", () => {
   it("applies the versioned CQL files once: a second start changes nothing", async () => {
     const files = loadSchemaFiles();
     expect(files.map((f) => f.version)).toEqual(files.map((_, i) => i + 1));
-    expect(files[0]?.statements.every((s) => s.includes("IF NOT EXISTS"))).toBe(true);
+    expect(files.every((f) => f.statements.every((s) => s.includes("IF NOT EXISTS")))).toBe(true);
     const version = await applyCassandraSchema(keyspace.client, {
       keyspace: keyspace.keyspace,
       replication: testReplication,

@@ -45,6 +45,8 @@ const RequestTrackerBase = (tracker as unknown as { RequestTracker: new () => ob
 /** Counts the requests a Client sends, by the CQL they carry. */
 export class RequestCounter extends RequestTrackerBase implements tracker.RequestTracker {
   readonly queries: string[] = [];
+  /** The statements of each request: one, or a batch's. */
+  readonly #requests: string[][] = [];
 
   onSuccess(_host: unknown, query: string | { query: string }[]): void {
     this.#record(query);
@@ -63,12 +65,26 @@ export class RequestCounter extends RequestTrackerBase implements tracker.Reques
       : this.queries.filter((q) => q.includes(`.${table} `) || q.includes(`.${table}\n`)).length;
   }
 
+  /** Requests since the last reset with a statement that matches, a batch counting as one. */
+  requests(matching: RegExp): number {
+    return this.#requests.filter((statements) => statements.some((q) => matching.test(q))).length;
+  }
+
+  /** Rows per batch since the last reset, of batches whose statements match. */
+  batchSizes(matching: RegExp): number[] {
+    return this.#requests
+      .filter((statements) => statements.length > 1 && statements.some((q) => matching.test(q)))
+      .map((statements) => statements.length);
+  }
+
   reset(): void {
     this.queries.length = 0;
+    this.#requests.length = 0;
   }
 
   #record(query: string | { query: string }[]): void {
-    if (typeof query === "string") this.queries.push(query);
-    else for (const q of query) this.queries.push(q.query);
+    const statements = typeof query === "string" ? [query] : query.map((q) => q.query);
+    this.queries.push(...statements);
+    this.#requests.push(statements);
   }
 }

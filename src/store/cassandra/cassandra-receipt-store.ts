@@ -21,7 +21,9 @@ import {
   type StatementOptions,
 } from "./cql-session.js";
 import { MembershipMemory } from "./membership-memory.js";
+import { PartitionWriteCoalescer } from "./partition-write-coalescer.js";
 import type { ReadCountCache, ReaderSource } from "./read-count-cache.js";
+import { SerialPerKey } from "./serial-per-key.js";
 
 export interface CassandraReceiptStoreOptions {
   /** Keyspace holding the schema (applied beforehand by applyCassandraSchema). */
@@ -58,13 +60,30 @@ const defaultLocalCacheEntries = 50_000;
 const membershipBatch = 100;
 /** Users per `user_id IN ?` read. */
 const inListSize = 100;
-/** Receipts per logged batch: SendReceipts takes at most 100 ids, so one call is one batch. */
+/**
+ * Receipt records per read and per single-partition batch: SendReceipts
+ * takes at most 100 ids, so one call is one read and one batch.
+ */
 const receiptBatch = 100;
+/** Readers rows of one message sent as one batch at most. */
+const readerRowBatch = 100;
 /** Candidates checked against the readers partition at once when listing unread members. */
 const unreadBatch = 500;
 
 const write: StatementOptions = { idempotent: true };
 const read: StatementOptions = { idempotent: true };
+
+/** What a receipt's record holds; a record written by schema version 1 has no read time. */
+interface ReceiptRecord {
+  readonly readAt: number | undefined;
+  readonly writeTs: number;
+}
+
+interface NewRecord {
+  readonly message: TrackedMessage;
+  readonly readAt: number;
+  readonly writeTs: number;
+}
 
 interface MembershipPlan {
   readonly kind: "open" | "close";
@@ -85,10 +104,9 @@ interface MembershipPlan {
  * Exactness of read counts: the readers partition of a message holds one row
  * per reader, written by idempotent INSERTs at a fixed write time, so retries
  * (the driver's or the client's) never add a row twice and the number of rows
- * is the count. Whether a receipt is the reader's first is decided by a
- * lightweight transaction on (message, reader) in receipt_claims; a driver
- * retry of that transaction recognises its own claim_id, so it still reports
- * "first". Counter columns are not used.
+ * is the count. Whether a receipt is the reader's first is told by its
+ * record in receipts_by_reader (see insertReceipts). Counter columns and
+ * lightweight transactions are not used for receipts.
  *
  * The Client (one per process) and the cache are the caller's, closed by
  * `release` if the caller hands them over; the Client may use either bigint
@@ -105,6 +123,8 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #release: (() => Promise<void>) | undefined;
   readonly #messages: LRUCache<string, TrackedMessage> | undefined;
   readonly #memberships: MembershipMemory | undefined;
+  readonly #readerCalls = new SerialPerKey();
+  readonly #readerRows: PartitionWriteCoalescer;
   #lastMicros = 0;
 
   constructor(client: Client, options: CassandraReceiptStoreOptions) {
@@ -127,6 +147,13 @@ export class CassandraReceiptStore implements ReceiptStore {
       client as unknown as { options?: { encoding?: { useBigIntAsLong?: boolean } } }
     ).options?.encoding;
     this.#bigint = encoding?.useBigIntAsLong === true;
+    this.#readerRows = new PartitionWriteCoalescer(
+      (rows) =>
+        rows.length === 1
+          ? this.#run(rows[0]?.cql as string, rows[0]?.params ?? [], write).then(() => undefined)
+          : this.#batch(rows, { ...write, logged: false }),
+      { maxBatch: readerRowBatch },
+    );
   }
 
   // --- conversations and messages ---
@@ -296,69 +323,29 @@ export class CassandraReceiptStore implements ReceiptStore {
   // --- receipts ---
 
   /**
-   * First the claims (one lightweight transaction per receipt, invisible to
-   * readers), then the rows that readers see in logged batches of up to
-   * `receiptBatch` receipts: the receipts of one SendReceipts call (at most
-   * 100) become visible all together or not at all. A call that fails
-   * reports nothing as stored; its retry writes the same rows again (from
-   * the claims) and counts each receipt once, though as not new.
+   * No lightweight transaction: `receipts_by_reader` (one partition per reader
+   * and conversation) is the record of each receipt. One read tells which of
+   * the call's messages the reader has a record for; the records of the new
+   * receipts go in as one single-partition batch; then each receipt's readers
+   * row, the one that counts, is written from its record, coalesced with the
+   * other readers' rows of the same message. Rows carry the record's write
+   * time, so rewriting one (a retry, a duplicate) changes nothing and never
+   * outlives a deletion. A call that fails part way leaves records whose
+   * readers rows may be missing; a retry writes them from the records and
+   * counts each once, though as not new.
+   *
+   * The calls of one reader run one at a time in this process, so of two
+   * concurrent sends of one receipt here exactly one is new. Across instances
+   * both may report new (the count stays exact: one row per reader).
    */
-  async insertReceipts(
+  insertReceipts(
     tenant: string,
     readerId: string,
     receipts: readonly NewReceipt[],
   ): Promise<RecordedReceipt[]> {
-    const claimed = await mapConcurrently(
-      receipts,
-      this.#concurrency,
-      async ({ message, readAt }) => ({
-        message,
-        claim: await this.#claim(tenant, message.messageId, readerId, readAt),
-      }),
+    return this.#readerCalls.run(`${tenant}\u0000${readerId}`, () =>
+      this.#insertReceipts(tenant, readerId, receipts),
     );
-    // Written for every receipt, first or not, with the claim's values and write
-    // time: a retry completes a receipt stopped half way, and a rewrite never
-    // outlives a deletion (written later).
-    const rows = claimed.map(({ message, claim }) => [
-      {
-        cql: this.#cql.insertReader,
-        params: [
-          tenant,
-          message.messageId,
-          readerId,
-          this.#long(claim.readAt),
-          this.#long(claim.writeTs),
-        ],
-      },
-      {
-        cql: this.#cql.insertReceiptByReader,
-        params: [
-          tenant,
-          message.conversationId,
-          readerId,
-          this.#long(message.sentAt),
-          message.messageId,
-          this.#long(claim.writeTs),
-          this.#long(claim.writeTs),
-        ],
-      },
-    ]);
-    await mapConcurrently(chunk(rows, receiptBatch), 4, (batch) =>
-      this.#batch(batch.flat(), { ...write, logged: true }),
-    );
-    const stored = claimed.map(({ message, claim }) => ({ message, inserted: claim.first }));
-    // Counted only once every receipt of the call is stored.
-    return mapConcurrently(stored, this.#concurrency, async ({ message, inserted }) => {
-      const readers = this.#readerSource(tenant, message.messageId);
-      const cached = await this.#cache?.readerRecorded(
-        tenant,
-        message.messageId,
-        readerId,
-        readers,
-      );
-      const readCount = cached ?? (await this.#countReaders(tenant, message.messageId));
-      return { messageId: message.messageId, inserted, readCount };
-    });
   }
 
   async readCounts(
@@ -430,7 +417,6 @@ export class CassandraReceiptStore implements ReceiptStore {
         ...write,
         timestamp: ts,
       });
-      await this.#run(this.#cql.deleteClaim, [tenant, messageId, userId], write);
       await this.#cache?.readersDeleted(tenant, [messageId]);
       // The index row goes last: a retry after a failure finds the rest again.
       await this.#run(
@@ -721,32 +707,106 @@ export class CassandraReceiptStore implements ReceiptStore {
 
   // --- receipts: internals ---
 
-  /**
-   * Whether this is the reader's first receipt for the message: the claim row
-   * is inserted IF NOT EXISTS. Idempotent: a driver retry of an insert that
-   * was applied finds its own claim_id and still answers "first".
-   */
-  async #claim(
+  async #insertReceipts(
     tenant: string,
-    messageId: string,
     readerId: string,
-    readAt: number,
-  ): Promise<{ first: boolean; readAt: number; writeTs: number }> {
-    const claimId = types.Uuid.random();
-    const writeTs = this.#nextMicros();
-    const result = await this.#run(
-      this.#cql.insertClaim,
-      [tenant, messageId, readerId, claimId, this.#long(readAt), this.#long(writeTs)],
-      write,
+    receipts: readonly NewReceipt[],
+  ): Promise<RecordedReceipt[]> {
+    const records = await this.#receiptRecords(
+      tenant,
+      readerId,
+      receipts.map((r) => r.message),
     );
-    if (result.wasApplied()) return { first: true, readAt, writeTs };
-    const row = result.first();
-    if (String(row.get("claim_id")) === String(claimId)) return { first: true, readAt, writeTs };
-    return {
-      first: false,
-      readAt: toNumber(row.get("read_at")),
-      writeTs: toNumber(row.get("write_ts")),
-    };
+    const writeTs = this.#nextMicros();
+    const byMessage = new Map<string, ReceiptRecord & { readonly message: TrackedMessage }>();
+    const fresh: NewRecord[] = [];
+    for (const { message, readAt } of receipts) {
+      if (byMessage.has(message.messageId)) continue;
+      const known = records.get(message.messageId);
+      if (known === undefined) fresh.push({ message, readAt, writeTs });
+      byMessage.set(message.messageId, { message, ...(known ?? { readAt, writeTs }) });
+    }
+    await mapConcurrently(this.#recordBatches(tenant, readerId, fresh), 4, (batch) =>
+      this.#batch(batch, { ...write, logged: false }),
+    );
+    await Promise.all(
+      [...byMessage.values()].map(({ message, readAt, writeTs: ts }) =>
+        // A record of version 1 has no read time: its readers row went in with it, in one batch.
+        readAt === undefined
+          ? undefined
+          : this.#readerRows.write(`${tenant}\u0000${message.messageId}`, {
+              cql: this.#cql.insertReader,
+              params: [tenant, message.messageId, readerId, this.#long(readAt), this.#long(ts)],
+            }),
+      ),
+    );
+    // Counted only once every receipt of the call is stored.
+    const counts = new Map<string, number>();
+    await mapConcurrently([...byMessage.keys()], this.#concurrency, async (messageId) => {
+      const readers = this.#readerSource(tenant, messageId);
+      const cached = await this.#cache?.readerRecorded(tenant, messageId, readerId, readers);
+      counts.set(messageId, cached ?? (await this.#countReaders(tenant, messageId)));
+    });
+    const reported = new Set<string>();
+    return receipts.map(({ message: { messageId } }) => {
+      const first = !reported.has(messageId) && !records.has(messageId);
+      reported.add(messageId);
+      return { messageId, inserted: first, readCount: counts.get(messageId) ?? 0 };
+    });
+  }
+
+  /** The reader's receipt records for these messages, by message id: one read per conversation. */
+  async #receiptRecords(
+    tenant: string,
+    readerId: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, ReceiptRecord>> {
+    const records = new Map<string, ReceiptRecord>();
+    const byConversation = Map.groupBy(messages, (m) => m.conversationId);
+    await mapConcurrently([...byConversation], this.#concurrency, async ([conversationId, of]) => {
+      for (const part of chunk(of, receiptBatch)) {
+        const keys = part.map((m) => new types.Tuple(this.#long(m.sentAt), m.messageId));
+        const result = await this.#run(
+          this.#cql.receiptRecords,
+          [tenant, conversationId, readerId, keys],
+          read,
+        );
+        for (const row of result.rows) {
+          records.set(row.get("message_id") as string, {
+            readAt: optionalNumber(row.get("read_at")),
+            writeTs: toNumber(row.get("write_ts")),
+          });
+        }
+      }
+    });
+    return records;
+  }
+
+  /** The records of new receipts, one single-partition batch per conversation. */
+  #recordBatches(
+    tenant: string,
+    readerId: string,
+    receipts: readonly NewRecord[],
+  ): { cql: string; params: Params }[][] {
+    const byConversation = Map.groupBy(receipts, (r) => r.message.conversationId);
+    return [...byConversation].flatMap(([conversationId, of]) =>
+      chunk(
+        of.map(({ message, readAt, writeTs }) => ({
+          cql: this.#cql.insertReceiptRecord,
+          params: [
+            tenant,
+            conversationId,
+            readerId,
+            this.#long(message.sentAt),
+            message.messageId,
+            this.#long(readAt),
+            this.#long(writeTs),
+            this.#long(writeTs),
+          ],
+        })),
+        receiptBatch,
+      ),
+    );
   }
 
   async #countReaders(tenant: string, messageId: string): Promise<number> {
@@ -1102,9 +1162,6 @@ function statements(keyspace: string) {
     messagesBetween: `${byConversation} AND sent_at > ? AND sent_at <= ? LIMIT ?`,
     messagesUpTo: `${byConversation} AND sent_at <= ? LIMIT ?`,
 
-    insertClaim: `INSERT INTO ${t("receipt_claims")}
-      (tenant, message_id, reader_id, claim_id, read_at, write_ts) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
-    deleteClaim: `DELETE FROM ${t("receipt_claims")} WHERE tenant = ? AND message_id = ? AND reader_id = ? IF EXISTS`,
     insertReader: `INSERT INTO ${t("readers_by_message")} (tenant, message_id, reader_id, read_at)
       VALUES (?, ?, ?, ?) USING TIMESTAMP ?`,
     getReader: `SELECT reader_id FROM ${t("readers_by_message")}
@@ -1116,9 +1173,11 @@ function statements(keyspace: string) {
       WHERE tenant = ? AND message_id = ? AND reader_id > ? LIMIT ?`,
     readerIdsBetween: `SELECT reader_id FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id > ? AND reader_id <= ?`,
-    insertReceiptByReader: `INSERT INTO ${t("receipts_by_reader")}
-      (tenant, conversation_id, reader_id, sent_at, message_id, write_ts) VALUES (?, ?, ?, ?, ?, ?)
-      USING TIMESTAMP ?`,
+    receiptRecords: `SELECT message_id, read_at, write_ts FROM ${t("receipts_by_reader")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND (sent_at, message_id) IN ?`,
+    insertReceiptRecord: `INSERT INTO ${t("receipts_by_reader")}
+      (tenant, conversation_id, reader_id, sent_at, message_id, read_at, write_ts)
+      VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
     receiptsOfReaderFrom: `SELECT sent_at, message_id, write_ts FROM ${t("receipts_by_reader")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at >= ?`,
     deleteReceiptByReader: `DELETE FROM ${t("receipts_by_reader")}
