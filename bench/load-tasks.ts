@@ -51,7 +51,6 @@ export type LoadTask =
       readonly concurrency: number;
       readonly durationMs: number;
       /** Also claim each receipt with the store's lightweight transaction. */
-      readonly withClaim: boolean;
     }
   | {
       readonly kind: "mix";

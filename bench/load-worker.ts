@@ -297,13 +297,11 @@ async function cassandraCeiling(
   const consistency = types.consistencies[camel(task.consistency) as "localQuorum"];
   const options = { prepare: true, consistency, isIdempotent: true };
   const ks = task.keyspace;
-  const claim = `INSERT INTO ${ks}.receipt_claims (tenant, message_id, reader_id, claim_id, read_at, write_ts)
-    VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS`;
   const reader = `INSERT INTO ${ks}.readers_by_message (tenant, message_id, reader_id, read_at) VALUES (?, ?, ?, ?)`;
   const byReader = `INSERT INTO ${ks}.receipts_by_reader
-    (tenant, conversation_id, reader_id, sent_at, message_id, write_ts) VALUES (?, ?, ?, ?, ?, ?)`;
+    (tenant, conversation_id, reader_id, sent_at, message_id, read_at, write_ts) VALUES (?, ?, ?, ?, ?, ?, ?)`;
   const w = task.workload;
-  const tenant = `${w.prefix}ceiling${task.withClaim ? "-claim" : ""}`;
+  const tenant = `${w.prefix}ceiling`;
   const total = callCount(w);
   let call = 0;
   let pending: { id: string; call: ReturnType<typeof receiptCall> }[] = [];
@@ -323,17 +321,11 @@ async function cassandraCeiling(
     const ts = BigInt(Date.now() * 1000);
     const { id, call: c } = receipt;
     const rows = async () => {
-      if (task.withClaim) {
-        await client.execute(claim, [tenant, id, c.readerId, types.Uuid.random(), readAt, ts], {
-          ...options,
-          serialConsistency: types.consistencies.localSerial,
-        });
-      }
       await Promise.all([
         client.execute(reader, [tenant, id, c.readerId, readAt], options),
         client.execute(
           byReader,
-          [tenant, c.conversationId, c.readerId, BigInt(w.sentAt), id, ts],
+          [tenant, c.conversationId, c.readerId, BigInt(w.sentAt), id, readAt, ts],
           options,
         ),
       ]);

@@ -17,8 +17,6 @@ export interface SendReceiptsResult {
     readonly what: string;
     readonly receiptsPerSecond: number;
     readonly receiptsInFlight: number;
-    /** Cassandra only: the same rows plus the store's lightweight-transaction claim. */
-    readonly withClaimReceiptsPerSecond?: number;
   };
   readonly ratio: number;
   readonly floor: { readonly target: string; readonly met: boolean };
@@ -86,31 +84,21 @@ export async function sendReceiptsScenario(context: BenchContext): Promise<SendR
       receiptsInFlight: workload.idsPerCall,
     };
   } else {
-    const bare = async (withClaim: boolean) => {
-      const r = await runLoad<ThroughputResult>(
-        {
-          kind: "cassandra-ceiling",
-          ...context.cassandra,
-          workload: {
-            ...ceilingWorkload,
-            prefix: `${ceilingWorkload.prefix}${withClaim ? "l" : "p"}`,
-          },
-          concurrency: receiptsInFlight,
-          durationMs,
-          withClaim,
-        },
-        serverCpu,
-      );
-      return round((r.receipts * 1000) / r.elapsedMs, 1);
-    };
     context.log("send: ceiling, a bare cassandra-driver insert loop");
-    const plain = await bare(false);
-    const withClaim = await bare(true);
+    const bare = await runLoad<ThroughputResult>(
+      {
+        kind: "cassandra-ceiling",
+        ...context.cassandra,
+        workload: ceilingWorkload,
+        concurrency: receiptsInFlight,
+        durationMs,
+      },
+      serverCpu,
+    );
     ceiling = {
       what: `bare cassandra-driver loop: readers_by_message + receipts_by_reader rows per receipt, prepared, ${context.cassandra.consistency}, ${receiptsInFlight} receipts in flight (the service's ${callsInFlight} calls × ${workload.idsPerCall})`,
-      receiptsPerSecond: plain,
+      receiptsPerSecond: round((bare.receipts * 1000) / bare.elapsedMs, 1),
       receiptsInFlight,
-      withClaimReceiptsPerSecond: withClaim,
     };
   }
   const r = ratio(receiptsPerSecond, ceiling.receiptsPerSecond);
