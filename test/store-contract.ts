@@ -489,6 +489,20 @@ export function describeReceiptContract(
         expect(receipt.unreadCount).toBe(unread.length);
       });
 
+      it("finds the few members who have not read among many who have", async () => {
+        const members = await groupOf(150);
+        const holdouts = ["u000003", "u000077", "u000149"];
+        await Promise.all(
+          members
+            .filter((u) => !holdouts.includes(u))
+            .map((readerId) =>
+              receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] }),
+            ),
+        );
+        expect((await listAll("g", "m", "unread", 2)).map((m) => m.userId)).toEqual(holdouts);
+        expect(await listAll("g", "m", "read", 100)).toHaveLength(147);
+      });
+
       it("never repeats or skips a member whose state did not change across a page boundary", async () => {
         const members = await groupOf(30);
         const first = await receipts.listReadMembers(tenant, {

@@ -67,8 +67,12 @@ const inListSize = 100;
 const receiptBatch = 100;
 /** Readers rows of one message sent as one batch at most. */
 const readerRowBatch = 100;
-/** Candidates checked against the readers partition at once when listing unread members. */
-const unreadBatch = 500;
+/**
+ * Candidates checked against the readers partition at once when listing
+ * unread members: a page's worth first (most members of a large group have
+ * not read a message), twice as many each time a step comes up short.
+ */
+const maxUnreadBatch = 2_000;
 
 const write: StatementOptions = { idempotent: true };
 const read: StatementOptions = { idempotent: true };
@@ -643,6 +647,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     const at = message.sentAt;
     const unread: string[] = [];
     let batch: string[] = [];
+    let batchSize = limit + 16;
     let checkedThrough = afterUserId ?? "";
     // Members and readers are both ordered by user id: compare them range by range.
     const check = async (): Promise<void> => {
@@ -661,11 +666,13 @@ export class CassandraReceiptStore implements ReceiptStore {
       }
       checkedThrough = last;
       batch = [];
+      batchSize = Math.min(batchSize * 2, maxUnreadBatch);
     };
-    for await (const userId of this.#membersAt(tenant, message.conversationId, at, afterUserId)) {
+    const members = this.#membersAt(tenant, message.conversationId, at, afterUserId, batchSize);
+    for await (const userId of members) {
       if (userId === message.senderId) continue;
       batch.push(userId);
-      if (batch.length >= unreadBatch) {
+      if (batch.length >= batchSize) {
         await check();
         if (unread.length >= limit) return unread;
       }
@@ -852,19 +859,23 @@ export class CassandraReceiptStore implements ReceiptStore {
 
   // --- membership: internals ---
 
-  /** Users who were members at `at`, in user id order, after `afterUserId`. */
+  /**
+   * Users who were members at `at`, in user id order, after `afterUserId`,
+   * read `fetchSize` interval rows at a time.
+   */
   async *#membersAt(
     tenant: string,
     groupId: string,
     at: number,
     afterUserId: string | undefined,
+    fetchSize: number,
   ): AsyncGenerator<string> {
     let current: string | undefined;
     let member = false;
     for await (const row of this.#session.rows(
       this.#cql.membershipsAfter,
       [tenant, groupId, afterUserId ?? ""],
-      { ...read, fetchSize: 2_000 },
+      { ...read, fetchSize },
     )) {
       const userId = row.get("user_id") as string;
       if (userId !== current) {
