@@ -37,9 +37,11 @@ export interface ReceiptStore {
   // --- receipts ---
 
   /**
-   * Records receipts atomically: all or nothing. For each entry says whether
-   * it was the reader's first receipt for that message and the message's
-   * read count right after it.
+   * Records receipts; once it resolves, all of them are stored. For each
+   * entry says whether it was the reader's first receipt for that message
+   * and the message's read count right after it. A call that fails may have
+   * stored some of them (the embedded store: none); calling again stores the
+   * rest and counts each receipt once.
    */
   insertReceipts(
     tenant: string,

@@ -422,7 +422,7 @@ export class CassandraReceiptStore implements ReceiptStore {
         timestamp: ts,
       });
       await this.#cache?.readersDeleted(tenant, [messageId]);
-      // The index row goes last: a retry after a failure finds the rest again.
+      // The record goes last: a retry after a failure finds the rest again.
       await this.#run(
         this.#cql.deleteReceiptByReader,
         [tenant, groupId, userId, row.get("sent_at"), messageId],
