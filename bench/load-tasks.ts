@@ -50,7 +50,6 @@ export type LoadTask =
       /** Receipts in flight at once. */
       readonly concurrency: number;
       readonly durationMs: number;
-      /** Also claim each receipt with the store's lightweight transaction. */
     }
   | {
       readonly kind: "mix";
