@@ -8,6 +8,7 @@ import type { SoakResult } from "./scenarios/soak.js";
 
 export interface BackendResults {
   send?: SendReceiptsResult;
+  sendHot?: SendReceiptsResult;
   get?: GetReceiptsResult;
   fanOut?: FanOutResult;
   idleStreams?: IdleStreamsResult;
@@ -60,10 +61,13 @@ export function renderTable(results: BenchResults): string {
       lines.push(
         `| ${backend} | ${scenario} | ${figure} | ${ceiling} | ${ratio} | ${floor} | ${ok} |`,
       );
-    if (r.send) {
-      const s = r.send;
+    for (const [scenario, s] of [
+      ["SendReceipts", r.send],
+      ["SendReceipts, hot messages (16 readers of each at once)", r.sendHot],
+    ] as const) {
+      if (s === undefined) continue;
       row(
-        "SendReceipts",
+        scenario,
         `${n(s.receiptsPerSecond, 0)} receipts/s (${s.callsInFlight} calls × ${s.workload.idsPerCall} ids in flight; call p99 ${n(s.callLatency.p99Ms)} ms; ${s.errors} errors)`,
         `${n(s.ceiling.receiptsPerSecond, 0)} receipts/s`,
         `${n(s.ratio)}×`,

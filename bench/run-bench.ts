@@ -23,7 +23,15 @@ import { soakScenario } from "./scenarios/soak.js";
  * and the table in docs/PERFORMANCE.md.
  */
 const root = join(import.meta.dirname, "..", "..");
-const scenarioNames = ["send", "get", "fanOut", "idleStreams", "largeGroup", "soak"] as const;
+const scenarioNames = [
+  "send",
+  "sendHot",
+  "get",
+  "fanOut",
+  "idleStreams",
+  "largeGroup",
+  "soak",
+] as const;
 
 const { values } = parseArgs({
   options: {
@@ -176,6 +184,9 @@ async function main(): Promise<void> {
             case "send":
               out.send = await sendReceiptsScenario(context);
               peaks.sendCallsPerSecond = out.send.receiptsPerSecond / out.send.workload.idsPerCall;
+              break;
+            case "sendHot":
+              out.sendHot = await sendReceiptsScenario(context, "hot");
               break;
             case "get":
               out.get = await getReceiptsScenario(context);

@@ -27,16 +27,32 @@ export interface SendReceiptsResult {
  * `idsPerCall` messages per call, every (reader, message) pair new; against a
  * bare insert loop of the same rows on the same store.
  */
-export async function sendReceiptsScenario(context: BenchContext): Promise<SendReceiptsResult> {
+export async function sendReceiptsScenario(
+  context: BenchContext,
+  shape: "spread" | "hot" = "spread",
+): Promise<SendReceiptsResult> {
   const quick = context.mode === "quick";
-  const workload: Workload = {
-    prefix: `${context.runId}s-`,
-    groups: quick ? 50 : 100,
-    members: quick ? 21 : 51,
-    messagesPerGroup: quick ? 100 : 200,
-    idsPerCall: 10,
-    sentAt: Date.now() - 60_000,
-  };
+  // Spread: the calls in flight belong to different groups. Hot: two groups, so each load
+  // process's 16 calls in flight are 16 readers of the same 10 messages at once (a group
+  // reading its newest messages), the case that per-partition coalescing is for.
+  const workload: Workload =
+    shape === "spread"
+      ? {
+          prefix: `${context.runId}s-`,
+          groups: quick ? 50 : 100,
+          members: quick ? 21 : 51,
+          messagesPerGroup: quick ? 100 : 200,
+          idsPerCall: 10,
+          sentAt: Date.now() - 60_000,
+        }
+      : {
+          prefix: `${context.runId}h-`,
+          groups: 2,
+          members: quick ? 161 : 321,
+          messagesPerGroup: quick ? 300 : 400,
+          idsPerCall: 10,
+          sentAt: Date.now() - 60_000,
+        };
   const durationMs = quick ? 10_000 : 30_000;
   const workers = 2;
   const concurrency = 16;
@@ -65,14 +81,14 @@ export async function sendReceiptsScenario(context: BenchContext): Promise<SendR
   const receiptsInFlight = callsInFlight * workload.idsPerCall;
 
   // The ceiling runs where the service runs (its CPU), with fresh rows of the same shape.
-  const ceilingWorkload = { ...workload, prefix: `${context.runId}c-` };
+  const ceilingWorkload = { ...workload, prefix: `${workload.prefix}c-` };
   let ceiling: SendReceiptsResult["ceiling"];
   if (context.backend === "embedded") {
     context.log("send: ceiling, a bare node:sqlite insert loop");
     const bare = await runLoad<ThroughputResult>(
       {
         kind: "sqlite-ceiling",
-        path: join(context.scratchDir, `ceiling-${context.runId}.db`),
+        path: join(context.scratchDir, `ceiling-${workload.prefix}.db`),
         workload: ceilingWorkload,
         durationMs,
       },
