@@ -152,10 +152,12 @@ export class CassandraReceiptStore implements ReceiptStore {
     ).options?.encoding;
     this.#bigint = encoding?.useBigIntAsLong === true;
     this.#readerRows = new PartitionWriteCoalescer(
-      (rows) =>
-        rows.length === 1
-          ? this.#run(rows[0]?.cql as string, rows[0]?.params ?? [], write).then(() => undefined)
-          : this.#batch(rows, { ...write, logged: false }),
+      async (rows) => {
+        const [only] = rows;
+        // A row alone goes out as a plain statement: a batch of one costs more.
+        if (rows.length === 1 && only !== undefined) await this.#run(only.cql, only.params, write);
+        else await this.#batch(rows, { ...write, logged: false });
+      },
       { maxBatch: readerRowBatch },
     );
   }
