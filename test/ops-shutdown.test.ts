@@ -48,9 +48,12 @@ async function setUpGroup(baseUrl: string, readers: readonly string[]): Promise<
 describe("graceful shutdown in process", () => {
   let held: HeldStore;
   let server: OpsTestServer;
-  const start = async (graceSeconds: number) => {
+  const start = async (graceSeconds: number, delaySeconds = 0) => {
     server = await startOpsServer({
-      env: { RECEIPTS_SHUTDOWN_GRACE_SECONDS: String(graceSeconds) },
+      env: {
+        RECEIPTS_SHUTDOWN_GRACE_SECONDS: String(graceSeconds),
+        RECEIPTS_SHUTDOWN_DELAY_SECONDS: String(delaySeconds),
+      },
       wrap: (backend) => {
         held = new HeldStore(backend.store);
         return { ...backend, store: held.store };
@@ -63,7 +66,9 @@ describe("graceful shutdown in process", () => {
   });
 
   it("lets a unary call in flight finish, refuses new calls and ends streams with UNAVAILABLE and a resume token", async () => {
-    await start(5);
+    // The delay keeps the port open while draining, so the new call below is refused by the
+    // service itself; with no delay it would race the port closing (refused or reset).
+    await start(5, 1);
     const client = createClient(
       ReadReceiptService,
       createGrpcTransport({ baseUrl: server.baseUrl }),
@@ -93,6 +98,10 @@ describe("graceful shutdown in process", () => {
     expect(answered.receipts[0]).toMatchObject({ messageId: "m", readCount: 0, unreadCount: 2 });
     await stopped;
     expect(performance.now() - began).toBeLessThan(5_000);
+    const afterClose = await client
+      .getReceipts({ conversationId: "g", messageIds: ["m"] })
+      .catch(asConnectError);
+    expect((afterClose as ConnectError).code).toBe(Code.Unavailable);
   });
 
   it("cuts off a call still running when the grace period ends, and stop() returns then", async () => {
