@@ -403,6 +403,83 @@ describe("Cassandra store: what one process keeps in memory", () => {
     expect(counter.queries.every((q) => q.includes("message_id = ?"))).toBe(true);
   });
 
+  it("knows the messages it tracked itself without reading them back", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    const message = await seedGroup(store, tenant, users("u", 3));
+    counter.reset();
+    expect((await store.getMessages(tenant, [message.messageId])).get(message.messageId)).toEqual(
+      message,
+    );
+    expect(counter.count("messages")).toBe(0);
+  });
+
+  it("shares one read of a message among calls that want it at once, but not a read that missed it", async () => {
+    const tenant = newTenant();
+    const message = await seedGroup(cassandraStore(keyspace.client), tenant, users("u", 3));
+    const store = cassandraStore(client);
+    const getAtOnce = (id: string) =>
+      Promise.all(Array.from({ length: 20 }, () => store.getMessages(tenant, [id])));
+    counter.reset();
+    const found = await getAtOnce(message.messageId);
+    expect(found.map((m) => m.get(message.messageId))).toEqual(found.map(() => message));
+    expect(counter.count("messages")).toBe(1);
+    counter.reset();
+    const missing = await getAtOnce("not-yet-tracked");
+    expect(missing.every((m) => m.size === 0)).toBe(true);
+    // Each call that found only a missing answer in flight asked again itself.
+    expect(counter.count("messages")).toBeGreaterThan(1);
+  });
+
+  it("reads a stored conversation from Cassandra once, and an unknown one every time", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    const c2c: TrackedMessage = {
+      conversationId: "c",
+      conversationType: "c2c",
+      messageId: "m-c2c",
+      senderId: "zoe",
+      sentAt: minutes(1),
+      receiverId: "amy",
+    };
+    await cassandraStore(keyspace.client).insertMessages(tenant, [c2c]);
+    const expected = { conversationId: "c", type: "c2c", participants: ["amy", "zoe"] };
+    expect(await store.getConversation(tenant, "c")).toEqual(expected);
+    expect(await store.getConversation(tenant, "not-yet")).toBeUndefined();
+    counter.reset();
+    expect(await store.getConversation(tenant, "c")).toEqual(expected);
+    expect(await store.getConversation(tenant, "not-yet")).toBeUndefined();
+    expect(counter.count("conversations")).toBe(1);
+  });
+
+  it("keeps what was stored first when instances create one conversation differently at once", async () => {
+    const tenant = newTenant();
+    const stores = [cassandraStore(client), cassandraStore(keyspace.client)];
+    const ids = Array.from({ length: 20 }, (_, i) => `race-${i}`);
+    // Statements prepared beforehand, so that both instances' writes really meet.
+    for (const [s, store] of stores.entries()) {
+      await store.insertMessages(tenant, [groupMessage(`warm-${s}`, `warm-${s}`, "zoe", 1)]);
+    }
+    // Each instance learns the conversation from its own write's answer, not from a read.
+    await Promise.all(
+      stores.map((store, s) =>
+        store.insertMessages(
+          tenant,
+          ids.map((id) => ({
+            ...groupMessage(`${id}-${s}`, id, "zoe", minutes(1)),
+            ...(s === 0 ? {} : { conversationType: "c2c" as const, receiverId: "amy" }),
+          })),
+        ),
+      ),
+    );
+    const fresh = cassandraStore(keyspace.client, { localCacheEntries: 0 });
+    for (const id of ids) {
+      const stored = await fresh.getConversation(tenant, id);
+      expect(stored).toBeDefined();
+      for (const store of stores) expect(await store.getConversation(tenant, id)).toEqual(stored);
+    }
+  });
+
   it("answers audience sizes from memory with one read of the group's version", async () => {
     const tenant = newTenant();
     const store = cassandraStore(client);

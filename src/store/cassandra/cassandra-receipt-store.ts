@@ -40,7 +40,8 @@ export interface CassandraReceiptStoreOptions {
   readonly concurrency?: number;
   /**
    * Tracked messages this process keeps in memory (they never change once
-   * tracked), and as many membership facts. 0 reads everything from
+   * tracked), as many conversations (their first write wins, so they never
+   * change either) and as many membership facts. 0 reads everything from
    * Cassandra every time.
    */
   readonly localCacheEntries?: number;
@@ -126,6 +127,9 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #bigint: boolean;
   readonly #release: (() => Promise<void>) | undefined;
   readonly #messages: LRUCache<string, TrackedMessage> | undefined;
+  readonly #conversations: LRUCache<string, Conversation> | undefined;
+  /** Message reads in flight, by tenant and message id. */
+  readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
   readonly #memberships: MembershipMemory | undefined;
   readonly #readerCalls = new SerialPerKey();
   readonly #readerRows: PartitionWriteCoalescer;
@@ -145,6 +149,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
     if (entries > 0) {
       this.#messages = new LRUCache({ max: entries });
+      this.#conversations = new LRUCache({ max: entries });
       this.#memberships = new MembershipMemory(entries);
     }
     const encoding = (
@@ -165,16 +170,17 @@ export class CassandraReceiptStore implements ReceiptStore {
   // --- conversations and messages ---
 
   async getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined> {
+    const key = `${tenant}\u0000${conversationId}`;
+    const known = this.#conversations?.get(key);
+    if (known !== undefined) return known;
     const row = (
       await this.#run(this.#cql.getConversation, [tenant, conversationId], read)
     ).first();
+    // Not remembered when missing: the conversation may be created by the next call.
     if (row === null || row === undefined) return undefined;
-    const type = row.get("type") as ConversationType;
-    return {
-      conversationId,
-      type,
-      participants: type === "c2c" ? [row.get("participant_a"), row.get("participant_b")] : [],
-    };
+    const conversation = conversationFromRow(conversationId, row);
+    this.#conversations?.set(key, conversation);
+    return conversation;
   }
 
   async getMessages(
@@ -191,26 +197,58 @@ export class CassandraReceiptStore implements ReceiptStore {
       else found.set(messageId, known);
     }
     await mapConcurrently(unknown, this.#concurrency, async (messageId) => {
-      const row = (await this.#run(this.#cql.getMessage, [tenant, messageId], read)).first();
-      if (!row) return;
-      const message = this.#toMessage(row);
-      found.set(messageId, message);
-      this.#messages?.set(`${tenant}\u0000${messageId}`, message);
+      const key = `${tenant}\u0000${messageId}`;
+      const pending = this.#messageReads.get(key);
+      // A read sent before this call began may have missed a message tracked since: only a
+      // shared answer that found the message is taken as is.
+      const message =
+        (pending && (await pending)) ?? (await this.#readMessage(key, tenant, messageId));
+      if (message !== undefined) found.set(messageId, message);
     });
     return found;
+  }
+
+  /** One read of a message, shared with the calls that want it meanwhile. */
+  async #readMessage(
+    key: string,
+    tenant: string,
+    messageId: string,
+  ): Promise<TrackedMessage | undefined> {
+    const reading = (async () => {
+      const row = (await this.#run(this.#cql.getMessage, [tenant, messageId], read)).first();
+      if (!row) return undefined;
+      const message = this.#toMessage(row);
+      this.#messages?.set(key, message);
+      return message;
+    })();
+    this.#messageReads.set(key, reading);
+    try {
+      return await reading;
+    } finally {
+      if (this.#messageReads.get(key) === reading) this.#messageReads.delete(key);
+    }
   }
 
   async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
     const conversations = new Map(messages.map((m) => [m.conversationId, m]));
     await mapConcurrently([...conversations.values()], this.#concurrency, async (message) => {
       if ((await this.getConversation(tenant, message.conversationId)) !== undefined) return;
-      const [a, b] = [message.senderId, message.receiverId].sort();
       const c2c = message.conversationType === "c2c";
-      // First writer wins, as with INSERT OR IGNORE; the domain checked the data beforehand.
-      await this.#run(
+      // The domain checked that a C2C message names its receiver.
+      const pair = c2c ? [message.senderId, message.receiverId ?? ""].sort() : [];
+      const { conversationId, conversationType } = message;
+      // First writer wins (IF NOT EXISTS), as with INSERT OR IGNORE; the domain checked the
+      // data beforehand. Either way the answer says what is stored for good.
+      const result = await this.#run(
         this.#cql.insertConversation,
-        [tenant, message.conversationId, message.conversationType, c2c ? a : "", c2c ? b : ""],
+        [tenant, conversationId, conversationType, pair[0] ?? "", pair[1] ?? ""],
         write,
+      );
+      this.#conversations?.set(
+        `${tenant}\u0000${conversationId}`,
+        result.wasApplied()
+          ? { conversationId, type: conversationType, participants: pair }
+          : conversationFromRow(conversationId, result.first()),
       );
     });
 
@@ -262,6 +300,7 @@ export class CassandraReceiptStore implements ReceiptStore {
           write,
         ),
       ]);
+      this.#messages?.set(`${tenant}\u0000${stored.messageId}`, stored);
     });
     return existing;
   }
@@ -1129,6 +1168,12 @@ export class CassandraReceiptStore implements ReceiptStore {
 }
 
 /** bigint columns come back as bigint or Long, depending on the Client's encoding. */
+function conversationFromRow(conversationId: string, row: types.Row): Conversation {
+  const type = row.get("type") as ConversationType;
+  const participants = [row.get("participant_a") as string, row.get("participant_b") as string];
+  return { conversationId, type, participants: type === "c2c" ? participants : [] };
+}
+
 function toNumber(value: unknown): number {
   if (typeof value === "number") return value;
   if (typeof value === "bigint") return Number(value);

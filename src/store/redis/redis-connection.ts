@@ -22,6 +22,10 @@ export function connectRedis(url: string, options: RedisConnectionOptions = {}):
     commandTimeout: options.commandTimeoutMs ?? 500,
     connectTimeout: options.connectTimeoutMs ?? 2_000,
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
+    // The commands of one event-loop turn (a SendReceipts call adds a reader to 10 messages'
+    // entries) go out in one write: about a third less Redis CPU and a tenth less of the
+    // service's per call in docs/PERFORMANCE.md. Commands queue while a batch is in flight.
+    enableAutoPipelining: true,
   });
   // Without a listener an 'error' event would crash the process.
   redis.on("error", (error: Error) => options.onError?.(error));
