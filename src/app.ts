@@ -88,7 +88,7 @@ export async function startApp(
   /** More routes on the same port (the benchmark's empty RPC, bench/bench-server.ts). */
   extraRoutes?: (router: ConnectRouter) => void,
 ): Promise<App> {
-  const ops = createOperations({ ...backend, logger });
+  const ops = createOperations({ ...backend, logger, maxCallMs: config.maxCallMs });
   const receipts = new ReceiptService(ops);
   const membership = new MembershipService(ops);
   const watcher = new ReceiptWatcher({ feed: ops.feed, ...config.watch });

@@ -42,6 +42,8 @@ export interface Config {
     readonly maxStreams: number;
   };
   readonly shutdownGraceMs: number;
+  /** The longest a unary call may take, whatever deadline its client set (DEADLINE_EXCEEDED). */
+  readonly maxCallMs: number;
   /** After SIGTERM, how long to stay up not ready (answering probes) before closing. */
   readonly shutdownDelayMs: number;
   /** Browser origins (scheme://host[:port]) allowed to call the service cross-origin. */
@@ -166,6 +168,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       maxStreams: integer("RECEIPTS_MAX_STREAMS", defaultMaxStreams(), 1, 10_000_000),
     },
     shutdownGraceMs: integer("RECEIPTS_SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600) * 1000,
+    maxCallMs: integer("RECEIPTS_MAX_CALL_SECONDS", 30, 1, 3_600) * 1000,
     shutdownDelayMs: integer("RECEIPTS_SHUTDOWN_DELAY_SECONDS", 0, 0, 300) * 1000,
     corsOrigins: origins("RECEIPTS_CORS_ORIGINS"),
     tenants: {

@@ -2,6 +2,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReadFilter, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { ConfigError, loadConfig } from "../src/config.js";
 import {
   eventually,
   HeldStore,
@@ -167,5 +168,88 @@ describe("deadlines and cancellation end to end", () => {
       { timeoutMs: 10_000 },
     );
     expect(unread.members.map((m) => m.userId)).toEqual(["r2"]);
+  });
+});
+
+/**
+ * RECEIPTS_MAX_CALL_SECONDS: a unary call gets at most that long whatever its client asked,
+ * and stops as at its own deadline; streams are not limited.
+ */
+describe("the service's own limit on a call (RECEIPTS_MAX_CALL_SECONDS)", () => {
+  let held: HeldStore;
+  let server: OpsTestServer;
+  const grpcClient = () =>
+    createClient(ReadReceiptService, createGrpcTransport({ baseUrl: server.baseUrl }));
+
+  beforeAll(async () => {
+    server = await startOpsServer({
+      env: { RECEIPTS_MAX_CALL_SECONDS: "1" },
+      wrap: (backend) => {
+        held = new HeldStore(backend.store);
+        return { ...backend, store: held.store };
+      },
+    });
+    await seedGroupG(createGrpcTransport({ baseUrl: server.baseUrl }), ["r1", "r2"], ["m1"]);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("answers a call without a deadline DEADLINE_EXCEEDED at the limit, and it writes nothing more", async () => {
+    const hold = held.hold("listMessagesSentBetween");
+    const began = performance.now();
+    const call = grpcClient()
+      .markConversationRead({ conversationId: "g", readerId: "r1" })
+      .catch((error: unknown) => ConnectError.from(error));
+    await hold.reached;
+    const error = (await call) as ConnectError;
+    const took = performance.now() - began;
+    expect(error.code).toBe(Code.DeadlineExceeded);
+    expect(error.rawMessage).toMatch(/at most 1000 ms/);
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(3_000);
+    await releaseIntoHandler(server.baseUrl, hold, "listMessagesSentBetween");
+    const { receipts } = await grpcClient().getReceipts({
+      conversationId: "g",
+      messageIds: ["m1"],
+    });
+    expect(receipts[0]?.readCount).toBe(0);
+    expect(
+      sample(
+        await scrape(server.baseUrl),
+        "receipts_store_operation_seconds_count",
+        storeCalls("advanceHorizon"),
+      ),
+    ).toBe(0);
+  });
+
+  it("lets a shorter client deadline end the call first", async () => {
+    const hold = held.hold("listMessagesSentBetween");
+    const began = performance.now();
+    const call = grpcClient()
+      .markConversationRead({ conversationId: "g", readerId: "r2" }, { timeoutMs: 200 })
+      .catch((error: unknown) => ConnectError.from(error));
+    await hold.reached;
+    expect(((await call) as ConnectError).code).toBe(Code.DeadlineExceeded);
+    expect(performance.now() - began).toBeLessThan(900);
+    await releaseIntoHandler(server.baseUrl, hold, "listMessagesSentBetween");
+  });
+
+  it("keeps a WatchReceipts stream open past the limit, still delivering", async () => {
+    const client = grpcClient();
+    const stream = client.watchReceipts({ conversationIds: ["g"] })[Symbol.asyncIterator]();
+    expect((await stream.next()).value?.update.case).toBe("heartbeat");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await client.sendReceipts({ conversationId: "g", readerId: "r2", messageIds: ["m1"] });
+    const update = (await stream.next()).value;
+    expect(update?.update.case).toBe("receipt");
+    await stream.return?.();
+  });
+
+  it("is 30 s by default and refuses what is not a whole number of seconds from 1 to 3,600", () => {
+    expect(loadConfig({}).maxCallMs).toBe(30_000);
+    for (const bad of ["0", "3601", "soon"]) {
+      expect(() => loadConfig({ RECEIPTS_MAX_CALL_SECONDS: bad })).toThrow(ConfigError);
+    }
   });
 });

@@ -2,6 +2,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
+import { callTimeLimitInterceptor } from "./call-time-limit-interceptor.js";
 import { drainInterceptor } from "./drain-interceptor.js";
 import { endOnAbortInterceptor } from "./end-on-abort-interceptor.js";
 import { type HttpHandler, opsHttpHandler } from "./http-endpoints.js";
@@ -18,7 +19,10 @@ export interface Operations {
   /** The store and feed to hand to the domain: the same, with every call timed. */
   readonly store: ReceiptStore;
   readonly feed: ChangeFeed;
-  /** Outermost interceptors: request log, metrics, the drain gate, ending calls on abort. */
+  /**
+   * Outermost interceptors: request log, metrics, the drain gate, the time limit of a call,
+   * ending calls on abort.
+   */
   readonly interceptors: readonly Interceptor[];
   /** Registers grpc.health.v1.Health and server reflection. */
   readonly routes: (router: ConnectRouter) => void;
@@ -42,6 +46,8 @@ export function createOperations(deps: {
   readonly probes?: readonly HealthProbe[];
   /** Metrics the backend already reports into; a fresh registry otherwise. */
   readonly metrics?: Metrics;
+  /** The longest a unary call may take, whatever its client's deadline. */
+  readonly maxCallMs: number;
 }): Operations {
   const metrics = deps.metrics ?? new Metrics();
   const readiness = new Readiness({
@@ -61,6 +67,7 @@ export function createOperations(deps: {
       requestLogInterceptor(deps.logger),
       metricsInterceptor(metrics),
       drainInterceptor(readiness),
+      callTimeLimitInterceptor(deps.maxCallMs),
       endOnAbortInterceptor(),
     ],
     routes: (router) => registerOpsRoutes(router, readiness),

@@ -1,0 +1,33 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+
+/**
+ * Gives every unary call at most `maxMs`, whatever deadline its client set or
+ * did not set: past it the call's signal aborts with DEADLINE_EXCEEDED, so the
+ * caller is answered (endOnAbortInterceptor) and the domain stops before its
+ * next store call. Without it, a call without a deadline waits as long as a
+ * store that has fallen behind takes: the 10-minute Cassandra soak of
+ * docs/PERFORMANCE.md saw SendReceipts calls of 60 to 147 s. A shorter client
+ * deadline still ends the call first. Streams are meant to stay open and are
+ * left alone.
+ */
+export function callTimeLimitInterceptor(maxMs: number): Interceptor {
+  return (next) => async (request) => {
+    if (request.stream) return next(request);
+    const limit = new AbortController();
+    const timer = setTimeout(
+      () =>
+        limit.abort(
+          new ConnectError(
+            `the service gives a call at most ${maxMs} ms; retry, or send less per call`,
+            Code.DeadlineExceeded,
+          ),
+        ),
+      maxMs,
+    );
+    try {
+      return await next({ ...request, signal: AbortSignal.any([request.signal, limit.signal]) });
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
