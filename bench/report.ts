@@ -30,6 +30,13 @@ const n = (value: number | undefined, digits = 2): string =>
   value === undefined || !Number.isFinite(value)
     ? "—"
     : value.toLocaleString("en-US", { maximumFractionDigits: digits });
+/** CPU µs per receipt by process, e.g. "CPU µs/receipt: service 180, cassandra 175, machine 420". */
+const cpuLine = (per: Readonly<Record<string, number>> | undefined): string =>
+  per === undefined
+    ? "CPU not measured"
+    : `CPU µs/receipt: ${Object.entries(per)
+        .map(([role, micros]) => `${role} ${n(micros, 0)}`)
+        .join(", ")}`;
 const met = (floor: { met: boolean } | undefined): string =>
   floor === undefined ? "—" : floor.met ? "met" : "**not met**";
 
@@ -68,8 +75,8 @@ export function renderTable(results: BenchResults): string {
       if (s === undefined) continue;
       row(
         scenario,
-        `${n(s.receiptsPerSecond, 0)} receipts/s (${s.callsInFlight} calls × ${s.workload.idsPerCall} ids in flight; call p99 ${n(s.callLatency.p99Ms)} ms; ${s.errors} errors)`,
-        `${n(s.ceiling.receiptsPerSecond, 0)} receipts/s`,
+        `${n(s.receiptsPerSecond, 0)} receipts/s (${s.callsInFlight} calls × ${s.workload.idsPerCall} ids in flight; call p99 ${n(s.callLatency.p99Ms)} ms; ${s.errors} errors); ${cpuLine(s.cpuPerReceipt.service)}`,
+        `${n(s.ceiling.receiptsPerSecond, 0)} receipts/s; ${cpuLine(s.cpuPerReceipt.ceiling)}`,
         `${n(s.ratio)}×`,
         s.floor.target,
         met(s.floor),

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { type BenchContext, seedWorkload } from "../bench-context.js";
 import { type LatencySummary, ratio, round, summarize } from "../latency-stats.js";
 import type { ThroughputResult } from "../load-tasks.js";
+import { findStorePids, perUnit, startCpuMeter } from "../process-cpu.js";
 import { runLoad, serverCpu } from "../processes.js";
 import type { Workload } from "../workload.js";
 
@@ -19,6 +20,15 @@ export interface SendReceiptsResult {
     readonly receiptsInFlight: number;
   };
   readonly ratio: number;
+  /**
+   * CPU microseconds per acknowledged receipt, by process (service, cassandra, redis when
+   * local) and for the whole machine (load processes included, their start-up too), through
+   * the service and in the ceiling's loop.
+   */
+  readonly cpuPerReceipt: {
+    readonly service: Readonly<Record<string, number>>;
+    readonly ceiling: Readonly<Record<string, number>>;
+  };
   readonly floor: { readonly target: string; readonly met: boolean };
 }
 
@@ -46,7 +56,8 @@ export async function sendReceiptsScenario(
           sentAt: Date.now() - 60_000,
         }
       : {
-          prefix: `${context.runId}h-`,
+          // Not `h-`: GetReceipts's hot messages have that prefix.
+          prefix: `${context.runId}sh-`,
           groups: 2,
           members: quick ? 161 : 321,
           messagesPerGroup: quick ? 300 : 400,
@@ -59,7 +70,10 @@ export async function sendReceiptsScenario(
   context.log(`send: seeding ${workload.groups} groups`);
   await seedWorkload(context, workload);
 
+  // Cassandra and Redis are on the path of the Cassandra store only; SQLite lives in the service.
+  const stores = context.backend === "cassandra" ? findStorePids() : {};
   context.log("send: SendReceipts through the service");
+  const serviceCpu = startCpuMeter({ service: context.service.pid, ...stores });
   const results = await Promise.all(
     Array.from({ length: workers }, (_, worker) =>
       runLoad<ThroughputResult>({
@@ -75,6 +89,7 @@ export async function sendReceiptsScenario(
     ),
   );
   const receipts = results.reduce((sum, r) => sum + r.receipts, 0);
+  const cpuThroughService = perUnit(serviceCpu(), receipts);
   const elapsed = Math.max(...results.map((r) => r.elapsedMs));
   const receiptsPerSecond = round((receipts * 1000) / elapsed, 1);
   const callsInFlight = workers * concurrency;
@@ -83,6 +98,11 @@ export async function sendReceiptsScenario(
   // The ceiling runs where the service runs (its CPU), with fresh rows of the same shape.
   const ceilingWorkload = { ...workload, prefix: `${workload.prefix}c-` };
   let ceiling: SendReceiptsResult["ceiling"];
+  let ceilingReceipts: number;
+  // The ceilings use no Redis.
+  const ceilingCpu = startCpuMeter(
+    stores.cassandra === undefined ? {} : { cassandra: stores.cassandra },
+  );
   if (context.backend === "embedded") {
     context.log("send: ceiling, a bare node:sqlite insert loop");
     const bare = await runLoad<ThroughputResult>(
@@ -94,6 +114,7 @@ export async function sendReceiptsScenario(
       },
       serverCpu,
     );
+    ceilingReceipts = bare.receipts;
     ceiling = {
       what: "bare node:sqlite loop: the same receipts rows and read_count updates, one transaction per call of 10, WAL + synchronous=FULL, one writer (SQLite has one)",
       receiptsPerSecond: round((bare.receipts * 1000) / bare.elapsedMs, 1),
@@ -111,12 +132,14 @@ export async function sendReceiptsScenario(
       },
       serverCpu,
     );
+    ceilingReceipts = bare.receipts;
     ceiling = {
       what: `bare cassandra-driver loop: readers_by_message + receipts_by_reader rows per receipt, prepared, ${context.cassandra.consistency}, ${receiptsInFlight} receipts in flight (the service's ${callsInFlight} calls × ${workload.idsPerCall})`,
       receiptsPerSecond: round((bare.receipts * 1000) / bare.elapsedMs, 1),
       receiptsInFlight,
     };
   }
+  const cpuInCeiling = perUnit(ceilingCpu(), ceilingReceipts);
   const r = ratio(receiptsPerSecond, ceiling.receiptsPerSecond);
   const errors = results.reduce((sum, x) => sum + x.errors, 0);
   const firstError = results.find((x) => x.firstError)?.firstError;
@@ -130,6 +153,7 @@ export async function sendReceiptsScenario(
     ...(firstError ? { firstError } : {}),
     ceiling,
     ratio: r,
+    cpuPerReceipt: { service: cpuThroughService, ceiling: cpuInCeiling },
     floor: { target: "≥ 0.7 × ceiling", met: r >= 0.7 },
   };
 }
