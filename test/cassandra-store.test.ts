@@ -496,6 +496,26 @@ describe("Cassandra store: what one process keeps in memory", () => {
     expect(counter.count("group_sizes")).toBe(1);
   });
 
+  it("shares one read of the group's version among the calls of one turn, never with a later call", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(client);
+    await seedGroup(store, tenant, users("u", 5));
+    await store.membershipAt(tenant, "g", probe);
+    counter.reset();
+    const sameTurn = await Promise.all(
+      Array.from({ length: 10 }, () => store.membershipAt(tenant, "g", probe)),
+    );
+    expect(sameTurn).toEqual(sameTurn.map(() => [{ memberCount: 5, wasMember: true }]));
+    expect(counter.count("group_sizes")).toBe(1);
+    counter.reset();
+    const first = store.membershipAt(tenant, "g", probe);
+    // The first call's read is sent once this turn's I/O is handled; a call after that reads anew.
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = store.membershipAt(tenant, "g", probe);
+    await Promise.all([first, later]);
+    expect(counter.count("group_sizes")).toBe(2);
+  });
+
   it("sees a change acknowledged by another instance in its next call", async () => {
     const tenant = newTenant();
     const mine = cassandraStore(client);

@@ -128,6 +128,8 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #release: (() => Promise<void>) | undefined;
   readonly #messages: LRUCache<string, TrackedMessage> | undefined;
   readonly #conversations: LRUCache<string, Conversation> | undefined;
+  /** Group-version reads of this event-loop turn, not yet sent, by tenant and group id. */
+  readonly #versionReads = new Map<string, Promise<number | undefined>>();
   /** Message reads in flight, by tenant and message id. */
   readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
   readonly #memberships: MembershipMemory | undefined;
@@ -947,12 +949,26 @@ export class CassandraReceiptStore implements ReceiptStore {
    * The group's current version (the write time of its latest completed
    * change), or undefined while a change holds the group's lock (its rows may
    * be half written) or when nothing is kept in memory.
+   *
+   * The calls of one event-loop turn share one read, sent once the turn's I/O
+   * has been handled (setImmediate): every call that shares it began before it
+   * was sent, so it sees every change acknowledged before that call began.
+   * A call of a later turn never joins a read already sent.
    */
-  async #versionOf(tenant: string, groupId: string): Promise<number | undefined> {
-    if (this.#memberships === undefined) return undefined;
-    const row = (await this.#run(this.#cql.groupLock, [tenant, groupId], read)).first();
-    if (row?.get("lock_op")) return undefined;
-    return row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
+  #versionOf(tenant: string, groupId: string): Promise<number | undefined> {
+    if (this.#memberships === undefined) return Promise.resolve(undefined);
+    const key = `${tenant}\u0000${groupId}`;
+    let pending = this.#versionReads.get(key);
+    if (pending === undefined) {
+      pending = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        this.#versionReads.delete(key);
+        const row = (await this.#run(this.#cql.groupLock, [tenant, groupId], read)).first();
+        if (row?.get("lock_op")) return undefined;
+        return row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
+      });
+      this.#versionReads.set(key, pending);
+    }
+    return pending;
   }
 
   /**
