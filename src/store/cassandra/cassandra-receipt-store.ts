@@ -1183,13 +1183,13 @@ export class CassandraReceiptStore implements ReceiptStore {
   }
 }
 
-/** bigint columns come back as bigint or Long, depending on the Client's encoding. */
 function conversationFromRow(conversationId: string, row: types.Row): Conversation {
   const type = row.get("type") as ConversationType;
   const participants = [row.get("participant_a") as string, row.get("participant_b") as string];
   return { conversationId, type, participants: type === "c2c" ? participants : [] };
 }
 
+/** bigint columns come back as bigint or Long, depending on the Client's encoding. */
 function toNumber(value: unknown): number {
   if (typeof value === "number") return value;
   if (typeof value === "bigint") return Number(value);
