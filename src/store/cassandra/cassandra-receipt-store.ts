@@ -12,6 +12,7 @@ import type {
   ReceiptStore,
   RecordedReceipt,
 } from "../receipt-store.js";
+import { TurnSharedReads } from "../turn-shared-reads.js";
 import {
   type Consistency,
   CqlSession,
@@ -128,8 +129,8 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #release: (() => Promise<void>) | undefined;
   readonly #messages: LRUCache<string, TrackedMessage> | undefined;
   readonly #conversations: LRUCache<string, Conversation> | undefined;
-  /** Group-version reads of this event-loop turn, not yet sent, by tenant and group id. */
-  readonly #versionReads = new Map<string, Promise<number | undefined>>();
+  /** Group-version reads of this event-loop turn, by tenant and group id. */
+  readonly #versionReads = new TurnSharedReads<number | undefined>();
   /** Message reads in flight, by tenant and message id. */
   readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
   readonly #memberships: MembershipMemory | undefined;
@@ -950,25 +951,17 @@ export class CassandraReceiptStore implements ReceiptStore {
    * change), or undefined while a change holds the group's lock (its rows may
    * be half written) or when nothing is kept in memory.
    *
-   * The calls of one event-loop turn share one read, sent once the turn's I/O
-   * has been handled (setImmediate): every call that shares it began before it
-   * was sent, so it sees every change acknowledged before that call began.
-   * A call of a later turn never joins a read already sent.
+   * The calls of one event-loop turn share one read (TurnSharedReads): each
+   * began before it was sent, so it sees every change acknowledged before that
+   * call began.
    */
   #versionOf(tenant: string, groupId: string): Promise<number | undefined> {
     if (this.#memberships === undefined) return Promise.resolve(undefined);
-    const key = `${tenant}\u0000${groupId}`;
-    let pending = this.#versionReads.get(key);
-    if (pending === undefined) {
-      pending = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-        this.#versionReads.delete(key);
-        const row = (await this.#run(this.#cql.groupLock, [tenant, groupId], read)).first();
-        if (row?.get("lock_op")) return undefined;
-        return row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
-      });
-      this.#versionReads.set(key, pending);
-    }
-    return pending;
+    return this.#versionReads.read(`${tenant}\u0000${groupId}`, async () => {
+      const row = (await this.#run(this.#cql.groupLock, [tenant, groupId], read)).first();
+      if (row?.get("lock_op")) return undefined;
+      return row ? (optionalNumber(row.get("last_ts")) ?? 0) : 0;
+    });
   }
 
   /**

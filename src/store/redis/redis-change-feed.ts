@@ -3,6 +3,7 @@ import { StoreUnavailableError } from "../../domain/errors.js";
 import type { PositionedChange, ReceiptChange } from "../../domain/model.js";
 import type { Logger } from "../../logger.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
+import { TurnSharedReads } from "../turn-shared-reads.js";
 
 export interface RedisChangeFeedOptions {
   /** `redis://` or `rediss://` URL. */
@@ -136,7 +137,7 @@ export class RedisChangeFeed implements ChangeFeed {
   readonly #taps = new Map<string, Tap>();
   readonly #tapsByChannel = new Map<string, Tap>();
   /** head() calls of this event-loop turn, per tenant, answered by one read. */
-  readonly #pendingHeads = new Map<string, Promise<string>>();
+  readonly #heads = new TurnSharedReads<string>();
   readonly #pingTimer: NodeJS.Timeout;
   #closed = false;
 
@@ -267,15 +268,7 @@ export class RedisChangeFeed implements ChangeFeed {
    * caller's listen(), so it never answers a position before their tap's start.
    */
   head(tenant: string): Promise<string> {
-    let pending = this.#pendingHeads.get(tenant);
-    if (pending === undefined) {
-      pending = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        this.#pendingHeads.delete(tenant);
-        return this.#call(() => this.#lastId(tenant));
-      });
-      this.#pendingHeads.set(tenant, pending);
-    }
-    return pending;
+    return this.#heads.read(tenant, () => this.#call(() => this.#lastId(tenant)));
   }
 
   listen(tenant: string, listener: Listener): () => void {
