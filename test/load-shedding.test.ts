@@ -5,12 +5,12 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
 import {
-  HeldStore,
+  type HeldStore,
   type OpsTestServer,
   sample,
   scrape,
   seedGroupG,
-  startOpsServer,
+  startHeldOpsServer,
 } from "./support/ops-harness.js";
 
 /**
@@ -28,13 +28,7 @@ describe("load shedding (RECEIPTS_MAX_CALLS_IN_FLIGHT)", () => {
       ?.readCount;
 
   beforeAll(async () => {
-    server = await startOpsServer({
-      env: { RECEIPTS_MAX_CALLS_IN_FLIGHT: "2" },
-      wrap: (backend) => {
-        held = new HeldStore(backend.store);
-        return { ...backend, store: held.store };
-      },
-    });
+    ({ server, held } = await startHeldOpsServer({ RECEIPTS_MAX_CALLS_IN_FLIGHT: "2" }));
     await seedGroupG(transport(), ["r1", "r2", "r3"], ["m1", "m2", "m3"]);
   });
   afterAll(async () => {

@@ -5,13 +5,13 @@ import { ReadFilter, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.j
 import { ConfigError, loadConfig } from "../src/config.js";
 import {
   eventually,
-  HeldStore,
+  type HeldStore,
   type Hold,
   type OpsTestServer,
   sample,
   scrape,
   seedGroupG,
-  startOpsServer,
+  startHeldOpsServer,
 } from "./support/ops-harness.js";
 
 const handled = (method: string, code: string) => ({
@@ -65,12 +65,7 @@ describe("deadlines and cancellation end to end", () => {
       ?.readCount;
 
   beforeAll(async () => {
-    server = await startOpsServer({
-      wrap: (backend) => {
-        held = new HeldStore(backend.store);
-        return { ...backend, store: held.store };
-      },
-    });
+    ({ server, held } = await startHeldOpsServer());
     const transport = createGrpcTransport({ baseUrl: server.baseUrl });
     await seedGroupG(transport, ["r1", "r2"], ["m1", "m2"]);
   });
@@ -182,13 +177,7 @@ describe("the service's own limit on a call (RECEIPTS_MAX_CALL_SECONDS)", () => 
     createClient(ReadReceiptService, createGrpcTransport({ baseUrl: server.baseUrl }));
 
   beforeAll(async () => {
-    server = await startOpsServer({
-      env: { RECEIPTS_MAX_CALL_SECONDS: "1" },
-      wrap: (backend) => {
-        held = new HeldStore(backend.store);
-        return { ...backend, store: held.store };
-      },
-    });
+    ({ server, held } = await startHeldOpsServer({ RECEIPTS_MAX_CALL_SECONDS: "1" }));
     await seedGroupG(createGrpcTransport({ baseUrl: server.baseUrl }), ["r1", "r2"], ["m1"]);
   });
   afterAll(async () => {

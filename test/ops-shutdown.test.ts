@@ -20,7 +20,7 @@ import {
 } from "../gen/receipts/v1/receipts_pb.js";
 import { buildService, type ServiceProcess, startBuiltService } from "./support/built-service.js";
 import { minutes, users } from "./support/fixtures.js";
-import { HeldStore, type OpsTestServer, startOpsServer } from "./support/ops-harness.js";
+import { type HeldStore, type OpsTestServer, startHeldOpsServer } from "./support/ops-harness.js";
 
 const asConnectError = (error: unknown): ConnectError => ConnectError.from(error);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -49,16 +49,10 @@ describe("graceful shutdown in process", () => {
   let held: HeldStore;
   let server: OpsTestServer;
   const start = async (graceSeconds: number, delaySeconds = 0) => {
-    server = await startOpsServer({
-      env: {
-        RECEIPTS_SHUTDOWN_GRACE_SECONDS: String(graceSeconds),
-        RECEIPTS_SHUTDOWN_DELAY_SECONDS: String(delaySeconds),
-      },
-      wrap: (backend) => {
-        held = new HeldStore(backend.store);
-        return { ...backend, store: held.store };
-      },
-    });
+    ({ server, held } = await startHeldOpsServer({
+      RECEIPTS_SHUTDOWN_GRACE_SECONDS: String(graceSeconds),
+      RECEIPTS_SHUTDOWN_DELAY_SECONDS: String(delaySeconds),
+    }));
     await setUpGroup(server.baseUrl, ["r1", "r2"]);
   };
   afterAll(async () => {

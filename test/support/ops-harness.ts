@@ -48,6 +48,22 @@ export async function startOpsServer(
   };
 }
 
+/** startOpsServer with its store behind a HeldStore, so that a test can hold calls inside it. */
+export async function startHeldOpsServer(
+  env: Record<string, string> = {},
+): Promise<{ server: OpsTestServer; held: HeldStore }> {
+  let held: HeldStore | undefined;
+  const server = await startOpsServer({
+    env,
+    wrap: (backend) => {
+      held = new HeldStore(backend.store);
+      return { ...backend, store: held.store };
+    },
+  });
+  if (held === undefined) throw new Error("the backend was not wrapped");
+  return { server, held };
+}
+
 /**
  * Group "g" with the sender "s" and `readers` from minute 0, and one message
  * of "s" per id, a minute apart from minute 1.
