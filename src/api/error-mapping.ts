@@ -19,10 +19,20 @@ const codes: Record<ReceiptErrorKind, Code> = {
  * The one place where failures become wire errors. Domain errors keep their
  * message and name the field (as text and as a FieldViolation detail);
  * anything unexpected is logged with its cause and reaches the caller as an
- * opaque INTERNAL.
+ * opaque INTERNAL. Whatever fails once the call's signal aborted (the client
+ * left, its deadline passed) fails because of that: a request stream cut off
+ * mid-read ("Premature close") is the client's doing, not a fault.
  */
-export function toConnectError(error: unknown, logger: Logger, procedure: string): ConnectError {
+export function toConnectError(
+  error: unknown,
+  logger: Logger,
+  procedure: string,
+  signal?: AbortSignal,
+): ConnectError {
   if (error instanceof ConnectError) return error;
+  if (signal?.aborted === true && !(error instanceof ReceiptError)) {
+    return ConnectError.from(signal.reason, Code.Canceled);
+  }
   if (error instanceof ReceiptError) {
     const details =
       error.field === undefined
