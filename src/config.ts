@@ -40,6 +40,8 @@ export interface Config {
     readonly heartbeatMs: number;
     readonly bufferLimit: number;
     readonly maxStreams: number;
+    /** How often the groups users' open streams watch are re-read (a member who left: ended). */
+    readonly accessCheckMs: number;
   };
   readonly shutdownGraceMs: number;
   /** The longest a unary call may take, whatever deadline its client set (DEADLINE_EXCEEDED). */
@@ -166,6 +168,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       heartbeatMs: integer("RECEIPTS_WATCH_HEARTBEAT_SECONDS", 15, 1, 3_600) * 1000,
       bufferLimit: integer("RECEIPTS_WATCH_BUFFER", 1_000, 1, 1_000_000),
       maxStreams: integer("RECEIPTS_MAX_STREAMS", defaultMaxStreams(), 1, 10_000_000),
+      accessCheckMs: integer("RECEIPTS_WATCH_ACCESS_CHECK_SECONDS", 10, 1, 3_600) * 1000,
     },
     shutdownGraceMs: integer("RECEIPTS_SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600) * 1000,
     maxCallMs: integer("RECEIPTS_MAX_CALL_SECONDS", 30, 1, 3_600) * 1000,

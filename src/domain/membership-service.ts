@@ -14,10 +14,17 @@ import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 export class MembershipService {
   readonly #store: ReceiptStore;
   readonly #clock: () => number;
+  readonly #onRemoved: ((tenant: string, groupId: string) => void) | undefined;
 
-  constructor(deps: { store: ReceiptStore; clock?: () => number }) {
+  constructor(deps: {
+    store: ReceiptStore;
+    clock?: () => number;
+    /** Told after members left a group through this instance (their open streams end). */
+    onMembersRemoved?: (tenant: string, groupId: string) => void;
+  }) {
     this.#store = deps.store;
     this.#clock = deps.clock ?? Date.now;
+    this.#onRemoved = deps.onMembersRemoved;
   }
 
   async addMembers(
@@ -80,6 +87,7 @@ export class MembershipService {
     }
     if (leaving.length === 0) return { removedCount: 0 };
     await this.#store.closeMemberships(tenant, groupId, leaving, at);
+    this.#onRemoved?.(tenant, groupId);
     for (const userId of leaving) await this.#store.deleteReceiptsFrom(tenant, groupId, userId, at);
     return { removedCount: leaving.length };
   }

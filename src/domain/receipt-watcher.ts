@@ -1,5 +1,5 @@
 import { type ChangeFeed, ChangeLogExpiredError } from "../store/change-feed.js";
-import { invalidArgument, ReceiptError } from "./errors.js";
+import { AccessEndedError, invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { PositionedChange, ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
@@ -123,6 +123,10 @@ export class ReceiptWatcher {
           continue;
         }
         await subscription.wait(untilBeat);
+      }
+      // Aborted because the caller's access ended (not because it left): say so, and where it was.
+      if (signal.reason instanceof AccessEndedError) {
+        throw signal.reason.endingAt(encodeResumeToken(position));
       }
     } finally {
       signal.removeEventListener("abort", onAbort);

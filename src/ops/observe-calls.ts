@@ -71,6 +71,6 @@ async function* follow<T>(
  */
 function endOnceSettled(call: CallObserver, signal: AbortSignal): void {
   const canceled = () => ConnectError.from(signal.reason, Code.Canceled);
-  if (signal.aborted) return call.end(canceled());
-  setImmediate(() => call.end(signal.aborted ? canceled() : undefined));
+  if (signal.aborted) call.end(canceled());
+  else setImmediate(() => call.end(signal.aborted ? canceled() : undefined));
 }
