@@ -131,6 +131,14 @@ export async function startApp(
         ...access.interceptors.map(ops.exceptOps),
       ],
       readMaxBytes: config.maxRequestBytes,
+      clientLimits: {
+        connectionsPerAddress: config.maxConnectionsPerAddress,
+        streamsPerAddress: config.maxStreamsPerAddress,
+        // A request must be in before its call's time is up; its headers sooner.
+        bodyTimeoutMs: config.maxCallMs,
+        headersTimeoutMs: Math.min(10_000, config.maxCallMs),
+        onRefused: (limit) => ops.metrics.rateLimitRejections.inc({ limit }),
+      },
       routes: (router) => {
         ops.routes(router);
         extraRoutes?.(router);

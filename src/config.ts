@@ -62,6 +62,10 @@ export interface Config {
   readonly maxRequestBytes: number;
   /** Unary calls one instance works on at once; more are refused with UNAVAILABLE. */
   readonly maxCallsInFlight: number;
+  /** TCP connections one client address may hold open; more are closed on accept. */
+  readonly maxConnectionsPerAddress: number;
+  /** Requests (HTTP/2 streams, HTTP/1.1 requests) one client address may have in flight. */
+  readonly maxStreamsPerAddress: number;
 }
 
 export class ConfigError extends Error {
@@ -192,6 +196,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     ),
     maxRequestBytes: integer("RECEIPTS_MAX_REQUEST_BYTES", 1_048_576, 1_024, 67_108_864),
     maxCallsInFlight: integer("RECEIPTS_MAX_CALLS_IN_FLIGHT", 512, 1, 1_000_000),
+    maxConnectionsPerAddress: integer(
+      "RECEIPTS_MAX_CONNECTIONS_PER_ADDRESS",
+      1_024,
+      1,
+      10_000_000,
+    ),
+    maxStreamsPerAddress: integer("RECEIPTS_MAX_STREAMS_PER_ADDRESS", 10_000, 1, 10_000_000),
   };
   if (
     config.tenants.file === undefined &&
