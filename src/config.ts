@@ -196,12 +196,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     ),
     maxRequestBytes: integer("RECEIPTS_MAX_REQUEST_BYTES", 1_048_576, 1_024, 67_108_864),
     maxCallsInFlight: integer("RECEIPTS_MAX_CALLS_IN_FLIGHT", 512, 1, 1_000_000),
-    maxConnectionsPerAddress: integer(
-      "RECEIPTS_MAX_CONNECTIONS_PER_ADDRESS",
-      1_024,
-      1,
-      10_000_000,
-    ),
+    maxConnectionsPerAddress: integer("RECEIPTS_MAX_CONNECTIONS_PER_ADDRESS", 1_024, 1, 10_000_000),
     maxStreamsPerAddress: integer("RECEIPTS_MAX_STREAMS_PER_ADDRESS", 10_000, 1, 10_000_000),
   };
   if (

@@ -58,10 +58,14 @@ type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 type NodeRequest = Parameters<NodeHandler>[0];
 type NodeResponse = Parameters<NodeHandler>[1];
 
+/** A Node request handler that may be told to refuse the request with an error instead. */
+type RpcHandler = (request: NodeRequest, response: NodeResponse, refusal?: ConnectError) => void;
+
 /**
  * The Connect router as a Node request handler, like connect-node's adapter, except that the
  * body of a unary or server-streaming call must arrive within `limits.bodyTimeoutMs` (a
- * client-streaming body is the conversation itself and is left alone).
+ * client-streaming body is the conversation itself and is left alone), and that a refused
+ * call is answered with its error in the caller's own protocol, its body left unread.
  */
 function rpcHandler(
   options: Omit<ConnectNodeAdapterOptions, "fallback"> & {
@@ -69,29 +73,32 @@ function rpcHandler(
     readonly limits: ClientLimits;
     readonly logger: Logger;
   },
-): NodeHandler {
+): RpcHandler {
   const router = createConnectRouter({
     ...options,
     acceptCompression: [compressionGzip, compressionBrotli],
   });
   options.routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
-  return (request, response) => {
+  return (request, response, refusal) => {
     const handler = handlers.get((request.url ?? "").split("?", 1)[0] ?? "");
-    if (handler === undefined) return options.fallback(request, response);
+    if (handler === undefined) {
+      if (refusal === undefined) return options.fallback(request, response);
+      response.writeHead(429, { connection: "close", "retry-after": "1" });
+      return response.end();
+    }
     const universal = universalRequestFromNodeRequest(request, response, undefined, undefined);
     const kind = handler.method.methodKind;
-    const body =
-      kind === "unary" || kind === "server_streaming"
-        ? bodyWithin(
-            universal.body as AsyncIterable<Uint8Array>,
-            options.limits.bodyTimeoutMs,
-            () => {
-              options.limits.onRefused?.("request_body_time");
-              stopReadingAfterAnswer(request, response);
-            },
-          )
-        : universal.body;
+    let body = universal.body as AsyncIterable<Uint8Array>;
+    if (refusal !== undefined) {
+      stopReadingAfterAnswer(request, response);
+      body = refusedBody(refusal);
+    } else if (kind === "unary" || kind === "server_streaming") {
+      body = bodyWithin(body, options.limits.bodyTimeoutMs, () => {
+        options.limits.onRefused?.("request_body_time");
+        stopReadingAfterAnswer(request, response);
+      });
+    }
     handler({ ...universal, body })
       .then((answer) => universalResponseToNodeResponse(answer, response))
       .catch((reason: unknown) => {
@@ -105,25 +112,28 @@ function rpcHandler(
   };
 }
 
+/** How long after its answer a refused HTTP/2 stream is reset: the answer's trailers go first. */
+const resetAfterAnswerMs = 250;
+
 /** Once the refusal is out, the rest of a late body is not read: the stream or connection closes. */
 function stopReadingAfterAnswer(request: NodeRequest, response: NodeResponse): void {
   if ("stream" in request) {
-    response.once("finish", () => {
-      if (!request.complete) request.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    const { stream } = request;
+    // A reset sent at once could overtake the trailers that carry the error.
+    stream.once("finish", () => {
+      setTimeout(() => {
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      }, resetAfterAnswerMs).unref();
     });
   } else if (!response.headersSent) {
     response.setHeader("connection", "close");
   }
 }
 
-/** Refuses a request beyond its address's stream cap: REFUSED_STREAM (safe to retry) or 429. */
-function refuseStream(request: NodeRequest, response: NodeResponse): void {
-  if ("stream" in request) {
-    request.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
-    return;
-  }
-  response.writeHead(429, { connection: "close", "retry-after": "1" });
-  response.end();
+/** A body whose first read fails: the handler answers with `error` before reading anything. */
+// biome-ignore lint/correctness/useYield: it only throws.
+async function* refusedBody(error: ConnectError): AsyncIterable<Uint8Array> {
+  throw error;
 }
 
 /**
@@ -152,35 +162,41 @@ function withCors(handler: NodeHandler, origins: readonly string[]): NodeHandler
  */
 export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}): ReceiptServer {
   const limits = options.clientLimits ?? defaultClientLimits;
-  const rpc = withCors(
-    rpcHandler({
-      routes: (router) => {
-        registerRoutes(router, deps);
-        options.routes?.(router);
-      },
-      fallback: options.fallback ?? notFound,
-      interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
-      shutdownSignal: options.shutdownSignal,
-      readMaxBytes: options.readMaxBytes,
-      limits,
-      logger: deps.logger,
-    }),
-    options.corsOrigins ?? [],
-  );
+  const rpc = rpcHandler({
+    routes: (router) => {
+      registerRoutes(router, deps);
+      options.routes?.(router);
+    },
+    fallback: options.fallback ?? notFound,
+    interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
+    shutdownSignal: options.shutdownSignal,
+    readMaxBytes: options.readMaxBytes,
+    limits,
+    logger: deps.logger,
+  });
   const streamsHeld = new PerAddressCount(limits.streamsPerAddress);
-  const handler: NodeHandler = (request, response) => {
+  const handler = withCors((request, response) => {
     const address = request.socket.remoteAddress ?? "";
     if (!streamsHeld.take(address)) {
       limits.onRefused?.("streams_per_address");
-      return refuseStream(request, response);
+      return rpc(
+        request,
+        response,
+        new ConnectError(
+          `at most ${limits.streamsPerAddress} requests may be in flight from one address; retry when one has ended`,
+          Code.ResourceExhausted,
+        ),
+      );
     }
     response.once("close", () => streamsHeld.give(address));
     rpc(request, response);
-  };
+  }, options.corsOrigins ?? []);
   const h1 = http.createServer(
     {
       keepAliveTimeout: 65_000,
       headersTimeout: limits.headersTimeoutMs,
+      // How often Node checks those times: often enough that a limit holds to within a quarter.
+      connectionsCheckingInterval: Math.max(250, Math.floor(limits.headersTimeoutMs / 4)),
       // A backstop for plain HTTP requests; RPC bodies are refused at bodyTimeoutMs, in protocol.
       requestTimeout: Math.max(limits.headersTimeoutMs, limits.bodyTimeoutMs + 5_000),
     },
