@@ -1,15 +1,19 @@
 import { once } from "node:events";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
-import { ConversationType, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
+import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { buildService, type ServiceProcess, startBuiltService } from "./support/built-service.js";
-import { minutes } from "./support/fixtures.js";
-import { type OpsTestServer, sample, scrape, startOpsServer } from "./support/ops-harness.js";
+import {
+  type OpsTestServer,
+  sample,
+  scrape,
+  seedGroupG,
+  startOpsServer,
+} from "./support/ops-harness.js";
 
 /**
  * Slow and abandoned requests are bounded: a unary request body that is not in within
@@ -42,6 +46,18 @@ function sessionFrom(server: Reachable, from: string): http2.ClientHttp2Session 
   });
   session.on("error", () => {});
   return session;
+}
+
+/** A gRPC GetReceipts call whose body the caller writes (or does not). */
+function grpcCall(session: http2.ClientHttp2Session): http2.ClientHttp2Stream {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": getReceiptsPath,
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => {});
+  return stream;
 }
 
 function grpcFrom(server: Reachable, from: string): Transport {
@@ -93,13 +109,7 @@ describe("request time limits (RECEIPTS_MAX_CALL_SECONDS=1)", () => {
     const started = Date.now();
     const outcomes = await Promise.all(
       Array.from({ length: 40 }, async () => {
-        const stream = session.request({
-          ":method": "POST",
-          ":path": getReceiptsPath,
-          "content-type": "application/grpc",
-          te: "trailers",
-        });
-        stream.on("error", () => {});
+        const stream = grpcCall(session);
         let status: string | undefined;
         const grpcStatus = (headers: http2.IncomingHttpHeaders) => {
           const value = headers["grpc-status"];
@@ -268,41 +278,26 @@ describe("a slowloris attack", () => {
       RECEIPTS_MAX_CALL_SECONDS: "2",
       RECEIPTS_MAX_CONNECTIONS_PER_ADDRESS: "40",
     });
-    const transport = grpcFrom(server, "127.0.0.2");
-    await createClient(MembershipService, transport).addMembers({
-      groupId: "g",
-      userIds: ["s", "r"],
-      joinedAt: timestampFromMs(minutes(0)),
-    });
-    await createClient(ReadReceiptService, transport).trackMessages({
-      messages: [
-        {
-          conversationId: "g",
-          conversationType: ConversationType.GROUP,
-          messageId: "m1",
-          senderId: "s",
-          sentAt: timestampFromMs(minutes(1)),
-        },
-      ],
-    });
+    await seedGroupG(grpcFrom(server, "127.0.0.2"), ["r"], ["m1"]);
   });
   afterAll(async () => {
     service?.child.kill("SIGKILL");
     build?.remove();
   });
 
-  /** p99 of `count` sequential GetReceipts from 127.0.0.2, in ms. */
-  async function p99(count: number): Promise<number> {
+  /** p99 of the sequential GetReceipts from 127.0.0.2 that fit in `ms`, in ms. */
+  async function p99(ms: number): Promise<number> {
     const client = createClient(ReadReceiptService, grpcFrom(server, "127.0.0.2"));
     await client.getReceipts({ conversationId: "g", messageIds: ["m1"] });
     const times: number[] = [];
-    for (let i = 0; i < count; i++) {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {
       const started = performance.now();
       await client.getReceipts({ conversationId: "g", messageIds: ["m1"] });
       times.push(performance.now() - started);
     }
     times.sort((x, y) => x - y);
-    return times[Math.floor(count * 0.99)] ?? Number.NaN;
+    return times[Math.floor(times.length * 0.99)] ?? Number.NaN;
   }
 
   /**
@@ -316,7 +311,7 @@ describe("a slowloris attack", () => {
     const live = new Set<{ destroy(): void }>();
     const timers = new Set<NodeJS.Timeout>();
     const trickle = (write: () => void, gone: { destroy(): void }) => {
-      const timer = setInterval(write, 300);
+      const timer = setInterval(write, 1_000);
       timers.add(timer);
       return () => {
         clearInterval(timer);
@@ -331,13 +326,7 @@ describe("a slowloris attack", () => {
       if (kind === 2) {
         const session = sessionFrom(server, from);
         live.add(session);
-        const stream = session.request({
-          ":method": "POST",
-          ":path": getReceiptsPath,
-          "content-type": "application/grpc",
-          te: "trailers",
-        });
-        stream.on("error", () => {});
+        const stream = grpcCall(session);
         stream.resume();
         const stop = trickle(() => stream.write(Buffer.from([0])), session);
         session.once("close", () => {
@@ -374,22 +363,30 @@ describe("a slowloris attack", () => {
   }
 
   it("leaves another client's GetReceipts p99 within 2x of normal", async () => {
-    const normal = await p99(1_000);
-    const attacking = attack();
-    let underAttack: number;
-    try {
+    // Rounds of normal, then attacked, so that the load other processes put on this shared
+    // machine weighs on both alike; each attacked window outlasts the server's 2-s limit.
+    const normal: number[] = [];
+    const attacked: number[] = [];
+    let opened = 0;
+    for (let round = 0; round < 3; round++) {
+      normal.push(await p99(3_000));
+      const attacking = attack();
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        attacked.push(await p99(3_000));
+      } finally {
+        attacking.stop();
+        opened += attacking.opened();
+      }
       await new Promise((resolve) => setTimeout(resolve, 500));
-      underAttack = await p99(1_000);
-      // Long enough for the server to time out the first wave of trickles.
-      await new Promise((resolve) => setTimeout(resolve, 2_500));
-    } finally {
-      attacking.stop();
     }
+    const median = (values: number[]) => [...values].sort((x, y) => x - y)[1] ?? Number.NaN;
+    const shown = (values: number[]) => values.map((v) => v.toFixed(1)).join(", ");
     console.log(
-      `GetReceipts p99 normal ${normal.toFixed(2)} ms, under attack ${underAttack.toFixed(2)} ms; ${attacking.opened()} attacking connections opened`,
+      `GetReceipts p99 (ms) normal ${shown(normal)}; under attack ${shown(attacked)}; ${opened} attacking connections opened`,
     );
-    expect(attacking.opened()).toBeGreaterThanOrEqual(300);
+    expect(opened).toBeGreaterThanOrEqual(900);
     expect(await refusals(server, "request_body_time")).toBeGreaterThan(0);
-    expect(underAttack).toBeLessThanOrEqual(2 * normal);
-  }, 60_000);
+    expect(median(attacked)).toBeLessThanOrEqual(2 * median(normal));
+  }, 90_000);
 });

@@ -3,31 +3,25 @@ import { once } from "node:events";
 import * as http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type * as grpc from "@grpc/grpc-js";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { createGrpcJsClient } from "./support/grpc-js-client.js";
 import {
+  capturingLogger,
   eventually,
   HeldStore,
+  type LogLine,
   type OpsTestServer,
   sample,
   scrape,
   startOpsServer,
 } from "./support/ops-harness.js";
-
-interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [field: string]: unknown;
-}
 
 const root = join(import.meta.dirname, "..");
 
@@ -37,21 +31,15 @@ const root = join(import.meta.dirname, "..");
  * grpc_server_handled_total, never an "unexpected error" or Internal.
  */
 describe("client cancellations", () => {
-  const lines: LogLine[] = [];
+  let lines: LogLine[] = [];
   let server: OpsTestServer;
   let held: HeldStore | undefined;
 
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const text of chunk.toString().split("\n")) {
-          if (text !== "") lines.push(JSON.parse(text) as LogLine);
-        }
-        done();
-      },
-    });
+    const captured = capturingLogger("debug");
+    lines = captured.lines;
     server = await startOpsServer({
-      logger: pino({ level: "debug" }, sink),
+      logger: captured.logger,
       wrap: (backend) => {
         held = new HeldStore(backend.store);
         return { ...backend, store: held.store };
