@@ -19,7 +19,7 @@ export function connectRedis(url: string, options: RedisConnectionOptions = {}):
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: options.commandTimeoutMs ?? 500,
+    commandTimeout: options.commandTimeoutMs ?? 250,
     connectTimeout: options.connectTimeoutMs ?? 2_000,
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
     // The commands of one event-loop turn (a SendReceipts call adds a reader to 10 messages'
