@@ -37,6 +37,11 @@ export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
 }
 
+/** The change log no longer holds every change after a position (trimmed by retention). */
+export class ChangeLogExpiredError extends Error {
+  override readonly name = "ChangeLogExpiredError";
+}
+
 /**
  * The access an open stream was granted has ended: its credential was revoked or expired
  * (`unauthenticated`), or its user left a conversation it watches (`permission_denied`). The
