@@ -1,10 +1,11 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
-import { Audience, type AudienceSizes } from "./audience.js";
-import { invalidArgument, ReceiptError } from "./errors.js";
+import type { FirstPageRequest, ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
+import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
+import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import {
   type ConversationType,
+  type MessageReadMembers,
   type MessageReceipt,
   type Page,
   type ReadFilter,
@@ -131,16 +132,34 @@ export class ReceiptService {
     const sizes: AudienceSizes = new Map();
     const sized = this.#audience.sizes(tenant, messages, sizes);
     sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
-    const recorded = await this.#record(tenant, readerId, acknowledged, sizes);
+    const readAt = this.#clock();
+    const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
     const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
     // Only the reader's own messages were not recorded, so not counted yet.
     const own = unique.filter((m) => !counts.has(m.messageId));
     if (own.length > 0) {
       for (const [id, count] of await this.#store.readCounts(tenant, own)) counts.set(id, count);
     }
+    const readTimes = new Map(
+      recorded.flatMap((r) => (r.inserted ? [[r.messageId, readAt] as const] : [])),
+    );
+    // A C2C message read before this call keeps the time of that read.
+    const readBefore = unique.filter(
+      (m) => m.conversationType === "c2c" && !readTimes.has(m.messageId),
+    );
+    if (readBefore.length > 0) {
+      for (const [id, at] of await this.#store.receiverReadTimes(tenant, readBefore)) {
+        readTimes.set(id, at);
+      }
+    }
     const audienceSizes = await sized;
     return messages.map((m, i) =>
-      this.#audience.describe(m, counts.get(m.messageId) ?? 0, audienceSizes[i] as number),
+      this.#audience.describe(
+        m,
+        counts.get(m.messageId) ?? 0,
+        audienceSizes[i] as number,
+        readTimes.get(m.messageId),
+      ),
     );
   }
 
@@ -173,7 +192,7 @@ export class ReceiptService {
       throw invalidArgument("filter", "must be READ_FILTER_READ or READ_FILTER_UNREAD");
     }
     const size = pageSize(request.pageSize);
-    const scope = `read-members/${messageId}/${filter}`;
+    const scope = readMembersScope(messageId, filter);
     const after = decodePageToken("page_token", request.pageToken, scope);
     const [message] = await this.#messagesOf(tenant, conversationId, [messageId], "message_id");
     if (message === undefined) throw new Error("unreachable: #messagesOf returns every id");
@@ -184,11 +203,80 @@ export class ReceiptService {
       filter === "read"
         ? await this.#store.listReaders(tenant, message, after, size + 1)
         : await this.#unreadMembers(tenant, message, after, size + 1);
-    const items = rows.slice(0, size);
-    const last = items.at(-1);
-    const nextPageToken =
-      rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "";
-    return { items, nextPageToken };
+    return pageOf(rows, size, scope);
+  }
+
+  /**
+   * Each message's receipt and the first page of both sides of its audience,
+   * as GetReceipts and ListReadMembers would answer them. Reads the counts,
+   * then only the pages that are not known to be empty from them: one page of
+   * at most `pageSize + 1` members per side and group message, none for C2C
+   * (its receiver's read time comes with the counts).
+   */
+  async batchGetReadMembers(
+    tenant: string,
+    request: {
+      conversationId: string;
+      messageIds: readonly string[];
+      pageSize: number;
+      /** The tenant's largest group with member lists (readMembers.maxGroupSize). */
+      maxGroupSize: number;
+    },
+    signal?: AbortSignal,
+  ): Promise<MessageReadMembers[]> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const ids = requireIdList(
+      "message_ids",
+      request.messageIds,
+      limits.maxIdsPerBatchGetReadMembers,
+    );
+    const size = pageSize(request.pageSize);
+    const messages = await this.#messagesOf(tenant, conversationId, ids);
+    const measures = await this.#audience.measure(tenant, messages);
+    for (const [i, message] of messages.entries()) {
+      const { memberCount } = measures[i] as AudienceMeasure;
+      if (message.conversationType === "group" && memberCount > request.maxGroupSize) {
+        throw memberListsWithheld(memberCount, request.maxGroupSize, `message_ids[${i}]`);
+      }
+    }
+    signal?.throwIfAborted();
+    const [counts, readTimes] = await Promise.all([
+      this.#store.readCounts(tenant, messages),
+      this.#receiverReadTimes(tenant, messages),
+    ]);
+    const receipts = messages.map((m, i) =>
+      this.#audience.describe(
+        m,
+        counts.get(m.messageId) ?? 0,
+        (measures[i] as AudienceMeasure).audienceSize,
+        readTimes.get(m.messageId),
+      ),
+    );
+
+    const wanted = new Map<string, FirstPageRequest>();
+    for (const receipt of receipts) {
+      const { message } = receipt;
+      if (message.conversationType !== "group") continue;
+      if (receipt.readCount > 0) wanted.set(pageKey(message, "read"), { message, filter: "read" });
+      if (receipt.unreadCount > 0) {
+        wanted.set(pageKey(message, "unread"), { message, filter: "unread" });
+      }
+    }
+    signal?.throwIfAborted();
+    // One extra row per page tells whether another page follows.
+    const lists = await this.#store.listFirstPages(tenant, [...wanted.values()], size + 1);
+    const rowsOf = new Map([...wanted.keys()].map((key, i) => [key, lists[i] ?? []]));
+    const page = (message: TrackedMessage, filter: ReadFilter): Page<ReadMember> =>
+      pageOf(
+        rowsOf.get(pageKey(message, filter)) ?? [],
+        size,
+        readMembersScope(message.messageId, filter),
+      );
+    return receipts.map((receipt) => {
+      const { message } = receipt;
+      if (message.conversationType === "c2c") return c2cReadMembers(receipt);
+      return { receipt, read: page(message, "read"), unread: page(message, "unread") };
+    });
   }
 
   async markConversationRead(
@@ -227,6 +315,8 @@ export class ReceiptService {
           tenant,
           readerId,
           mine.filter((_, i) => included[i]),
+          undefined,
+          now,
         );
         markedCount += recorded.filter((r) => r.inserted).length;
         if (batch.length < markBatchSize) break;
@@ -236,6 +326,7 @@ export class ReceiptService {
     signal?.throwIfAborted();
     const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo);
     if (horizon.current !== horizon.previous) {
+      await this.#store.noteHorizonSet(tenant, conversationId, readerId, horizon.current, now);
       await this.#feed.publish(tenant, [
         { kind: "horizon", conversationId, readerId, readUpTo: horizon.current },
       ]);
@@ -249,9 +340,9 @@ export class ReceiptService {
     readerId: string,
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
+    readAt = this.#clock(),
   ): Promise<RecordedReceipt[]> {
     if (messages.length === 0) return [];
-    const readAt = this.#clock();
     const recorded = await this.#store.insertReceipts(
       tenant,
       readerId,
@@ -267,7 +358,13 @@ export class ReceiptService {
     );
     const changes: ReceiptChange[] = fresh.map(({ outcome, message }, i) => ({
       kind: "receipt",
-      receipt: this.#audience.describe(message, outcome.readCount, audienceSizes[i] as number),
+      // A C2C receipt is the receiver's (a sender's own is never recorded).
+      receipt: this.#audience.describe(
+        message,
+        outcome.readCount,
+        audienceSizes[i] as number,
+        readAt,
+      ),
       readerId,
       readAt,
     }));
@@ -280,13 +377,34 @@ export class ReceiptService {
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
   ): Promise<MessageReceipt[]> {
-    const [counts, audienceSizes] = await Promise.all([
+    const [counts, audienceSizes, readTimes] = await Promise.all([
       this.#store.readCounts(tenant, messages),
       this.#audience.sizes(tenant, messages, sizes),
+      this.#receiverReadTimes(tenant, messages),
     ]);
     return messages.map((m, i) =>
-      this.#audience.describe(m, counts.get(m.messageId) ?? 0, audienceSizes[i] as number),
+      this.#audience.describe(
+        m,
+        counts.get(m.messageId) ?? 0,
+        audienceSizes[i] as number,
+        readTimes.get(m.messageId),
+      ),
     );
+  }
+
+  /** The read times of the C2C messages among `messages` that their receiver has read. */
+  #receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const c2c = [
+      ...new Map(
+        messages.filter((m) => m.conversationType === "c2c").map((m) => [m.messageId, m]),
+      ).values(),
+    ];
+    return c2c.length === 0
+      ? Promise.resolve(new Map())
+      : this.#store.receiverReadTimes(tenant, c2c);
   }
 
   /** Loads messages in request order; every id must be tracked and belong to the conversation. */
@@ -402,11 +520,20 @@ export class ReceiptService {
       for (const { readerId, readUpTo } of horizons) {
         const covered = group.filter((m) => m.sentAt <= readUpTo && m.senderId !== readerId);
         const included = await this.#audience.includes(tenant, readerId, covered);
-        await this.#record(
+        const read = covered.filter((_, i) => included[i]);
+        if (read.length === 0) continue;
+        // Read when the horizon that covers each was set, not now (now if that was not noted).
+        const setTimes = await this.#store.horizonSetTimes(
           tenant,
+          conversationId,
           readerId,
-          covered.filter((_, i) => included[i]),
+          read.map((m) => m.sentAt),
         );
+        const now = this.#clock();
+        const byTime = Map.groupBy(read, (_, i) => setTimes[i] ?? now);
+        for (const [readAt, messages] of byTime) {
+          await this.#record(tenant, readerId, messages, undefined, readAt);
+        }
       }
     }
   }
@@ -440,6 +567,36 @@ function validateTrackedMessage(input: TrackedMessageInput, at: string): Tracked
     senderId,
     sentAt,
     receiverId,
+  };
+}
+
+/** The listing a ListReadMembers page token belongs to. */
+const readMembersScope = (messageId: string, filter: ReadFilter): string =>
+  `read-members/${messageId}/${filter}`;
+
+const pageKey = (message: TrackedMessage, filter: ReadFilter): string =>
+  `${filter}\u0000${message.messageId}`;
+
+/** A page of `size` from `rows`, read with one extra row that tells whether another follows. */
+function pageOf(rows: readonly ReadMember[], size: number, scope: string): Page<ReadMember> {
+  const items = rows.slice(0, size);
+  const last = items.at(-1);
+  const nextPageToken =
+    rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "";
+  return { items, nextPageToken };
+}
+
+/** A C2C audience is its receiver: on one side or the other, with the read time if read. */
+function c2cReadMembers(receipt: MessageReceipt): MessageReadMembers {
+  const userId = receipt.message.receiverId;
+  const none: Page<ReadMember> = { items: [], nextPageToken: "" };
+  if (!receipt.receiverRead)
+    return { receipt, read: none, unread: { items: [{ userId }], nextPageToken: "" } };
+  const readAt = receipt.receiverReadAt;
+  return {
+    receipt,
+    read: { items: [readAt === undefined ? { userId } : { userId, readAt }], nextPageToken: "" },
+    unread: none,
   };
 }
 

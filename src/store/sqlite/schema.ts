@@ -85,4 +85,15 @@ export const migrations: readonly string[] = [
   );
   INSERT INTO change_log_state (id, pruned_through) VALUES (1, 0);
   `,
+  `
+  -- When each horizon was set: the read time of messages tracked later under it.
+  CREATE TABLE horizon_sets (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    reader_id TEXT NOT NULL,
+    read_up_to INTEGER NOT NULL,
+    set_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, conversation_id, reader_id, read_up_to)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -2,6 +2,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
 import type {
   Conversation,
+  FirstPageRequest,
   MembershipAt,
   MembershipInterval,
   MembershipProbe,
@@ -193,6 +194,38 @@ export class SqliteReceiptStore implements ReceiptStore {
     return rows.map((row) => ({ userId: row.reader_id, readAt: row.read_at }));
   }
 
+  async receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const times = new Map<string, number>();
+    for (const { messageId, receiverId } of messages) {
+      const row = this.#sql.readAt.get(tenant, messageId, receiverId) as
+        | { read_at: number }
+        | undefined;
+      if (row !== undefined) times.set(messageId, row.read_at);
+    }
+    return times;
+  }
+
+  async listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]> {
+    const lists: ReadMember[][] = [];
+    for (const { message, filter } of pages) {
+      lists.push(
+        filter === "read"
+          ? await this.listReaders(tenant, message, undefined, limit)
+          : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
+              userId,
+            })),
+      );
+    }
+    return lists;
+  }
+
   async hasRead(
     tenant: string,
     readerId: string,
@@ -251,6 +284,32 @@ export class SqliteReceiptStore implements ReceiptStore {
       const current = Math.max(previous ?? upTo, upTo);
       if (current !== previous) this.#sql.putHorizon.run(tenant, conversationId, readerId, current);
       return { previous, current };
+    });
+  }
+
+  async noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void> {
+    await this.#writes.write(() => {
+      this.#sql.noteHorizonSet.run(tenant, conversationId, readerId, readUpTo, setAt);
+    });
+  }
+
+  async horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]> {
+    return times.map((at) => {
+      const row = this.#sql.horizonSetAt.get(tenant, conversationId, readerId, at) as
+        | { set_at: number }
+        | undefined;
+      return row?.set_at;
     });
   }
 
@@ -423,6 +482,7 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT reader_id, read_at FROM receipts
        WHERE tenant = ? AND message_id = ? AND reader_id > ? ORDER BY reader_id LIMIT ?`,
     ),
+    readAt: q("SELECT read_at FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     hasReceipt: q("SELECT 1 FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     receiptsOfReaderFrom: q(
       `SELECT message_id FROM receipts
@@ -434,6 +494,14 @@ function prepareStatements(db: DatabaseSync) {
     putHorizon: q(
       `INSERT INTO horizons (tenant, conversation_id, reader_id, read_up_to) VALUES (?, ?, ?, ?)
        ON CONFLICT (tenant, conversation_id, reader_id) DO UPDATE SET read_up_to = excluded.read_up_to`,
+    ),
+    noteHorizonSet: q(
+      `INSERT OR IGNORE INTO horizon_sets (tenant, conversation_id, reader_id, read_up_to, set_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    ),
+    horizonSetAt: q(
+      `SELECT set_at FROM horizon_sets WHERE tenant = ? AND conversation_id = ? AND reader_id = ?
+         AND read_up_to >= ? ORDER BY read_up_to LIMIT 1`,
     ),
     horizonsFrom: q(
       "SELECT reader_id, read_up_to FROM horizons WHERE tenant = ? AND conversation_id = ? AND read_up_to >= ?",
