@@ -24,6 +24,7 @@ import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
+import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import {
   cassandraLocalDc,
@@ -103,7 +104,7 @@ async function readAll(store: CassandraReceiptStore, tenant: string, message: Tr
   return (await store.readCounts(tenant, [message])).get(message.messageId);
 }
 
-describeReceiptContract("Cassandra + Redis", async () => {
+const openCassandraBackend = async () => {
   const redis = connectRedis(sharedRedisUrl);
   const cache = new RedisReadCountCache(redis, { keyPrefix: sharedPrefix, ttlMs: 60_000 });
   const store = cassandraStore(keyspace.client, { cache });
@@ -119,7 +120,10 @@ describeReceiptContract("Cassandra + Redis", async () => {
       db.close();
     },
   };
-});
+};
+
+describeReceiptContract("Cassandra + Redis", openCassandraBackend);
+describeReadMembersBatchContract("Cassandra + Redis", openCassandraBackend);
 
 describe("Cassandra store with the Redis read-count cache", () => {
   let redisServer: RedisServerProcess;

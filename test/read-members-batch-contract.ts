@@ -250,15 +250,15 @@ export function describeReadMembersBatchContract(
 
     it("defaults the page size to 100 and serves a larger one at 1,000", async () => {
       const members = users("u", 1_005);
-      await seedGroup(members, [members.slice(0, 1_002)]);
+      await seedGroup(members, [members.slice(0, 3)]);
       const [byDefault] = await batch("g", ["m0"]);
-      expect(byDefault?.read.items).toHaveLength(100);
-      expect(byDefault?.unread.items).toHaveLength(3);
+      expect(byDefault?.read.items).toHaveLength(3);
+      expect(byDefault?.unread.items).toHaveLength(100);
       const [capped] = await batch("g", ["m0"], 5_000);
-      expect(capped?.read.items).toHaveLength(1_000);
-      expect(capped?.read.nextPageToken).not.toBe("");
+      expect(capped?.unread.items).toHaveLength(1_000);
+      expect(capped?.unread.nextPageToken).not.toBe("");
       await expectListReadMembersPages([capped] as MessageReadMembers[], 1_000);
-    });
+    }, 60_000);
 
     it("applies the tenant's largest group with member lists to each message's own group size", async () => {
       await seedGroup(users("u", 3), [[]]); // m0: 4 members with the sender
