@@ -93,6 +93,13 @@ export function describeReadMembersBatchContract(
     ): Promise<MessageReadMembers[]> =>
       receipts.batchGetReadMembers(tenant, { conversationId, messageIds, pageSize, maxGroupSize });
 
+    const send = (conversationId: string, readerId: string, messageIds: string[]) =>
+      receipts.sendReceipts(tenant, { conversationId, readerId, messageIds });
+    const markRead = (conversationId: string, readerId: string, readUpTo: number) =>
+      receipts.markConversationRead(tenant, { conversationId, readerId, readUpTo });
+    const receiptsOf = (conversationId: string, messageIds: string[]) =>
+      receipts.getReceipts(tenant, { conversationId, messageIds });
+
     const listPage = (
       conversationId: string,
       messageId: string,
@@ -138,7 +145,7 @@ export function describeReadMembersBatchContract(
         for (const reader of who) byReader.set(reader, [...(byReader.get(reader) ?? []), `m${i}`]);
       });
       for (const [readerId, messageIds] of byReader) {
-        await receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds });
+        await send("g", readerId, messageIds);
       }
       return ids;
     };
@@ -181,9 +188,7 @@ export function describeReadMembersBatchContract(
       const order = ["m2", "m0", "m3", "m1", "m2"];
       const found = await batch("g", order, 4);
       expect(found.map((f) => f.receipt.message.messageId)).toEqual(order);
-      expect(found.map((f) => f.receipt)).toEqual(
-        await receipts.getReceipts(tenant, { conversationId: "g", messageIds: order }),
-      );
+      expect(found.map((f) => f.receipt)).toEqual(await receiptsOf("g", order));
       expect(found.map((f) => [f.receipt.readCount, f.receipt.unreadCount])).toEqual([
         [12, 0],
         [0, 12],
@@ -211,11 +216,7 @@ export function describeReadMembersBatchContract(
         c2cMessage("a1", "dm", "ann", "ben", minutes(1)),
         c2cMessage("a2", "dm", "ann", "ben", minutes(2)),
       ]);
-      await receipts.sendReceipts(tenant, {
-        conversationId: "dm",
-        readerId: "ben",
-        messageIds: ["a1"],
-      });
+      await send("dm", "ben", ["a1"]);
       now = minutes(90);
       const [a1, a2] = await batch("dm", ["a1", "a2"]);
       expect(a1?.receipt).toMatchObject({ receiverRead: true, receiverReadAt: minutes(20) });
@@ -316,31 +317,16 @@ export function describeReadMembersBatchContract(
         ]);
         const head = await backend.feed.head(tenant);
         now = minutes(61);
-        const [sent] = await receipts.sendReceipts(tenant, {
-          conversationId: "dm",
-          readerId: "ben",
-          messageIds: ["a1"],
-        });
+        const [sent] = await send("dm", "ben", ["a1"]);
         expect(sent).toMatchObject({ receiverRead: true, receiverReadAt: minutes(61) });
         now = minutes(200);
-        const [again] = await receipts.sendReceipts(tenant, {
-          conversationId: "dm",
-          readerId: "ben",
-          messageIds: ["a1"],
-        });
+        const [again] = await send("dm", "ben", ["a1"]);
         expect(again?.receiverReadAt).toBe(minutes(61));
         // The sender's own receipt records nothing and answers the receiver's time.
-        const [own] = await receipts.sendReceipts(tenant, {
-          conversationId: "dm",
-          readerId: "ann",
-          messageIds: ["a1"],
-        });
+        const [own] = await send("dm", "ann", ["a1"]);
         expect(own?.receiverReadAt).toBe(minutes(61));
         now = minutes(300);
-        const got = await receipts.getReceipts(tenant, {
-          conversationId: "dm",
-          messageIds: ["a1", "b1"],
-        });
+        const got = await receiptsOf("dm", ["a1", "b1"]);
         expect(got.map((r) => r.receiverReadAt)).toEqual([minutes(61), undefined]);
         expect((await batch("dm", ["a1"]))[0]?.receipt.receiverReadAt).toBe(minutes(61));
         const changes = await backend.feed.readAfter(tenant, head, 10);
@@ -359,22 +345,11 @@ export function describeReadMembersBatchContract(
           c2cMessage("a2", "dm", "ann", "ben", minutes(2)),
         ]);
         now = minutes(70);
-        await receipts.sendReceipts(tenant, {
-          conversationId: "dm",
-          readerId: "ben",
-          messageIds: ["a1"],
-        });
+        await send("dm", "ben", ["a1"]);
         now = minutes(80);
-        await receipts.markConversationRead(tenant, {
-          conversationId: "dm",
-          readerId: "ben",
-          readUpTo: minutes(5),
-        });
+        await markRead("dm", "ben", minutes(5));
         now = minutes(400);
-        const got = await receipts.getReceipts(tenant, {
-          conversationId: "dm",
-          messageIds: ["a1", "a2"],
-        });
+        const got = await receiptsOf("dm", ["a1", "a2"]);
         // a1 was read before the horizon: its own read stays its time.
         expect(got.map((r) => r.receiverReadAt)).toEqual([minutes(70), minutes(80)]);
       });
@@ -382,17 +357,9 @@ export function describeReadMembersBatchContract(
       it("is the time of the horizon that covered a message tracked after it was set", async () => {
         await receipts.trackMessages(tenant, [c2cMessage("a0", "dm", "ann", "ben", minutes(0))]);
         now = minutes(100);
-        await receipts.markConversationRead(tenant, {
-          conversationId: "dm",
-          readerId: "ben",
-          readUpTo: minutes(5),
-        });
+        await markRead("dm", "ben", minutes(5));
         now = minutes(200);
-        await receipts.markConversationRead(tenant, {
-          conversationId: "dm",
-          readerId: "ben",
-          readUpTo: minutes(10),
-        });
+        await markRead("dm", "ben", minutes(10));
         now = minutes(300);
         await receipts.trackMessages(tenant, [
           c2cMessage("late1", "dm", "ann", "ben", minutes(3)),
@@ -401,10 +368,7 @@ export function describeReadMembersBatchContract(
           c2cMessage("after", "dm", "ann", "ben", minutes(12)),
         ]);
         now = minutes(500);
-        const got = await receipts.getReceipts(tenant, {
-          conversationId: "dm",
-          messageIds: ["a0", "late1", "late2", "late3", "after"],
-        });
+        const got = await receiptsOf("dm", ["a0", "late1", "late2", "late3", "after"]);
         expect(got.map((r) => r.receiverReadAt)).toEqual([
           minutes(100),
           minutes(100),
@@ -419,11 +383,7 @@ export function describeReadMembersBatchContract(
       it("gives a group member's late-tracked read the horizon's time too, and groups no receiver time", async () => {
         await seedGroup(["bob"], [[]]);
         now = minutes(100);
-        await receipts.markConversationRead(tenant, {
-          conversationId: "g",
-          readerId: "bob",
-          readUpTo: minutes(50),
-        });
+        await markRead("g", "bob", minutes(50));
         now = minutes(300);
         await receipts.trackMessages(tenant, [groupMessage("late", "g", "sender", minutes(40))]);
         const [late] = await batch("g", ["late"]);

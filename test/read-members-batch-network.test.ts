@@ -180,13 +180,15 @@ describe("BatchGetReadMembers and receiver_read_at on a running server", () => {
   });
 
   it("continues a page with ListReadMembers through the token it returns", async () => {
-    const [first] = (
-      await receipts.batchGetReadMembers({
-        conversationId: "team",
-        messageIds: ["msg-1"],
-        pageSize: 1,
-      })
-    ).messageReadMembers;
+    const pagesOfOne = async () =>
+      (
+        await receipts.batchGetReadMembers({
+          conversationId: "team",
+          messageIds: ["msg-1"],
+          pageSize: 1,
+        })
+      ).messageReadMembers[0];
+    const first = await pagesOfOne();
     expect(first?.readMembers.map((m) => m.userId)).toEqual(["bob"]);
     expect(first?.unreadMembers.map((m) => m.userId)).toEqual(["carol"]);
     // One member per side fits a page of one exactly: the lists are finished.
@@ -196,13 +198,7 @@ describe("BatchGetReadMembers and receiver_read_at on a running server", () => {
       readerId: "carol",
       messageIds: ["msg-1"],
     });
-    const [both] = (
-      await receipts.batchGetReadMembers({
-        conversationId: "team",
-        messageIds: ["msg-1"],
-        pageSize: 1,
-      })
-    ).messageReadMembers;
+    const both = await pagesOfOne();
     expect(both?.readMembers.map((m) => m.userId)).toEqual(["bob"]);
     const next = await receipts.listReadMembers({
       conversationId: "team",
