@@ -1,5 +1,5 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { FirstPageRequest, ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
+import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
 import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
 import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
@@ -14,7 +14,8 @@ import {
   sameTrackedMessage,
   type TrackedMessage,
 } from "./model.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { decodePageToken } from "./page-token.js";
+import { firstPages, firstPagesToRead, pageOf, readMembersScope } from "./read-member-pages.js";
 import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
 export interface TrackedMessageInput {
@@ -253,30 +254,11 @@ export class ReceiptService {
       ),
     );
 
-    const wanted = new Map<string, FirstPageRequest>();
-    for (const receipt of receipts) {
-      const { message } = receipt;
-      if (message.conversationType !== "group") continue;
-      if (receipt.readCount > 0) wanted.set(pageKey(message, "read"), { message, filter: "read" });
-      if (receipt.unreadCount > 0) {
-        wanted.set(pageKey(message, "unread"), { message, filter: "unread" });
-      }
-    }
+    const read = firstPagesToRead(receipts);
     signal?.throwIfAborted();
     // One extra row per page tells whether another page follows.
-    const lists = await this.#store.listFirstPages(tenant, [...wanted.values()], size + 1);
-    const rowsOf = new Map([...wanted.keys()].map((key, i) => [key, lists[i] ?? []]));
-    const page = (message: TrackedMessage, filter: ReadFilter): Page<ReadMember> =>
-      pageOf(
-        rowsOf.get(pageKey(message, filter)) ?? [],
-        size,
-        readMembersScope(message.messageId, filter),
-      );
-    return receipts.map((receipt) => {
-      const { message } = receipt;
-      if (message.conversationType === "c2c") return c2cReadMembers(receipt);
-      return { receipt, read: page(message, "read"), unread: page(message, "unread") };
-    });
+    const rows = await this.#store.listFirstPages(tenant, read, size + 1);
+    return firstPages(receipts, read, rows, size);
   }
 
   async markConversationRead(
@@ -567,36 +549,6 @@ function validateTrackedMessage(input: TrackedMessageInput, at: string): Tracked
     senderId,
     sentAt,
     receiverId,
-  };
-}
-
-/** The listing a ListReadMembers page token belongs to. */
-const readMembersScope = (messageId: string, filter: ReadFilter): string =>
-  `read-members/${messageId}/${filter}`;
-
-const pageKey = (message: TrackedMessage, filter: ReadFilter): string =>
-  `${filter}\u0000${message.messageId}`;
-
-/** A page of `size` from `rows`, read with one extra row that tells whether another follows. */
-function pageOf(rows: readonly ReadMember[], size: number, scope: string): Page<ReadMember> {
-  const items = rows.slice(0, size);
-  const last = items.at(-1);
-  const nextPageToken =
-    rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "";
-  return { items, nextPageToken };
-}
-
-/** A C2C audience is its receiver: on one side or the other, with the read time if read. */
-function c2cReadMembers(receipt: MessageReceipt): MessageReadMembers {
-  const userId = receipt.message.receiverId;
-  const none: Page<ReadMember> = { items: [], nextPageToken: "" };
-  if (!receipt.receiverRead)
-    return { receipt, read: none, unread: { items: [{ userId }], nextPageToken: "" } };
-  const readAt = receipt.receiverReadAt;
-  return {
-    receipt,
-    read: { items: [readAt === undefined ? { userId } : { userId, readAt }], nextPageToken: "" },
-    unread: none,
   };
 }
 
