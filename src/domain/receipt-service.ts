@@ -136,22 +136,19 @@ export class ReceiptService {
     const readAt = this.#clock();
     const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
     const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
-    // Only the reader's own messages were not recorded, so not counted yet.
-    const own = unique.filter((m) => !counts.has(m.messageId));
-    if (own.length > 0) {
-      for (const [id, count] of await this.#store.readCounts(tenant, own)) counts.set(id, count);
-    }
     const readTimes = new Map(
       recorded.flatMap((r) => (r.inserted ? [[r.messageId, readAt] as const] : [])),
     );
-    // A C2C message read before this call keeps the time of that read.
-    const readBefore = unique.filter(
-      (m) => m.conversationType === "c2c" && !readTimes.has(m.messageId),
+    // Not counted yet: the reader's own messages. Read before this call: C2C messages that
+    // keep the time of that read.
+    const unknown = unique.filter(
+      (m) =>
+        !counts.has(m.messageId) || (m.conversationType === "c2c" && !readTimes.has(m.messageId)),
     );
-    if (readBefore.length > 0) {
-      for (const [id, at] of await this.#store.receiverReadTimes(tenant, readBefore)) {
-        readTimes.set(id, at);
-      }
+    if (unknown.length > 0) {
+      const state = await this.#readState(tenant, unknown);
+      for (const [id, count] of state.counts) if (!counts.has(id)) counts.set(id, count);
+      for (const [id, at] of state.readTimes) readTimes.set(id, at);
     }
     const audienceSizes = await sized;
     return messages.map((m, i) =>
@@ -241,10 +238,7 @@ export class ReceiptService {
       }
     }
     signal?.throwIfAborted();
-    const [counts, readTimes] = await Promise.all([
-      this.#store.readCounts(tenant, messages),
-      this.#receiverReadTimes(tenant, messages),
-    ]);
+    const { counts, readTimes } = await this.#readState(tenant, messages);
     const receipts = messages.map((m, i) =>
       this.#audience.describe(
         m,
@@ -359,10 +353,9 @@ export class ReceiptService {
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
   ): Promise<MessageReceipt[]> {
-    const [counts, audienceSizes, readTimes] = await Promise.all([
-      this.#store.readCounts(tenant, messages),
+    const [{ counts, readTimes }, audienceSizes] = await Promise.all([
+      this.#readState(tenant, messages),
       this.#audience.sizes(tenant, messages, sizes),
-      this.#receiverReadTimes(tenant, messages),
     ]);
     return messages.map((m, i) =>
       this.#audience.describe(
@@ -374,19 +367,23 @@ export class ReceiptService {
     );
   }
 
-  /** The read times of the C2C messages among `messages` that their receiver has read. */
-  #receiverReadTimes(
+  /**
+   * Read counts, and when each C2C message's receiver read it. A C2C message's one possible
+   * reader is its receiver, so its count comes from that read time, read instead of a count.
+   */
+  async #readState(
     tenant: string,
     messages: readonly TrackedMessage[],
-  ): Promise<Map<string, number>> {
-    const c2c = [
-      ...new Map(
-        messages.filter((m) => m.conversationType === "c2c").map((m) => [m.messageId, m]),
-      ).values(),
-    ];
-    return c2c.length === 0
-      ? Promise.resolve(new Map())
-      : this.#store.receiverReadTimes(tenant, c2c);
+  ): Promise<{ counts: Map<string, number>; readTimes: Map<string, number> }> {
+    const unique = [...new Map(messages.map((m) => [m.messageId, m])).values()];
+    const c2c = unique.filter((m) => m.conversationType === "c2c");
+    const groups = unique.filter((m) => m.conversationType === "group");
+    const [counts, readTimes] = await Promise.all([
+      groups.length === 0 ? new Map<string, number>() : this.#store.readCounts(tenant, groups),
+      c2c.length === 0 ? new Map<string, number>() : this.#store.receiverReadTimes(tenant, c2c),
+    ]);
+    for (const { messageId } of c2c) counts.set(messageId, readTimes.has(messageId) ? 1 : 0);
+    return { counts, readTimes };
   }
 
   /** Loads messages in request order; every id must be tracked and belong to the conversation. */
