@@ -260,6 +260,14 @@ const malformedRequests: fc.Arbitrary<Malformed> = fc.oneof(
     (c, r, o) => c.receipts.listReadMembers(r, o),
   ),
   malformed(
+    "BatchGetReadMembers",
+    fc.oneof(
+      fc.record({ conversationId: badId, messageIds: fc.constant<string[]>(["m1"]) }),
+      fc.record({ conversationId: goodId, messageIds: badIdList(50) }),
+    ),
+    (c, r, o) => c.receipts.batchGetReadMembers(r, o),
+  ),
+  malformed(
     "MarkConversationRead",
     fc.oneof(
       fc.record({ conversationId: badId, readerId: goodId }),

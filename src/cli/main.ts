@@ -17,6 +17,7 @@ import {
 import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
 import type { Output } from "./output.js";
+import { whoRead } from "./read-members-batch.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -74,6 +75,11 @@ const commands: Record<string, Command> = {
       all: { type: "boolean" },
     },
     run: members,
+  },
+  "who-read": {
+    summary: "who-read --conversation ID [--page-size N] MESSAGE_ID...   (up to 50 messages)",
+    options: { conversation: text, "page-size": text },
+    run: whoRead,
   },
   "mark-read": {
     summary: "mark-read --conversation ID --reader ID [--up-to TIME]",

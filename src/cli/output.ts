@@ -31,7 +31,9 @@ export const formatTime = (time: Timestamp | undefined): string =>
 export function describeReceipt(receipt: MessageReceipt): string {
   const c2c = receipt.conversationType === ConversationType.C2C;
   const state = c2c
-    ? `${receipt.receiverRead ? "read" : "unread"} by ${receipt.receiverId}`
+    ? receipt.receiverRead
+      ? `read by ${receipt.receiverId}${receipt.receiverReadAt === undefined ? "" : ` at ${formatTime(receipt.receiverReadAt)}`}`
+      : `unread by ${receipt.receiverId}`
     : `read by ${receipt.readCount} of ${receipt.readCount + receipt.unreadCount}`;
   const kind = c2c ? "c2c" : "group";
   return `${receipt.messageId}  ${state}  (${kind} ${receipt.conversationId}, from ${receipt.senderId}, sent ${formatTime(receipt.sentAt)})`;

@@ -106,6 +106,13 @@ export class ChangeAnnouncer {
     return this.#sweeping;
   }
 
+  /** Resolves once no publish or sweep is in flight (those started meanwhile included). */
+  async idle(): Promise<void> {
+    while (this.#inFlight.size > 0 || this.#sweeping !== undefined) {
+      await Promise.all([...this.#inFlight, this.#sweeping?.catch(() => undefined)]);
+    }
+  }
+
   /** Stops sweeping and waits for the publishes in flight. */
   async close(): Promise<void> {
     this.#closed = true;

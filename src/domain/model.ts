@@ -18,6 +18,11 @@ export interface MessageReceipt {
   readonly unreadCount: number;
   /** C2C only: whether the receiver has read the message. */
   readonly receiverRead: boolean;
+  /**
+   * C2C only, when read: the time of the receiver's read (its receipt's read_at).
+   * Private reads, once they exist, leave it unset for everyone but the receiver.
+   */
+  readonly receiverReadAt?: number;
 }
 
 export interface ReadMember {
@@ -27,6 +32,13 @@ export interface ReadMember {
 }
 
 export type ReadFilter = "read" | "unread";
+
+/** One message's receipt with the first page of each side of its audience (BatchGetReadMembers). */
+export interface MessageReadMembers {
+  readonly receipt: MessageReceipt;
+  readonly read: Page<ReadMember>;
+  readonly unread: Page<ReadMember>;
+}
 
 export interface Page<T> {
   readonly items: readonly T[];

@@ -2,6 +2,7 @@ import type {
   ConversationType,
   Member,
   PendingChange,
+  ReadFilter,
   ReadMember,
   TrackedMessage,
 } from "../domain/model.js";
@@ -70,6 +71,26 @@ export interface ReceiptStore {
     limit: number,
   ): Promise<ReadMember[]>;
 
+  /**
+   * C2C messages: the read_at of each receiver's receipt, by message id; messages their
+   * receiver has not read are absent.
+   */
+  receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>>;
+
+  /**
+   * The first page of several group messages' listings, each as listReaders ("read") or
+   * listUnreadMembers ("unread", without read_at) answers from the start, in request order.
+   * The backend chooses how many it reads at once.
+   */
+  listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]>;
+
   /** Whether `readerId` has a receipt for each message id. */
   hasRead(tenant: string, readerId: string, messageIds: readonly string[]): Promise<Set<string>>;
 
@@ -103,6 +124,30 @@ export interface ReceiptStore {
     upTo: number,
     at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }>;
+
+  /**
+   * Notes when a reader's horizon reached `readUpTo` (the time of the call that moved it),
+   * so that messages tracked later under it get that time as their read time. Of two notes
+   * of one horizon (concurrent calls moving it to the same time) one is kept.
+   */
+  noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void>;
+
+  /**
+   * For each time t, when the reader's horizon first reached t: the set time of the
+   * lowest noted horizon at or after t; undefined when none is noted.
+   */
+  horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]>;
 
   /** Readers whose horizon in the conversation is at or after `at`, with that horizon. */
   horizonsFrom(
@@ -199,6 +244,12 @@ export interface Conversation {
   readonly type: ConversationType;
   /** C2C only: the two users, sorted. */
   readonly participants: readonly string[];
+}
+
+export interface FirstPageRequest {
+  /** A group message. */
+  readonly message: TrackedMessage;
+  readonly filter: ReadFilter;
 }
 
 export interface MessageCursor {

@@ -11,6 +11,7 @@ import {
 } from "../../domain/model.js";
 import type {
   Conversation,
+  FirstPageRequest,
   MembershipAt,
   MembershipInterval,
   MembershipProbe,
@@ -439,6 +440,34 @@ export class CassandraReceiptStore implements ReceiptStore {
     }));
   }
 
+  async receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const times = new Map<string, number>();
+    await mapConcurrently(messages, this.#concurrency, async ({ messageId, receiverId }) => {
+      const row = (
+        await this.#run(this.#cql.getReaderReadAt, [tenant, messageId, receiverId], read)
+      ).first();
+      if (row) times.set(messageId, toNumber(row.get("read_at")));
+    });
+    return times;
+  }
+
+  listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]> {
+    return mapConcurrently(pages, this.#concurrency, async ({ message, filter }) =>
+      filter === "read"
+        ? this.listReaders(tenant, message, undefined, limit)
+        : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
+            userId,
+          })),
+    );
+  }
+
   async hasRead(
     tenant: string,
     readerId: string,
@@ -573,6 +602,38 @@ export class CassandraReceiptStore implements ReceiptStore {
         ? [{ readerId: h.readerId, readUpTo: h.readUpTo }]
         : [],
     );
+  }
+
+  async noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void> {
+    await this.#run(
+      this.#cql.insertHorizonSet,
+      [tenant, conversationId, readerId, this.#long(readUpTo), this.#long(setAt)],
+      write,
+    );
+  }
+
+  horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]> {
+    return mapConcurrently(times, this.#concurrency, async (at) => {
+      const row = (
+        await this.#run(
+          this.#cql.horizonSetAt,
+          [tenant, conversationId, readerId, this.#long(at)],
+          read,
+        )
+      ).first();
+      return row ? toNumber(row.get("set_at")) : undefined;
+    });
   }
 
   // --- membership history ---
@@ -1266,6 +1327,8 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?) USING TIMESTAMP ?`,
     getReader: `SELECT reader_id FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
+    getReaderReadAt: `SELECT read_at FROM ${t("readers_by_message")}
+      WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     deleteReader: `DELETE FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     countReaders: `SELECT COUNT(*) AS n FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ?`,
     readerIds: `SELECT reader_id FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ?`,
@@ -1293,6 +1356,10 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?)`,
     deleteHorizonIndex: `DELETE FROM ${t("horizons_by_time")}
       WHERE tenant = ? AND conversation_id = ? AND read_up_to = ? AND reader_id = ?`,
+    insertHorizonSet: `INSERT INTO ${t("horizon_sets")} (tenant, conversation_id, reader_id, read_up_to, set_at)
+      VALUES (?, ?, ?, ?, ?)`,
+    horizonSetAt: `SELECT set_at FROM ${t("horizon_sets")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND read_up_to >= ? LIMIT 1`,
     horizonIndexFrom: `SELECT reader_id FROM ${t("horizons_by_time")}
       WHERE tenant = ? AND conversation_id = ? AND read_up_to >= ?`,
 

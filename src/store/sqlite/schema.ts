@@ -131,4 +131,16 @@ export const migrations: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX outbox_by_age ON outbox (created_at);
   `,
+  // 3: when each horizon was set (the read time of messages tracked later under it).
+  `
+  -- When each horizon was set: the read time of messages tracked later under it.
+  CREATE TABLE horizon_sets (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    reader_id TEXT NOT NULL,
+    read_up_to INTEGER NOT NULL,
+    set_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, conversation_id, reader_id, read_up_to)
+  ) WITHOUT ROWID;
+  `,
 ];

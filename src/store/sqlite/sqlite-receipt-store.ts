@@ -10,6 +10,7 @@ import {
 import { pendingChangeKey } from "../pending-change-key.js";
 import type {
   Conversation,
+  FirstPageRequest,
   MembershipAt,
   MembershipInterval,
   MembershipProbe,
@@ -204,6 +205,38 @@ export class SqliteReceiptStore implements ReceiptStore {
     return rows.map((row) => ({ userId: row.reader_id, readAt: row.read_at }));
   }
 
+  async receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const times = new Map<string, number>();
+    for (const { messageId, receiverId } of messages) {
+      const row = this.#sql.readAt.get(tenant, messageId, receiverId) as
+        | { read_at: number }
+        | undefined;
+      if (row !== undefined) times.set(messageId, row.read_at);
+    }
+    return times;
+  }
+
+  async listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]> {
+    const lists: ReadMember[][] = [];
+    for (const { message, filter } of pages) {
+      lists.push(
+        filter === "read"
+          ? await this.listReaders(tenant, message, undefined, limit)
+          : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
+              userId,
+            })),
+      );
+    }
+    return lists;
+  }
+
   async hasRead(
     tenant: string,
     readerId: string,
@@ -294,6 +327,32 @@ export class SqliteReceiptStore implements ReceiptStore {
   #keepPending(change: PendingChange): void {
     const at = change.kind === "receipt" ? change.readAt : change.at;
     this.#sql.keepPending.run(change.tenant, pendingChangeKey(change), JSON.stringify(change), at);
+  }
+
+  async noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void> {
+    await this.#writes.write(() => {
+      this.#sql.noteHorizonSet.run(tenant, conversationId, readerId, readUpTo, setAt);
+    });
+  }
+
+  async horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]> {
+    return times.map((at) => {
+      const row = this.#sql.horizonSetAt.get(tenant, conversationId, readerId, at) as
+        | { set_at: number }
+        | undefined;
+      return row?.set_at;
+    });
   }
 
   async horizonsFrom(
@@ -472,6 +531,7 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT reader_id, read_at FROM receipts
        WHERE tenant = ? AND message_id = ? AND reader_id > ? ORDER BY reader_id LIMIT ?`,
     ),
+    readAt: q("SELECT read_at FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     hasReceipt: q("SELECT 1 FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     receiptsOfReaderFrom: q(
       `SELECT message_id FROM receipts
@@ -483,6 +543,14 @@ function prepareStatements(db: DatabaseSync) {
     putHorizon: q(
       `INSERT INTO horizons (tenant, conversation_id, reader_id, read_up_to) VALUES (?, ?, ?, ?)
        ON CONFLICT (tenant, conversation_id, reader_id) DO UPDATE SET read_up_to = excluded.read_up_to`,
+    ),
+    noteHorizonSet: q(
+      `INSERT OR IGNORE INTO horizon_sets (tenant, conversation_id, reader_id, read_up_to, set_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    ),
+    horizonSetAt: q(
+      `SELECT set_at FROM horizon_sets WHERE tenant = ? AND conversation_id = ? AND reader_id = ?
+         AND read_up_to >= ? ORDER BY read_up_to LIMIT 1`,
     ),
     horizonsFrom: q(
       "SELECT reader_id, read_up_to FROM horizons WHERE tenant = ? AND conversation_id = ? AND read_up_to >= ?",
