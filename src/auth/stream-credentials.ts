@@ -1,5 +1,9 @@
 import { AccessEndedError } from "../domain/errors.js";
-import { type CredentialIndex, verifyCredentials } from "./credential-verifier.js";
+import {
+  type CredentialIndex,
+  type Verification,
+  verifyCredentials,
+} from "./credential-verifier.js";
 
 /** What one open stream holds: the signal its access ends on, and the release when it closes. */
 export interface StreamAccess {
@@ -75,15 +79,17 @@ export class StreamCredentials {
   async recheck(): Promise<void> {
     const index = this.#credentials();
     // Thousands of streams often share one API key: each credential is verified once.
-    const verifications = new Map<string | null, ReturnType<typeof verifyCredentials>>();
+    const verifications = new Map<string | null, Promise<Verification | undefined>>();
     await Promise.all(
       [...this.#open].map(async (followed) => {
         let verification = verifications.get(followed.authorization);
         if (verification === undefined) {
-          verification = verifyCredentials(followed.authorization, index);
+          // A check that fails to run (not a refusal) keeps the stream: it was accepted before.
+          verification = verifyCredentials(followed.authorization, index).catch(() => undefined);
           verifications.set(followed.authorization, verification);
         }
         const verified = await verification;
+        if (verified === undefined) return;
         if (!verified.ok || verified.tenant !== followed.tenant) followed.ended.abort(revoked());
       }),
     );
