@@ -364,11 +364,12 @@ describe("a slowloris attack", () => {
 
   it("leaves another client's GetReceipts p99 within 2x of normal", async () => {
     // Rounds of normal, then attacked, so that the load other processes put on this shared
-    // machine weighs on both alike; each attacked window outlasts the server's 2-s limit.
+    // machine weighs on both alike (medians of five); each attacked window outlasts the
+    // server's 2-s limit.
     const normal: number[] = [];
     const attacked: number[] = [];
     let opened = 0;
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       normal.push(await p99(3_000));
       const attacking = attack();
       try {
@@ -380,13 +381,13 @@ describe("a slowloris attack", () => {
       }
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    const median = (values: number[]) => [...values].sort((x, y) => x - y)[1] ?? Number.NaN;
+    const median = (values: number[]) => [...values].sort((x, y) => x - y)[2] ?? Number.NaN;
     const shown = (values: number[]) => values.map((v) => v.toFixed(1)).join(", ");
     console.log(
       `GetReceipts p99 (ms) normal ${shown(normal)}; under attack ${shown(attacked)}; ${opened} attacking connections opened`,
     );
-    expect(opened).toBeGreaterThanOrEqual(900);
+    expect(opened).toBeGreaterThanOrEqual(1_500);
     expect(await refusals(server, "request_body_time")).toBeGreaterThan(0);
     expect(median(attacked)).toBeLessThanOrEqual(2 * median(normal));
-  }, 90_000);
+  }, 120_000);
 });
