@@ -2,7 +2,7 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { FieldViolationSchema } from "../../gen/receipts/v1/receipts_pb.js";
+import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { CliError, exitCodeFor, exitCodes, usageError } from "./cli-error.js";
 import {
   type CommandContext,
@@ -191,7 +191,7 @@ function report(error: unknown, output: Output, json: boolean): number {
   }
   const connectError = ConnectError.from(error);
   const code = codeToString(connectError.code);
-  const field = connectError.findDetails(FieldViolationSchema)[0]?.field;
+  const field = connectError.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field;
   const resumeToken = connectError.metadata.get("resume-token") ?? undefined;
   if (json) {
     output.err(

@@ -1,6 +1,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { FieldViolationSchema, type MessageReceipt } from "../../gen/receipts/v1/receipts_pb.js";
+import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
+import type { MessageReceipt } from "../../gen/receipts/v1/receipts_pb.js";
 import { ChatView, renderProblem } from "./chat-view.js";
 import { loadHistory } from "./conversation-history.js";
 import { type Counts, MemberSheet } from "./member-sheet.js";
@@ -136,7 +137,7 @@ async function currentReceipts(
         break;
       } catch (error) {
         const failure = ConnectError.from(error);
-        const field = failure.findDetails(FieldViolationSchema)[0]?.field ?? "";
+        const field = failure.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field ?? "";
         const index = Number(/^message_ids\[(\d+)\]$/.exec(field)?.[1] ?? Number.NaN);
         if (failure.code !== Code.NotFound || !Number.isInteger(index)) throw failure;
         const [untracked] = batch.splice(index, 1);
