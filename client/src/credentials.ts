@@ -1,30 +1,14 @@
 import type { Interceptor } from "@connectrpc/connect";
 
 /** How calls authenticate: at most one of the three; none in development mode. */
-export type Credentials =
-  | {
-      /** A server API key of the tenant (backends only: never ship one to a browser). */
-      readonly apiKey: string;
-      readonly userToken?: undefined;
-      readonly tokenProvider?: undefined;
-    }
-  | {
-      readonly apiKey?: undefined;
-      /** A user token (JWT) the tenant's backend minted: the calls act as that user. */
-      readonly userToken: string;
-      readonly tokenProvider?: undefined;
-    }
-  | {
-      readonly apiKey?: undefined;
-      readonly userToken?: undefined;
-      /** Asked before every call and every reconnection, so that tokens can be renewed. */
-      readonly tokenProvider: () => string | Promise<string>;
-    }
-  | {
-      readonly apiKey?: undefined;
-      readonly userToken?: undefined;
-      readonly tokenProvider?: undefined;
-    };
+export interface Credentials {
+  /** A server API key of the tenant (backends only: never ship one to a browser). */
+  readonly apiKey?: string | undefined;
+  /** A user token (JWT) the tenant's backend minted: the calls act as that user. */
+  readonly userToken?: string | undefined;
+  /** Asked before every call and every reconnection, so that tokens can be renewed. */
+  readonly tokenProvider?: (() => string | Promise<string>) | undefined;
+}
 
 /** Sends the credential as `Authorization: Bearer …` on every call; undefined without one. */
 export function bearerInterceptor(credentials: Credentials): Interceptor | undefined {

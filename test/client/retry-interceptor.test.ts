@@ -17,6 +17,15 @@ import {
 import { newApiKey, uniqueTenant } from "../support/auth-fixtures.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 
+/** The typed error a call fails with (and a test failure if it succeeds). */
+const failure = (call: Promise<unknown>): Promise<ReceiptsError> =>
+  call.then(
+    () => {
+      throw new Error("expected the call to fail");
+    },
+    (error: unknown) => ReceiptsError.from(error),
+  );
+
 /** A client whose calls reach these handlers in memory, through the package's interceptors. */
 function clientOf(
   receipts: Partial<ServiceImpl<typeof ReadReceiptService>>,
@@ -215,9 +224,7 @@ describe("the client package against the real service", () => {
       });
       await new Promise((resolve) => setTimeout(resolve, 600));
       await client.membership.listMembers({ groupId: "g" });
-      const refused = await withoutRetry.membership
-        .listMembers({ groupId: "g" })
-        .catch((e: unknown) => e as ReceiptsError);
+      const refused = await failure(withoutRetry.membership.listMembers({ groupId: "g" }));
       expect(refused, protocol).toBeInstanceOf(ReceiptsError);
       expect(refused.code).toBe(Code.ResourceExhausted);
       expect(refused.retryAfterMs).toBeGreaterThan(0);
@@ -235,9 +242,9 @@ describe("the client package against the real service", () => {
         protocol,
         apiKey: tenant.key,
       });
-      const error = await client.receipts
-        .getReceipts({ conversationId: "c", messageIds: ["m", ""] })
-        .catch((e: unknown) => e as ReceiptsError);
+      const error = await failure(
+        client.receipts.getReceipts({ conversationId: "c", messageIds: ["m", ""] }),
+      );
       expect(error, protocol).toBeInstanceOf(ReceiptsError);
       expect(error.code).toBe(Code.InvalidArgument);
       expect(error.codeName).toBe("invalid_argument");

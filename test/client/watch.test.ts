@@ -221,7 +221,7 @@ describe("watch() of the client package, against the real service", () => {
     await read("w6", "a", [m ?? ""]);
     await expect.poll(first.readers, { timeout: 10_000 }).toHaveLength(1);
     const kept = first.watch.resumeToken;
-    stops.splice(0).forEach((stop) => stop.abort());
+    for (const stop of stops.splice(0)) stop.abort();
     await first.done;
     await read("w6", "b", [m ?? ""]);
     const second = follow(
