@@ -8,7 +8,7 @@ import { ReceiptWatch, type WatchFilter, type WatchOptions } from "./watch.js";
 
 export type Protocol = "connect" | "grpc" | "grpc-web";
 
-export type ReceiptsClientOptions = Credentials & {
+export interface ReceiptsClientOptions extends Credentials {
   /** The service, e.g. `https://receipts.example.com` or `http://127.0.0.1:8080`. */
   readonly baseUrl: string;
   /** Default `connect`. Browsers speak `connect` or `grpc-web`; Node all three. */
@@ -17,7 +17,7 @@ export type ReceiptsClientOptions = Credentials & {
   readonly retry?: RetryOptions | false;
   /** More interceptors, run inside the typed errors and outside the retries. */
   readonly interceptors?: readonly Interceptor[];
-};
+}
 
 export interface ReceiptsClient {
   /** TrackMessages, SendReceipts, GetReceipts, ListReadMembers, WatchReceipts, MarkConversationRead. */
