@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newApiKey, uniqueTenant } from "./support/auth-fixtures.js";
+import { apiKeyTenantEnv, newApiKey, uniqueTenant } from "./support/auth-fixtures.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 
 /** Debian's Python with its grpcio and protobuf modules (python3-grpcio), not a pyenv shim. */
@@ -46,16 +46,8 @@ describe.skipIf(!hasGrpcio)("error details seen by a Python grpcio client", () =
       },
     });
     server = await startTestServer({
-      RECEIPTS_TENANTS: JSON.stringify({
-        tenants: [
-          {
-            id: tenant.id,
-            apiKeys: [tenant.key],
-            // Three calls, then one every 100 s: the fourth is refused with a retry delay.
-            limits: { tenantRequestsPerSecond: 0.01, tenantBurst: 3 },
-          },
-        ],
-      }),
+      // Three calls, then one every 100 s: the fourth is refused with a retry delay.
+      RECEIPTS_TENANTS: apiKeyTenantEnv(tenant, { tenantRequestsPerSecond: 0.01, tenantBurst: 3 }),
     });
   });
   afterAll(async () => {

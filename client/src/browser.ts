@@ -1,12 +1,5 @@
-import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
-import {
-  buildReceiptsClient,
-  checkedBaseUrl,
-  type Protocol,
-  type ReceiptsClient,
-  type ReceiptsClientOptions,
-} from "./receipts-client.js";
+import { receiptsClientFactory } from "./receipts-client.js";
 
 export * from "./index.js";
 
@@ -14,19 +7,12 @@ export * from "./index.js";
  * A client for browsers, over fetch: Connect (default; the stream works over
  * HTTP/1.1) or gRPC-Web. Give it a user token, never an API key.
  */
-export function createReceiptsClient(options: ReceiptsClientOptions): ReceiptsClient {
-  const baseUrl = checkedBaseUrl(options.baseUrl);
-  return buildReceiptsClient(options, (protocol: Protocol, interceptors: Interceptor[]) =>
-    webTransport(protocol, baseUrl, interceptors),
-  );
-}
-
-function webTransport(protocol: Protocol, baseUrl: string, interceptors: Interceptor[]): Transport {
+export const createReceiptsClient = receiptsClientFactory((protocol, transport) => {
   switch (protocol) {
     case "connect":
-      return createConnectTransport({ baseUrl, interceptors });
+      return createConnectTransport(transport);
     case "grpc-web":
-      return createGrpcWebTransport({ baseUrl, interceptors });
+      return createGrpcWebTransport(transport);
     case "grpc":
       throw new TypeError(
         "createReceiptsClient: browsers cannot read gRPC's HTTP/2 trailers; use protocol connect or grpc-web",
@@ -36,4 +22,4 @@ function webTransport(protocol: Protocol, baseUrl: string, interceptors: Interce
         `createReceiptsClient: protocol ${String(protocol)}: must be connect or grpc-web`,
       );
   }
-}
+});

@@ -32,6 +32,25 @@ export interface ReceiptsClient {
   watch(filter: WatchFilter, options?: WatchOptions): ReceiptWatch;
 }
 
+/** How a platform's entry point makes the transport for a protocol. */
+export type TransportMaker<Options> = (
+  protocol: Protocol,
+  transport: { readonly baseUrl: string; readonly interceptors: Interceptor[] },
+  options: Options,
+) => Transport;
+
+/** The `createReceiptsClient` of an entry point: options checked, then its transports. */
+export function receiptsClientFactory<Options extends ReceiptsClientOptions>(
+  makeTransport: TransportMaker<Options>,
+): (options: Options) => ReceiptsClient {
+  return (options) => {
+    const baseUrl = checkedBaseUrl(options.baseUrl);
+    return buildReceiptsClient(options, (protocol, interceptors) =>
+      makeTransport(protocol, { baseUrl, interceptors }, options),
+    );
+  };
+}
+
 /** Builds the client over the transport the platform's entry point makes. */
 export function buildReceiptsClient(
   options: ReceiptsClientOptions,
@@ -55,7 +74,7 @@ export function buildReceiptsClient(
 }
 
 /** The base URL without trailing slashes; a TypeError for anything but http(s). */
-export function checkedBaseUrl(baseUrl: string): string {
+function checkedBaseUrl(baseUrl: string): string {
   let url: URL;
   try {
     url = new URL(baseUrl);

@@ -14,7 +14,7 @@ import {
   ReadReceiptService,
   SendReceiptsResponseSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
-import { newApiKey, uniqueTenant } from "../support/auth-fixtures.js";
+import { apiKeyTenantEnv, newApiKey, uniqueTenant } from "../support/auth-fixtures.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 
 /** The typed error a call fails with (and a test failure if it succeeds). */
@@ -194,15 +194,8 @@ describe("the client package against the real service", () => {
   let server: TestServer;
   beforeAll(async () => {
     server = await startTestServer({
-      RECEIPTS_TENANTS: JSON.stringify({
-        tenants: [
-          {
-            id: tenant.id,
-            apiKeys: [tenant.key],
-            limits: { tenantRequestsPerSecond: 2, tenantBurst: 1 },
-          },
-        ],
-      }),
+      // One call, then two a second: a burst of two calls has its second refused with a delay.
+      RECEIPTS_TENANTS: apiKeyTenantEnv(tenant, { tenantRequestsPerSecond: 2, tenantBurst: 1 }),
     });
   });
   afterAll(async () => {
