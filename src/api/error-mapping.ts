@@ -34,7 +34,9 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
         : [
             {
               desc: BadRequestSchema,
-              value: { fieldViolations: [{ field: error.field, description: error.message }] },
+              value: {
+                fieldViolations: [{ field: error.field, description: withoutField(error) }],
+              },
             },
           ];
     return new ConnectError(error.message, codes[error.kind], error.meta, details);
@@ -52,6 +54,12 @@ export function toConnectError(error: unknown, logger: Logger, procedure: string
   }
   logger.error({ err: error, procedure }, "unexpected error");
   return new ConnectError("internal error", Code.Internal);
+}
+
+/** The message without its `field: ` prefix: the violation names the field on its own. */
+function withoutField(error: ReceiptError): string {
+  const prefix = `${error.field}: `;
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
 }
 
 /**
