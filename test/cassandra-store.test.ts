@@ -634,7 +634,7 @@ describe("Cassandra store: failures and recovery", () => {
         () => store.insertMessages(tenant, [message]),
         () => store.insertReceipts(tenant, "bob", [{ message, readAt: minutes(11) }]),
         () => store.openMemberships(tenant, "g", ["bob"], minutes(0)),
-        () => store.advanceHorizon(tenant, "g", "bob", minutes(20)),
+        () => store.advanceHorizon(tenant, "g", "bob", minutes(20), minutes(20)),
         () => store.readCounts(tenant, [message]),
         () => store.ping(),
       ]) {

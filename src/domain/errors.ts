@@ -36,3 +36,8 @@ export const invalidArgument = (field: string, message: string): ReceiptError =>
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
 }
+
+/** The change log no longer holds every change after a position (trimmed by retention). */
+export class ChangeLogExpiredError extends Error {
+  override readonly name = "ChangeLogExpiredError";
+}

@@ -1,12 +1,15 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
 import { Audience, type AudienceSizes } from "./audience.js";
+import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
 import { invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import {
   type ConversationType,
   type MessageReceipt,
   type Page,
+  type PendingChange,
+  pendingReceipt,
   type ReadFilter,
   type ReadMember,
   type ReceiptChange,
@@ -29,6 +32,10 @@ export interface ReceiptServiceDeps {
   readonly store: ReceiptStore;
   readonly feed: ChangeFeed;
   readonly clock?: () => number;
+  /** Told when a change could not be published now (it stays pending and is swept later). */
+  readonly onAnnounceError?: (error: unknown, what: string) => void;
+  /** The outbox sweep's timing (see ChangeAnnouncer). */
+  readonly announce?: { readonly graceMs?: number; readonly sweepMs?: number };
 }
 
 /** How many messages MarkConversationRead materialises per store round trip. */
@@ -40,15 +47,23 @@ const markBatchSize = 500;
  */
 export class ReceiptService {
   readonly #store: ReceiptStore;
-  readonly #feed: ChangeFeed;
   readonly #clock: () => number;
   readonly #audience: Audience;
+  /** Gets every stored change into the change log; its sweep is started by the app. */
+  readonly announcer: ChangeAnnouncer;
 
   constructor(deps: ReceiptServiceDeps) {
     this.#store = deps.store;
-    this.#feed = deps.feed;
     this.#clock = deps.clock ?? Date.now;
     this.#audience = new Audience(deps.store);
+    this.announcer = new ChangeAnnouncer({
+      store: deps.store,
+      feed: deps.feed,
+      clock: this.#clock,
+      describe: (tenant, pending) => this.#describePending(tenant, pending),
+      onError: deps.onAnnounceError,
+      ...deps.announce,
+    });
   }
 
   async trackMessages(
@@ -234,16 +249,19 @@ export class ReceiptService {
       }
     }
     signal?.throwIfAborted();
-    const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo);
+    const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo, now);
     if (horizon.current !== horizon.previous) {
-      await this.#feed.publish(tenant, [
-        { kind: "horizon", conversationId, readerId, readUpTo: horizon.current },
-      ]);
+      const readUpTo = horizon.current;
+      this.announcer.announce(
+        tenant,
+        [{ kind: "horizon", conversationId, readerId, readUpTo }],
+        [{ kind: "horizon", tenant, conversationId, readerId, readUpTo, at: now }],
+      );
     }
     return { readUpTo: horizon.current, markedCount };
   }
 
-  /** Records receipts and publishes the new ones; says of each whether it was new, and its count. */
+  /** Records receipts and announces the new ones; says of each whether it was new, and its count. */
   async #record(
     tenant: string,
     readerId: string,
@@ -271,8 +289,71 @@ export class ReceiptService {
       readerId,
       readAt,
     }));
-    await this.#feed.publish(tenant, changes);
+    this.announcer.announce(
+      tenant,
+      changes,
+      fresh.map(({ message }) => pendingReceipt(tenant, readerId, message, readAt)),
+    );
     return recorded;
+  }
+
+  /**
+   * Pending changes as they stand now, for the announcer's sweep: a receipt
+   * with the message's current count (the log keeps counts from going down).
+   */
+  async #describePending(
+    tenant: string,
+    pending: readonly PendingChange[],
+  ): Promise<PendingOutcome[]> {
+    const receipts = pending.flatMap((p) => (p.kind === "receipt" ? [p] : []));
+    const messages = await this.#store.getMessages(
+      tenant,
+      receipts.map((r) => r.messageId),
+    );
+    const stored = new Set<string>();
+    for (const [readerId, of] of Map.groupBy(receipts, (r) => r.readerId)) {
+      const read = await this.#store.hasRead(
+        tenant,
+        readerId,
+        of.map((r) => r.messageId),
+      );
+      for (const messageId of read) stored.add(`${messageId}\u0000${readerId}`);
+    }
+    const described = [...messages.values()];
+    const receiptsNow = new Map(
+      (await this.#describe(tenant, described)).map((r) => [r.message.messageId, r]),
+    );
+    const outcomes: PendingOutcome[] = [];
+    for (const change of pending) {
+      if (change.kind === "horizon") {
+        const horizon = await this.#store.getHorizon(
+          tenant,
+          change.conversationId,
+          change.readerId,
+        );
+        if (horizon === undefined || horizon < change.readUpTo) {
+          outcomes.push({ kind: "not-stored" });
+          continue;
+        }
+        const { conversationId, readerId, readUpTo } = change;
+        outcomes.push({
+          kind: "announce",
+          change: { kind: "horizon", conversationId, readerId, readUpTo },
+        });
+        continue;
+      }
+      const receipt = receiptsNow.get(change.messageId);
+      if (receipt === undefined) outcomes.push({ kind: "gone" });
+      else if (!stored.has(`${change.messageId}\u0000${change.readerId}`)) {
+        outcomes.push({ kind: "not-stored" });
+      } else {
+        outcomes.push({
+          kind: "announce",
+          change: { kind: "receipt", receipt, readerId: change.readerId, readAt: change.readAt },
+        });
+      }
+    }
+    return outcomes;
   }
 
   async #describe(

@@ -1,4 +1,10 @@
-import type { ConversationType, Member, ReadMember, TrackedMessage } from "../domain/model.js";
+import type {
+  ConversationType,
+  Member,
+  PendingChange,
+  ReadMember,
+  TrackedMessage,
+} from "../domain/model.js";
 
 /**
  * The storage port. It speaks domain types only; every backend (embedded
@@ -42,6 +48,10 @@ export interface ReceiptStore {
    * and the message's read count right after it. A call that fails may have
    * stored some of them (the embedded store: none); calling again stores the
    * rest and counts each receipt once.
+   *
+   * Every first receipt is also kept as a pending change (see
+   * pendingChanges) no later than the receipt itself is stored, so that a
+   * receipt acknowledged to a caller always reaches the change log.
    */
   insertReceipts(
     tenant: string,
@@ -66,14 +76,15 @@ export interface ReceiptStore {
   /**
    * Deletes the receipts of `userId` for messages of the group sent at or
    * after `fromSentAt`; used when a removal is backdated so that the user was
-   * never in those messages' audience. Returns how many were deleted.
+   * never in those messages' audience. Returns the ids of the messages whose
+   * receipt it deleted.
    */
   deleteReceiptsFrom(
     tenant: string,
     groupId: string,
     userId: string,
     fromSentAt: number,
-  ): Promise<number>;
+  ): Promise<string[]>;
 
   // --- read horizons ---
 
@@ -82,13 +93,15 @@ export interface ReceiptStore {
 
   /**
    * Moves a reader's horizon forward to `upTo` (never back). Returns the
-   * horizon before and after the call.
+   * horizon before and after the call. A horizon that moved is kept as a
+   * pending change at `at` (the caller's clock), like a first receipt.
    */
   advanceHorizon(
     tenant: string,
     conversationId: string,
     readerId: string,
     upTo: number,
+    at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }>;
 
   /** Readers whose horizon in the conversation is at or after `at`, with that horizon. */
@@ -163,6 +176,17 @@ export interface ReceiptStore {
     afterUserId: string | undefined,
     limit: number,
   ): Promise<Member[]>;
+
+  // --- outbox: stored changes the change log may not have yet ---
+
+  /**
+   * Pending changes kept before `before` (store clock, ms), oldest first as
+   * far as the backend orders them, at most `limit`, of every tenant.
+   */
+  pendingChanges(before: number, limit: number): Promise<PendingChange[]>;
+
+  /** Forgets pending changes once the change log has them (unknown ones are ignored). */
+  clearPendingChanges(changes: readonly PendingChange[]): Promise<void>;
 
   /** Whether the store answers; used by readiness checks. */
   ping(): Promise<void>;

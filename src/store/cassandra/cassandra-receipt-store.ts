@@ -1,7 +1,14 @@
 import { type Client, types } from "cassandra-driver";
 import { LRUCache } from "lru-cache";
 import { StoreUnavailableError } from "../../domain/errors.js";
-import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
+import {
+  type ConversationType,
+  type Member,
+  type PendingChange,
+  pendingReceipt,
+  type ReadMember,
+  type TrackedMessage,
+} from "../../domain/model.js";
 import type {
   Conversation,
   MembershipAt,
@@ -13,6 +20,7 @@ import type {
   RecordedReceipt,
 } from "../receipt-store.js";
 import { TurnSharedReads } from "../turn-shared-reads.js";
+import { CassandraOutbox } from "./cassandra-outbox.js";
 import {
   type Consistency,
   CqlSession,
@@ -136,6 +144,7 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #memberships: MembershipMemory | undefined;
   readonly #readerCalls = new SerialPerKey();
   readonly #readerRows: PartitionWriteCoalescer;
+  readonly #outbox: CassandraOutbox;
   #lastMicros = 0;
 
   constructor(client: Client, options: CassandraReceiptStoreOptions) {
@@ -145,6 +154,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     });
     this.#cache = options.cache;
     this.#cql = statements(options.keyspace);
+    this.#outbox = new CassandraOutbox(this.#session, options.keyspace);
     this.#leaseMs = options.membershipLockLeaseMs ?? 30_000;
     this.#concurrency = options.concurrency ?? 32;
     this.#clock = options.clock ?? Date.now;
@@ -449,7 +459,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     groupId: string,
     userId: string,
     fromSentAt: number,
-  ): Promise<number> {
+  ): Promise<string[]> {
     const doomed = (
       await this.#run(
         this.#cql.receiptsOfReaderFrom,
@@ -473,7 +483,7 @@ export class CassandraReceiptStore implements ReceiptStore {
         { ...write, timestamp: ts },
       );
     });
-    return doomed.length;
+    return doomed.map((row) => row.get("message_id") as string);
   }
 
   // --- read horizons ---
@@ -494,11 +504,20 @@ export class CassandraReceiptStore implements ReceiptStore {
     conversationId: string,
     readerId: string,
     upTo: number,
+    at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }> {
     const previous = await this.getHorizon(tenant, conversationId, readerId);
     let expected = previous;
+    let kept = false;
     for (;;) {
       if (expected !== undefined && expected >= upTo) return { previous, current: expected };
+      if (!kept) {
+        // Before the horizon moves: a move acknowledged to the caller is always announced.
+        await this.#outbox.keep([
+          { kind: "horizon", tenant, conversationId, readerId, readUpTo: upTo, at },
+        ]);
+        kept = true;
+      }
       // The index entry first: the index may hold stale entries, never miss one.
       await this.#run(
         this.#cql.insertHorizonIndex,
@@ -748,6 +767,16 @@ export class CassandraReceiptStore implements ReceiptStore {
     return members;
   }
 
+  // --- outbox ---
+
+  pendingChanges(before: number, limit: number): Promise<PendingChange[]> {
+    return this.#outbox.pending(before, limit);
+  }
+
+  clearPendingChanges(changes: readonly PendingChange[]): Promise<void> {
+    return this.#outbox.clear(changes);
+  }
+
   async ping(): Promise<void> {
     await this.#run("SELECT release_version FROM system.local", [], read);
   }
@@ -777,6 +806,10 @@ export class CassandraReceiptStore implements ReceiptStore {
       if (known === undefined) fresh.push({ message, readAt, writeTs });
       byMessage.set(message.messageId, { message, ...(known ?? { readAt, writeTs }) });
     }
+    // Before the receipts: a receipt acknowledged to the caller is always announced.
+    await this.#outbox.keep(
+      fresh.map(({ message, readAt }) => pendingReceipt(tenant, readerId, message, readAt)),
+    );
     await mapConcurrently(this.#recordBatches(tenant, readerId, fresh), 4, (batch) =>
       this.#batch(batch, { ...write, logged: false }),
     );

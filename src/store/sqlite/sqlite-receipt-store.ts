@@ -1,5 +1,13 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
+import {
+  type ConversationType,
+  type Member,
+  type PendingChange,
+  pendingReceipt,
+  type ReadMember,
+  type TrackedMessage,
+} from "../../domain/model.js";
+import { pendingChangeKey } from "../pending-change-key.js";
 import type {
   Conversation,
   MembershipAt,
@@ -155,7 +163,10 @@ export class SqliteReceiptStore implements ReceiptStore {
             message.conversationId,
             message.sentAt,
           ).changes > 0;
-        if (inserted) this.#sql.addToReadCount.run(1, tenant, message.messageId);
+        if (inserted) {
+          this.#sql.addToReadCount.run(1, tenant, message.messageId);
+          this.#keepPending(pendingReceipt(tenant, readerId, message, readAt));
+        }
         const { read_count } = this.#sql.readCount.get(tenant, message.messageId) as {
           read_count: number;
         };
@@ -210,7 +221,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     groupId: string,
     userId: string,
     fromSentAt: number,
-  ): Promise<number> {
+  ): Promise<string[]> {
     return this.#writes.write(() => {
       const doomed = this.#sql.receiptsOfReaderFrom.all(
         tenant,
@@ -222,7 +233,7 @@ export class SqliteReceiptStore implements ReceiptStore {
         this.#sql.deleteReceipt.run(tenant, message_id, userId);
         this.#sql.addToReadCount.run(-1, tenant, message_id);
       }
-      return doomed.length;
+      return doomed.map((row) => row.message_id);
     });
   }
 
@@ -242,6 +253,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     conversationId: string,
     readerId: string,
     upTo: number,
+    at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }> {
     return this.#writes.write(() => {
       const row = this.#sql.getHorizon.get(tenant, conversationId, readerId) as
@@ -249,9 +261,39 @@ export class SqliteReceiptStore implements ReceiptStore {
         | undefined;
       const previous = row?.read_up_to;
       const current = Math.max(previous ?? upTo, upTo);
-      if (current !== previous) this.#sql.putHorizon.run(tenant, conversationId, readerId, current);
+      if (current !== previous) {
+        this.#sql.putHorizon.run(tenant, conversationId, readerId, current);
+        this.#keepPending({
+          kind: "horizon",
+          tenant,
+          conversationId,
+          readerId,
+          readUpTo: current,
+          at,
+        });
+      }
       return { previous, current };
     });
+  }
+
+  async pendingChanges(before: number, limit: number): Promise<PendingChange[]> {
+    const rows = this.#sql.pendingBefore.all(before, limit) as unknown as { payload: string }[];
+    return rows.map((row) => JSON.parse(row.payload) as PendingChange);
+  }
+
+  async clearPendingChanges(changes: readonly PendingChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    await this.#writes.write(() => {
+      for (const change of changes) {
+        this.#sql.clearPending.run(change.tenant, pendingChangeKey(change));
+      }
+    });
+  }
+
+  /** Inside the write that stores the fact: the fact and its pending change commit together. */
+  #keepPending(change: PendingChange): void {
+    const at = change.kind === "receipt" ? change.readAt : change.at;
+    this.#sql.keepPending.run(change.tenant, pendingChangeKey(change), JSON.stringify(change), at);
   }
 
   async horizonsFrom(
@@ -414,6 +456,13 @@ function prepareStatements(db: DatabaseSync) {
       `INSERT OR IGNORE INTO receipts (tenant, message_id, reader_id, read_at, conversation_id, sent_at)
        VALUES (?, ?, ?, ?, ?, ?)`,
     ),
+    keepPending: q(
+      "INSERT OR REPLACE INTO outbox (tenant, key, payload, created_at) VALUES (?, ?, ?, ?)",
+    ),
+    pendingBefore: q(
+      "SELECT payload FROM outbox WHERE created_at < ? ORDER BY created_at, tenant, key LIMIT ?",
+    ),
+    clearPending: q("DELETE FROM outbox WHERE tenant = ? AND key = ?"),
     deleteReceipt: q("DELETE FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     addToReadCount: q(
       "UPDATE messages SET read_count = read_count + ? WHERE tenant = ? AND message_id = ?",
