@@ -73,6 +73,24 @@ describe("the retry interceptor", () => {
     expect(send.calls).toHaveLength(3);
   });
 
+  it("asks the token provider again for every attempt, so a renewed token is sent", async () => {
+    const seen: (string | null)[] = [];
+    let issued = 0;
+    const client = clientOf(
+      {
+        getReceipts: (_request, context) => {
+          seen.push(context.requestHeader.get("authorization"));
+          if (seen.length === 1) throw unavailable()();
+          return create(GetReceiptsResponseSchema);
+        },
+      },
+      {},
+      { tokenProvider: async () => `token-${++issued}` },
+    );
+    await client.receipts.getReceipts({ conversationId: "c", messageIds: ["m"] });
+    expect(seen).toEqual(["Bearer token-1", "Bearer token-2"]);
+  });
+
   it("waits at least what retry-after-ms asks", async () => {
     const get = flaky(1, unavailable(300), () => create(GetReceiptsResponseSchema));
     const client = clientOf({ getReceipts: get.handler });
