@@ -95,10 +95,15 @@ export class MembershipService {
     for (const userId of leaving) {
       const withdrawn = await this.#store.deleteReceiptsFrom(tenant, groupId, userId, at);
       // Counts of those messages go down: the change log must not hold them up at the old ones.
-      await this.#feed?.forgetReceipts(
-        tenant,
-        withdrawn.map((messageId) => ({ messageId, readerId: userId })),
-      );
+      // Best effort: the removal is stored, and a retry would find nothing left to withdraw.
+      // Unreachable, the log keeps announcing those messages' old highest count until their
+      // count passes it again or the retention window ends (docs/streaming.md).
+      await this.#feed
+        ?.forgetReceipts(
+          tenant,
+          withdrawn.map((messageId) => ({ messageId, readerId: userId })),
+        )
+        .catch(() => undefined);
     }
     return { removedCount: leaving.length };
   }
