@@ -17,9 +17,14 @@ import { openCassandraStore } from "./store/cassandra/open-cassandra-store.js";
 import type { ChangeFeed } from "./store/change-feed.js";
 import type { ReceiptStore } from "./store/receipt-store.js";
 import { RedisChangeFeed } from "./store/redis/redis-change-feed.js";
+import { RedisWebhookState } from "./store/redis/redis-webhook-state.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "./store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
+import { SqliteWebhookState } from "./store/sqlite/sqlite-webhook-state.js";
+import type { WebhookStateStore } from "./store/webhook-state.js";
+import { metricsObserver } from "./webhooks/metrics-observer.js";
+import { WebhookDispatcher } from "./webhooks/webhook-dispatcher.js";
 
 export interface Backend {
   readonly store: ReceiptStore;
@@ -28,6 +33,8 @@ export interface Backend {
   readonly probes?: readonly HealthProbe[];
   /** The metrics backend parts report into (the read-count cache); the app serves them. */
   readonly metrics?: Metrics;
+  /** Webhook leases, cursors and failures: beside the change log (SQLite or Redis). */
+  readonly webhookState?: WebhookStateStore;
 }
 
 /** Opens the configured backend. */
@@ -67,7 +74,15 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
           logger,
         })
       : new SqliteChangeFeed(db(), { retentionMs: config.watch.retentionMs });
-  return { store, feed, metrics };
+  const webhookState =
+    config.changeFeed === "redis"
+      ? RedisWebhookState.open({
+          url: config.redisUrl,
+          keyPrefix: config.redisKeyPrefix,
+          onError: (error) => logger.debug({ err: error }, "webhook state: Redis error"),
+        })
+      : new SqliteWebhookState(db());
+  return { store, feed, metrics, webhookState };
 }
 
 export interface App {
@@ -111,6 +126,19 @@ export async function startApp(
   }).catch((error: unknown) => {
     throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
   });
+  const webhooks =
+    backend.webhookState === undefined
+      ? undefined
+      : new WebhookDispatcher({
+          feed: backend.feed,
+          state: backend.webhookState,
+          endpoints: () => access.registry.webhooks,
+          rules: config.tenants.webhookUrls,
+          ...config.webhooks,
+          observer: metricsObserver(ops.metrics),
+          logger: logger.child({ component: "webhooks" }),
+        });
+  webhooks?.start();
   const shutdown = new AbortController();
   const server: ReceiptServer = createReceiptServer(
     { receipts, membership, watcher, policy: access.policy, logger },
@@ -156,6 +184,9 @@ export async function startApp(
       shutdown.abort(shuttingDown());
       // Publishes in flight finish; what they could not publish stays pending for the next start.
       await receipts.announcer.close();
+      // Leases released: another instance takes the endpoints over from their cursors at once.
+      await webhooks?.close();
+      await backend.webhookState?.close();
       await access.close();
       await backend.feed.close();
       await backend.store.close();

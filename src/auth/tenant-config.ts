@@ -2,6 +2,11 @@ import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { TenantSettings } from "../domain/access-policy.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
+import {
+  type WebhookEndpoint,
+  type WebhookUrlRules,
+  webhooksSchema,
+} from "../webhooks/webhook-endpoint.js";
 
 /** A key that verifies user tokens: an HS256 secret, or a public key (PEM or JWK). */
 export type TokenKeyConfig =
@@ -30,6 +35,7 @@ export interface TenantConfig {
     | undefined;
   readonly settings: TenantSettings;
   readonly limits: TenantLimits;
+  readonly webhooks: readonly WebhookEndpoint[];
 }
 
 /** Tenant configuration that cannot be used; every problem is listed, never a secret. */
@@ -67,46 +73,51 @@ const tokenKey = z.discriminatedUnion("alg", [
 const perSecond = z.number().positive().max(1_000_000);
 const burst = z.int().min(1).max(10_000_000);
 
-const tenantSchema = z
-  .strictObject({
-    id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
-    apiKeys: z.array(apiKey).max(10).default([]),
-    apiKeySha256: z
-      .array(z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"))
-      .max(10)
-      .default([]),
-    userTokens: z
-      .strictObject({
-        keys: z.array(tokenKey).min(1).max(5),
-        issuer: z.string().min(1).optional(),
-        audience: z.string().min(1).optional(),
-        maxLifetimeSeconds: z.int().min(60).max(86_400).default(3_600),
-      })
-      .optional(),
-    receipts: z
-      .strictObject({ c2c: z.boolean().default(true), group: z.boolean().default(true) })
-      .prefault({}),
-    readMembers: z
-      .strictObject({
-        maxGroupSize: z.int().min(1).max(10_000_000).default(10_000),
-        openToMembers: z.boolean().default(false),
-      })
-      .prefault({}),
-    limits: z
-      .strictObject({
-        tenantRequestsPerSecond: perSecond.default(defaultTenantLimits.tenantRequestsPerSecond),
-        tenantBurst: burst.default(defaultTenantLimits.tenantBurst),
-        userRequestsPerSecond: perSecond.default(defaultTenantLimits.userRequestsPerSecond),
-        userBurst: burst.default(defaultTenantLimits.userBurst),
-        streamsPerUser: z.int().min(1).max(10_000).default(defaultTenantLimits.streamsPerUser),
-      })
-      .prefault({}),
-  })
-  .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
-    message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
-  });
+const tenantSchema = (rules: WebhookUrlRules) =>
+  z
+    .strictObject({
+      id: z
+        .string()
+        .regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
+      apiKeys: z.array(apiKey).max(10).default([]),
+      apiKeySha256: z
+        .array(z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"))
+        .max(10)
+        .default([]),
+      userTokens: z
+        .strictObject({
+          keys: z.array(tokenKey).min(1).max(5),
+          issuer: z.string().min(1).optional(),
+          audience: z.string().min(1).optional(),
+          maxLifetimeSeconds: z.int().min(60).max(86_400).default(3_600),
+        })
+        .optional(),
+      receipts: z
+        .strictObject({ c2c: z.boolean().default(true), group: z.boolean().default(true) })
+        .prefault({}),
+      readMembers: z
+        .strictObject({
+          maxGroupSize: z.int().min(1).max(10_000_000).default(10_000),
+          openToMembers: z.boolean().default(false),
+        })
+        .prefault({}),
+      limits: z
+        .strictObject({
+          tenantRequestsPerSecond: perSecond.default(defaultTenantLimits.tenantRequestsPerSecond),
+          tenantBurst: burst.default(defaultTenantLimits.tenantBurst),
+          userRequestsPerSecond: perSecond.default(defaultTenantLimits.userRequestsPerSecond),
+          userBurst: burst.default(defaultTenantLimits.userBurst),
+          streamsPerUser: z.int().min(1).max(10_000).default(defaultTenantLimits.streamsPerUser),
+        })
+        .prefault({}),
+      webhooks: webhooksSchema(rules),
+    })
+    .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
+      message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
+    });
 
-const fileSchema = z.strictObject({ tenants: z.array(tenantSchema).min(1) });
+const fileSchema = (rules: WebhookUrlRules) =>
+  z.strictObject({ tenants: z.array(tenantSchema(rules)).min(1) });
 
 export const sha256Hex = (text: string): string =>
   createHash("sha256").update(text, "utf8").digest("hex");
@@ -115,14 +126,18 @@ export const sha256Hex = (text: string): string =>
  * Parses one source of tenants (the file, or RECEIPTS_TENANTS): `{"tenants": [...]}`.
  * Problems name the source and the path, e.g. `RECEIPTS_TENANTS: tenants[0].apiKeys[1]: ...`.
  */
-export function parseTenants(text: string, source: string): TenantConfig[] {
+export function parseTenants(
+  text: string,
+  source: string,
+  rules: WebhookUrlRules = { allowPrivate: false },
+): TenantConfig[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
     throw new TenantConfigError([`${source}: not JSON (${(error as Error).message})`]);
   }
-  const parsed = fileSchema.safeParse(json);
+  const parsed = fileSchema(rules).safeParse(json);
   if (!parsed.success) {
     throw new TenantConfigError(
       parsed.error.issues.map((issue) => `${source}: ${pathOf(issue.path)}: ${issue.message}`),
@@ -146,6 +161,7 @@ export function parseTenants(text: string, source: string): TenantConfig[] {
       readMembersOpenToMembers: t.readMembers.openToMembers,
     },
     limits: t.limits,
+    webhooks: t.webhooks,
   }));
 }
 

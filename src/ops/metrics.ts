@@ -93,6 +93,54 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Webhook events, by tenant, endpoint and result (delivered, failed after the retry period). */
+  readonly webhookEvents = new Counter({
+    name: "receipts_webhook_events_total",
+    help: "Webhook events delivered or given up as failed, by tenant, endpoint and result.",
+    labelNames: ["tenant", "endpoint", "result"] as const,
+    registers: [this.registry],
+  });
+
+  /** Webhook POSTs that failed and will be retried. */
+  readonly webhookRetries = new Counter({
+    name: "receipts_webhook_retries_total",
+    help: "Webhook delivery attempts that failed and are retried, by tenant and endpoint.",
+    labelNames: ["tenant", "endpoint"] as const,
+    registers: [this.registry],
+  });
+
+  /** Age of the oldest change the endpoint has not had yet: how far its deliveries lag. */
+  readonly webhookLagSeconds = new Gauge({
+    name: "receipts_webhook_lag_seconds",
+    help: "Age of the oldest change of the log not yet delivered to the endpoint.",
+    labelNames: ["tenant", "endpoint"] as const,
+    registers: [this.registry],
+  });
+
+  /** 1 while the endpoint's last attempt failed, 0 once one succeeds. */
+  readonly webhookFailing = new Gauge({
+    name: "receipts_webhook_endpoint_failing",
+    help: "1 while the endpoint's latest delivery attempt failed.",
+    labelNames: ["tenant", "endpoint"] as const,
+    registers: [this.registry],
+  });
+
+  /** 1 when a 410 Gone disabled the endpoint. */
+  readonly webhookDisabled = new Gauge({
+    name: "receipts_webhook_endpoint_disabled",
+    help: "1 when the endpoint answered 410 Gone and is no longer called.",
+    labelNames: ["tenant", "endpoint"] as const,
+    registers: [this.registry],
+  });
+
+  /** From a receipt's read_at to its delivery. */
+  readonly webhookDeliverySeconds = new Histogram({
+    name: "receipts_webhook_delivery_seconds",
+    help: "Time from a receipt's acknowledgement to its webhook's delivery.",
+    buckets: latencyBuckets,
+    registers: [this.registry],
+  });
+
   /** The text exposition format Prometheus scrapes. */
   get contentType(): string {
     return this.registry.contentType;
