@@ -17,6 +17,9 @@ export interface WebhookEvent {
   readonly data: JsonObject;
 }
 
+// Zero counts and empty ids are written out: a receiver reads `unreadCount: 0`, not a missing field.
+const allFields = { alwaysEmitImplicit: true } as const;
+
 /** The event of a change of the tenant's log: `receipt.read` or `conversation.read`. */
 export function webhookEventOf(tenant: string, positioned: PositionedChange): WebhookEvent {
   const { change } = positioned;
@@ -28,7 +31,7 @@ export function webhookEventOf(tenant: string, positioned: PositionedChange): We
       type: "receipt.read",
       timestamp: new Date(change.readAt).toISOString(),
       conversationId: change.receipt.message.conversationId,
-      data: toJson(ReceiptUpdateSchema, update.value) as JsonObject,
+      data: toJson(ReceiptUpdateSchema, update.value, allFields) as JsonObject,
     };
   }
   if (update.case === "readHorizon" && change.kind === "horizon") {
@@ -37,7 +40,7 @@ export function webhookEventOf(tenant: string, positioned: PositionedChange): We
       type: "conversation.read",
       timestamp: new Date(change.readUpTo).toISOString(),
       conversationId: change.conversationId,
-      data: toJson(ReadHorizonUpdateSchema, update.value) as JsonObject,
+      data: toJson(ReadHorizonUpdateSchema, update.value, allFields) as JsonObject,
     };
   }
   throw new Error(`no webhook event for a ${change.kind} change`);

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { TenantSettings } from "../domain/access-policy.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
+import { urlProblem } from "../webhooks/url-policy.js";
 import {
   type WebhookEndpoint,
   type WebhookUrlRules,
@@ -73,51 +74,47 @@ const tokenKey = z.discriminatedUnion("alg", [
 const perSecond = z.number().positive().max(1_000_000);
 const burst = z.int().min(1).max(10_000_000);
 
-const tenantSchema = (rules: WebhookUrlRules) =>
-  z
-    .strictObject({
-      id: z
-        .string()
-        .regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
-      apiKeys: z.array(apiKey).max(10).default([]),
-      apiKeySha256: z
-        .array(z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"))
-        .max(10)
-        .default([]),
-      userTokens: z
-        .strictObject({
-          keys: z.array(tokenKey).min(1).max(5),
-          issuer: z.string().min(1).optional(),
-          audience: z.string().min(1).optional(),
-          maxLifetimeSeconds: z.int().min(60).max(86_400).default(3_600),
-        })
-        .optional(),
-      receipts: z
-        .strictObject({ c2c: z.boolean().default(true), group: z.boolean().default(true) })
-        .prefault({}),
-      readMembers: z
-        .strictObject({
-          maxGroupSize: z.int().min(1).max(10_000_000).default(10_000),
-          openToMembers: z.boolean().default(false),
-        })
-        .prefault({}),
-      limits: z
-        .strictObject({
-          tenantRequestsPerSecond: perSecond.default(defaultTenantLimits.tenantRequestsPerSecond),
-          tenantBurst: burst.default(defaultTenantLimits.tenantBurst),
-          userRequestsPerSecond: perSecond.default(defaultTenantLimits.userRequestsPerSecond),
-          userBurst: burst.default(defaultTenantLimits.userBurst),
-          streamsPerUser: z.int().min(1).max(10_000).default(defaultTenantLimits.streamsPerUser),
-        })
-        .prefault({}),
-      webhooks: webhooksSchema(rules),
-    })
-    .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
-      message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
-    });
+const tenantSchema = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
+    apiKeys: z.array(apiKey).max(10).default([]),
+    apiKeySha256: z
+      .array(z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"))
+      .max(10)
+      .default([]),
+    userTokens: z
+      .strictObject({
+        keys: z.array(tokenKey).min(1).max(5),
+        issuer: z.string().min(1).optional(),
+        audience: z.string().min(1).optional(),
+        maxLifetimeSeconds: z.int().min(60).max(86_400).default(3_600),
+      })
+      .optional(),
+    receipts: z
+      .strictObject({ c2c: z.boolean().default(true), group: z.boolean().default(true) })
+      .prefault({}),
+    readMembers: z
+      .strictObject({
+        maxGroupSize: z.int().min(1).max(10_000_000).default(10_000),
+        openToMembers: z.boolean().default(false),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        tenantRequestsPerSecond: perSecond.default(defaultTenantLimits.tenantRequestsPerSecond),
+        tenantBurst: burst.default(defaultTenantLimits.tenantBurst),
+        userRequestsPerSecond: perSecond.default(defaultTenantLimits.userRequestsPerSecond),
+        userBurst: burst.default(defaultTenantLimits.userBurst),
+        streamsPerUser: z.int().min(1).max(10_000).default(defaultTenantLimits.streamsPerUser),
+      })
+      .prefault({}),
+    webhooks: webhooksSchema,
+  })
+  .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
+    message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
+  });
 
-const fileSchema = (rules: WebhookUrlRules) =>
-  z.strictObject({ tenants: z.array(tenantSchema(rules)).min(1) });
+const fileSchema = z.strictObject({ tenants: z.array(tenantSchema).min(1) });
 
 export const sha256Hex = (text: string): string =>
   createHash("sha256").update(text, "utf8").digest("hex");
@@ -129,7 +126,7 @@ export const sha256Hex = (text: string): string =>
 export function parseTenants(
   text: string,
   source: string,
-  rules: WebhookUrlRules = { allowPrivate: false },
+  webhookUrls: WebhookUrlRules = { allowPrivate: false },
 ): TenantConfig[] {
   let json: unknown;
   try {
@@ -137,12 +134,22 @@ export function parseTenants(
   } catch (error) {
     throw new TenantConfigError([`${source}: not JSON (${(error as Error).message})`]);
   }
-  const parsed = fileSchema(rules).safeParse(json);
+  const parsed = fileSchema.safeParse(json);
   if (!parsed.success) {
     throw new TenantConfigError(
       parsed.error.issues.map((issue) => `${source}: ${pathOf(issue.path)}: ${issue.message}`),
     );
   }
+  // The URL rules depend on the deployment (RECEIPTS_WEBHOOKS_ALLOW_PRIVATE), not on the file.
+  const refused = parsed.data.tenants.flatMap((t, i) =>
+    t.webhooks.flatMap((endpoint, j) => {
+      const problem = urlProblem(endpoint.url, webhookUrls);
+      return problem === undefined
+        ? []
+        : [`${source}: tenants[${i}].webhooks[${j}].url (endpoint ${endpoint.id}): ${problem}`];
+    }),
+  );
+  if (refused.length > 0) throw new TenantConfigError(refused);
   return parsed.data.tenants.map((t) => ({
     id: t.id,
     apiKeySha256: [...t.apiKeys.map(sha256Hex), ...t.apiKeySha256],

@@ -1,5 +1,4 @@
 import * as z from "zod";
-import { urlProblem } from "./url-policy.js";
 
 /** The events an endpoint may ask for. `message.deleted` is accepted before deletion exists. */
 export const webhookEventTypes = ["receipt.read", "conversation.read", "message.deleted"] as const;
@@ -35,42 +34,35 @@ const secret = z
     return bytes >= 24 && bytes <= 64;
   }, "must hold 24 to 64 bytes once base64-decoded");
 
-/** The zod schema of a tenant's `webhooks` list, under the URL rules in force. */
-export function webhooksSchema(rules: WebhookUrlRules) {
-  const endpoint = z.strictObject({
-    id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
-    url: z.string().superRefine((url, context) => {
-      const problem = urlProblem(url, rules);
-      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
-    }),
-    secrets: z.array(secret).min(1).max(5),
-    events: z
-      .array(z.enum(webhookEventTypes))
-      .min(1)
-      .default(["receipt.read", "conversation.read"]),
-    enabled: z.boolean().default(true),
-    concurrency: z.int().min(1).max(64).default(4),
-    timeoutSeconds: z.number().min(0.1).max(60).default(10),
-    batchSize: z.int().min(1).max(1_000).default(100),
-  });
-  return z
-    .array(endpoint)
-    .max(10)
-    .default([])
-    .superRefine((endpoints, context) => {
-      const seen = new Set<string>();
-      endpoints.forEach((e, i) => {
-        if (seen.has(e.id)) {
-          context.addIssue({ code: "custom", path: [i, "id"], message: `${e.id} is used twice` });
-        }
-        seen.add(e.id);
-      });
-    })
-    .transform((endpoints): WebhookEndpoint[] =>
-      endpoints.map(({ timeoutSeconds, events, ...e }) => ({
-        ...e,
-        events: [...new Set(events)],
-        timeoutMs: Math.round(timeoutSeconds * 1000),
-      })),
-    );
-}
+const endpoint = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
+  // Checked against the URL rules in force once parsed (see parseTenants).
+  url: z.string().max(2_048),
+  secrets: z.array(secret).min(1).max(5),
+  events: z.array(z.enum(webhookEventTypes)).min(1).default(["receipt.read", "conversation.read"]),
+  enabled: z.boolean().default(true),
+  concurrency: z.int().min(1).max(64).default(4),
+  timeoutSeconds: z.number().min(0.1).max(60).default(10),
+  batchSize: z.int().min(1).max(1_000).default(100),
+});
+/** A tenant's `webhooks` list in the tenants file. */
+export const webhooksSchema = z
+  .array(endpoint)
+  .max(10)
+  .default([])
+  .superRefine((endpoints, context) => {
+    const seen = new Set<string>();
+    endpoints.forEach((e, i) => {
+      if (seen.has(e.id)) {
+        context.addIssue({ code: "custom", path: [i, "id"], message: `${e.id} is used twice` });
+      }
+      seen.add(e.id);
+    });
+  })
+  .transform((endpoints): WebhookEndpoint[] =>
+    endpoints.map(({ timeoutSeconds, events, ...e }) => ({
+      ...e,
+      events: [...new Set(events)],
+      timeoutMs: Math.round(timeoutSeconds * 1000),
+    })),
+  );

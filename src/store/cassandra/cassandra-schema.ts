@@ -145,9 +145,7 @@ function schemaDirectory(): string {
   const beside = fileURLToPath(new URL("./schema/", import.meta.url));
   const candidates = [beside];
   // dist/src/… (npm run build) or dist/test-builds/<name>/src/… (tests that build the service).
-  const built = new RegExp(
-    `\\${sep}dist\\${sep}(?:test-builds\\${sep}[^\\${sep}]+\\${sep})?src\\${sep}`,
-  );
+  const built = new RegExp(`\\${sep}dist\\${sep}(?:test-builds\\${sep}[^\\${sep}]+\\${sep})?src\\${sep}`);
   if (built.test(beside)) candidates.push(beside.replace(built, `${sep}src${sep}`));
   const found = candidates.find((dir) => existsSync(dir));
   if (found === undefined)
