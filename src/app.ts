@@ -17,13 +17,12 @@ import { openCassandraStore } from "./store/cassandra/open-cassandra-store.js";
 import type { ChangeFeed } from "./store/change-feed.js";
 import type { ReceiptStore } from "./store/receipt-store.js";
 import { RedisChangeFeed } from "./store/redis/redis-change-feed.js";
-import { RedisWebhookState } from "./store/redis/redis-webhook-state.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "./store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
-import { SqliteWebhookState } from "./store/sqlite/sqlite-webhook-state.js";
 import type { WebhookStateStore } from "./store/webhook-state.js";
 import { metricsObserver } from "./webhooks/metrics-observer.js";
+import { openWebhookState } from "./webhooks/open-webhook-state.js";
 import { WebhookDispatcher } from "./webhooks/webhook-dispatcher.js";
 
 export interface Backend {
@@ -74,15 +73,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
           logger,
         })
       : new SqliteChangeFeed(db(), { retentionMs: config.watch.retentionMs });
-  const webhookState =
-    config.changeFeed === "redis"
-      ? RedisWebhookState.open({
-          url: config.redisUrl,
-          keyPrefix: config.redisKeyPrefix,
-          onError: (error) => logger.debug({ err: error }, "webhook state: Redis error"),
-        })
-      : new SqliteWebhookState(db());
-  return { store, feed, metrics, webhookState };
+  return { store, feed, metrics, webhookState: openWebhookState(config, db, logger) };
 }
 
 export interface App {

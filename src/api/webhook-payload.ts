@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { type JsonObject, toJson } from "@bufbuild/protobuf";
 import { ReadHorizonUpdateSchema, ReceiptUpdateSchema } from "../../gen/receipts/v1/receipts_pb.js";
 import type { PositionedChange } from "../domain/model.js";
@@ -9,7 +9,7 @@ import { changeToProto } from "./receipt-routes.js";
 export interface WebhookEvent {
   /** Stable for a change of the tenant's log: receivers drop events they have seen. */
   readonly id: string;
-  readonly type: WebhookEventType;
+  readonly type: WebhookEventType | "webhook.test";
   /** When it happened (the receipt's read_at, the horizon's read_up_to), RFC 3339. */
   readonly timestamp: string;
   readonly tenant: string;
@@ -53,6 +53,18 @@ export function webhookBody(tenant: string, events: readonly WebhookEvent[]): st
     eventCount: events.length,
     events: events.map(({ id, type, timestamp, data }) => ({ id, type, timestamp, data })),
   });
+}
+
+/** A `webhook.test` event (the CLI's `webhooks test`): it carries nothing but its tenant. */
+export function testWebhookEvent(tenant: string, now: number): WebhookEvent {
+  return {
+    id: `evt_test_${randomUUID()}`,
+    type: "webhook.test",
+    timestamp: new Date(now).toISOString(),
+    tenant,
+    conversationId: "",
+    data: {},
+  };
 }
 
 /** The webhook-id of a batch: the same events give the same id, on every attempt and instance. */
