@@ -215,7 +215,7 @@ describe("webhooks of a built service", () => {
       };
       const [a, b] = await Promise.all([start(env), start(env)]);
       if (a === undefined || b === undefined) throw new Error("not started");
-      const groups = ["g0", "g1", "g2", "g3"];
+      const groups = Array.from({ length: 8 }, (_, g) => `g${g}`);
       const messages = 50;
       await seedGroups(tenantClients(a.baseUrl, t.apiKey), groups, readers, messages);
 
@@ -226,8 +226,8 @@ describe("webhooks of a built service", () => {
         groups.flatMap((groupId, g) =>
           readers.map(async (readerId, r) => {
             const client = tenantClients(((g + r) % 2 === 0 ? a : b).baseUrl, t.apiKey);
-            for (let i = 0; i < messages; i += 2) {
-              const messageIds = [messageOf(groupId, i), messageOf(groupId, i + 1)];
+            for (let i = 0; i < messages; i += 10) {
+              const messageIds = Array.from({ length: 10 }, (_, k) => messageOf(groupId, i + k));
               await client.receipts.sendReceipts({ conversationId: groupId, readerId, messageIds });
               sent.push(...messageIds.map((m) => `${groupId}/${m}/${readerId}`));
             }
