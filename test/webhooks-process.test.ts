@@ -178,6 +178,8 @@ describe("webhooks of a built service", () => {
     const after = await cli(["webhooks", "failed", "--tenant", t.id], env);
     expect(after.stdout.trim()).toBe("");
 
+    const enable = await cli(["webhooks", "enable", "--tenant", t.id, "--endpoint", "crm"], env);
+    expect(enable.stdout.trim()).toBe("crm was not disabled");
     const test = await cli(["webhooks", "test", "--tenant", t.id, "--endpoint", "crm"], env);
     expect(test.code, test.stderr).toBe(0);
     const last = hooks.received.at(-1);

@@ -1,4 +1,7 @@
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
+import { SqliteWebhookState } from "../src/store/sqlite/sqlite-webhook-state.js";
 import { newApiKey, uniqueTenant } from "./support/auth-fixtures.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 import {
@@ -206,11 +209,11 @@ describe("webhooks on the embedded store", () => {
     expect(second.body).toBe(first.body);
   }, 30_000);
 
-  it("stops calling an endpoint that answered 410 Gone, and says so in /metrics", async () => {
+  it("stops calling an endpoint that answered 410 Gone until enabled again, losing nothing", async () => {
     const hooks = await receiver();
     hooks.answer = (_request, response) => void response.writeHead(410).end();
     const t = tenant(hooks.url);
-    const server = await start([t]);
+    const server = await start([t], { RECEIPTS_WEBHOOKS_LEASE_SECONDS: "1" });
     const clients = tenantClients(server.baseUrl, t.apiKey);
     await seedGroups(clients, ["g0"], readers, 5);
     await clients.receipts.sendReceipts({
@@ -233,6 +236,19 @@ describe("webhooks on the embedded store", () => {
       `receipts_webhook_endpoint_disabled{tenant="${t.id}",endpoint="crm"} 1`,
     );
     expect((await fetch(`${server.baseUrl}/readyz`)).status).toBe(200);
+
+    // What `receipts webhooks enable` does; deliveries resume from the cursor.
+    hooks.answer = (_request, response) => void response.writeHead(204).end();
+    const db = openSqliteDatabase(join(server.dataDir, "receipts.db"));
+    await new SqliteWebhookState(db).setDisabled({ tenant: t.id, endpoint: "crm" }, undefined);
+    db.close();
+    await hooks.until(() => receiptKeys(hooks.events()).length >= 7, 10_000);
+    expect(receiptKeys(hooks.events().slice(1)).sort()).toEqual(
+      [
+        `g0/${messageOf("g0", 0)}/r0`,
+        ...readers.map((r) => `g0/${messageOf("g0", 1)}/${r}`),
+      ].sort(),
+    );
   }, 30_000);
 
   it("keeps a delivery as failed after the retry period", async () => {

@@ -98,7 +98,7 @@ const commands: Record<string, Command> = {
   },
   webhooks: {
     summary:
-      "webhooks failed|replay|test --tenant ID [--endpoint ID] [--limit N] [WEBHOOK_ID...]   (run with the service's environment)",
+      "webhooks failed|replay|enable|test --tenant ID [--endpoint ID] [--limit N] [WEBHOOK_ID...]   (run with the service's environment)",
     options: { tenant: text, endpoint: text, limit: text },
     run: webhooks,
   },

@@ -12,7 +12,7 @@ import { CliError, exitCodes, usageError } from "./cli-error.js";
 import { type CommandContext, required, wholeNumber } from "./commands.js";
 
 /**
- * `receipts webhooks failed|replay|test`: run where the service runs, with its environment
+ * `receipts webhooks failed|replay|enable|test`: run where the service runs, with its environment
  * (RECEIPTS_STORE, RECEIPTS_CHANGE_FEED, RECEIPTS_REDIS_URL, RECEIPTS_DATA_DIR, the tenants):
  * they read and mark the webhook state the service keeps, and `test` posts from here.
  */
@@ -45,10 +45,23 @@ export async function webhooks(context: CommandContext): Promise<void> {
             : `${marked} failed deliveries marked for replay; the instance delivering ${key.endpoint} sends them within seconds`,
         );
       });
+    case "enable":
+      return withState(config, async (state) => {
+        const key = { tenant, endpoint: required(context, "endpoint") };
+        const url = await state.disabledUrl(key);
+        await state.setDisabled(key, undefined);
+        context.output.out(
+          context.output.json
+            ? JSON.stringify({ wasDisabled: url !== undefined })
+            : url === undefined
+              ? `${key.endpoint} was not disabled`
+              : `${key.endpoint} enabled again; deliveries resume from where they stopped`,
+        );
+      });
     case "test":
       return sendTest(context, config, tenant, required(context, "endpoint"));
     default:
-      throw usageError("webhooks needs one of: failed, replay, test");
+      throw usageError("webhooks needs one of: failed, replay, enable, test");
   }
 }
 

@@ -18,7 +18,7 @@ export interface DeliveryObserver {
   delivered(key: EndpointKey, events: readonly WebhookEvent[], now: number): void;
   retried(key: EndpointKey): void;
   failed(key: EndpointKey, events: number): void;
-  disabled(key: EndpointKey): void;
+  disabled(key: EndpointKey, disabled: boolean): void;
   failing(key: EndpointKey, failing: boolean): void;
   lag(key: EndpointKey, seconds: number): void;
 }
@@ -338,10 +338,10 @@ export class EndpointDelivery {
     if (outcome.kind === "gone") {
       logger.warn(
         { ...key, webhookId: batch.id, status: outcome.status },
-        "webhooks: endpoint answered 410 Gone; disabled until its URL changes or it is enabled again",
+        "webhooks: endpoint answered 410 Gone; disabled until its URL changes or `receipts webhooks enable`",
       );
       await state.setDisabled(key, endpoint.url);
-      observer.disabled(key);
+      observer.disabled(key, true);
       this.#retryLater(batch, undefined);
       this.stop();
       return;

@@ -20,7 +20,7 @@ export function metricsObserver(metrics: Metrics): DeliveryObserver {
     retried: (key) => metrics.webhookRetries.inc(labels(key)),
     failed: (key, events) =>
       metrics.webhookEvents.inc({ ...labels(key), result: "failed" }, events),
-    disabled: (key) => metrics.webhookDisabled.set(labels(key), 1),
+    disabled: (key, disabled) => metrics.webhookDisabled.set(labels(key), disabled ? 1 : 0),
     failing: (key, failing) => metrics.webhookFailing.set(labels(key), failing ? 1 : 0),
     lag: (key, seconds) => metrics.webhookLagSeconds.set(labels(key), seconds),
   };

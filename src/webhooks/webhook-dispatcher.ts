@@ -104,10 +104,9 @@ export class WebhookDispatcher {
       }
       return;
     }
-    if ((await this.#o.state.disabledUrl(key)) === endpoint.url) {
-      this.#o.observer.disabled(key);
-      return;
-    }
+    const disabled = (await this.#o.state.disabledUrl(key)) === endpoint.url;
+    this.#o.observer.disabled(key, disabled);
+    if (disabled) return;
     if (!(await this.#o.state.acquireLease(key, this.#owner, this.#o.leaseMs))) return;
     const delivery = new EndpointDelivery({
       key,
