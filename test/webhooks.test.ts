@@ -186,6 +186,30 @@ describe("webhooks on the embedded store", () => {
     expectReadOrder(events);
   }, 60_000);
 
+  it("keeps delivering other conversations while one conversation's POSTs fail", async () => {
+    const hooks = await receiver();
+    hooks.answer = (request, response) => {
+      const failing = request.payload.events.some((e) => e.data.receipt?.conversationId === "g0");
+      response.writeHead(failing ? 500 : 204).end();
+    };
+    const t = tenant(hooks.url, { batchSize: 1, concurrency: 2 });
+    const server = await start([t]);
+    const clients = tenantClients(server.baseUrl, t.apiKey);
+    await seedGroups(clients, ["g0", "g1"], readers, 10);
+    await readAll(server, t, ["g0"], 10);
+    const later = await readAll(server, t, ["g1"], 10);
+    const delivered = () =>
+      hooks.received.filter((r) => r.payload.events[0]?.data.receipt?.conversationId === "g1");
+    await hooks.until(() => delivered().length >= later.length, 15_000);
+    expect(receiptKeys(delivered().flatMap((r) => r.payload.events)).sort()).toEqual(later.sort());
+    // g0 was tried, and only its first event: the rest wait behind it, in order.
+    const g0 = hooks.received.filter(
+      (r) => r.payload.events[0]?.data.receipt?.conversationId === "g0",
+    );
+    expect(g0.length).toBeGreaterThan(1);
+    expect(new Set(g0.map((r) => r.headers["webhook-id"])).size).toBe(1);
+  }, 30_000);
+
   it("honours Retry-After", async () => {
     const hooks = await receiver();
     hooks.answer = (_request, response) => {

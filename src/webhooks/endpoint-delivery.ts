@@ -38,7 +38,7 @@ export interface EndpointDeliveryOptions {
   readonly observer: DeliveryObserver;
   readonly logger: Logger;
   readonly clock?: () => number;
-  /** Log entries read ahead of the cursor at most (delivered or not). */
+  /** Events read ahead and not yet delivered, at most. */
   readonly windowSize?: number;
   /** Checks for new changes and replays at least this often, whatever wakes it. */
   readonly pollMs?: number;
@@ -89,6 +89,7 @@ export class EndpointDelivery {
   readonly #busy = new Set<string>();
   readonly #waiting: Batch[] = [];
   readonly #inFlight = new Set<Promise<void>>();
+  #undelivered = 0;
   #lastRead = "";
   #cursor = "";
   #savedCursor = "";
@@ -177,7 +178,12 @@ export class EndpointDelivery {
     const { feed, key, logger } = this.#o;
     const endpoint = this.#o.endpoint();
     if (endpoint === undefined) return;
-    const room = this.#windowSize - (this.#window.length - this.#windowStart);
+    // Undelivered events are bounded by the window; delivered ones behind an old undelivered one
+    // (a conversation still retrying) cost a few bytes each, and are bounded ten times higher.
+    const room = Math.min(
+      this.#windowSize - this.#undelivered,
+      10 * this.#windowSize - (this.#window.length - this.#windowStart),
+    );
     if (room <= 0) return;
     let changes: Awaited<ReturnType<ChangeFeed["readAfter"]>>;
     try {
@@ -210,6 +216,7 @@ export class EndpointDelivery {
       this.#window.push(entry);
       this.#lastRead = positioned.position;
       if (entry.done) continue;
+      this.#undelivered += 1;
       let queue = this.#queued.get(event.conversationId);
       if (queue === undefined) {
         queue = [];
@@ -396,6 +403,7 @@ export class EndpointDelivery {
 
   #finish(batch: Batch): void {
     for (const entry of batch.entries) entry.done = true;
+    this.#undelivered -= batch.entries.length;
     for (const conversation of batch.conversations) this.#busy.delete(conversation);
   }
 
