@@ -12,10 +12,18 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 function describeWebhookState(name: string, open: () => Promise<WebhookStateStore>): void {
   describe(`webhook state in ${name}`, () => {
     const key = { tenant: "acme", endpoint: "crm" };
-
-    it("gives an endpoint's lease to one owner at a time, and to another once it expires", async () => {
+    /** Runs `check` on a freshly opened state, closed afterwards. */
+    const withState = async (check: (state: WebhookStateStore) => Promise<void>) => {
       const state = await open();
       try {
+        await check(state);
+      } finally {
+        await state.close();
+      }
+    };
+
+    it("gives an endpoint's lease to one owner at a time, and to another once it expires", async () => {
+      await withState(async (state) => {
         expect(await state.acquireLease(key, "a", 300)).toBe(true);
         expect(await state.acquireLease(key, "b", 300)).toBe(false);
         expect(await state.acquireLease(key, "a", 300)).toBe(true); // renewed
@@ -27,39 +35,30 @@ function describeWebhookState(name: string, open: () => Promise<WebhookStateStor
         expect(await state.acquireLease(key, "a", 300)).toBe(false);
         await state.releaseLease(key, "b");
         expect(await state.acquireLease(key, "a", 300)).toBe(true);
-      } finally {
-        await state.close();
-      }
+      });
     });
 
     it("moves the cursor only for the lease holder", async () => {
-      const state = await open();
-      try {
+      await withState(async (state) => {
         expect(await state.cursor(key)).toBeUndefined();
         expect(await state.acquireLease(key, "a", 5_000)).toBe(true);
         expect(await state.saveCursor(key, "a", "12")).toBe(true);
         expect(await state.saveCursor(key, "b", "99")).toBe(false);
         expect(await state.cursor(key)).toBe("12");
-      } finally {
-        await state.close();
-      }
+      });
     });
 
     it("remembers the URL a 410 disabled, until cleared", async () => {
-      const state = await open();
-      try {
+      await withState(async (state) => {
         expect(await state.disabledUrl(key)).toBeUndefined();
         await state.setDisabled(key, "https://hooks.example.com/x");
         expect(await state.disabledUrl(key)).toBe("https://hooks.example.com/x");
         await state.setDisabled(key, undefined);
         expect(await state.disabledUrl(key)).toBeUndefined();
-      } finally {
-        await state.close();
-      }
+      });
     });
 
     it("keeps failed deliveries, lists them oldest first, marks and removes replays", async () => {
-      const state = await open();
       const failed = (webhookId: string, endpoint: string, failedAt: number): FailedDelivery => ({
         webhookId,
         tenant: "acme",
@@ -72,7 +71,7 @@ function describeWebhookState(name: string, open: () => Promise<WebhookStateStor
         lastError: "500",
         replayRequested: false,
       });
-      try {
+      await withState(async (state) => {
         await state.addFailed(failed("msg_2", "crm", 2_000));
         await state.addFailed(failed("msg_1", "crm", 1_000));
         await state.addFailed(failed("msg_3", "ops", 3_000));
@@ -98,9 +97,7 @@ function describeWebhookState(name: string, open: () => Promise<WebhookStateStor
           "msg_2",
           "msg_3",
         ]);
-      } finally {
-        await state.close();
-      }
+      });
     });
   });
 }

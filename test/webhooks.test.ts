@@ -9,11 +9,13 @@ import {
   quickWebhooks,
   receiptKeys,
   seedGroups,
+  type TenantClients,
   tenantClients,
   tenantsJson,
   type WebhookTenant,
 } from "./support/webhook-fixtures.js";
 import {
+  type Answer,
   newWebhookSecret,
   type ReceivedWebhook,
   verifyWith,
@@ -53,6 +55,38 @@ describe("webhooks on the embedded store", () => {
     apiKey: newApiKey(),
     webhooks: [{ id: "crm", url, secrets: [newWebhookSecret()], ...endpoint }],
   });
+
+  /** A receiver answering as `answer`, a tenant with one endpoint there, its server, seeded groups. */
+  async function endpointWith(
+    answer: Answer | undefined,
+    options: {
+      readonly endpoint?: Record<string, unknown>;
+      readonly env?: Record<string, string>;
+      readonly groups?: readonly string[];
+      readonly messages: number;
+    },
+  ) {
+    const hooks = await receiver();
+    if (answer !== undefined) hooks.answer = answer;
+    const t = tenant(hooks.url, options.endpoint);
+    const server = await start([t], options.env);
+    const clients = tenantClients(server.baseUrl, t.apiKey);
+    await seedGroups(clients, options.groups ?? ["g0"], readers, options.messages);
+    return { hooks, t, server, clients };
+  }
+
+  /** One SendReceipts of `readerId` for group messages by index. */
+  const read = (
+    clients: TenantClients,
+    readerId: string,
+    indexes: readonly number[],
+    groupId = "g0",
+  ) =>
+    clients.receipts.sendReceipts({
+      conversationId: groupId,
+      readerId,
+      messageIds: indexes.map((i) => messageOf(groupId, i)),
+    });
 
   /** Each reader reads each group's messages m0..m(n-1) in order, `chunk` per SendReceipts. */
   async function readAll(
@@ -187,15 +221,13 @@ describe("webhooks on the embedded store", () => {
   }, 60_000);
 
   it("keeps delivering other conversations while one conversation's POSTs fail", async () => {
-    const hooks = await receiver();
-    hooks.answer = (request, response) => {
-      const failing = request.payload.events.some((e) => e.data.receipt?.conversationId === "g0");
-      response.writeHead(failing ? 500 : 204).end();
-    };
-    const t = tenant(hooks.url, { batchSize: 1, concurrency: 2 });
-    const server = await start([t]);
-    const clients = tenantClients(server.baseUrl, t.apiKey);
-    await seedGroups(clients, ["g0", "g1"], readers, 10);
+    const { hooks, t, server } = await endpointWith(
+      (request, response) => {
+        const failing = request.payload.events.some((e) => e.data.receipt?.conversationId === "g0");
+        response.writeHead(failing ? 500 : 204).end();
+      },
+      { endpoint: { batchSize: 1, concurrency: 2 }, groups: ["g0", "g1"], messages: 10 },
+    );
     await readAll(server, t, ["g0"], 10);
     const later = await readAll(server, t, ["g1"], 10);
     const delivered = () =>
@@ -211,20 +243,14 @@ describe("webhooks on the embedded store", () => {
   }, 30_000);
 
   it("honours Retry-After", async () => {
-    const hooks = await receiver();
-    hooks.answer = (_request, response) => {
-      if (hooks.received.length === 1) response.writeHead(503, { "retry-after": "2" }).end();
-      else response.writeHead(200).end();
-    };
-    const t = tenant(hooks.url);
-    const server = await start([t]);
-    const clients = tenantClients(server.baseUrl, t.apiKey);
-    await seedGroups(clients, ["g0"], readers, 1);
-    await clients.receipts.sendReceipts({
-      conversationId: "g0",
-      readerId: "r0",
-      messageIds: [messageOf("g0", 0)],
-    });
+    const { hooks, clients } = await endpointWith(
+      (_request, response) => {
+        if (hooks.received.length === 1) response.writeHead(503, { "retry-after": "2" }).end();
+        else response.writeHead(200).end();
+      },
+      { messages: 1 },
+    );
+    await read(clients, "r0", [0]);
     await hooks.until(() => hooks.received.length >= 2, 10_000);
     const [first, second] = hooks.received as [ReceivedWebhook, ReceivedWebhook];
     // Without Retry-After the backoff here is at most 1 s.
@@ -234,24 +260,14 @@ describe("webhooks on the embedded store", () => {
   }, 30_000);
 
   it("stops calling an endpoint that answered 410 Gone until enabled again, losing nothing", async () => {
-    const hooks = await receiver();
-    hooks.answer = (_request, response) => void response.writeHead(410).end();
-    const t = tenant(hooks.url);
-    const server = await start([t], { RECEIPTS_WEBHOOKS_LEASE_SECONDS: "1" });
-    const clients = tenantClients(server.baseUrl, t.apiKey);
-    await seedGroups(clients, ["g0"], readers, 5);
-    await clients.receipts.sendReceipts({
-      conversationId: "g0",
-      readerId: "r0",
-      messageIds: [messageOf("g0", 0)],
-    });
+    const { hooks, t, server, clients } = await endpointWith(
+      (_request, response) => void response.writeHead(410).end(),
+      { env: { RECEIPTS_WEBHOOKS_LEASE_SECONDS: "1" }, messages: 5 },
+    );
+    await read(clients, "r0", [0]);
     await hooks.until(() => hooks.received.length >= 1);
     for (const readerId of readers) {
-      await clients.receipts.sendReceipts({
-        conversationId: "g0",
-        readerId,
-        messageIds: [messageOf("g0", 1)],
-      });
+      await read(clients, readerId, [1]);
     }
     await sleep(2_500);
     expect(hooks.received).toHaveLength(1);
@@ -276,17 +292,11 @@ describe("webhooks on the embedded store", () => {
   }, 30_000);
 
   it("keeps a delivery as failed after the retry period", async () => {
-    const hooks = await receiver();
-    hooks.answer = (_request, response) => void response.writeHead(500).end();
-    const t = tenant(hooks.url);
-    const server = await start([t], { RECEIPTS_WEBHOOKS_RETRY_PERIOD_SECONDS: "1" });
-    const clients = tenantClients(server.baseUrl, t.apiKey);
-    await seedGroups(clients, ["g0"], readers, 3);
-    await clients.receipts.sendReceipts({
-      conversationId: "g0",
-      readerId: "r0",
-      messageIds: [0, 1, 2].map((i) => messageOf("g0", i)),
-    });
+    const { hooks, t, server, clients } = await endpointWith(
+      (_request, response) => void response.writeHead(500).end(),
+      { env: { RECEIPTS_WEBHOOKS_RETRY_PERIOD_SECONDS: "1" }, messages: 3 },
+    );
+    await read(clients, "r0", [0, 1, 2]);
     await hooks.until(() => hooks.received.length >= 3, 10_000);
     await sleep(2_500);
     const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
