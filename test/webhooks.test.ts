@@ -242,6 +242,41 @@ describe("webhooks on the embedded store", () => {
     expect(new Set(g0.map((r) => r.headers["webhook-id"])).size).toBe(1);
   }, 30_000);
 
+  it("probes a failing endpoint one request at a time, and uses its concurrency again once it answers", async () => {
+    let inFlight = 0;
+    let firstAnswered = false;
+    let peakWhileFailing = 0;
+    let peakOnceHealthy = 0;
+    let healthy = false;
+    const { hooks, clients } = await endpointWith(
+      async (_request, response) => {
+        inFlight++;
+        if (firstAnswered && !healthy) peakWhileFailing = Math.max(peakWhileFailing, inFlight);
+        if (healthy) peakOnceHealthy = Math.max(peakOnceHealthy, inFlight);
+        await sleep(100);
+        inFlight--;
+        firstAnswered = true;
+        response.writeHead(healthy ? 204 : 503).end();
+      },
+      {
+        endpoint: { concurrency: 4, batchSize: 1 },
+        groups: ["g0", "g1", "g2", "g3"],
+        messages: 10,
+      },
+    );
+    await Promise.all(
+      ["g0", "g1", "g2", "g3"].map(async (groupId) => {
+        for (let i = 0; i < 10; i++) await read(clients, "r0", [i], groupId);
+      }),
+    );
+    await sleep(2_000);
+    expect(hooks.received.length).toBeGreaterThan(5);
+    expect(peakWhileFailing).toBe(1);
+    healthy = true;
+    await hooks.until(() => new Set(receiptKeys(hooks.events())).size >= 40, 20_000);
+    expect(peakOnceHealthy).toBeGreaterThan(1);
+  }, 40_000);
+
   it("honours Retry-After", async () => {
     const { hooks, clients } = await endpointWith(
       (_request, response) => {

@@ -89,6 +89,7 @@ export class EndpointDelivery {
   readonly #busy = new Set<string>();
   readonly #waiting: Batch[] = [];
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #replaysInFlight = new Set<string>();
   #undelivered = 0;
   #lastRead = "";
   #cursor = "";
@@ -257,14 +258,15 @@ export class EndpointDelivery {
     }
   }
 
-  readonly #replaysInFlight = new Set<string>();
-
   #dispatch(): void {
     const endpoint = this.#o.endpoint();
     if (endpoint === undefined || this.stopped) return;
     const now = this.#clock();
     this.#waiting.sort((a, b) => a.notBefore - b.notBefore);
-    while (this.#inFlight.size < endpoint.concurrency) {
+    // While its last attempt failed, an endpoint gets one request at a time: a receiver that is
+    // down is probed, not hammered by every waiting batch; the first success restores the rest.
+    const limit = this.#failing ? 1 : endpoint.concurrency;
+    while (this.#inFlight.size < limit) {
       const due = this.#waiting[0];
       if (due !== undefined && due.notBefore <= now) {
         this.#waiting.shift();

@@ -91,17 +91,16 @@ export class WebhookDispatcher {
     const running = this.#running.get(name);
     const now = Date.now();
     if (running !== undefined) {
-      let renewed = false;
+      let renewed: boolean;
       try {
         renewed = await this.#o.state.acquireLease(key, this.#owner, this.#o.leaseMs);
       } catch (error) {
         // Unreachable state: keep delivering while the lease we hold cannot have expired.
-        if (Date.now() < running.leaseUntil - this.#o.leaseMs / 3) return;
+        if (Date.now() >= running.leaseUntil - this.#o.leaseMs / 3) running.delivery.stop();
         throw error;
-      } finally {
-        if (renewed) running.leaseUntil = now + this.#o.leaseMs;
-        else if (Date.now() >= running.leaseUntil - this.#o.leaseMs / 3) running.delivery.stop();
       }
+      if (renewed) running.leaseUntil = now + this.#o.leaseMs;
+      else running.delivery.stop(); // another instance holds it now
       return;
     }
     const disabled = (await this.#o.state.disabledUrl(key)) === endpoint.url;
