@@ -158,7 +158,12 @@ export async function startApp(
   return {
     port,
     metrics: ops.metrics,
-    reloadTenants: () => access.registry.reload(),
+    async reloadTenants() {
+      const reloaded = await access.registry.reload();
+      // Endpoints added by the reload start now, not at the next lease tick.
+      if (reloaded) await webhooks?.tick();
+      return reloaded;
+    },
     async stop() {
       // Not ready first (health NOT_SERVING, /readyz 503, new calls UNAVAILABLE), streams end.
       ops.readiness.drain();

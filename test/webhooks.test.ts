@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
@@ -276,6 +278,52 @@ describe("webhooks on the embedded store", () => {
     await hooks.until(() => new Set(receiptKeys(hooks.events())).size >= 40, 20_000);
     expect(peakOnceHealthy).toBeGreaterThan(1);
   }, 40_000);
+
+  it("starts, changes and stops endpoints when the tenants file is reloaded", async () => {
+    const hooks = await receiver();
+    const [oldSecret, newSecret] = [newWebhookSecret(), newWebhookSecret()];
+    const t = tenant(hooks.url, { secrets: [oldSecret] });
+    const dir = mkdtempSync(join(tmpdir(), "receipts-hooks-file-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "tenants.json");
+    writeFileSync(file, tenantsJson([{ ...t, webhooks: [] }]));
+    const server = await startTestServer({
+      ...quickWebhooks,
+      RECEIPTS_TENANTS_FILE: file,
+      RECEIPTS_WEBHOOKS_LEASE_SECONDS: "1",
+    });
+    cleanups.push(() => server.stop());
+    const clients = tenantClients(server.baseUrl, t.apiKey);
+    await seedGroups(clients, ["g0"], readers, 3);
+    await read(clients, "r0", [0]);
+    await sleep(1_000);
+    expect(hooks.received).toHaveLength(0); // no endpoint yet
+
+    writeFileSync(file, tenantsJson([t]));
+    expect(await server.app.reloadTenants()).toBe(true);
+    await read(clients, "r1", [1]);
+    await hooks.until(() => hooks.received.length >= 1);
+    expect(receiptKeys(hooks.events())).toEqual([`g0/${messageOf("g0", 1)}/r1`]);
+
+    // Rotation: the new secret only, from the next delivery on.
+    writeFileSync(
+      file,
+      tenantsJson([{ ...t, webhooks: [{ ...t.webhooks[0], secrets: [newSecret] }] }]),
+    );
+    expect(await server.app.reloadTenants()).toBe(true);
+    await read(clients, "r2", [2]);
+    await hooks.until(() => hooks.received.length >= 2);
+    const rotated = hooks.received[1] as ReceivedWebhook;
+    expect(verifyWith(newSecret, rotated)).toBeTruthy();
+    expect(() => verifyWith(oldSecret, rotated)).toThrow();
+
+    writeFileSync(file, tenantsJson([{ ...t, webhooks: [] }]));
+    expect(await server.app.reloadTenants()).toBe(true);
+    await sleep(1_000);
+    await read(clients, "r3", [2]);
+    await sleep(1_500);
+    expect(hooks.received).toHaveLength(2);
+  }, 30_000);
 
   it("honours Retry-After", async () => {
     const { hooks, clients } = await endpointWith(

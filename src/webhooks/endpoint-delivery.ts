@@ -100,11 +100,29 @@ export class EndpointDelivery {
   #woken = false;
   #failing = false;
 
+  /**
+   * Resolves once the cursor is known: every change logged after that is delivered. A new
+   * endpoint starts at the log's head: it hears what happens from now on, not the log's
+   * whole retention.
+   */
+  readonly started: Promise<void>;
+
   constructor(options: EndpointDeliveryOptions) {
     this.#o = options;
     this.#clock = options.clock ?? Date.now;
     this.#windowSize = options.windowSize ?? 10_000;
     this.#pollMs = options.pollMs ?? 1_000;
+    this.started = this.#start();
+  }
+
+  async #start(): Promise<void> {
+    const { feed, key, state } = this.#o;
+    let cursor = await state.cursor(key);
+    if (cursor === undefined) {
+      cursor = await feed.head(key.tenant);
+      await this.#save(cursor);
+    }
+    this.#cursor = this.#savedCursor = this.#lastRead = cursor;
   }
 
   get stopped(): boolean {
@@ -113,14 +131,8 @@ export class EndpointDelivery {
 
   /** Delivers until stop(), a lost lease or a 410; resolves once everything in flight ended. */
   async run(): Promise<void> {
-    const { feed, key, state } = this.#o;
-    let cursor = await state.cursor(key);
-    if (cursor === undefined) {
-      // A new endpoint hears what happens from now on, not the log's whole retention.
-      cursor = await feed.head(key.tenant);
-      await this.#save(cursor);
-    }
-    this.#cursor = this.#savedCursor = this.#lastRead = cursor;
+    const { feed, key } = this.#o;
+    await this.started;
     const unlisten = feed.listen(key.tenant, this.#poke, this.#poke);
     try {
       while (!this.stopped) {

@@ -56,7 +56,11 @@ export class WebhookDispatcher {
     void this.tick();
   }
 
-  /** Takes, renews and releases leases to match the configuration; concurrent calls share one. */
+  /**
+   * Takes, renews and releases leases to match the configuration; concurrent calls share one.
+   * Resolves once every endpoint this instance took knows its cursor (after a reload, what is
+   * acknowledged from then on reaches the endpoints it added).
+   */
   tick(): Promise<void> {
     this.#ticking ??= this.#tickOnce()
       .catch((error: unknown) => this.#o.logger.warn({ err: error }, "webhooks: tick failed"))
@@ -130,6 +134,7 @@ export class WebhookDispatcher {
       delivery.stop();
     });
     this.#running.set(name, { delivery, done, leaseUntil: now + this.#o.leaseMs });
+    await delivery.started.catch(() => undefined); // a failure ends run(), logged there
     this.#o.logger.info(key, "webhooks: delivering for this endpoint");
   }
 
