@@ -6,6 +6,10 @@ const latencyBuckets = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 ];
 
+/** A gauge per webhook endpoint (tenant, endpoint). */
+const endpointGauge = (registry: Registry, name: string, help: string) =>
+  new Gauge({ name, help, labelNames: ["tenant", "endpoint"] as const, registers: [registry] });
+
 /**
  * Every metric of one app, in a registry of its own (not prom-client's
  * global one), so that several servers in one process never share series.
@@ -110,28 +114,25 @@ export class Metrics {
   });
 
   /** Age of the oldest change the endpoint has not had yet: how far its deliveries lag. */
-  readonly webhookLagSeconds = new Gauge({
-    name: "receipts_webhook_lag_seconds",
-    help: "Age of the oldest change of the log not yet delivered to the endpoint.",
-    labelNames: ["tenant", "endpoint"] as const,
-    registers: [this.registry],
-  });
+  readonly webhookLagSeconds = endpointGauge(
+    this.registry,
+    "receipts_webhook_lag_seconds",
+    "Age of the oldest change of the log not yet delivered to the endpoint.",
+  );
 
   /** 1 while the endpoint's last attempt failed, 0 once one succeeds. */
-  readonly webhookFailing = new Gauge({
-    name: "receipts_webhook_endpoint_failing",
-    help: "1 while the endpoint's latest delivery attempt failed.",
-    labelNames: ["tenant", "endpoint"] as const,
-    registers: [this.registry],
-  });
+  readonly webhookFailing = endpointGauge(
+    this.registry,
+    "receipts_webhook_endpoint_failing",
+    "1 while the endpoint's latest delivery attempt failed.",
+  );
 
   /** 1 when a 410 Gone disabled the endpoint. */
-  readonly webhookDisabled = new Gauge({
-    name: "receipts_webhook_endpoint_disabled",
-    help: "1 when the endpoint answered 410 Gone and is no longer called.",
-    labelNames: ["tenant", "endpoint"] as const,
-    registers: [this.registry],
-  });
+  readonly webhookDisabled = endpointGauge(
+    this.registry,
+    "receipts_webhook_endpoint_disabled",
+    "1 when the endpoint answered 410 Gone and is no longer called.",
+  );
 
   /** From a receipt's read_at to its delivery. */
   readonly webhookDeliverySeconds = new Histogram({
