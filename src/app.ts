@@ -21,6 +21,10 @@ import { RedisChangeFeed } from "./store/redis/redis-change-feed.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "./store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
+import type { WebhookStateStore } from "./store/webhook-state.js";
+import { metricsObserver } from "./webhooks/metrics-observer.js";
+import { openWebhookState } from "./webhooks/open-webhook-state.js";
+import { WebhookDispatcher } from "./webhooks/webhook-dispatcher.js";
 
 export interface Backend {
   readonly store: ReceiptStore;
@@ -29,6 +33,8 @@ export interface Backend {
   readonly probes?: readonly HealthProbe[];
   /** The metrics backend parts report into (the read-count cache); the app serves them. */
   readonly metrics?: Metrics;
+  /** Webhook leases, cursors and failures: beside the change log (SQLite or Redis). */
+  readonly webhookState?: WebhookStateStore;
 }
 
 /** Opens the configured backend. */
@@ -68,7 +74,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
           logger,
         })
       : new SqliteChangeFeed(db(), { retentionMs: config.watch.retentionMs });
-  return { store, feed, metrics };
+  return { store, feed, metrics, webhookState: openWebhookState(config, db, logger) };
 }
 
 export interface App {
@@ -120,6 +126,19 @@ export async function startApp(
   }).catch((error: unknown) => {
     throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
   });
+  const webhooks =
+    backend.webhookState === undefined
+      ? undefined
+      : new WebhookDispatcher({
+          feed: backend.feed,
+          state: backend.webhookState,
+          endpoints: () => access.registry.webhooks,
+          rules: config.tenants.webhookUrls,
+          ...config.webhooks,
+          observer: metricsObserver(ops.metrics),
+          logger: logger.child({ component: "webhooks" }),
+        });
+  webhooks?.start();
   const shutdown = new AbortController();
   const server: ReceiptServer = createReceiptServer(
     { receipts, membership, watcher, policy: access.policy, logger },
@@ -156,7 +175,12 @@ export async function startApp(
   return {
     port,
     metrics: ops.metrics,
-    reloadTenants: () => access.registry.reload(),
+    async reloadTenants() {
+      const reloaded = await access.registry.reload();
+      // Endpoints added by the reload start now, not at the next lease tick.
+      if (reloaded) await webhooks?.tick();
+      return reloaded;
+    },
     async stop() {
       // Not ready first (health NOT_SERVING, /readyz 503, new calls UNAVAILABLE), streams end.
       ops.readiness.drain();
@@ -174,6 +198,9 @@ export async function startApp(
       shutdown.abort(shuttingDown());
       // Publishes in flight finish; what they could not publish stays pending for the next start.
       await receipts.announcer.close();
+      // Leases released: another instance takes the endpoints over from their cursors at once.
+      await webhooks?.close();
+      await backend.webhookState?.close();
       await access.close();
       await backend.feed.close();
       await backend.store.close();

@@ -55,6 +55,17 @@ export interface Config {
     readonly file: string | undefined;
     readonly json: string | undefined;
     readonly pollIntervalMs: number;
+    /** RECEIPTS_WEBHOOKS_ALLOW_PRIVATE=1: webhook URLs may be http and reach private addresses. */
+    readonly webhookUrls: { readonly allowPrivate: boolean };
+  };
+  /** Webhook delivery (endpoints are per tenant, in the tenants file). */
+  readonly webhooks: {
+    /** How long a delivery is retried before it is kept as failed. */
+    readonly retryPeriodMs: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+    /** How long an instance's hold on an endpoint lasts unless renewed (takeover after a crash). */
+    readonly leaseMs: number;
   };
   /** Where request-rate buckets live: this process, or Redis (shared by every instance). */
   readonly rateLimiter: "embedded" | "redis";
@@ -182,6 +193,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       file: env.RECEIPTS_TENANTS_FILE || undefined,
       json: env.RECEIPTS_TENANTS || undefined,
       pollIntervalMs: integer("RECEIPTS_TENANTS_POLL_SECONDS", 5, 1, 3_600) * 1000,
+      webhookUrls: {
+        allowPrivate: oneOf("RECEIPTS_WEBHOOKS_ALLOW_PRIVATE", "0", ["0", "1"] as const) === "1",
+      },
+    },
+    webhooks: {
+      retryPeriodMs:
+        integer("RECEIPTS_WEBHOOKS_RETRY_PERIOD_SECONDS", 86_400, 1, 30 * 86_400) * 1000,
+      backoffBaseMs: integer("RECEIPTS_WEBHOOKS_BACKOFF_BASE_MS", 1_000, 1, 60_000),
+      backoffMaxMs: integer("RECEIPTS_WEBHOOKS_BACKOFF_MAX_SECONDS", 600, 1, 86_400) * 1000,
+      leaseMs: integer("RECEIPTS_WEBHOOKS_LEASE_SECONDS", 15, 1, 300) * 1000,
     },
     rateLimiter: oneOf(
       "RECEIPTS_RATE_LIMITER",

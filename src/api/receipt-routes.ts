@@ -174,7 +174,7 @@ function watchEventToProto(event: WatchEvent): WatchReceiptsResponse {
   });
 }
 
-function changeToProto(change: ReceiptChange): WatchReceiptsResponse["update"] {
+export function changeToProto(change: ReceiptChange): WatchReceiptsResponse["update"] {
   if (change.kind === "receipt") {
     return {
       case: "receipt",

@@ -2,6 +2,12 @@ import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { TenantSettings } from "../domain/access-policy.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
+import { urlProblem } from "../webhooks/url-policy.js";
+import {
+  type WebhookEndpoint,
+  type WebhookUrlRules,
+  webhooksSchema,
+} from "../webhooks/webhook-endpoint.js";
 
 /** A key that verifies user tokens: an HS256 secret, or a public key (PEM or JWK). */
 export type TokenKeyConfig =
@@ -30,6 +36,7 @@ export interface TenantConfig {
     | undefined;
   readonly settings: TenantSettings;
   readonly limits: TenantLimits;
+  readonly webhooks: readonly WebhookEndpoint[];
 }
 
 /** Tenant configuration that cannot be used; every problem is listed, never a secret. */
@@ -101,6 +108,7 @@ const tenantSchema = z
         streamsPerUser: z.int().min(1).max(10_000).default(defaultTenantLimits.streamsPerUser),
       })
       .prefault({}),
+    webhooks: webhooksSchema,
   })
   .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
     message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
@@ -115,7 +123,11 @@ export const sha256Hex = (text: string): string =>
  * Parses one source of tenants (the file, or RECEIPTS_TENANTS): `{"tenants": [...]}`.
  * Problems name the source and the path, e.g. `RECEIPTS_TENANTS: tenants[0].apiKeys[1]: ...`.
  */
-export function parseTenants(text: string, source: string): TenantConfig[] {
+export function parseTenants(
+  text: string,
+  source: string,
+  webhookUrls: WebhookUrlRules = { allowPrivate: false },
+): TenantConfig[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -128,6 +140,16 @@ export function parseTenants(text: string, source: string): TenantConfig[] {
       parsed.error.issues.map((issue) => `${source}: ${pathOf(issue.path)}: ${issue.message}`),
     );
   }
+  // The URL rules depend on the deployment (RECEIPTS_WEBHOOKS_ALLOW_PRIVATE), not on the file.
+  const refused = parsed.data.tenants.flatMap((t, i) =>
+    t.webhooks.flatMap((endpoint, j) => {
+      const problem = urlProblem(endpoint.url, webhookUrls);
+      return problem === undefined
+        ? []
+        : [`${source}: tenants[${i}].webhooks[${j}].url (endpoint ${endpoint.id}): ${problem}`];
+    }),
+  );
+  if (refused.length > 0) throw new TenantConfigError(refused);
   return parsed.data.tenants.map((t) => ({
     id: t.id,
     apiKeySha256: [...t.apiKeys.map(sha256Hex), ...t.apiKeySha256],
@@ -146,6 +168,7 @@ export function parseTenants(text: string, source: string): TenantConfig[] {
       readMembersOpenToMembers: t.readMembers.openToMembers,
     },
     limits: t.limits,
+    webhooks: t.webhooks,
   }));
 }
 

@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { defaultTenantSettings, type TenantSettings } from "../domain/access-policy.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
 import type { Logger } from "../logger.js";
+import type { WebhookEndpoint, WebhookUrlRules } from "../webhooks/webhook-endpoint.js";
 import {
   type CredentialIndex,
   importTenantCredentials,
@@ -24,11 +25,15 @@ export interface TenantSources {
   readonly json: string | undefined;
   /** How often the file's modification time is checked. */
   readonly pollIntervalMs: number;
+  /** RECEIPTS_WEBHOOKS_ALLOW_PRIVATE: what webhook URLs may point at. */
+  readonly webhookUrls?: WebhookUrlRules;
 }
 
 interface Snapshot {
   readonly tenants: ReadonlyMap<string, TenantConfig>;
   readonly credentials: CredentialIndex;
+  /** Each tenant's webhook endpoints (tenants without any left out). */
+  readonly webhooks: ReadonlyMap<string, readonly WebhookEndpoint[]>;
 }
 
 /**
@@ -64,6 +69,11 @@ export class TenantRegistry {
 
   get tenantIds(): readonly string[] {
     return [...this.#snapshot.tenants.keys()];
+  }
+
+  /** Every tenant's webhook endpoints, as of the last good configuration. */
+  get webhooks(): ReadonlyMap<string, readonly WebhookEndpoint[]> {
+    return this.#snapshot.webhooks;
   }
 
   get credentials(): CredentialIndex {
@@ -138,9 +148,11 @@ async function load(sources: TenantSources): Promise<Snapshot> {
         `RECEIPTS_TENANTS_FILE=${sources.file}: cannot be read (${code})`,
       ]);
     }
-    parsed.push(parseTenants(text, `RECEIPTS_TENANTS_FILE=${sources.file}`));
+    parsed.push(parseTenants(text, `RECEIPTS_TENANTS_FILE=${sources.file}`, sources.webhookUrls));
   }
-  if (sources.json !== undefined) parsed.push(parseTenants(sources.json, "RECEIPTS_TENANTS"));
+  if (sources.json !== undefined) {
+    parsed.push(parseTenants(sources.json, "RECEIPTS_TENANTS", sources.webhookUrls));
+  }
   const tenants = mergeTenants(parsed);
   const problems: string[] = [];
   const credentials: TenantCredentials[] = [];
@@ -155,5 +167,6 @@ async function load(sources: TenantSources): Promise<Snapshot> {
   return {
     tenants: new Map(tenants.map((t) => [t.id, t])),
     credentials: indexCredentials(credentials),
+    webhooks: new Map(tenants.filter((t) => t.webhooks.length > 0).map((t) => [t.id, t.webhooks])),
   };
 }

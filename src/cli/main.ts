@@ -16,6 +16,7 @@ import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
 import type { Output } from "./output.js";
 import { whoRead } from "./read-members-batch.js";
+import { webhooks } from "./webhook-commands.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -99,6 +100,12 @@ const commands: Record<string, Command> = {
     summary: "import FILE|- [--batch-size N]   (JSON lines, one TrackedMessage per line)",
     options: { "batch-size": text },
     run: importMessages,
+  },
+  webhooks: {
+    summary:
+      "webhooks failed|replay|enable|test --tenant ID [--endpoint ID] [--limit N] [WEBHOOK_ID...]   (run with the service's environment)",
+    options: { tenant: text, endpoint: text, limit: text },
+    run: webhooks,
   },
 };
 

@@ -6,6 +6,10 @@ const latencyBuckets = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 ];
 
+/** A gauge per webhook endpoint (tenant, endpoint). */
+const endpointGauge = (registry: Registry, name: string, help: string) =>
+  new Gauge({ name, help, labelNames: ["tenant", "endpoint"] as const, registers: [registry] });
+
 /**
  * Every metric of one app, in a registry of its own (not prom-client's
  * global one), so that several servers in one process never share series.
@@ -90,6 +94,51 @@ export class Metrics {
     name: "receipts_rate_limit_rejections_total",
     help: "Calls and connections refused by a limit (request_rate, calls_in_flight, connections_per_address, streams_per_address, request_body_time), by limit.",
     labelNames: ["limit"] as const,
+    registers: [this.registry],
+  });
+
+  /** Webhook events, by tenant, endpoint and result (delivered, failed after the retry period). */
+  readonly webhookEvents = new Counter({
+    name: "receipts_webhook_events_total",
+    help: "Webhook events delivered or given up as failed, by tenant, endpoint and result.",
+    labelNames: ["tenant", "endpoint", "result"] as const,
+    registers: [this.registry],
+  });
+
+  /** Webhook POSTs that failed and will be retried. */
+  readonly webhookRetries = new Counter({
+    name: "receipts_webhook_retries_total",
+    help: "Webhook delivery attempts that failed and are retried, by tenant and endpoint.",
+    labelNames: ["tenant", "endpoint"] as const,
+    registers: [this.registry],
+  });
+
+  /** Age of the oldest change the endpoint has not had yet: how far its deliveries lag. */
+  readonly webhookLagSeconds = endpointGauge(
+    this.registry,
+    "receipts_webhook_lag_seconds",
+    "Age of the oldest change of the log not yet delivered to the endpoint.",
+  );
+
+  /** 1 while the endpoint's last attempt failed, 0 once one succeeds. */
+  readonly webhookFailing = endpointGauge(
+    this.registry,
+    "receipts_webhook_endpoint_failing",
+    "1 while the endpoint's latest delivery attempt failed.",
+  );
+
+  /** 1 when a 410 Gone disabled the endpoint. */
+  readonly webhookDisabled = endpointGauge(
+    this.registry,
+    "receipts_webhook_endpoint_disabled",
+    "1 when the endpoint answered 410 Gone and is no longer called.",
+  );
+
+  /** From a receipt's read_at to its delivery. */
+  readonly webhookDeliverySeconds = new Histogram({
+    name: "receipts_webhook_delivery_seconds",
+    help: "Time from a receipt's acknowledgement to its webhook's delivery.",
+    buckets: latencyBuckets,
     registers: [this.registry],
   });
 

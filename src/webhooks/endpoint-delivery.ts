@@ -1,0 +1,466 @@
+import {
+  type WebhookEvent,
+  webhookBody,
+  webhookEventOf,
+  webhookId,
+} from "../api/webhook-payload.js";
+import { ChangeLogExpiredError } from "../domain/errors.js";
+import type { Logger } from "../logger.js";
+import type { ChangeFeed } from "../store/change-feed.js";
+import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../store/webhook-state.js";
+import { retryDelayMs } from "./retry-delay.js";
+import type { WebhookEndpoint } from "./webhook-endpoint.js";
+import type { SendOutcome, WebhookSender } from "./webhook-sender.js";
+import { signatureHeaders } from "./webhook-signature.js";
+
+/** What an endpoint's delivery reports, for metrics. */
+export interface DeliveryObserver {
+  delivered(key: EndpointKey, events: readonly WebhookEvent[], now: number): void;
+  retried(key: EndpointKey): void;
+  failed(key: EndpointKey, events: number): void;
+  disabled(key: EndpointKey, disabled: boolean): void;
+  failing(key: EndpointKey, failing: boolean): void;
+  lag(key: EndpointKey, seconds: number): void;
+}
+
+export interface EndpointDeliveryOptions {
+  readonly key: EndpointKey;
+  /** The endpoint as configured now: a reload changes secrets and limits between attempts. */
+  readonly endpoint: () => WebhookEndpoint | undefined;
+  readonly feed: ChangeFeed;
+  readonly state: WebhookStateStore;
+  readonly sender: WebhookSender;
+  /** This instance's lease owner id: cursor writes are refused once another owner holds it. */
+  readonly owner: string;
+  readonly retryPeriodMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly observer: DeliveryObserver;
+  readonly logger: Logger;
+  readonly clock?: () => number;
+  /** Events read ahead and not yet delivered, at most. */
+  readonly windowSize?: number;
+  /** Checks for new changes and replays at least this often, whatever wakes it. */
+  readonly pollMs?: number;
+}
+
+/** A change of the log read ahead of the cursor; done once delivered, given up or not wanted. */
+interface Entry {
+  readonly position: string;
+  /** When it happened or was read: what lag is measured from. */
+  readonly at: number;
+  done: boolean;
+}
+
+interface Batch {
+  readonly id: string;
+  readonly events: readonly WebhookEvent[];
+  readonly entries: readonly Entry[];
+  readonly conversations: readonly string[];
+  readonly body: string;
+  readonly replayOf?: FailedDelivery;
+  firstAttemptAt: number;
+  attempts: number;
+  notBefore: number;
+  lastError: string;
+}
+
+/**
+ * Delivers one tenant endpoint's events from the tenant's change log, while
+ * this instance holds the endpoint's lease. It reads ahead of its cursor,
+ * posts batches with at most `concurrency` requests in flight and never two
+ * batches of one conversation at once (so each conversation's events arrive
+ * in log order), retries each batch with backoff until the retry period
+ * ends, then keeps it as failed. The cursor moves to the last position before
+ * the oldest change not yet done, so a restart redelivers only what was in
+ * flight or ahead (the same webhook-ids for the same batches).
+ */
+export class EndpointDelivery {
+  readonly #o: EndpointDeliveryOptions;
+  readonly #clock: () => number;
+  readonly #windowSize: number;
+  readonly #pollMs: number;
+  readonly #stop = new AbortController();
+  readonly #window: Entry[] = [];
+  #windowStart = 0;
+  /** Queued events per conversation, in log order; a conversation's entry goes when it empties. */
+  readonly #queued = new Map<string, { event: WebhookEvent; entry: Entry }[]>();
+  /** Conversations with a batch in flight or waiting to be retried. */
+  readonly #busy = new Set<string>();
+  readonly #waiting: Batch[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #replaysInFlight = new Set<string>();
+  #undelivered = 0;
+  #lastRead = "";
+  #cursor = "";
+  #savedCursor = "";
+  #lastSaveAt = 0;
+  #lastReplayCheck = 0;
+  #wake: (() => void) | undefined;
+  #woken = false;
+  #failing = false;
+
+  /**
+   * Resolves once the cursor is known: every change logged after that is delivered. A new
+   * endpoint starts at the log's head: it hears what happens from now on, not the log's
+   * whole retention.
+   */
+  readonly started: Promise<void>;
+
+  constructor(options: EndpointDeliveryOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? Date.now;
+    this.#windowSize = options.windowSize ?? 10_000;
+    this.#pollMs = options.pollMs ?? 1_000;
+    this.started = this.#start();
+  }
+
+  async #start(): Promise<void> {
+    const { feed, key, state } = this.#o;
+    let cursor = await state.cursor(key);
+    if (cursor === undefined) {
+      cursor = await feed.head(key.tenant);
+      await this.#save(cursor);
+    }
+    this.#cursor = this.#savedCursor = this.#lastRead = cursor;
+  }
+
+  get stopped(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  /** Delivers until stop(), a lost lease or a 410; resolves once everything in flight ended. */
+  async run(): Promise<void> {
+    const { feed, key } = this.#o;
+    await this.started;
+    const unlisten = feed.listen(key.tenant, this.#poke, this.#poke);
+    try {
+      while (!this.stopped) {
+        await this.#readAhead();
+        await this.#startReplays();
+        this.#dispatch();
+        await this.#advanceCursor(false);
+        this.#o.observer.lag(key, this.#lagSeconds());
+        await this.#sleep(this.#nextWakeIn());
+      }
+    } finally {
+      unlisten();
+      await this.#settle();
+      await this.#advanceCursor(true).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Stops reading and posting; requests in flight are cut off (their events stay after the
+   * cursor, so whoever delivers next sends them again with the same ids).
+   */
+  stop(): void {
+    this.#stop.abort();
+    this.#poke();
+  }
+
+  readonly #poke = (): void => {
+    this.#woken = true;
+    this.#wake?.();
+  };
+
+  async #sleep(ms: number): Promise<void> {
+    if (this.#woken || this.stopped) {
+      this.#woken = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wake = undefined;
+    this.#woken = false;
+  }
+
+  #nextWakeIn(): number {
+    const now = this.#clock();
+    let next = this.#pollMs;
+    for (const batch of this.#waiting) next = Math.min(next, Math.max(0, batch.notBefore - now));
+    return next;
+  }
+
+  async #readAhead(): Promise<void> {
+    const { feed, key, logger } = this.#o;
+    const endpoint = this.#o.endpoint();
+    if (endpoint === undefined) return;
+    // Undelivered events are bounded by the window; delivered ones behind an old undelivered one
+    // (a conversation still retrying) cost a few bytes each, and are bounded ten times higher.
+    const room = Math.min(
+      this.#windowSize - this.#undelivered,
+      10 * this.#windowSize - (this.#window.length - this.#windowStart),
+    );
+    if (room <= 0) return;
+    let changes: Awaited<ReturnType<ChangeFeed["readAfter"]>>;
+    try {
+      changes = await feed.readAfter(key.tenant, this.#lastRead, Math.min(room, 1_000));
+    } catch (error) {
+      if (!(error instanceof ChangeLogExpiredError)) {
+        logger.warn({ err: error, ...key }, "webhooks: change log unreadable; retrying");
+        return;
+      }
+      // The log no longer holds what follows the cursor (delivery stopped for longer than the
+      // retention): continue from its head and say so; those changes cannot be delivered.
+      const head = await feed.head(key.tenant);
+      logger.error(
+        { ...key, cursor: this.#lastRead, head },
+        "webhooks: changes after the cursor expired from the change log before delivery",
+      );
+      this.#lastRead = head;
+      if (this.#windowStart === this.#window.length) this.#cursor = head;
+      return;
+    }
+    const now = this.#clock();
+    for (const positioned of changes) {
+      const event = webhookEventOf(key.tenant, positioned);
+      const { change } = positioned;
+      const entry: Entry = {
+        position: positioned.position,
+        at: change.kind === "receipt" ? Math.min(change.readAt, now) : now,
+        done: !endpoint.events.includes(event.type as never),
+      };
+      this.#window.push(entry);
+      this.#lastRead = positioned.position;
+      if (entry.done) continue;
+      this.#undelivered += 1;
+      let queue = this.#queued.get(event.conversationId);
+      if (queue === undefined) {
+        queue = [];
+        this.#queued.set(event.conversationId, queue);
+      }
+      queue.push({ event, entry });
+    }
+    if (changes.length > 0) this.#poke();
+  }
+
+  async #startReplays(): Promise<void> {
+    const now = this.#clock();
+    if (now - this.#lastReplayCheck < this.#pollMs) return;
+    this.#lastReplayCheck = now;
+    const replaying = new Set(
+      this.#waiting.flatMap((b) => (b.replayOf === undefined ? [] : [b.id])),
+    );
+    let replays: FailedDelivery[];
+    try {
+      replays = await this.#o.state.replays(this.#o.key, 100);
+    } catch {
+      return;
+    }
+    for (const failed of replays) {
+      if (replaying.has(failed.webhookId) || this.#replaysInFlight.has(failed.webhookId)) continue;
+      this.#waiting.push({
+        id: failed.webhookId,
+        events: [],
+        entries: [],
+        conversations: [],
+        body: failed.body,
+        replayOf: failed,
+        firstAttemptAt: now,
+        attempts: 0,
+        notBefore: now,
+        lastError: "",
+      });
+    }
+  }
+
+  #dispatch(): void {
+    const endpoint = this.#o.endpoint();
+    if (endpoint === undefined || this.stopped) return;
+    const now = this.#clock();
+    this.#waiting.sort((a, b) => a.notBefore - b.notBefore);
+    // While its last attempt failed, an endpoint gets one request at a time: a receiver that is
+    // down is probed, not hammered by every waiting batch; the first success restores the rest.
+    const limit = this.#failing ? 1 : endpoint.concurrency;
+    while (this.#inFlight.size < limit) {
+      const due = this.#waiting[0];
+      if (due !== undefined && due.notBefore <= now) {
+        this.#waiting.shift();
+        this.#post(due, endpoint);
+        continue;
+      }
+      const batch = this.#nextBatch(endpoint, now);
+      if (batch === undefined) return;
+      this.#post(batch, endpoint);
+    }
+  }
+
+  /** The oldest queued events of conversations not busy, up to the batch size. */
+  #nextBatch(endpoint: WebhookEndpoint, now: number): Batch | undefined {
+    const events: WebhookEvent[] = [];
+    const entries: Entry[] = [];
+    const conversations: string[] = [];
+    for (const [conversation, queue] of this.#queued) {
+      if (events.length >= endpoint.batchSize) break;
+      if (this.#busy.has(conversation)) continue;
+      const taken = queue.splice(0, endpoint.batchSize - events.length);
+      for (const { event, entry } of taken) {
+        events.push(event);
+        entries.push(entry);
+      }
+      conversations.push(conversation);
+      this.#busy.add(conversation);
+      if (queue.length === 0) this.#queued.delete(conversation);
+    }
+    if (events.length === 0) return undefined;
+    return {
+      id: webhookId(this.#o.key.endpoint, events),
+      events,
+      entries,
+      conversations,
+      body: webhookBody(this.#o.key.tenant, events),
+      firstAttemptAt: now,
+      attempts: 0,
+      notBefore: now,
+      lastError: "",
+    };
+  }
+
+  #post(batch: Batch, endpoint: WebhookEndpoint): void {
+    batch.attempts += 1;
+    if (batch.replayOf !== undefined) this.#replaysInFlight.add(batch.id);
+    const timestamp = Math.floor(this.#clock() / 1000);
+    const headers = signatureHeaders(batch.id, timestamp, batch.body, endpoint.secrets);
+    const work = this.#o.sender
+      .send(endpoint.url, headers, batch.body, {
+        timeoutMs: endpoint.timeoutMs,
+        concurrency: endpoint.concurrency,
+        signal: this.#stop.signal,
+      })
+      .then((outcome) => this.#settleBatch(batch, endpoint, outcome))
+      .catch((error: unknown) => {
+        this.#o.logger.error({ err: error, ...this.#o.key }, "webhooks: delivery step failed");
+        this.#retryLater(batch, undefined);
+      })
+      .finally(() => {
+        this.#inFlight.delete(work);
+        this.#replaysInFlight.delete(batch.id);
+        this.#poke();
+      });
+    this.#inFlight.add(work);
+  }
+
+  async #settleBatch(batch: Batch, endpoint: WebhookEndpoint, outcome: SendOutcome): Promise<void> {
+    const { key, observer, logger, state } = this.#o;
+    const now = this.#clock();
+    if (outcome.kind === "delivered") {
+      if (batch.replayOf !== undefined) await state.removeFailed(key, batch.id);
+      this.#finish(batch);
+      observer.delivered(key, batch.events, now);
+      this.#setFailing(false);
+      return;
+    }
+    if (outcome.kind === "gone") {
+      logger.warn(
+        { ...key, webhookId: batch.id, status: outcome.status },
+        "webhooks: endpoint answered 410 Gone; disabled until its URL changes or `receipts webhooks enable`",
+      );
+      await state.setDisabled(key, endpoint.url);
+      observer.disabled(key, true);
+      this.#retryLater(batch, undefined);
+      this.stop();
+      return;
+    }
+    if (this.stopped) {
+      this.#retryLater(batch, undefined);
+      return;
+    }
+    batch.lastError = outcome.reason;
+    this.#setFailing(true);
+    const givingUp = now - batch.firstAttemptAt >= this.#o.retryPeriodMs;
+    logger.warn(
+      {
+        ...key,
+        webhookId: batch.id,
+        attempt: batch.attempts,
+        reason: outcome.reason,
+        events: batch.events.length,
+        givingUp,
+      },
+      "webhooks: delivery attempt failed",
+    );
+    if (!givingUp) {
+      observer.retried(key);
+      this.#retryLater(batch, outcome.retryAfterMs);
+      return;
+    }
+    await state.addFailed({
+      webhookId: batch.id,
+      tenant: key.tenant,
+      endpoint: key.endpoint,
+      body: batch.body,
+      eventCount: batch.replayOf?.eventCount ?? batch.events.length,
+      firstAttemptAt: batch.replayOf?.firstAttemptAt ?? batch.firstAttemptAt,
+      failedAt: now,
+      attempts: (batch.replayOf?.attempts ?? 0) + batch.attempts,
+      lastError: outcome.reason,
+      replayRequested: false,
+    });
+    observer.failed(key, batch.replayOf?.eventCount ?? batch.events.length);
+    this.#finish(batch);
+  }
+
+  #retryLater(batch: Batch, retryAfterMs: number | undefined): void {
+    const now = this.#clock();
+    const backoff = retryDelayMs(batch.attempts, this.#o.backoffBaseMs, this.#o.backoffMaxMs);
+    // Retry-After is honoured even beyond the backoff cap, but never past the retry period.
+    const wait = Math.max(backoff, Math.min(retryAfterMs ?? 0, this.#o.retryPeriodMs));
+    batch.notBefore = now + wait;
+    this.#waiting.push(batch);
+  }
+
+  #finish(batch: Batch): void {
+    for (const entry of batch.entries) entry.done = true;
+    this.#undelivered -= batch.entries.length;
+    for (const conversation of batch.conversations) this.#busy.delete(conversation);
+  }
+
+  #setFailing(failing: boolean): void {
+    if (failing === this.#failing) return;
+    this.#failing = failing;
+    this.#o.observer.failing(this.#o.key, failing);
+  }
+
+  async #advanceCursor(force: boolean): Promise<void> {
+    while (this.#windowStart < this.#window.length) {
+      const entry = this.#window[this.#windowStart] as Entry;
+      if (!entry.done) break;
+      this.#cursor = entry.position;
+      this.#windowStart += 1;
+    }
+    if (this.#windowStart > 4_096) {
+      this.#window.splice(0, this.#windowStart);
+      this.#windowStart = 0;
+    }
+    const now = this.#clock();
+    if (this.#cursor === this.#savedCursor || (!force && now - this.#lastSaveAt < 200)) return;
+    await this.#save(this.#cursor);
+  }
+
+  async #save(position: string): Promise<void> {
+    const saved = await this.#o.state.saveCursor(this.#o.key, this.#o.owner, position);
+    this.#lastSaveAt = this.#clock();
+    if (!saved) {
+      this.#o.logger.warn(this.#o.key, "webhooks: lease lost; another instance delivers");
+      this.stop();
+      return;
+    }
+    this.#savedCursor = position;
+  }
+
+  #lagSeconds(): number {
+    const oldest = this.#window[this.#windowStart];
+    return oldest === undefined ? 0 : Math.max(0, (this.#clock() - oldest.at) / 1000);
+  }
+
+  /** Waits for requests in flight (stop() aborted them), then forgets what is left. */
+  async #settle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+  }
+}
