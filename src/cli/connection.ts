@@ -4,6 +4,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
+import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { usageError } from "./cli-error.js";
 
@@ -17,8 +18,13 @@ export interface ConnectionOptions {
   readonly token: string | undefined;
 }
 
-/** A client of the service at `url`, over the chosen protocol. */
-export function connect(options: ConnectionOptions): Client<typeof ReadReceiptService> {
+export interface Clients {
+  readonly receipts: Client<typeof ReadReceiptService>;
+  readonly membership: Client<typeof MembershipService>;
+}
+
+/** Clients of both services at `url`, over the chosen protocol. */
+export function connect(options: ConnectionOptions): Clients {
   let url: URL;
   try {
     url = new URL(options.url);
@@ -48,5 +54,8 @@ export function connect(options: ConnectionOptions): Client<typeof ReadReceiptSe
     default:
       transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
   }
-  return createClient(ReadReceiptService, transport);
+  return {
+    receipts: createClient(ReadReceiptService, transport),
+    membership: createClient(MembershipService, transport),
+  };
 }
