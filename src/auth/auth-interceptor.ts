@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { callerKey, tenantKey } from "../api/tenant-context.js";
+import { callerKey, noTenant, tenantKey } from "../api/tenant-context.js";
 import type { Logger } from "../logger.js";
 import {
   type CredentialIndex,
@@ -15,6 +15,8 @@ import {
 export function authInterceptor(credentials: () => CredentialIndex, logger: Logger): Interceptor {
   return (next) => async (request) => {
     const procedure = `${request.service.typeName}/${request.method.name}`;
+    // Until its credentials name one, the call has no tenant (its log line names none).
+    request.contextValues.set(tenantKey, noTenant);
     let verified: Verification;
     try {
       verified = await verifyCredentials(request.header.get("authorization"), credentials());
