@@ -49,6 +49,12 @@ describe("the receipts CLI against a running server", () => {
       );
     });
   const lines = (text: string) => text.split("\n").filter((line) => line !== "");
+  /** A command line refused before any call: exit 2, nothing on stdout, `message` on stderr. */
+  const refusedUsage = async (args: string[], message: string) => {
+    const run = await cli(args);
+    expect(run, args.join(" ")).toMatchObject({ code: 2, stdout: "" });
+    expect(run.stderr).toContain(message);
+  };
 
   beforeAll(async () => {
     build = buildService("cli");
@@ -231,20 +237,11 @@ describe("the receipts CLI against a running server", () => {
       "read by 0 of 1",
     );
 
-    const noUsers = await cli(["members", "add", "--group", "crew"]);
-    expect(noUsers).toMatchObject({ code: 2, stdout: "" });
-    expect(noUsers.stderr).toContain("give at least one user id");
-    const badTime = await cli([
-      "members",
-      "remove",
-      "--group",
-      "crew",
-      "ann",
-      "--left-at",
-      "later",
-    ]);
-    expect(badTime.code).toBe(2);
-    expect(badTime.stderr).toContain("--left-at later: not a time");
+    await refusedUsage(["members", "add", "--group", "crew"], "give at least one user id");
+    await refusedUsage(
+      ["members", "remove", "--group", "crew", "ann", "--left-at", "later"],
+      "--left-at later: not a time",
+    );
     const badGroup = await cli(["members", "add", "--group", "crew", "ann", "tab\there"]);
     expect(badGroup.code).toBe(1);
     expect(badGroup.stderr).toMatch(
@@ -253,7 +250,7 @@ describe("the receipts CLI against a running server", () => {
     const noSub = await cli(["members", "--conversation", "g", "--message", "m1"]);
     expect(noSub.code).toBe(2);
     expect(noSub.stderr).toContain("receipts readers --conversation ID --message ID");
-  });
+  }, 120_000);
 
   it("takes the options of every command before the command as well as after it", async () => {
     const before = await cli([
@@ -322,7 +319,7 @@ describe("the receipts CLI against a running server", () => {
     const bare = await cli([]);
     expect(bare.code).toBe(2);
     expect(bare.stderr).toContain("Usage: receipts");
-  });
+  }, 120_000);
 
   it("imports a JSON-lines file in batches, reporting progress on stderr; importing again changes nothing", async () => {
     const file = join(work, "messages.jsonl");
@@ -434,20 +431,11 @@ describe("the receipts CLI against a running server", () => {
     const unknown = await cli(["frobnicate"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command frobnicate");
-    const missing = await cli(["get", "m1"]);
-    expect(missing).toMatchObject({ code: 2, stdout: "" });
-    expect(missing.stderr).toContain("--conversation is required");
-    const badTime = await cli([
-      "mark-read",
-      "--conversation",
-      "g",
-      "--reader",
-      "u1",
-      "--up-to",
-      "soon",
-    ]);
-    expect(badTime.code).toBe(2);
-    expect(badTime.stderr).toContain("--up-to soon: not a time");
+    await refusedUsage(["get", "m1"], "--conversation is required");
+    await refusedUsage(
+      ["mark-read", "--conversation", "g", "--reader", "u1", "--up-to", "soon"],
+      "--up-to soon: not a time",
+    );
 
     const notFound = await cli(["get", "--conversation", "g", "m1", "nope"]);
     expect(notFound.code).toBe(1);

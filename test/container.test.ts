@@ -12,11 +12,11 @@ import {
   statSync,
   symlinkSync,
 } from "node:fs";
-import * as net from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildService, node, root } from "./support/built-service.js";
+import { freePort } from "./support/free-port.js";
 
 /**
  * There is no Docker engine here, so the image is replayed: the runtime layer's files are
@@ -63,14 +63,6 @@ function envOf(stage: Stage): Record<string, string> {
 
 const nobody = { uid: 65534, gid: 65534 };
 const lines = (text: string) => text.split("\n").filter((line) => line !== "");
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer().listen(0, "127.0.0.1");
-  await once(probe, "listening");
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 describe("the container image, replayed from the Dockerfile without Docker", () => {
   const stages = parseDockerfile(readFileSync(join(root, "Dockerfile"), "utf8"));
