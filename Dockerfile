@@ -10,6 +10,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY gen ./gen
 COPY src ./src
+# The CLI (dist/src/cli) is built on the client package's sources.
+COPY client ./client
 # tsc run by the image's Node, not through an npm script.
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 

@@ -89,7 +89,13 @@ export async function startApp(
   extraRoutes?: (router: ConnectRouter) => void,
 ): Promise<App> {
   const ops = createOperations({ ...backend, logger, maxCallMs: config.maxCallMs });
-  const receipts = new ReceiptService(ops);
+  const receipts = new ReceiptService({
+    ...ops,
+    onAnnounceError: (error, what) =>
+      // Not lost: the change stays in the store's outbox and the next sweep publishes it.
+      logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
+  });
+  receipts.announcer.start();
   const membership = new MembershipService(ops);
   const watcher = new ReceiptWatcher({ feed: ops.feed, ...config.watch });
   const access = await openAccessControl({
@@ -148,6 +154,8 @@ export async function startApp(
       await server.close(config.shutdownGraceMs);
       clearTimeout(cancel);
       shutdown.abort(shuttingDown());
+      // Publishes in flight finish; what they could not publish stays pending for the next start.
+      await receipts.announcer.close();
       await access.close();
       await backend.feed.close();
       await backend.store.close();

@@ -138,6 +138,8 @@ const rpcs = {
       { conversationId: "g", messageId: "m1", filter: ReadFilter.READ },
       o,
     ),
+  BatchGetReadMembers: (c, o) =>
+    c.receipts.batchGetReadMembers({ conversationId: "g", messageIds: ["m1"] }, o),
   WatchReceipts: (c, o) =>
     firstMessage((signal) =>
       c.receipts.watchReceipts({ conversationIds: ["g"] }, { ...o, signal }),
@@ -169,6 +171,7 @@ const beyondRights: Record<keyof typeof rpcs, [string, Call]> = {
         o,
       ),
   ],
+  BatchGetReadMembers: ["alice", rpcs.BatchGetReadMembers],
   WatchReceipts: [
     "alice",
     (c, o) =>
@@ -286,6 +289,13 @@ describe.each(Object.entries(transports))("through %s", (_name, makeTransport) =
       s,
     );
     expect(readers.members.map((m) => m.userId)).toContain("bob");
+    const batch = await c.receipts.batchGetReadMembers(
+      { conversationId: "g", messageIds: ["m1"] },
+      s,
+    );
+    expect(batch.messageReadMembers[0]?.readMembers.map((m) => m.userId)).toEqual(
+      readers.members.map((m) => m.userId),
+    );
     // An empty reader_id means the token's user.
     await c.receipts.markConversationRead({ conversationId: "d", readerId: "" }, alice);
     const c2c = await c.receipts.getReceipts({ conversationId: "d", messageIds: ["m2"] }, alice);

@@ -105,6 +105,7 @@ type Request =
   | { rpc: "mark"; conversationId: string; readerId: string }
   | { rpc: "get"; conversationId: string; messageIds: string[] }
   | { rpc: "list"; conversationId: string; messageId: string }
+  | { rpc: "batch"; conversationId: string; messageIds: string[] }
   | { rpc: "watch"; conversationIds: string[]; senderId: string }
   | { rpc: "membership" };
 
@@ -130,6 +131,7 @@ const requestArbitrary: fc.Arbitrary<Request> = fc.oneof(
     conversationId: conversation,
     messageId: fc.constantFrom("m0", "m1", "m2", "m3", "mx"),
   }),
+  fc.record({ rpc: fc.constant("batch" as const), conversationId: conversation, messageIds }),
   fc.record({
     rpc: fc.constant("watch" as const),
     conversationIds: fc.array(conversation, { maxLength: 3 }),
@@ -210,6 +212,17 @@ function expected(world: World, caller: Caller, request: Request): Outcome {
       }).length;
       return size > world.settings.maxGroupSizeForMemberLists ? "failed_precondition" : "allowed";
     }
+    case "batch": {
+      // ListReadMembers' rule for every message; the group size is the service's to check.
+      if (user === undefined) return "allowed";
+      const own = (id: string) => messageIn(request.conversationId, id)?.senderId === user;
+      if (request.messageIds.every(own)) return "allowed";
+      if (!belongs(user, request.conversationId, "now")) return "permission_denied";
+      if (request.messageIds.some((id) => !messageIn(request.conversationId, id))) {
+        return "not_found";
+      }
+      return world.settings.readMembersOpenToMembers ? "allowed" : "permission_denied";
+    }
     case "watch": {
       if (user === undefined) return "allowed";
       if (request.senderId !== "")
@@ -265,6 +278,9 @@ async function actual(
         break;
       case "list":
         await policy.authorizeListReadMembers(tenant, caller, request);
+        break;
+      case "batch":
+        await policy.authorizeBatchGetReadMembers(tenant, caller, request);
         break;
       case "watch":
         await policy.authorizeWatchReceipts(tenant, caller, request);

@@ -8,72 +8,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
-  FieldViolationSchema,
   ReadReceiptService,
   type WatchReceiptsResponse,
 } from "../gen/receipts/v1/receipts_pb.js";
 import { silentLogger } from "../src/logger.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
+import { fieldAtFault } from "./support/error-details.js";
 import { minutes, users } from "./support/fixtures.js";
 import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
+import { follow, readersOf } from "./support/watch-follower.js";
 
 type Receipts = Client<typeof ReadReceiptService>;
-type Update = WatchReceiptsResponse;
-
-const readersOf = (updates: readonly Update[]): string[] =>
-  updates.map((u) =>
-    u.update.case === "receipt" ? u.update.value.readerId : (u.update.case ?? ""),
-  );
-
-/** An open WatchReceipts stream read in the background, so that its consumer is never slow. */
-function follow(client: Receipts, request: Parameters<Receipts["watchReceipts"]>[0]) {
-  const abort = new AbortController();
-  const updates: Update[] = [];
-  let opened!: (resumeToken: string) => void;
-  let failed!: (error: unknown) => void;
-  /** Resolves with the opening heartbeat's resume token; rejects when the stream fails first. */
-  const heartbeat = new Promise<string>((resolve, reject) => {
-    opened = resolve;
-    failed = reject;
-  });
-  heartbeat.catch(() => undefined); // awaited only by some callers
-  let waiter: (() => void) | undefined;
-  const ended = (async () => {
-    try {
-      for await (const message of client.watchReceipts(request, { signal: abort.signal })) {
-        if (message.update.case === "heartbeat") opened(message.resumeToken);
-        else updates.push(message);
-        waiter?.();
-      }
-      return undefined;
-    } catch (error) {
-      failed(error);
-      return ConnectError.from(error);
-    } finally {
-      waiter?.();
-    }
-  })();
-  return {
-    updates,
-    heartbeat,
-    ended,
-    /** Resolves once `count` updates arrived (not counting heartbeats). */
-    async take(count: number, ms = 15_000): Promise<Update[]> {
-      const deadline = Date.now() + ms;
-      while (updates.length < count) {
-        if (Date.now() > deadline) throw new Error(`${updates.length} of ${count} updates arrived`);
-        await new Promise<void>((resolve) => {
-          waiter = resolve;
-          setTimeout(resolve, 100);
-        });
-      }
-      return updates.slice(0, count);
-    },
-    close: () => abort.abort(),
-  };
-}
 
 interface SharedStore {
   /** Environment that points every instance at the same store. */
@@ -215,7 +162,7 @@ function describeFanout(
         expect(readersOf(all.slice(0, 2))).toEqual([flood[0], flood[0]]);
         fast.close();
 
-        const received: Update[] = [];
+        const received: WatchReceiptsResponse[] = [];
         const error = await (async () => {
           try {
             for (let next = await slow.next(); !next.done; next = await slow.next()) {
@@ -280,10 +227,10 @@ function describeFanout(
         const expired = follow(throughB, { resumeToken: openedAt });
         const error = await expired.ended;
         expect(error?.code).toBe(Code.OutOfRange);
-        expect(error?.findDetails(FieldViolationSchema)[0]?.field).toBe("resume_token");
+        expect(fieldAtFault(error)).toBe("resume_token");
         const garbage = await follow(throughB, { resumeToken: "rt1:12" }).ended;
         expect(garbage?.code).toBe(Code.InvalidArgument);
-        expect(garbage?.findDetails(FieldViolationSchema)[0]?.field).toBe("resume_token");
+        expect(fieldAtFault(garbage)).toBe("resume_token");
       });
     }
 

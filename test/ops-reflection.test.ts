@@ -42,6 +42,7 @@ const apiMethods = [
   "receipts.v1.MembershipService/AddMembers",
   "receipts.v1.MembershipService/ListMembers",
   "receipts.v1.MembershipService/RemoveMembers",
+  "receipts.v1.ReadReceiptService/BatchGetReadMembers",
   "receipts.v1.ReadReceiptService/GetReceipts",
   "receipts.v1.ReadReceiptService/ListReadMembers",
   "receipts.v1.ReadReceiptService/MarkConversationRead",

@@ -1,9 +1,10 @@
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 
-describeReceiptContract("the embedded SQLite store", async () => {
+const openSqliteBackend = async () => {
   const db = openSqliteDatabase(":memory:");
   const store = new SqliteReceiptStore(db);
   const feed = new SqliteChangeFeed(db, { retentionMs: 86_400_000 });
@@ -15,4 +16,7 @@ describeReceiptContract("the embedded SQLite store", async () => {
       await store.close();
     },
   };
-});
+};
+
+describeReceiptContract("the embedded SQLite store", openSqliteBackend);
+describeReadMembersBatchContract("the embedded SQLite store", openSqliteBackend);

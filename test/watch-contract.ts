@@ -1,8 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { StoreUnavailableError } from "../src/domain/errors.js";
 import { MembershipService } from "../src/domain/membership-service.js";
+import type { ReceiptChange, TrackedMessage } from "../src/domain/model.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
 import {
+  encodeResumeToken,
   ReceiptWatcher,
   type WatchEvent,
   type WatcherOptions,
@@ -90,6 +93,7 @@ export function describeWatchContract(
       receipts = new ReceiptService(backend);
     });
     afterAll(async () => {
+      await receipts?.announcer.close();
       await backend?.close();
     });
     beforeEach(async () => {
@@ -195,11 +199,13 @@ export function describeWatchContract(
       await slow.first();
       await fast.first();
       const readers = users("r", 12);
-      const fastGot = fast.take(12);
-      for (const readerId of readers) await read("m1", readerId);
-      expect((await fastGot).map((e) => e.change.kind === "receipt" && e.change.readerId)).toEqual(
-        readers,
-      );
+      // The fast consumer reads each update as it comes (sending does not wait for the log).
+      const fastGot: Extract<WatchEvent, { kind: "change" }>[] = [];
+      for (const readerId of readers) {
+        await read("m1", readerId);
+        fastGot.push(...(await fast.take(1)));
+      }
+      expect(fastGot.map((e) => e.change.kind === "receipt" && e.change.readerId)).toEqual(readers);
       const error = await expectReceiptError(slow.take(12), "resource_exhausted");
       const token = error.meta?.["resume-token"];
       expect(token).toBeDefined();
@@ -237,7 +243,7 @@ export function describeWatchContract(
         "invalid_argument",
         "resume_token",
       );
-      const ahead = Buffer.from(`rt1:${backend.aheadPosition}`).toString("base64url");
+      const ahead = encodeResumeToken(tenant, backend.aheadPosition);
       await expectReceiptError(
         reader(watch(w, { resumeToken: ahead })).first(),
         "invalid_argument",
@@ -280,5 +286,155 @@ export function describeWatchContract(
       await expectReceiptError(reader(watch(w)).first(), "resource_exhausted");
       expect(w.openStreams).toBe(2);
     });
+
+    it("counts positions per tenant: another tenant's traffic moves neither heads nor heartbeat tokens", async () => {
+      const other = `t-${randomUUID()}`;
+      const w = watcher();
+      const before = await reader(watch(w)).first();
+      const head = await backend.feed.head(tenant);
+      await backend.feed.publish(
+        other,
+        users("r", 3).map((readerId, i) => horizonChange("g", readerId, i + 1)),
+      );
+      expect(await backend.feed.head(tenant)).toBe(head);
+      const after = await reader(watch(w)).first();
+      expect(after.resumeToken).toBe(before.resumeToken);
+    });
+
+    it("takes a token only in the tenant it was issued to, saying no more of it than of garbage", async () => {
+      const other = `t-${randomUUID()}`;
+      await backend.feed.publish(other, [horizonChange("g", "r000000", 1)]);
+      const abort = new AbortController();
+      aborts.push(abort);
+      const foreign = await reader(
+        watcher().watch(
+          other,
+          { conversationIds: [], senderId: "", resumeToken: "" },
+          abort.signal,
+        ),
+      ).first();
+      const refused = await expectReceiptError(
+        reader(watch(watcher(), { resumeToken: foreign.resumeToken })).first(),
+        "invalid_argument",
+        "resume_token",
+      );
+      const garbage = await expectReceiptError(
+        reader(watch(watcher(), { resumeToken: "garbage" })).first(),
+        "invalid_argument",
+        "resume_token",
+      );
+      expect(refused.message).toBe(garbage.message);
+      // Tokens of version 1 named positions shared by all tenants: answered as expired.
+      const version1 = Buffer.from("rt1:1").toString("base64url");
+      await expectReceiptError(
+        reader(watch(watcher(), { resumeToken: version1 })).first(),
+        "out_of_range",
+        "resume_token",
+      );
+    });
+
+    it("logs each receipt once and never lowers a message's count, whatever order publishes come in", async () => {
+      const message = groupMessage("m1", "g", "alice", minutes(1));
+      const receipt = (readerId: string, readCount: number): ReceiptChange => ({
+        kind: "receipt",
+        receipt: {
+          message: message as TrackedMessage,
+          readCount,
+          unreadCount: 31 - readCount,
+          receiverRead: false,
+        },
+        readerId,
+        readAt: minutes(5),
+      });
+      const head = await backend.feed.head(tenant);
+      // Two instances: r1's change (count 3) lands before r2's (count 2), then r1 is sent again.
+      await backend.feed.publish(tenant, [receipt("r1", 3)]);
+      await backend.feed.publish(tenant, [receipt("r2", 2), receipt("r1", 3)]);
+      const logged = await backend.feed.readAfter(tenant, head, 10);
+      expect(logged.map((p) => p.change)).toEqual([receipt("r1", 3), receipt("r2", 3)]);
+      // Once a receipt is withdrawn, the count may go down and the reader be logged again.
+      await backend.feed.forgetReceipts(tenant, [{ messageId: "m1", readerId: "r1" }]);
+      const again = await backend.feed.publish(tenant, [receipt("r1", 2)]);
+      expect(again.map((p) => p.change)).toEqual([receipt("r1", 2)]);
+    });
+
+    it("never moves a reader's horizon back along the log", async () => {
+      const head = await backend.feed.head(tenant);
+      await backend.feed.publish(tenant, [horizonChange("g", "r1", 5)]);
+      expect(await backend.feed.publish(tenant, [horizonChange("g", "r1", 3)])).toEqual([]);
+      expect(await backend.feed.publish(tenant, [horizonChange("g", "r1", 5)])).toEqual([]);
+      await backend.feed.publish(tenant, [
+        horizonChange("g", "r1", 7),
+        horizonChange("h", "r1", 1),
+      ]);
+      const logged = await backend.feed.readAfter(tenant, head, 10);
+      expect(logged.map((p) => p.change)).toEqual([
+        horizonChange("g", "r1", 5),
+        horizonChange("g", "r1", 7),
+        horizonChange("h", "r1", 1),
+      ]);
+    });
+
+    it("keeps a receipt acknowledged while the log cannot be written, and logs it once the log answers", async () => {
+      let down = true;
+      const failingFeed: ChangeFeed = Object.create(backend.feed, {
+        publish: {
+          value: (t: string, changes: readonly ReceiptChange[]) =>
+            down
+              ? Promise.reject(new StoreUnavailableError("the log is down"))
+              : backend.feed.publish(t, changes),
+        },
+      });
+      const errors: unknown[] = [];
+      const service = new ReceiptService({
+        store: backend.store,
+        feed: failingFeed,
+        onAnnounceError: (error) => errors.push(error),
+        announce: { graceMs: 0 },
+      });
+      const stream = reader(watch(watcher(), { conversationIds: ["g"] }));
+      await stream.first();
+      const [sent] = await service.sendReceipts(tenant, {
+        conversationId: "g",
+        readerId: "r000003",
+        messageIds: ["m1"],
+      });
+      expect(sent?.readCount).toBe(1);
+      await vi.waitFor(() => expect(errors).toHaveLength(1));
+      const pending = (await backend.store.pendingChanges(Date.now() + 1, 1_000)).filter(
+        (p) => p.tenant === tenant,
+      );
+      expect(pending).toMatchObject([{ kind: "receipt", messageId: "m1", readerId: "r000003" }]);
+
+      down = false;
+      expect(await service.announcer.sweep()).toBeGreaterThanOrEqual(1);
+      const [delivered] = await stream.take(1);
+      expect(delivered?.change).toMatchObject({
+        kind: "receipt",
+        readerId: "r000003",
+        receipt: { readCount: 1 },
+      });
+      const left = (await backend.store.pendingChanges(Date.now() + 1, 1_000)).filter(
+        (p) => p.tenant === tenant,
+      );
+      expect(left).toEqual([]);
+      // A second sweep finds nothing of it: announced once.
+      await service.announcer.sweep();
+      await read("m1", "r000004");
+      const [next] = await stream.take(1);
+      expect(next?.change).toMatchObject({ readerId: "r000004", receipt: { readCount: 2 } });
+      await service.announcer.close();
+    });
   });
 }
+
+const horizonChange = (
+  conversationId: string,
+  readerId: string,
+  readUpTo: number,
+): ReceiptChange => ({
+  kind: "horizon",
+  conversationId,
+  readerId,
+  readUpTo,
+});

@@ -5,10 +5,13 @@ import {
   type MessageReceipt,
   MessageReceiptSchema,
   ReadFilter,
+  type ReadMember,
+  ReadMemberSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
 import type {
   ConversationType as DomainConversationType,
   ReadFilter as DomainReadFilter,
+  ReadMember as DomainReadMember,
   MessageReceipt as DomainReceipt,
 } from "../domain/model.js";
 
@@ -62,5 +65,14 @@ export function receiptToProto(receipt: DomainReceipt): MessageReceipt {
     receiverId: message.receiverId,
     receiverRead: receipt.receiverRead,
     sentAt: timestampFromMs(message.sentAt),
+    receiverReadAt:
+      receipt.receiverReadAt === undefined ? undefined : timestampFromMs(receipt.receiverReadAt),
+  });
+}
+
+export function readMemberToProto(member: DomainReadMember): ReadMember {
+  return create(ReadMemberSchema, {
+    userId: member.userId,
+    readAt: member.readAt === undefined ? undefined : timestampFromMs(member.readAt),
   });
 }

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
+  BatchGetReadMembersResponseSchema,
   GetReceiptsResponseSchema,
   ListReadMembersResponseSchema,
   MarkConversationReadResponseSchema,
@@ -20,6 +21,7 @@ import {
   conversationTypeToDomain,
   msFromTimestamp,
   readFilterToDomain,
+  readMemberToProto,
   receiptToProto,
   timestampFromMsValue,
 } from "./convert.js";
@@ -83,12 +85,36 @@ export function receiptRoutes(
         context.signal,
       );
       return create(ListReadMembersResponseSchema, {
-        members: page.items.map((m) => ({
-          userId: m.userId,
-          readAt: m.readAt === undefined ? undefined : timestampFromMsValue(m.readAt),
-        })),
+        members: page.items.map(readMemberToProto),
         nextPageToken: page.nextPageToken,
         isFinished: page.nextPageToken === "",
+      });
+    },
+
+    async batchGetReadMembers(request, context) {
+      const { maxGroupSize } = await policy.authorizeBatchGetReadMembers(
+        tenantOf(context),
+        callerOf(context),
+        request,
+      );
+      const found = await receipts.batchGetReadMembers(
+        tenantOf(context),
+        {
+          conversationId: request.conversationId,
+          messageIds: request.messageIds,
+          pageSize: request.pageSize,
+          maxGroupSize,
+        },
+        context.signal,
+      );
+      return create(BatchGetReadMembersResponseSchema, {
+        messageReadMembers: found.map(({ receipt, read, unread }) => ({
+          receipt: receiptToProto(receipt),
+          readMembers: read.items.map(readMemberToProto),
+          readNextPageToken: read.nextPageToken,
+          unreadMembers: unread.items.map(readMemberToProto),
+          unreadNextPageToken: unread.nextPageToken,
+        })),
       });
     },
 

@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { FieldViolationSchema } from "../../gen/receipts/v1/receipts_pb.js";
+import { ReceiptsError } from "../../client/src/node.js";
 import { CliError, exitCodeFor, exitCodes, usageError } from "./cli-error.js";
 import {
   type CommandContext,
@@ -18,6 +16,7 @@ import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
 import { addMembers, listMembers, removeMembers } from "./membership-commands.js";
 import type { Output } from "./output.js";
+import { whoRead } from "./read-members-batch.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -84,6 +83,13 @@ const commands: Record<string, Command> = {
     options: { conversation: text, message: text, filter: text, ...paging },
     run: readers,
   },
+  "who-read": {
+    usage: "--conversation ID [--page-size N] MESSAGE_ID...",
+    summary: "Prints, for up to 50 messages, each receipt and the first page of who has read it.",
+    example: "receipts who-read --conversation team m1 m2",
+    options: { conversation: text, "page-size": text },
+    run: whoRead,
+  },
   "mark-read": {
     usage: "--conversation ID --reader ID [--up-to TIME]",
     summary: "Marks a conversation read for a reader, up to a time (default now).",
@@ -93,7 +99,8 @@ const commands: Record<string, Command> = {
   },
   watch: {
     usage: "[--conversation ID]... [--sender ID] [--resume-token T] [--limit N]",
-    summary: "Prints receipt updates as they happen, until Ctrl-C or --limit updates.",
+    summary:
+      "Prints receipt updates as they happen; reconnects and resumes until Ctrl-C or --limit updates.",
     example: "receipts watch --conversation team --limit 10",
     options: {
       conversation: { type: "string", multiple: true },
@@ -272,7 +279,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
         ? undefined
         : 30_000
       : wholeNumber("timeout", timeout, 1, 86_400) * 1000;
-  const clients = connect({
+  const service = connect({
     url: (options.url as string | undefined) ?? process.env.RECEIPTS_URL ?? "http://127.0.0.1:8080",
     protocol: protocol as Protocol,
     token:
@@ -287,8 +294,9 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
   try {
     await command.run(
       {
-        client: clients.receipts,
-        membership: clients.membership,
+        client: service.receipts,
+        membership: service.membership,
+        watch: service.watch,
         options,
         positionals: parsed.positionals,
         output: { ...output, json: options.json === true },
@@ -311,10 +319,9 @@ function report(error: unknown, output: Output, json: boolean): number {
     if (error.exitCode === exitCodes.usage && !json) output.err("Run receipts --help for usage.");
     return error.exitCode;
   }
-  const connectError = ConnectError.from(error);
-  const code = codeToString(connectError.code);
-  const field = connectError.findDetails(FieldViolationSchema)[0]?.field;
-  const resumeToken = connectError.metadata.get("resume-token") ?? undefined;
+  const connectError = ReceiptsError.from(error);
+  const code = connectError.codeName;
+  const { field, resumeToken } = connectError;
   if (json) {
     output.err(
       JSON.stringify({ error: { code, message: connectError.rawMessage, field, resumeToken } }),

@@ -1,5 +1,5 @@
 import type { Conversation, ReceiptStore } from "../store/receipt-store.js";
-import { ReceiptError } from "./errors.js";
+import { memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { ConversationType } from "./model.js";
 import { optionalId, requireId, requireIdList } from "./validate.js";
@@ -170,12 +170,53 @@ export class AccessPolicy {
       inConversation.sentAt,
     );
     if (size > settings.maxGroupSizeForMemberLists) {
+      throw memberListsWithheld(size, settings.maxGroupSizeForMemberLists, "message_id");
+    }
+  }
+
+  /**
+   * BatchGetReadMembers: for every message what ListReadMembers asks. Returns the tenant's
+   * largest group with member lists, which the service checks per message with the group
+   * sizes it reads for the counts anyway.
+   */
+  async authorizeBatchGetReadMembers(
+    tenant: string,
+    caller: Caller,
+    request: { conversationId: string; messageIds: readonly string[] },
+  ): Promise<{ readonly maxGroupSize: number }> {
+    const settings = this.#settingsOf(tenant);
+    const grant = { maxGroupSize: settings.maxGroupSizeForMemberLists };
+    if (caller.kind === "service") return grant;
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const ids = requireIdList(
+      "message_ids",
+      request.messageIds,
+      limits.maxIdsPerBatchGetReadMembers,
+    );
+    const found = await this.#store.getMessages(tenant, ids);
+    const sentByCaller = (id: string): boolean => {
+      const message = found.get(id);
+      return message?.conversationId === conversationId && message.senderId === caller.userId;
+    };
+    if (ids.every(sentByCaller)) return grant;
+    const conversation = await this.#store.getConversation(tenant, conversationId);
+    if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
+      throw notYours("conversation_id");
+    }
+    for (const [i, id] of ids.entries()) {
+      if (found.get(id)?.conversationId !== conversationId) {
+        throw notTracked(id, conversationId, `message_ids[${i}]`);
+      }
+    }
+    const othersMessage = ids.findIndex((id) => !sentByCaller(id));
+    if (!settings.readMembersOpenToMembers && othersMessage >= 0) {
       throw new ReceiptError(
-        "failed_precondition",
-        `the group had ${size} members when the message was sent; member lists are kept for groups of up to ${settings.maxGroupSizeForMemberLists} (use GetReceipts for the counts)`,
-        "message_id",
+        "permission_denied",
+        "only the sender may list who has read a message",
+        `message_ids[${othersMessage}]`,
       );
     }
+    return grant;
   }
 
   async authorizeWatchReceipts(

@@ -4,6 +4,14 @@ import type { MessageReceipt, TrackedMessage } from "./model.js";
 /** Audience sizes already asked for within one call, by message id. */
 export type AudienceSizes = Map<string, Promise<number>>;
 
+export interface AudienceMeasure {
+  /** Group: members at sent_at, the sender included if a member. C2C: the pair. */
+  readonly memberCount: number;
+  readonly audienceSize: number;
+}
+
+const c2cMeasure: Promise<AudienceMeasure> = Promise.resolve({ memberCount: 2, audienceSize: 1 });
+
 /**
  * Who a message's audience is: for C2C its receiver; for a group the members
  * at its sent_at, minus the sender. Never a copied member list: answered from
@@ -54,39 +62,65 @@ export class Audience {
         messages.filter((m) => !known.has(m.messageId)).map((m) => [m.messageId, m]),
       ).values(),
     ];
-    for (const [groupId, group] of Map.groupBy(unknown, (m) =>
-      m.conversationType === "c2c" ? undefined : m.conversationId,
-    )) {
-      if (groupId === undefined) {
-        for (const message of group) known.set(message.messageId, Promise.resolve(1));
-        continue;
-      }
-      const asked = this.store.membershipAt(
-        tenant,
-        groupId,
-        group.map((m) => ({ userId: m.senderId, at: m.sentAt })),
+    const measured = this.#measure(tenant, unknown);
+    unknown.forEach((message, i) => {
+      known.set(
+        message.messageId,
+        (measured[i] as Promise<AudienceMeasure>).then((m) => m.audienceSize),
       );
-      group.forEach((message, i) => {
-        known.set(
-          message.messageId,
-          asked.then((answers) => {
-            const { memberCount, wasMember } = answers[i] as MembershipAt;
-            return memberCount - (wasMember ? 1 : 0);
-          }),
-        );
-      });
-    }
+    });
     return Promise.all(messages.map((m) => known.get(m.messageId) as Promise<number>));
   }
 
-  /** The receipt state of a message given its exact read count. */
-  describe(message: TrackedMessage, readCount: number, audienceSize: number): MessageReceipt {
+  /** Each message's group size at its sent_at and audience size, asked once per group. */
+  measure(tenant: string, messages: readonly TrackedMessage[]): Promise<AudienceMeasure[]> {
+    return Promise.all(this.#measure(tenant, messages));
+  }
+
+  #measure(tenant: string, messages: readonly TrackedMessage[]): Promise<AudienceMeasure>[] {
+    const result: Promise<AudienceMeasure>[] = messages.map(() => c2cMeasure);
+    const byGroup = Map.groupBy(
+      messages.flatMap((m, i) => (m.conversationType === "group" ? [i] : [])),
+      (i) => (messages[i] as TrackedMessage).conversationId,
+    );
+    for (const [groupId, indexes] of byGroup) {
+      const asked = this.store.membershipAt(
+        tenant,
+        groupId,
+        indexes.map((i) => {
+          const message = messages[i] as TrackedMessage;
+          return { userId: message.senderId, at: message.sentAt };
+        }),
+      );
+      indexes.forEach((messageIndex, k) => {
+        result[messageIndex] = asked.then((answers) => {
+          const { memberCount, wasMember } = answers[k] as MembershipAt;
+          return { memberCount, audienceSize: memberCount - (wasMember ? 1 : 0) };
+        });
+      });
+    }
+    return result;
+  }
+
+  /**
+   * The receipt state of a message given its exact read count and, for C2C,
+   * the receiver's read time when known.
+   */
+  describe(
+    message: TrackedMessage,
+    readCount: number,
+    audienceSize: number,
+    receiverReadAt?: number,
+  ): MessageReceipt {
+    const receiverRead = message.conversationType === "c2c" && readCount > 0;
     return {
       message,
       readCount,
       // A reader stays counted until its receipt is deleted; never report a negative.
       unreadCount: Math.max(audienceSize - readCount, 0),
-      receiverRead: message.conversationType === "c2c" && readCount > 0,
+      receiverRead,
+      // Private reads (not yet a setting) will leave this unset for everyone but the receiver.
+      ...(receiverRead && receiverReadAt !== undefined ? { receiverReadAt } : {}),
     };
   }
 }

@@ -32,7 +32,20 @@ export class ReceiptError extends Error {
 export const invalidArgument = (field: string, message: string): ReceiptError =>
   new ReceiptError("invalid_argument", message, field);
 
+/** A group message above the tenant's readMembers.maxGroupSize: counts only, no member lists. */
+export const memberListsWithheld = (size: number, max: number, field: string): ReceiptError =>
+  new ReceiptError(
+    "failed_precondition",
+    `the group had ${size} members when the message was sent; member lists are kept for groups of up to ${max} (use GetReceipts for the counts)`,
+    field,
+  );
+
 /** A store that cannot be reached: nothing was recorded, the caller may retry. */
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
+}
+
+/** The change log no longer holds every change after a position (trimmed by retention). */
+export class ChangeLogExpiredError extends Error {
+  override readonly name = "ChangeLogExpiredError";
 }

@@ -1,6 +1,7 @@
 /** Bounds on one request; the floors, kept in one place. */
 export const limits = {
   maxIdsPerReceiptCall: 100,
+  maxIdsPerBatchGetReadMembers: 50,
   maxMessagesPerTrackCall: 1_000,
   maxUsersPerMembershipCall: 1_000,
   maxConversationsPerWatch: 100,

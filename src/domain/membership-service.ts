@@ -1,3 +1,4 @@
+import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
 import { ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
@@ -13,10 +14,12 @@ import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
  */
 export class MembershipService {
   readonly #store: ReceiptStore;
+  readonly #feed: ChangeFeed | undefined;
   readonly #clock: () => number;
 
-  constructor(deps: { store: ReceiptStore; clock?: () => number }) {
+  constructor(deps: { store: ReceiptStore; feed?: ChangeFeed; clock?: () => number }) {
     this.#store = deps.store;
+    this.#feed = deps.feed;
     this.#clock = deps.clock ?? Date.now;
   }
 
@@ -80,7 +83,19 @@ export class MembershipService {
     }
     if (leaving.length === 0) return { removedCount: 0 };
     await this.#store.closeMemberships(tenant, groupId, leaving, at);
-    for (const userId of leaving) await this.#store.deleteReceiptsFrom(tenant, groupId, userId, at);
+    for (const userId of leaving) {
+      const withdrawn = await this.#store.deleteReceiptsFrom(tenant, groupId, userId, at);
+      // Counts of those messages go down: the change log must not hold them up at the old ones.
+      // Best effort: the removal is stored, and a retry would find nothing left to withdraw.
+      // Unreachable, the log keeps announcing those messages' old highest count until their
+      // count passes it again or the retention window ends (docs/streaming.md).
+      await this.#feed
+        ?.forgetReceipts(
+          tenant,
+          withdrawn.map((messageId) => ({ messageId, readerId: userId })),
+        )
+        .catch(() => undefined);
+    }
     return { removedCount: leaving.length };
   }
 

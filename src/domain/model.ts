@@ -18,6 +18,11 @@ export interface MessageReceipt {
   readonly unreadCount: number;
   /** C2C only: whether the receiver has read the message. */
   readonly receiverRead: boolean;
+  /**
+   * C2C only, when read: the time of the receiver's read (its receipt's read_at).
+   * Private reads, once they exist, leave it unset for everyone but the receiver.
+   */
+  readonly receiverReadAt?: number;
 }
 
 export interface ReadMember {
@@ -27,6 +32,13 @@ export interface ReadMember {
 }
 
 export type ReadFilter = "read" | "unread";
+
+/** One message's receipt with the first page of each side of its audience (BatchGetReadMembers). */
+export interface MessageReadMembers {
+  readonly receipt: MessageReceipt;
+  readonly read: Page<ReadMember>;
+  readonly unread: Page<ReadMember>;
+}
 
 export interface Page<T> {
   readonly items: readonly T[];
@@ -69,4 +81,61 @@ export function sameTrackedMessage(a: TrackedMessage, b: TrackedMessage): boolea
     a.sentAt === b.sentAt &&
     a.receiverId === b.receiverId
   );
+}
+
+/**
+ * A change the store keeps (the outbox) from the moment it stores the fact
+ * until the change log has it: a receipt's or a horizon's identity, enough
+ * to describe it again after a crash or a feed outage.
+ */
+export type PendingChange =
+  | {
+      readonly kind: "receipt";
+      readonly tenant: string;
+      readonly conversationId: string;
+      readonly messageId: string;
+      readonly readerId: string;
+      readonly readAt: number;
+    }
+  | {
+      readonly kind: "horizon";
+      readonly tenant: string;
+      readonly conversationId: string;
+      readonly readerId: string;
+      readonly readUpTo: number;
+      /** When the horizon moved: the outbox entry's time. */
+      readonly at: number;
+    };
+
+/** The pending change of a reader's first receipt for a message. */
+export function pendingReceipt(
+  tenant: string,
+  readerId: string,
+  message: TrackedMessage,
+  readAt: number,
+): PendingChange {
+  const { conversationId, messageId } = message;
+  return { kind: "receipt", tenant, conversationId, messageId, readerId, readAt };
+}
+
+/**
+ * The receipt change with a higher read count than it was published with: its audience (read +
+ * unread) stays what it was, so unread goes down by as much.
+ */
+export function withReadCount(
+  change: Extract<ReceiptChange, { kind: "receipt" }>,
+  readCount: number,
+): ReceiptChange {
+  const { receipt } = change;
+  if (readCount === receipt.readCount) return change;
+  const audience = receipt.readCount + receipt.unreadCount;
+  return {
+    ...change,
+    receipt: {
+      ...receipt,
+      readCount,
+      unreadCount: Math.max(0, audience - readCount),
+      receiverRead: receipt.message.conversationType === "c2c" ? readCount > 0 : false,
+    },
+  };
 }

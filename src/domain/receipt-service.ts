@@ -1,19 +1,24 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
-import { Audience, type AudienceSizes } from "./audience.js";
-import { invalidArgument, ReceiptError } from "./errors.js";
+import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
+import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
+import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import {
   type ConversationType,
+  type MessageReadMembers,
   type MessageReceipt,
   type Page,
+  type PendingChange,
+  pendingReceipt,
   type ReadFilter,
   type ReadMember,
   type ReceiptChange,
   sameTrackedMessage,
   type TrackedMessage,
 } from "./model.js";
-import { decodePageToken, encodePageToken } from "./page-token.js";
+import { decodePageToken } from "./page-token.js";
+import { firstPages, firstPagesToRead, pageOf, readMembersScope } from "./read-member-pages.js";
 import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
 export interface TrackedMessageInput {
@@ -29,6 +34,10 @@ export interface ReceiptServiceDeps {
   readonly store: ReceiptStore;
   readonly feed: ChangeFeed;
   readonly clock?: () => number;
+  /** Told when a change could not be published now (it stays pending and is swept later). */
+  readonly onAnnounceError?: (error: unknown, what: string) => void;
+  /** The outbox sweep's timing (see ChangeAnnouncer). */
+  readonly announce?: { readonly graceMs?: number; readonly sweepMs?: number };
 }
 
 /** How many messages MarkConversationRead materialises per store round trip. */
@@ -40,15 +49,23 @@ const markBatchSize = 500;
  */
 export class ReceiptService {
   readonly #store: ReceiptStore;
-  readonly #feed: ChangeFeed;
   readonly #clock: () => number;
   readonly #audience: Audience;
+  /** Gets every stored change into the change log; its sweep is started by the app. */
+  readonly announcer: ChangeAnnouncer;
 
   constructor(deps: ReceiptServiceDeps) {
     this.#store = deps.store;
-    this.#feed = deps.feed;
     this.#clock = deps.clock ?? Date.now;
     this.#audience = new Audience(deps.store);
+    this.announcer = new ChangeAnnouncer({
+      store: deps.store,
+      feed: deps.feed,
+      clock: this.#clock,
+      describe: (tenant, pending) => this.#describePending(tenant, pending),
+      onError: deps.onAnnounceError,
+      ...deps.announce,
+    });
   }
 
   async trackMessages(
@@ -131,16 +148,31 @@ export class ReceiptService {
     const sizes: AudienceSizes = new Map();
     const sized = this.#audience.sizes(tenant, messages, sizes);
     sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
-    const recorded = await this.#record(tenant, readerId, acknowledged, sizes);
+    const readAt = this.#clock();
+    const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
     const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
-    // Only the reader's own messages were not recorded, so not counted yet.
-    const own = unique.filter((m) => !counts.has(m.messageId));
-    if (own.length > 0) {
-      for (const [id, count] of await this.#store.readCounts(tenant, own)) counts.set(id, count);
+    const readTimes = new Map(
+      recorded.flatMap((r) => (r.inserted ? [[r.messageId, readAt] as const] : [])),
+    );
+    // Not counted yet: the reader's own messages. Read before this call: C2C messages that
+    // keep the time of that read.
+    const unknown = unique.filter(
+      (m) =>
+        !counts.has(m.messageId) || (m.conversationType === "c2c" && !readTimes.has(m.messageId)),
+    );
+    if (unknown.length > 0) {
+      const state = await this.#readState(tenant, unknown);
+      for (const [id, count] of state.counts) if (!counts.has(id)) counts.set(id, count);
+      for (const [id, at] of state.readTimes) readTimes.set(id, at);
     }
     const audienceSizes = await sized;
     return messages.map((m, i) =>
-      this.#audience.describe(m, counts.get(m.messageId) ?? 0, audienceSizes[i] as number),
+      this.#audience.describe(
+        m,
+        counts.get(m.messageId) ?? 0,
+        audienceSizes[i] as number,
+        readTimes.get(m.messageId),
+      ),
     );
   }
 
@@ -173,7 +205,7 @@ export class ReceiptService {
       throw invalidArgument("filter", "must be READ_FILTER_READ or READ_FILTER_UNREAD");
     }
     const size = pageSize(request.pageSize);
-    const scope = `read-members/${messageId}/${filter}`;
+    const scope = readMembersScope(messageId, filter);
     const after = decodePageToken("page_token", request.pageToken, scope);
     const [message] = await this.#messagesOf(tenant, conversationId, [messageId], "message_id");
     if (message === undefined) throw new Error("unreachable: #messagesOf returns every id");
@@ -184,11 +216,58 @@ export class ReceiptService {
       filter === "read"
         ? await this.#store.listReaders(tenant, message, after, size + 1)
         : await this.#unreadMembers(tenant, message, after, size + 1);
-    const items = rows.slice(0, size);
-    const last = items.at(-1);
-    const nextPageToken =
-      rows.length > size && last !== undefined ? encodePageToken(scope, last.userId) : "";
-    return { items, nextPageToken };
+    return pageOf(rows, size, scope);
+  }
+
+  /**
+   * Each message's receipt and the first page of both sides of its audience,
+   * as GetReceipts and ListReadMembers would answer them. Reads the counts,
+   * then only the pages that are not known to be empty from them: one page of
+   * at most `pageSize + 1` members per side and group message, none for C2C
+   * (its receiver's read time comes with the counts).
+   */
+  async batchGetReadMembers(
+    tenant: string,
+    request: {
+      conversationId: string;
+      messageIds: readonly string[];
+      pageSize: number;
+      /** The tenant's largest group with member lists (readMembers.maxGroupSize). */
+      maxGroupSize: number;
+    },
+    signal?: AbortSignal,
+  ): Promise<MessageReadMembers[]> {
+    const conversationId = requireId("conversation_id", request.conversationId);
+    const ids = requireIdList(
+      "message_ids",
+      request.messageIds,
+      limits.maxIdsPerBatchGetReadMembers,
+    );
+    const size = pageSize(request.pageSize);
+    const messages = await this.#messagesOf(tenant, conversationId, ids);
+    const measures = await this.#audience.measure(tenant, messages);
+    for (const [i, message] of messages.entries()) {
+      const { memberCount } = measures[i] as AudienceMeasure;
+      if (message.conversationType === "group" && memberCount > request.maxGroupSize) {
+        throw memberListsWithheld(memberCount, request.maxGroupSize, `message_ids[${i}]`);
+      }
+    }
+    signal?.throwIfAborted();
+    const { counts, readTimes } = await this.#readState(tenant, messages);
+    const receipts = messages.map((m, i) =>
+      this.#audience.describe(
+        m,
+        counts.get(m.messageId) ?? 0,
+        (measures[i] as AudienceMeasure).audienceSize,
+        readTimes.get(m.messageId),
+      ),
+    );
+
+    const read = firstPagesToRead(receipts);
+    signal?.throwIfAborted();
+    // One extra row per page tells whether another page follows.
+    const rows = await this.#store.listFirstPages(tenant, read, size + 1);
+    return firstPages(receipts, read, rows, size);
   }
 
   async markConversationRead(
@@ -227,6 +306,8 @@ export class ReceiptService {
           tenant,
           readerId,
           mine.filter((_, i) => included[i]),
+          undefined,
+          now,
         );
         markedCount += recorded.filter((r) => r.inserted).length;
         if (batch.length < markBatchSize) break;
@@ -234,24 +315,28 @@ export class ReceiptService {
       }
     }
     signal?.throwIfAborted();
-    const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo);
+    const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo, now);
     if (horizon.current !== horizon.previous) {
-      await this.#feed.publish(tenant, [
-        { kind: "horizon", conversationId, readerId, readUpTo: horizon.current },
-      ]);
+      const readUpTo = horizon.current;
+      await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now);
+      this.announcer.announce(
+        tenant,
+        [{ kind: "horizon", conversationId, readerId, readUpTo }],
+        [{ kind: "horizon", tenant, conversationId, readerId, readUpTo, at: now }],
+      );
     }
     return { readUpTo: horizon.current, markedCount };
   }
 
-  /** Records receipts and publishes the new ones; says of each whether it was new, and its count. */
+  /** Records receipts and announces the new ones; says of each whether it was new, and its count. */
   async #record(
     tenant: string,
     readerId: string,
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
+    readAt = this.#clock(),
   ): Promise<RecordedReceipt[]> {
     if (messages.length === 0) return [];
-    const readAt = this.#clock();
     const recorded = await this.#store.insertReceipts(
       tenant,
       readerId,
@@ -267,12 +352,81 @@ export class ReceiptService {
     );
     const changes: ReceiptChange[] = fresh.map(({ outcome, message }, i) => ({
       kind: "receipt",
-      receipt: this.#audience.describe(message, outcome.readCount, audienceSizes[i] as number),
+      // A C2C receipt is the receiver's (a sender's own is never recorded).
+      receipt: this.#audience.describe(
+        message,
+        outcome.readCount,
+        audienceSizes[i] as number,
+        readAt,
+      ),
       readerId,
       readAt,
     }));
-    await this.#feed.publish(tenant, changes);
+    this.announcer.announce(
+      tenant,
+      changes,
+      fresh.map(({ message }) => pendingReceipt(tenant, readerId, message, readAt)),
+    );
     return recorded;
+  }
+
+  /**
+   * Pending changes as they stand now, for the announcer's sweep: a receipt
+   * with the message's current count (the log keeps counts from going down).
+   */
+  async #describePending(
+    tenant: string,
+    pending: readonly PendingChange[],
+  ): Promise<PendingOutcome[]> {
+    const receipts = pending.flatMap((p) => (p.kind === "receipt" ? [p] : []));
+    const messages = await this.#store.getMessages(
+      tenant,
+      receipts.map((r) => r.messageId),
+    );
+    const stored = new Set<string>();
+    for (const [readerId, of] of Map.groupBy(receipts, (r) => r.readerId)) {
+      const read = await this.#store.hasRead(
+        tenant,
+        readerId,
+        of.map((r) => r.messageId),
+      );
+      for (const messageId of read) stored.add(`${messageId}\u0000${readerId}`);
+    }
+    const described = [...messages.values()];
+    const receiptsNow = new Map(
+      (await this.#describe(tenant, described)).map((r) => [r.message.messageId, r]),
+    );
+    const outcomes: PendingOutcome[] = [];
+    for (const change of pending) {
+      if (change.kind === "horizon") {
+        const horizon = await this.#store.getHorizon(
+          tenant,
+          change.conversationId,
+          change.readerId,
+        );
+        if (horizon === undefined || horizon < change.readUpTo) {
+          outcomes.push({ kind: "not-stored" });
+          continue;
+        }
+        const { conversationId, readerId, readUpTo } = change;
+        outcomes.push({
+          kind: "announce",
+          change: { kind: "horizon", conversationId, readerId, readUpTo },
+        });
+        continue;
+      }
+      const receipt = receiptsNow.get(change.messageId);
+      if (receipt === undefined) outcomes.push({ kind: "gone" });
+      else if (!stored.has(`${change.messageId}\u0000${change.readerId}`)) {
+        outcomes.push({ kind: "not-stored" });
+      } else {
+        outcomes.push({
+          kind: "announce",
+          change: { kind: "receipt", receipt, readerId: change.readerId, readAt: change.readAt },
+        });
+      }
+    }
+    return outcomes;
   }
 
   async #describe(
@@ -280,13 +434,37 @@ export class ReceiptService {
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
   ): Promise<MessageReceipt[]> {
-    const [counts, audienceSizes] = await Promise.all([
-      this.#store.readCounts(tenant, messages),
+    const [{ counts, readTimes }, audienceSizes] = await Promise.all([
+      this.#readState(tenant, messages),
       this.#audience.sizes(tenant, messages, sizes),
     ]);
     return messages.map((m, i) =>
-      this.#audience.describe(m, counts.get(m.messageId) ?? 0, audienceSizes[i] as number),
+      this.#audience.describe(
+        m,
+        counts.get(m.messageId) ?? 0,
+        audienceSizes[i] as number,
+        readTimes.get(m.messageId),
+      ),
     );
+  }
+
+  /**
+   * Read counts, and when each C2C message's receiver read it. A C2C message's one possible
+   * reader is its receiver, so its count comes from that read time, read instead of a count.
+   */
+  async #readState(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<{ counts: Map<string, number>; readTimes: Map<string, number> }> {
+    const unique = [...new Map(messages.map((m) => [m.messageId, m])).values()];
+    const c2c = unique.filter((m) => m.conversationType === "c2c");
+    const groups = unique.filter((m) => m.conversationType === "group");
+    const [counts, readTimes] = await Promise.all([
+      groups.length === 0 ? new Map<string, number>() : this.#store.readCounts(tenant, groups),
+      c2c.length === 0 ? new Map<string, number>() : this.#store.receiverReadTimes(tenant, c2c),
+    ]);
+    for (const { messageId } of c2c) counts.set(messageId, readTimes.has(messageId) ? 1 : 0);
+    return { counts, readTimes };
   }
 
   /** Loads messages in request order; every id must be tracked and belong to the conversation. */
@@ -402,11 +580,20 @@ export class ReceiptService {
       for (const { readerId, readUpTo } of horizons) {
         const covered = group.filter((m) => m.sentAt <= readUpTo && m.senderId !== readerId);
         const included = await this.#audience.includes(tenant, readerId, covered);
-        await this.#record(
+        const read = covered.filter((_, i) => included[i]);
+        if (read.length === 0) continue;
+        // Read when the horizon that covers each was set, not now (now if that was not noted).
+        const setTimes = await this.#store.horizonSetTimes(
           tenant,
+          conversationId,
           readerId,
-          covered.filter((_, i) => included[i]),
+          read.map((m) => m.sentAt),
         );
+        const now = this.#clock();
+        const byTime = Map.groupBy(read, (_, i) => setTimes[i] ?? now);
+        for (const [readAt, messages] of byTime) {
+          await this.#record(tenant, readerId, messages, undefined, readAt);
+        }
       }
     }
   }

@@ -1,5 +1,6 @@
-import { type ChangeFeed, ChangeLogExpiredError } from "../store/change-feed.js";
-import { invalidArgument, ReceiptError } from "./errors.js";
+import { createHash } from "node:crypto";
+import type { ChangeFeed } from "../store/change-feed.js";
+import { ChangeLogExpiredError, invalidArgument, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { PositionedChange, ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
@@ -55,7 +56,8 @@ export class ReceiptWatcher {
     const filter = validateFilter(request);
     const feed = this.#options.feed;
     const resumeFrom =
-      request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed);
+      request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed, tenant);
+    const token = (position: string) => encodeResumeToken(tenant, position);
     if (this.#closing) throw shuttingDown(request.resumeToken);
     if (this.#open.size >= this.#options.maxStreams) {
       throw new ReceiptError(
@@ -67,14 +69,20 @@ export class ReceiptWatcher {
     const subscription = new Subscription(this.#options.bufferLimit);
     this.#open.add(subscription);
     // Changes this stream does not want never wake it: only their position is kept.
-    const unlisten = feed.listen(tenant, (change) => {
-      if (matches(filter, change.change)) subscription.push(change);
-      else subscription.passed = change.position;
-    });
+    const unlisten = feed.listen(
+      tenant,
+      (change) => {
+        if (matches(filter, change.change)) subscription.push(change);
+        else subscription.passed = change.position;
+      },
+      (error) => subscription.interrupt(error),
+    );
     const onAbort = () => subscription.wake();
     signal.addEventListener("abort", onAbort);
     try {
-      const head = await feed.head(tenant);
+      const head = await feed.head(tenant).catch((error: unknown) => {
+        throw feedUnavailable(request.resumeToken, error);
+      });
       let position = head;
       if (resumeFrom !== undefined) {
         if (feed.comparePositions(resumeFrom, head) > 0) {
@@ -85,23 +93,25 @@ export class ReceiptWatcher {
           const batch = await readAfter(feed, tenant, position, replayBatch);
           for (const { position: at, change } of batch) {
             position = at;
-            if (matches(filter, change))
-              yield { kind: "change", change, resumeToken: encodeResumeToken(at) };
+            if (matches(filter, change)) yield { kind: "change", change, resumeToken: token(at) };
           }
           if (batch.length < replayBatch) break;
         }
       }
-      yield { kind: "heartbeat", at: this.#clock(), resumeToken: encodeResumeToken(position) };
+      yield { kind: "heartbeat", at: this.#clock(), resumeToken: token(position) };
 
       let lastBeat = this.#clock();
       while (!signal.aborted) {
-        if (this.#closing) throw shuttingDown(encodeResumeToken(position));
+        if (this.#closing) throw shuttingDown(token(position));
+        if (subscription.interruption !== undefined) {
+          throw feedUnavailable(token(position), subscription.interruption);
+        }
         if (subscription.overflowed) {
           throw new ReceiptError(
             "resource_exhausted",
             "the stream fell too far behind; resume with the resume token",
             undefined,
-            { "resume-token": encodeResumeToken(position) },
+            { "resume-token": token(position) },
           );
         }
         const next = subscription.shift();
@@ -109,7 +119,7 @@ export class ReceiptWatcher {
           if (feed.comparePositions(next.position, position) <= 0) continue;
           position = next.position;
           if (matches(filter, next.change)) {
-            yield { kind: "change", change: next.change, resumeToken: encodeResumeToken(position) };
+            yield { kind: "change", change: next.change, resumeToken: token(position) };
           }
           continue;
         }
@@ -119,7 +129,7 @@ export class ReceiptWatcher {
         const untilBeat = lastBeat + this.#options.heartbeatMs - this.#clock();
         if (untilBeat <= 0) {
           lastBeat = this.#clock();
-          yield { kind: "heartbeat", at: lastBeat, resumeToken: encodeResumeToken(position) };
+          yield { kind: "heartbeat", at: lastBeat, resumeToken: token(position) };
           continue;
         }
         await subscription.wait(untilBeat);
@@ -144,6 +154,8 @@ class Subscription {
   readonly #limit: number;
   #wakeUp: (() => void) | undefined;
   overflowed = false;
+  /** Why the feed stopped following the log for this stream, if it did. */
+  interruption: Error | undefined;
   /** Position of the latest change the stream's filter passed over. */
   passed: string | undefined;
 
@@ -160,6 +172,11 @@ class Subscription {
     } else {
       this.#queue.push(change);
     }
+    this.wake();
+  }
+
+  interrupt(error: Error): void {
+    this.interruption ??= error;
     this.wake();
   }
 
@@ -222,30 +239,58 @@ async function readAfter(
   try {
     return await feed.readAfter(tenant, position, limit);
   } catch (error) {
-    if (error instanceof ChangeLogExpiredError) {
-      throw new ReceiptError(
-        "out_of_range",
-        "updates after this resume token are no longer kept; re-read the messages with GetReceipts and watch again without a token",
-        "resume_token",
-      );
-    }
+    if (error instanceof ChangeLogExpiredError) throw expiredToken();
     throw error;
   }
 }
 
-const tokenPrefix = "rt1:";
+/**
+ * Resume tokens name their tenant (by a digest of its id) as well as a
+ * position: positions are counted per tenant, so a token is only ever
+ * accepted by the tenant it was issued to. Version 1 tokens named positions
+ * shared by all tenants; they are answered as expired.
+ */
+const tokenVersion = "rt2:";
+const expiredTokenVersions = ["rt1:"];
 
-export function encodeResumeToken(position: string): string {
-  return Buffer.from(tokenPrefix + position, "utf8").toString("base64url");
+const tenantTag = (tenant: string): string =>
+  createHash("sha256").update(tenant).digest("base64url").slice(0, 12);
+
+export function encodeResumeToken(tenant: string, position: string): string {
+  return Buffer.from(`${tokenVersion}${tenantTag(tenant)}:${position}`, "utf8").toString(
+    "base64url",
+  );
 }
 
-function decodeResumeToken(token: string, feed: ChangeFeed): string {
+function decodeResumeToken(token: string, feed: ChangeFeed, tenant: string): string {
   const text = Buffer.from(token, "base64url").toString("utf8");
-  const position = text.startsWith(tokenPrefix) ? text.slice(tokenPrefix.length) : "";
+  if (expiredTokenVersions.some((version) => text.startsWith(version))) throw expiredToken();
+  const prefix = `${tokenVersion}${tenantTag(tenant)}:`;
+  const position = text.startsWith(prefix) ? text.slice(prefix.length) : "";
+  // One answer for a malformed token and another tenant's: neither says whether it was valid.
   if (!feed.isPosition(position)) {
     throw invalidArgument("resume_token", "is not a resume token issued by this service");
   }
   return position;
+}
+
+function expiredToken(): ReceiptError {
+  return new ReceiptError(
+    "out_of_range",
+    "updates after this resume token are no longer kept; re-read the messages with GetReceipts and watch again without a token",
+    "resume_token",
+  );
+}
+
+function feedUnavailable(resumeToken: string, cause: unknown): ReceiptError {
+  const error = new ReceiptError(
+    "unavailable",
+    "the change log cannot be followed right now; updates may have been missed: resume with the resume token",
+    undefined,
+    resumeToken === "" ? undefined : { "resume-token": resumeToken },
+  );
+  error.cause = cause;
+  return error;
 }
 
 function shuttingDown(resumeToken: string): ReceiptError {

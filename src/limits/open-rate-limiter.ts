@@ -32,7 +32,7 @@ export async function openRateLimiter(
     logger.warn({ err: error }, message);
   };
   const redis = connectRedis(options.redisUrl, {
-    commandTimeoutMs: 200,
+    commandTimeoutMs: 100,
     onError: (error) => warn(error, "rate-limit Redis connection failed"),
   });
   try {

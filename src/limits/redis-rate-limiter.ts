@@ -1,4 +1,5 @@
 import type { Redis, Result } from "ioredis";
+import { StallGuard } from "../store/redis/redis-connection.js";
 import type { BucketRule, RateDecision, RateLimiter } from "./rate-limiter.js";
 
 /**
@@ -66,11 +67,13 @@ export interface RedisRateLimiterOptions {
  */
 export class RedisRateLimiter implements RateLimiter {
   readonly #redis: Redis;
+  readonly #guard: StallGuard;
   readonly #keyPrefix: string;
   readonly #onUnavailable: (error: unknown) => void;
 
   constructor(redis: Redis, options: RedisRateLimiterOptions = {}) {
     this.#redis = redis;
+    this.#guard = new StallGuard(redis);
     this.#keyPrefix = options.keyPrefix ?? "receipts:rate:";
     this.#onUnavailable = options.onUnavailable ?? (() => {});
     redis.defineCommand("receiptsTakeTokens", { lua: takeTokensLua });
@@ -78,12 +81,15 @@ export class RedisRateLimiter implements RateLimiter {
 
   async take(buckets: readonly BucketRule[]): Promise<RateDecision> {
     if (buckets.length === 0) return { allowed: true };
+    // A stalled Redis is not asked at all: each call would wait out the command timeout.
+    if (!this.#guard.usable) return { allowed: true };
     const keys = buckets.map((rule) => this.#keyPrefix + rule.key);
     const args = buckets.flatMap((rule) => [rule.ratePerSecond, rule.burst]);
     try {
       const [allowed, wait] = await this.#redis.receiptsTakeTokens(keys.length, ...keys, ...args);
       return allowed === 1 ? { allowed: true } : { allowed: false, retryAfterMs: wait };
     } catch (error) {
+      this.#guard.failed(error);
       this.#onUnavailable(error);
       return { allowed: true };
     }

@@ -1,4 +1,11 @@
-import type { ConversationType, Member, ReadMember, TrackedMessage } from "../domain/model.js";
+import type {
+  ConversationType,
+  Member,
+  PendingChange,
+  ReadFilter,
+  ReadMember,
+  TrackedMessage,
+} from "../domain/model.js";
 
 /**
  * The storage port. It speaks domain types only; every backend (embedded
@@ -42,6 +49,10 @@ export interface ReceiptStore {
    * and the message's read count right after it. A call that fails may have
    * stored some of them (the embedded store: none); calling again stores the
    * rest and counts each receipt once.
+   *
+   * Every first receipt is also kept as a pending change (see
+   * pendingChanges) no later than the receipt itself is stored, so that a
+   * receipt acknowledged to a caller always reaches the change log.
    */
   insertReceipts(
     tenant: string,
@@ -60,20 +71,41 @@ export interface ReceiptStore {
     limit: number,
   ): Promise<ReadMember[]>;
 
+  /**
+   * C2C messages: the read_at of each receiver's receipt, by message id; messages their
+   * receiver has not read are absent.
+   */
+  receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>>;
+
+  /**
+   * The first page of several group messages' listings, each as listReaders ("read") or
+   * listUnreadMembers ("unread", without read_at) answers from the start, in request order.
+   * The backend chooses how many it reads at once.
+   */
+  listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]>;
+
   /** Whether `readerId` has a receipt for each message id. */
   hasRead(tenant: string, readerId: string, messageIds: readonly string[]): Promise<Set<string>>;
 
   /**
    * Deletes the receipts of `userId` for messages of the group sent at or
    * after `fromSentAt`; used when a removal is backdated so that the user was
-   * never in those messages' audience. Returns how many were deleted.
+   * never in those messages' audience. Returns the ids of the messages whose
+   * receipt it deleted.
    */
   deleteReceiptsFrom(
     tenant: string,
     groupId: string,
     userId: string,
     fromSentAt: number,
-  ): Promise<number>;
+  ): Promise<string[]>;
 
   // --- read horizons ---
 
@@ -82,14 +114,40 @@ export interface ReceiptStore {
 
   /**
    * Moves a reader's horizon forward to `upTo` (never back). Returns the
-   * horizon before and after the call.
+   * horizon before and after the call. A horizon that moved is kept as a
+   * pending change at `at` (the caller's clock), like a first receipt.
    */
   advanceHorizon(
     tenant: string,
     conversationId: string,
     readerId: string,
     upTo: number,
+    at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }>;
+
+  /**
+   * Notes when a reader's horizon reached `readUpTo` (the time of the call that moved it),
+   * so that messages tracked later under it get that time as their read time. Of two notes
+   * of one horizon (concurrent calls moving it to the same time) one is kept.
+   */
+  noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void>;
+
+  /**
+   * For each time t, when the reader's horizon first reached t: the set time of the
+   * lowest noted horizon at or after t; undefined when none is noted.
+   */
+  horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]>;
 
   /** Readers whose horizon in the conversation is at or after `at`, with that horizon. */
   horizonsFrom(
@@ -164,6 +222,17 @@ export interface ReceiptStore {
     limit: number,
   ): Promise<Member[]>;
 
+  // --- outbox: stored changes the change log may not have yet ---
+
+  /**
+   * Pending changes kept before `before` (store clock, ms), oldest first as
+   * far as the backend orders them, at most `limit`, of every tenant.
+   */
+  pendingChanges(before: number, limit: number): Promise<PendingChange[]>;
+
+  /** Forgets pending changes once the change log has them (unknown ones are ignored). */
+  clearPendingChanges(changes: readonly PendingChange[]): Promise<void>;
+
   /** Whether the store answers; used by readiness checks. */
   ping(): Promise<void>;
 
@@ -175,6 +244,12 @@ export interface Conversation {
   readonly type: ConversationType;
   /** C2C only: the two users, sorted. */
   readonly participants: readonly string[];
+}
+
+export interface FirstPageRequest {
+  /** A group message. */
+  readonly message: TrackedMessage;
+  readonly filter: ReadFilter;
 }
 
 export interface MessageCursor {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file receipts/v1/receipts.proto.
  */
 export const file_receipts_v1_receipts: GenFile = /*@__PURE__*/
-  fileDesc("ChpyZWNlaXB0cy92MS9yZWNlaXB0cy5wcm90bxILcmVjZWlwdHMudjEizAEKDlRyYWNrZWRNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRI4ChFjb252ZXJzYXRpb25fdHlwZRgCIAEoDjIdLnJlY2VpcHRzLnYxLkNvbnZlcnNhdGlvblR5cGUSEgoKbWVzc2FnZV9pZBgDIAEoCRIRCglzZW5kZXJfaWQYBCABKAkSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVjZWl2ZXJfaWQYBiABKAkiRQoUVHJhY2tNZXNzYWdlc1JlcXVlc3QSLQoIbWVzc2FnZXMYASADKAsyGy5yZWNlaXB0cy52MS5UcmFja2VkTWVzc2FnZSIuChVUcmFja01lc3NhZ2VzUmVzcG9uc2USFQoNdHJhY2tlZF9jb3VudBgBIAEoDSKNAgoOTWVzc2FnZVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEjgKEWNvbnZlcnNhdGlvbl90eXBlGAIgASgOMh0ucmVjZWlwdHMudjEuQ29udmVyc2F0aW9uVHlwZRISCgptZXNzYWdlX2lkGAMgASgJEhEKCXNlbmRlcl9pZBgEIAEoCRISCgpyZWFkX2NvdW50GAUgASgNEhQKDHVucmVhZF9jb3VudBgGIAEoDRITCgtyZWNlaXZlcl9pZBgHIAEoCRIVCg1yZWNlaXZlcl9yZWFkGAggASgIEisKB3NlbnRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKE1NlbmRSZWNlaXB0c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXJlYWRlcl9pZBgCIAEoCRITCgttZXNzYWdlX2lkcxgDIAMoCSJFChRTZW5kUmVjZWlwdHNSZXNwb25zZRItCghyZWNlaXB0cxgBIAMoCzIbLnJlY2VpcHRzLnYxLk1lc3NhZ2VSZWNlaXB0IkIKEkdldFJlY2VpcHRzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEwoLbWVzc2FnZV9pZHMYAiADKAkiRAoTR2V0UmVjZWlwdHNSZXNwb25zZRItCghyZWNlaXB0cxgBIAMoCzIbLnJlY2VpcHRzLnYxLk1lc3NhZ2VSZWNlaXB0IpUBChZMaXN0UmVhZE1lbWJlcnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEicKBmZpbHRlchgDIAEoDjIXLnJlY2VpcHRzLnYxLlJlYWRGaWx0ZXISEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiSgoKUmVhZE1lbWJlchIPCgd1c2VyX2lkGAEgASgJEisKB3JlYWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInEKF0xpc3RSZWFkTWVtYmVyc1Jlc3BvbnNlEigKB21lbWJlcnMYASADKAsyFy5yZWNlaXB0cy52MS5SZWFkTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRITCgtpc19maW5pc2hlZBgDIAEoCCJZChRXYXRjaFJlY2VpcHRzUmVxdWVzdBIYChBjb252ZXJzYXRpb25faWRzGAEgAygJEhEKCXNlbmRlcl9pZBgCIAEoCRIUCgxyZXN1bWVfdG9rZW4YAyABKAkifQoNUmVjZWlwdFVwZGF0ZRIsCgdyZWNlaXB0GAEgASgLMhsucmVjZWlwdHMudjEuTWVzc2FnZVJlY2VpcHQSEQoJcmVhZGVyX2lkGAIgASgJEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KEVJlYWRIb3Jpem9uVXBkYXRlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglyZWFkZXJfaWQYAiABKAkSLgoKcmVhZF91cF90bxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoJSGVhcnRiZWF0EisKB3NlbnRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIssBChVXYXRjaFJlY2VpcHRzUmVzcG9uc2USLQoHcmVjZWlwdBgBIAEoCzIaLnJlY2VpcHRzLnYxLlJlY2VpcHRVcGRhdGVIABI2CgxyZWFkX2hvcml6b24YAiABKAsyHi5yZWNlaXB0cy52MS5SZWFkSG9yaXpvblVwZGF0ZUgAEisKCWhlYXJ0YmVhdBgDIAEoCzIWLnJlY2VpcHRzLnYxLkhlYXJ0YmVhdEgAEhQKDHJlc3VtZV90b2tlbhgEIAEoCUIICgZ1cGRhdGUieQobTWFya0NvbnZlcnNhdGlvblJlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIRCglyZWFkZXJfaWQYAiABKAkSLgoKcmVhZF91cF90bxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiZAocTWFya0NvbnZlcnNhdGlvblJlYWRSZXNwb25zZRIuCgpyZWFkX3VwX3RvGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxtYXJrZWRfY291bnQYAiABKA0iNAoORmllbGRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkqbQoQQ29udmVyc2F0aW9uVHlwZRIhCh1DT05WRVJTQVRJT05fVFlQRV9VTlNQRUNJRklFRBAAEhkKFUNPTlZFUlNBVElPTl9UWVBFX0MyQxABEhsKF0NPTlZFUlNBVElPTl9UWVBFX0dST1VQEAIqVwoKUmVhZEZpbHRlchIbChdSRUFEX0ZJTFRFUl9VTlNQRUNJRklFRBAAEhQKEFJFQURfRklMVEVSX1JFQUQQARIWChJSRUFEX0ZJTFRFUl9VTlJFQUQQAjLKBAoSUmVhZFJlY2VpcHRTZXJ2aWNlElgKDVRyYWNrTWVzc2FnZXMSIS5yZWNlaXB0cy52MS5UcmFja01lc3NhZ2VzUmVxdWVzdBoiLnJlY2VpcHRzLnYxLlRyYWNrTWVzc2FnZXNSZXNwb25zZSIAElUKDFNlbmRSZWNlaXB0cxIgLnJlY2VpcHRzLnYxLlNlbmRSZWNlaXB0c1JlcXVlc3QaIS5yZWNlaXB0cy52MS5TZW5kUmVjZWlwdHNSZXNwb25zZSIAElUKC0dldFJlY2VpcHRzEh8ucmVjZWlwdHMudjEuR2V0UmVjZWlwdHNSZXF1ZXN0GiAucmVjZWlwdHMudjEuR2V0UmVjZWlwdHNSZXNwb25zZSIDkAIBEmEKD0xpc3RSZWFkTWVtYmVycxIjLnJlY2VpcHRzLnYxLkxpc3RSZWFkTWVtYmVyc1JlcXVlc3QaJC5yZWNlaXB0cy52MS5MaXN0UmVhZE1lbWJlcnNSZXNwb25zZSIDkAIBEloKDVdhdGNoUmVjZWlwdHMSIS5yZWNlaXB0cy52MS5XYXRjaFJlY2VpcHRzUmVxdWVzdBoiLnJlY2VpcHRzLnYxLldhdGNoUmVjZWlwdHNSZXNwb25zZSIAMAESbQoUTWFya0NvbnZlcnNhdGlvblJlYWQSKC5yZWNlaXB0cy52MS5NYXJrQ29udmVyc2F0aW9uUmVhZFJlcXVlc3QaKS5yZWNlaXB0cy52MS5NYXJrQ29udmVyc2F0aW9uUmVhZFJlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChpyZWNlaXB0cy92MS9yZWNlaXB0cy5wcm90bxILcmVjZWlwdHMudjEizAEKDlRyYWNrZWRNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRI4ChFjb252ZXJzYXRpb25fdHlwZRgCIAEoDjIdLnJlY2VpcHRzLnYxLkNvbnZlcnNhdGlvblR5cGUSEgoKbWVzc2FnZV9pZBgDIAEoCRIRCglzZW5kZXJfaWQYBCABKAkSKwoHc2VudF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmVjZWl2ZXJfaWQYBiABKAkiRQoUVHJhY2tNZXNzYWdlc1JlcXVlc3QSLQoIbWVzc2FnZXMYASADKAsyGy5yZWNlaXB0cy52MS5UcmFja2VkTWVzc2FnZSIuChVUcmFja01lc3NhZ2VzUmVzcG9uc2USFQoNdHJhY2tlZF9jb3VudBgBIAEoDSLDAgoOTWVzc2FnZVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEjgKEWNvbnZlcnNhdGlvbl90eXBlGAIgASgOMh0ucmVjZWlwdHMudjEuQ29udmVyc2F0aW9uVHlwZRISCgptZXNzYWdlX2lkGAMgASgJEhEKCXNlbmRlcl9pZBgEIAEoCRISCgpyZWFkX2NvdW50GAUgASgNEhQKDHVucmVhZF9jb3VudBgGIAEoDRITCgtyZWNlaXZlcl9pZBgHIAEoCRIVCg1yZWNlaXZlcl9yZWFkGAggASgIEisKB3NlbnRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEHJlY2VpdmVyX3JlYWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKE1NlbmRSZWNlaXB0c1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXJlYWRlcl9pZBgCIAEoCRITCgttZXNzYWdlX2lkcxgDIAMoCSJFChRTZW5kUmVjZWlwdHNSZXNwb25zZRItCghyZWNlaXB0cxgBIAMoCzIbLnJlY2VpcHRzLnYxLk1lc3NhZ2VSZWNlaXB0IkIKEkdldFJlY2VpcHRzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEwoLbWVzc2FnZV9pZHMYAiADKAkiRAoTR2V0UmVjZWlwdHNSZXNwb25zZRItCghyZWNlaXB0cxgBIAMoCzIbLnJlY2VpcHRzLnYxLk1lc3NhZ2VSZWNlaXB0IpUBChZMaXN0UmVhZE1lbWJlcnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEicKBmZpbHRlchgDIAEoDjIXLnJlY2VpcHRzLnYxLlJlYWRGaWx0ZXISEQoJcGFnZV9zaXplGAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiSgoKUmVhZE1lbWJlchIPCgd1c2VyX2lkGAEgASgJEisKB3JlYWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInEKF0xpc3RSZWFkTWVtYmVyc1Jlc3BvbnNlEigKB21lbWJlcnMYASADKAsyFy5yZWNlaXB0cy52MS5SZWFkTWVtYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRITCgtpc19maW5pc2hlZBgDIAEoCCJdChpCYXRjaEdldFJlYWRNZW1iZXJzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEwoLbWVzc2FnZV9pZHMYAiADKAkSEQoJcGFnZV9zaXplGAMgASgNIuABChJNZXNzYWdlUmVhZE1lbWJlcnMSLAoHcmVjZWlwdBgBIAEoCzIbLnJlY2VpcHRzLnYxLk1lc3NhZ2VSZWNlaXB0Ei0KDHJlYWRfbWVtYmVycxgCIAMoCzIXLnJlY2VpcHRzLnYxLlJlYWRNZW1iZXISHAoUcmVhZF9uZXh0X3BhZ2VfdG9rZW4YAyABKAkSLwoOdW5yZWFkX21lbWJlcnMYBCADKAsyFy5yZWNlaXB0cy52MS5SZWFkTWVtYmVyEh4KFnVucmVhZF9uZXh0X3BhZ2VfdG9rZW4YBSABKAkiXAobQmF0Y2hHZXRSZWFkTWVtYmVyc1Jlc3BvbnNlEj0KFG1lc3NhZ2VfcmVhZF9tZW1iZXJzGAEgAygLMh8ucmVjZWlwdHMudjEuTWVzc2FnZVJlYWRNZW1iZXJzIlkKFFdhdGNoUmVjZWlwdHNSZXF1ZXN0EhgKEGNvbnZlcnNhdGlvbl9pZHMYASADKAkSEQoJc2VuZGVyX2lkGAIgASgJEhQKDHJlc3VtZV90b2tlbhgDIAEoCSJ9Cg1SZWNlaXB0VXBkYXRlEiwKB3JlY2VpcHQYASABKAsyGy5yZWNlaXB0cy52MS5NZXNzYWdlUmVjZWlwdBIRCglyZWFkZXJfaWQYAiABKAkSKwoHcmVhZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibwoRUmVhZEhvcml6b25VcGRhdGUSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXJlYWRlcl9pZBgCIAEoCRIuCgpyZWFkX3VwX3RvGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4CglIZWFydGJlYXQSKwoHc2VudF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiywEKFVdhdGNoUmVjZWlwdHNSZXNwb25zZRItCgdyZWNlaXB0GAEgASgLMhoucmVjZWlwdHMudjEuUmVjZWlwdFVwZGF0ZUgAEjYKDHJlYWRfaG9yaXpvbhgCIAEoCzIeLnJlY2VpcHRzLnYxLlJlYWRIb3Jpem9uVXBkYXRlSAASKwoJaGVhcnRiZWF0GAMgASgLMhYucmVjZWlwdHMudjEuSGVhcnRiZWF0SAASFAoMcmVzdW1lX3Rva2VuGAQgASgJQggKBnVwZGF0ZSJ5ChtNYXJrQ29udmVyc2F0aW9uUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhEKCXJlYWRlcl9pZBgCIAEoCRIuCgpyZWFkX3VwX3RvGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChxNYXJrQ29udmVyc2F0aW9uUmVhZFJlc3BvbnNlEi4KCnJlYWRfdXBfdG8YASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG1hcmtlZF9jb3VudBgCIAEoDSptChBDb252ZXJzYXRpb25UeXBlEiEKHUNPTlZFUlNBVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASGQoVQ09OVkVSU0FUSU9OX1RZUEVfQzJDEAESGwoXQ09OVkVSU0FUSU9OX1RZUEVfR1JPVVAQAipXCgpSZWFkRmlsdGVyEhsKF1JFQURfRklMVEVSX1VOU1BFQ0lGSUVEEAASFAoQUkVBRF9GSUxURVJfUkVBRBABEhYKElJFQURfRklMVEVSX1VOUkVBRBACMrkFChJSZWFkUmVjZWlwdFNlcnZpY2USWAoNVHJhY2tNZXNzYWdlcxIhLnJlY2VpcHRzLnYxLlRyYWNrTWVzc2FnZXNSZXF1ZXN0GiIucmVjZWlwdHMudjEuVHJhY2tNZXNzYWdlc1Jlc3BvbnNlIgASVQoMU2VuZFJlY2VpcHRzEiAucmVjZWlwdHMudjEuU2VuZFJlY2VpcHRzUmVxdWVzdBohLnJlY2VpcHRzLnYxLlNlbmRSZWNlaXB0c1Jlc3BvbnNlIgASVQoLR2V0UmVjZWlwdHMSHy5yZWNlaXB0cy52MS5HZXRSZWNlaXB0c1JlcXVlc3QaIC5yZWNlaXB0cy52MS5HZXRSZWNlaXB0c1Jlc3BvbnNlIgOQAgESYQoPTGlzdFJlYWRNZW1iZXJzEiMucmVjZWlwdHMudjEuTGlzdFJlYWRNZW1iZXJzUmVxdWVzdBokLnJlY2VpcHRzLnYxLkxpc3RSZWFkTWVtYmVyc1Jlc3BvbnNlIgOQAgESbQoTQmF0Y2hHZXRSZWFkTWVtYmVycxInLnJlY2VpcHRzLnYxLkJhdGNoR2V0UmVhZE1lbWJlcnNSZXF1ZXN0GigucmVjZWlwdHMudjEuQmF0Y2hHZXRSZWFkTWVtYmVyc1Jlc3BvbnNlIgOQAgESWgoNV2F0Y2hSZWNlaXB0cxIhLnJlY2VpcHRzLnYxLldhdGNoUmVjZWlwdHNSZXF1ZXN0GiIucmVjZWlwdHMudjEuV2F0Y2hSZWNlaXB0c1Jlc3BvbnNlIgAwARJtChRNYXJrQ29udmVyc2F0aW9uUmVhZBIoLnJlY2VpcHRzLnYxLk1hcmtDb252ZXJzYXRpb25SZWFkUmVxdWVzdBopLnJlY2VpcHRzLnYxLk1hcmtDb252ZXJzYXRpb25SZWFkUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * TrackedMessage is a message that asked for read receipts.
@@ -164,6 +164,15 @@ export type MessageReceipt = Message<"receipts.v1.MessageReceipt"> & {
    * @generated from field: google.protobuf.Timestamp sent_at = 9;
    */
   sentAt?: Timestamp | undefined;
+
+  /**
+   * C2C only, set when receiver_read: when the receiver read the message (its
+   * receipt's time; for a message read through MarkConversationRead, when the
+   * horizon that covers it was set). Not the time of this answer.
+   *
+   * @generated from field: google.protobuf.Timestamp receiver_read_at = 10;
+   */
+  receiverReadAt?: Timestamp | undefined;
 };
 
 /**
@@ -362,6 +371,107 @@ export const ListReadMembersResponseSchema: GenMessage<ListReadMembersResponse> 
   messageDesc(file_receipts_v1_receipts, 10);
 
 /**
+ * @generated from message receipts.v1.BatchGetReadMembersRequest
+ */
+export type BatchGetReadMembersRequest = Message<"receipts.v1.BatchGetReadMembersRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * 1 to 50 ids, all of messages of conversation_id.
+   *
+   * @generated from field: repeated string message_ids = 2;
+   */
+  messageIds: string[];
+
+  /**
+   * Members per page, for each message and each side. Default 100, at most
+   * 1,000.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message receipts.v1.BatchGetReadMembersRequest.
+ * Use `create(BatchGetReadMembersRequestSchema)` to create a new message.
+ */
+export const BatchGetReadMembersRequestSchema: GenMessage<BatchGetReadMembersRequest> = /*@__PURE__*/
+  messageDesc(file_receipts_v1_receipts, 11);
+
+/**
+ * MessageReadMembers is one message's receipt with the first page of each side
+ * of its audience.
+ *
+ * @generated from message receipts.v1.MessageReadMembers
+ */
+export type MessageReadMembers = Message<"receipts.v1.MessageReadMembers"> & {
+  /**
+   * @generated from field: receipts.v1.MessageReceipt receipt = 1;
+   */
+  receipt?: MessageReceipt | undefined;
+
+  /**
+   * The first page of ListReadMembers with READ_FILTER_READ (read_at set).
+   *
+   * @generated from field: repeated receipts.v1.ReadMember read_members = 2;
+   */
+  readMembers: ReadMember[];
+
+  /**
+   * Continues read_members with ListReadMembers (READ_FILTER_READ); empty when
+   * read_members is the whole list.
+   *
+   * @generated from field: string read_next_page_token = 3;
+   */
+  readNextPageToken: string;
+
+  /**
+   * The first page of ListReadMembers with READ_FILTER_UNREAD.
+   *
+   * @generated from field: repeated receipts.v1.ReadMember unread_members = 4;
+   */
+  unreadMembers: ReadMember[];
+
+  /**
+   * Continues unread_members with ListReadMembers (READ_FILTER_UNREAD); empty
+   * when unread_members is the whole list.
+   *
+   * @generated from field: string unread_next_page_token = 5;
+   */
+  unreadNextPageToken: string;
+};
+
+/**
+ * Describes the message receipts.v1.MessageReadMembers.
+ * Use `create(MessageReadMembersSchema)` to create a new message.
+ */
+export const MessageReadMembersSchema: GenMessage<MessageReadMembers> = /*@__PURE__*/
+  messageDesc(file_receipts_v1_receipts, 12);
+
+/**
+ * @generated from message receipts.v1.BatchGetReadMembersResponse
+ */
+export type BatchGetReadMembersResponse = Message<"receipts.v1.BatchGetReadMembersResponse"> & {
+  /**
+   * In request order, one per requested id.
+   *
+   * @generated from field: repeated receipts.v1.MessageReadMembers message_read_members = 1;
+   */
+  messageReadMembers: MessageReadMembers[];
+};
+
+/**
+ * Describes the message receipts.v1.BatchGetReadMembersResponse.
+ * Use `create(BatchGetReadMembersResponseSchema)` to create a new message.
+ */
+export const BatchGetReadMembersResponseSchema: GenMessage<BatchGetReadMembersResponse> = /*@__PURE__*/
+  messageDesc(file_receipts_v1_receipts, 13);
+
+/**
  * @generated from message receipts.v1.WatchReceiptsRequest
  */
 export type WatchReceiptsRequest = Message<"receipts.v1.WatchReceiptsRequest"> & {
@@ -394,7 +504,7 @@ export type WatchReceiptsRequest = Message<"receipts.v1.WatchReceiptsRequest"> &
  * Use `create(WatchReceiptsRequestSchema)` to create a new message.
  */
 export const WatchReceiptsRequestSchema: GenMessage<WatchReceiptsRequest> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 11);
+  messageDesc(file_receipts_v1_receipts, 14);
 
 /**
  * ReceiptUpdate says that a reader has read a message.
@@ -425,7 +535,7 @@ export type ReceiptUpdate = Message<"receipts.v1.ReceiptUpdate"> & {
  * Use `create(ReceiptUpdateSchema)` to create a new message.
  */
 export const ReceiptUpdateSchema: GenMessage<ReceiptUpdate> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 12);
+  messageDesc(file_receipts_v1_receipts, 15);
 
 /**
  * ReadHorizonUpdate says that a reader has read a conversation up to a time.
@@ -454,7 +564,7 @@ export type ReadHorizonUpdate = Message<"receipts.v1.ReadHorizonUpdate"> & {
  * Use `create(ReadHorizonUpdateSchema)` to create a new message.
  */
 export const ReadHorizonUpdateSchema: GenMessage<ReadHorizonUpdate> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 13);
+  messageDesc(file_receipts_v1_receipts, 16);
 
 /**
  * Heartbeat keeps idle streams alive through proxies and lets clients detect
@@ -474,7 +584,7 @@ export type Heartbeat = Message<"receipts.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 14);
+  messageDesc(file_receipts_v1_receipts, 17);
 
 /**
  * @generated from message receipts.v1.WatchReceiptsResponse
@@ -517,7 +627,7 @@ export type WatchReceiptsResponse = Message<"receipts.v1.WatchReceiptsResponse">
  * Use `create(WatchReceiptsResponseSchema)` to create a new message.
  */
 export const WatchReceiptsResponseSchema: GenMessage<WatchReceiptsResponse> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 15);
+  messageDesc(file_receipts_v1_receipts, 18);
 
 /**
  * @generated from message receipts.v1.MarkConversationReadRequest
@@ -546,7 +656,7 @@ export type MarkConversationReadRequest = Message<"receipts.v1.MarkConversationR
  * Use `create(MarkConversationReadRequestSchema)` to create a new message.
  */
 export const MarkConversationReadRequestSchema: GenMessage<MarkConversationReadRequest> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 16);
+  messageDesc(file_receipts_v1_receipts, 19);
 
 /**
  * @generated from message receipts.v1.MarkConversationReadResponse
@@ -572,34 +682,7 @@ export type MarkConversationReadResponse = Message<"receipts.v1.MarkConversation
  * Use `create(MarkConversationReadResponseSchema)` to create a new message.
  */
 export const MarkConversationReadResponseSchema: GenMessage<MarkConversationReadResponse> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 17);
-
-/**
- * FieldViolation is attached to INVALID_ARGUMENT errors as an error detail,
- * naming the request field at fault.
- *
- * @generated from message receipts.v1.FieldViolation
- */
-export type FieldViolation = Message<"receipts.v1.FieldViolation"> & {
-  /**
-   * Path of the field, for example "message_ids[3]".
-   *
-   * @generated from field: string field = 1;
-   */
-  field: string;
-
-  /**
-   * @generated from field: string description = 2;
-   */
-  description: string;
-};
-
-/**
- * Describes the message receipts.v1.FieldViolation.
- * Use `create(FieldViolationSchema)` to create a new message.
- */
-export const FieldViolationSchema: GenMessage<FieldViolation> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_receipts, 18);
+  messageDesc(file_receipts_v1_receipts, 20);
 
 /**
  * ConversationType tells how a message's audience is found.
@@ -671,6 +754,11 @@ export const ReadFilterSchema: GenEnum<ReadFilter> = /*@__PURE__*/
  * who has and has not read (ListReadMembers) and follow changes live
  * (WatchReceipts).
  *
+ * Errors of both services carry a google.rpc.BadRequest detail naming the
+ * request field at fault whenever one is (INVALID_ARGUMENT, a NOT_FOUND message
+ * id, an OUT_OF_RANGE resume token), and a google.rpc.RetryInfo detail with the `retry-after-ms` metadata when the
+ * call was refused before any work and may be retried after that delay.
+ *
  * @generated from service receipts.v1.ReadReceiptService
  */
 export const ReadReceiptService: GenService<{
@@ -716,6 +804,19 @@ export const ReadReceiptService: GenService<{
     methodKind: "unary";
     input: typeof ListReadMembersRequestSchema;
     output: typeof ListReadMembersResponseSchema;
+  },
+  /**
+   * For each of up to 50 messages of one conversation, in request order: its
+   * receipt and the first page of who has and who has not read it, with page
+   * tokens that go on with ListReadMembers. Authorized, limited and validated
+   * like ListReadMembers for every message; one bad id fails the whole call.
+   *
+   * @generated from rpc receipts.v1.ReadReceiptService.BatchGetReadMembers
+   */
+  batchGetReadMembers: {
+    methodKind: "unary";
+    input: typeof BatchGetReadMembersRequestSchema;
+    output: typeof BatchGetReadMembersResponseSchema;
   },
   /**
    * Streams receipt and read-horizon changes as they happen.

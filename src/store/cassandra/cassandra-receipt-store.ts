@@ -1,9 +1,17 @@
 import { type Client, types } from "cassandra-driver";
 import { LRUCache } from "lru-cache";
 import { StoreUnavailableError } from "../../domain/errors.js";
-import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
+import {
+  type ConversationType,
+  type Member,
+  type PendingChange,
+  pendingReceipt,
+  type ReadMember,
+  type TrackedMessage,
+} from "../../domain/model.js";
 import type {
   Conversation,
+  FirstPageRequest,
   MembershipAt,
   MembershipInterval,
   MembershipProbe,
@@ -13,6 +21,7 @@ import type {
   RecordedReceipt,
 } from "../receipt-store.js";
 import { TurnSharedReads } from "../turn-shared-reads.js";
+import { CassandraOutbox } from "./cassandra-outbox.js";
 import {
   type Consistency,
   CqlSession,
@@ -136,6 +145,7 @@ export class CassandraReceiptStore implements ReceiptStore {
   readonly #memberships: MembershipMemory | undefined;
   readonly #readerCalls = new SerialPerKey();
   readonly #readerRows: PartitionWriteCoalescer;
+  readonly #outbox: CassandraOutbox;
   #lastMicros = 0;
 
   constructor(client: Client, options: CassandraReceiptStoreOptions) {
@@ -145,6 +155,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     });
     this.#cache = options.cache;
     this.#cql = statements(options.keyspace);
+    this.#outbox = new CassandraOutbox(this.#session, options.keyspace);
     this.#leaseMs = options.membershipLockLeaseMs ?? 30_000;
     this.#concurrency = options.concurrency ?? 32;
     this.#clock = options.clock ?? Date.now;
@@ -429,6 +440,34 @@ export class CassandraReceiptStore implements ReceiptStore {
     }));
   }
 
+  async receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const times = new Map<string, number>();
+    await mapConcurrently(messages, this.#concurrency, async ({ messageId, receiverId }) => {
+      const row = (
+        await this.#run(this.#cql.getReaderReadAt, [tenant, messageId, receiverId], read)
+      ).first();
+      if (row) times.set(messageId, toNumber(row.get("read_at")));
+    });
+    return times;
+  }
+
+  listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]> {
+    return mapConcurrently(pages, this.#concurrency, async ({ message, filter }) =>
+      filter === "read"
+        ? this.listReaders(tenant, message, undefined, limit)
+        : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
+            userId,
+          })),
+    );
+  }
+
   async hasRead(
     tenant: string,
     readerId: string,
@@ -449,7 +488,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     groupId: string,
     userId: string,
     fromSentAt: number,
-  ): Promise<number> {
+  ): Promise<string[]> {
     const doomed = (
       await this.#run(
         this.#cql.receiptsOfReaderFrom,
@@ -473,7 +512,7 @@ export class CassandraReceiptStore implements ReceiptStore {
         { ...write, timestamp: ts },
       );
     });
-    return doomed.length;
+    return doomed.map((row) => row.get("message_id") as string);
   }
 
   // --- read horizons ---
@@ -494,11 +533,20 @@ export class CassandraReceiptStore implements ReceiptStore {
     conversationId: string,
     readerId: string,
     upTo: number,
+    at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }> {
     const previous = await this.getHorizon(tenant, conversationId, readerId);
     let expected = previous;
+    let kept = false;
     for (;;) {
       if (expected !== undefined && expected >= upTo) return { previous, current: expected };
+      if (!kept) {
+        // Before the horizon moves: a move acknowledged to the caller is always announced.
+        await this.#outbox.keep([
+          { kind: "horizon", tenant, conversationId, readerId, readUpTo: upTo, at },
+        ]);
+        kept = true;
+      }
       // The index entry first: the index may hold stale entries, never miss one.
       await this.#run(
         this.#cql.insertHorizonIndex,
@@ -554,6 +602,38 @@ export class CassandraReceiptStore implements ReceiptStore {
         ? [{ readerId: h.readerId, readUpTo: h.readUpTo }]
         : [],
     );
+  }
+
+  async noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void> {
+    await this.#run(
+      this.#cql.insertHorizonSet,
+      [tenant, conversationId, readerId, this.#long(readUpTo), this.#long(setAt)],
+      write,
+    );
+  }
+
+  horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]> {
+    return mapConcurrently(times, this.#concurrency, async (at) => {
+      const row = (
+        await this.#run(
+          this.#cql.horizonSetAt,
+          [tenant, conversationId, readerId, this.#long(at)],
+          read,
+        )
+      ).first();
+      return row ? toNumber(row.get("set_at")) : undefined;
+    });
   }
 
   // --- membership history ---
@@ -748,6 +828,16 @@ export class CassandraReceiptStore implements ReceiptStore {
     return members;
   }
 
+  // --- outbox ---
+
+  pendingChanges(before: number, limit: number): Promise<PendingChange[]> {
+    return this.#outbox.pending(before, limit);
+  }
+
+  clearPendingChanges(changes: readonly PendingChange[]): Promise<void> {
+    return this.#outbox.clear(changes);
+  }
+
   async ping(): Promise<void> {
     await this.#run("SELECT release_version FROM system.local", [], read);
   }
@@ -777,6 +867,10 @@ export class CassandraReceiptStore implements ReceiptStore {
       if (known === undefined) fresh.push({ message, readAt, writeTs });
       byMessage.set(message.messageId, { message, ...(known ?? { readAt, writeTs }) });
     }
+    // Before the receipts: a receipt acknowledged to the caller is always announced.
+    await this.#outbox.keep(
+      fresh.map(({ message, readAt }) => pendingReceipt(tenant, readerId, message, readAt)),
+    );
     await mapConcurrently(this.#recordBatches(tenant, readerId, fresh), 4, (batch) =>
       this.#batch(batch, { ...write, logged: false }),
     );
@@ -1233,6 +1327,8 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?) USING TIMESTAMP ?`,
     getReader: `SELECT reader_id FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
+    getReaderReadAt: `SELECT read_at FROM ${t("readers_by_message")}
+      WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     deleteReader: `DELETE FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     countReaders: `SELECT COUNT(*) AS n FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ?`,
     readerIds: `SELECT reader_id FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ?`,
@@ -1260,6 +1356,10 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?)`,
     deleteHorizonIndex: `DELETE FROM ${t("horizons_by_time")}
       WHERE tenant = ? AND conversation_id = ? AND read_up_to = ? AND reader_id = ?`,
+    insertHorizonSet: `INSERT INTO ${t("horizon_sets")} (tenant, conversation_id, reader_id, read_up_to, set_at)
+      VALUES (?, ?, ?, ?, ?)`,
+    horizonSetAt: `SELECT set_at FROM ${t("horizon_sets")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND read_up_to >= ? LIMIT 1`,
     horizonIndexFrom: `SELECT reader_id FROM ${t("horizons_by_time")}
       WHERE tenant = ? AND conversation_id = ? AND read_up_to >= ?`,
 

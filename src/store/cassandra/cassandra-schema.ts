@@ -144,8 +144,11 @@ export function loadSchemaFiles(): SchemaFile[] {
 function schemaDirectory(): string {
   const beside = fileURLToPath(new URL("./schema/", import.meta.url));
   const candidates = [beside];
-  const built = `${sep}dist${sep}src${sep}`;
-  if (beside.includes(built)) candidates.push(beside.replace(built, `${sep}src${sep}`));
+  // dist/src/… (npm run build) or dist/test-builds/<name>/src/… (tests that build the service).
+  const built = new RegExp(
+    `\\${sep}dist\\${sep}(?:test-builds\\${sep}[^\\${sep}]+\\${sep})?src\\${sep}`,
+  );
+  if (built.test(beside)) candidates.push(beside.replace(built, `${sep}src${sep}`));
   const found = candidates.find((dir) => existsSync(dir));
   if (found === undefined)
     throw new Error(`Cassandra schema files not found in ${candidates.join(" or ")}`);

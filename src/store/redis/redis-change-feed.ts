@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { StoreUnavailableError } from "../../domain/errors.js";
-import type { PositionedChange, ReceiptChange } from "../../domain/model.js";
+import { type PositionedChange, type ReceiptChange, withReadCount } from "../../domain/model.js";
 import type { Logger } from "../../logger.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { TurnSharedReads } from "../turn-shared-reads.js";
@@ -12,8 +12,13 @@ export interface RedisChangeFeedOptions {
   readonly keyPrefix: string;
   readonly retentionMs: number;
   readonly logger: Logger;
-  /** How long a publish may wait for Redis before it is given up (and logged). */
+  /** How long a publish may wait for Redis before it fails (its changes stay pending). */
   readonly publishTimeoutMs?: number;
+  /**
+   * How long a read (head, replay) or a health probe may wait for Redis: a stalled Redis
+   * fails new streams and ends open ones (with their resume token) after this long.
+   */
+  readonly readTimeoutMs?: number;
   /**
    * How long a connection with commands in flight may receive nothing before it counts as
    * dead and is replaced; also bounds how long a dead subscriber connection goes unnoticed.
@@ -23,13 +28,17 @@ export interface RedisChangeFeedOptions {
 }
 
 type Listener = (change: PositionedChange) => void;
+type Interrupted = (error: Error) => void;
 
 /** Changes read from the stream per round trip when catching up. */
 const readBatch = 500;
 /** Delay before retrying a catch-up that failed (Redis unreachable, timeout). */
 const retryMs = 1_000;
-/** Interval of the subscriber connection's PING, so that a dead one is noticed and replaced. */
-const subscriberPingMs = 15_000;
+/**
+ * Interval of the health probe (a PING on each connection while this process has watchers): a
+ * Redis that stalls or drops the doorbell is noticed within it plus the read timeout.
+ */
+const probeMs = 1_000;
 const maxId = (1n << 64n) - 1n;
 const positionPattern = /^(\d{1,20})-(\d{1,20})$/;
 
@@ -45,8 +54,19 @@ const positionPattern = /^(\d{1,20})-(\d{1,20})$/;
  * (XREVRANGE from the cutoff) walks the whole stream when no entry is older
  * than the cutoff, about 20 ms with 300,000 retained; when one is, it seeks.
  *
+ * What the log announced lives beside it, one hash per message
+ * (`…:m:<message>`: field `r:<reader>` per announced reader, `n` the highest
+ * count) and per conversation (`…:h:<conversation>`: newest horizon per
+ * reader), kept as long as the log: a receipt already announced appends
+ * nothing, a count below the highest is raised to it (the entry's `n`
+ * field), a horizon not after the newest appends nothing. Their names are
+ * built here under the stream's hash tag, so they live in its cluster slot.
+ *
  * KEYS[1] stream, KEYS[2] trimmed-through id; ARGV[1] cutoff (ms),
- * ARGV[2] doorbell channel, ARGV[3..] payloads.
+ * ARGV[2] doorbell channel, ARGV[3] name prefix of the announced state,
+ * ARGV[4] its lifetime (ms), then five per change: kind ('r' receipt, 'h'
+ * horizon), message or conversation id, reader id, count or horizon, payload.
+ * Returns one id per change, nil for a change not appended.
  */
 const appendScript = `
 local cutoff = tonumber(ARGV[1])
@@ -59,10 +79,31 @@ if cutoff > 0 then
   end
 end
 local ids = {}
-for i = 3, #ARGV do
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'c', ARGV[i])
+local last = false
+for i = 5, #ARGV, 5 do
+  local id = false
+  local value = tonumber(ARGV[i + 3])
+  if ARGV[i] == 'r' then
+    local state = ARGV[3] .. 'm:' .. ARGV[i + 1]
+    if redis.call('HSETNX', state, 'r:' .. ARGV[i + 2], '1') == 1 then
+      local count = math.max(tonumber(redis.call('HGET', state, 'n') or '0'), value)
+      redis.call('HSET', state, 'n', count)
+      redis.call('PEXPIRE', state, ARGV[4])
+      id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[i + 4], 'n', count)
+    end
+  else
+    local state = ARGV[3] .. 'h:' .. ARGV[i + 1]
+    local newest = redis.call('HGET', state, ARGV[i + 2])
+    if not newest or tonumber(newest) < value then
+      redis.call('HSET', state, ARGV[i + 2], ARGV[i + 3])
+      redis.call('PEXPIRE', state, ARGV[4])
+      id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[i + 4])
+    end
+  end
+  ids[#ids + 1] = id
+  if id then last = id end
 end
-redis.call('PUBLISH', ARGV[2], ids[#ids])
+if last then redis.call('PUBLISH', ARGV[2], last) end
 return ids
 `;
 
@@ -72,15 +113,17 @@ interface FeedCommands {
     trimmedThrough: string,
     cutoff: string,
     channel: string,
-    ...payloads: string[]
-  ): Promise<string[]>;
+    statePrefix: string,
+    stateTtlMs: string,
+    ...changes: string[]
+  ): Promise<(string | null)[]>;
 }
 
 /** The listeners of one tenant in this process and how far they have been served. */
 interface Tap {
   readonly tenant: string;
   readonly channel: string;
-  readonly listeners: Set<Listener>;
+  readonly listeners: Map<Listener, Interrupted | undefined>;
   /** Id of the last change handed to the listeners; undefined until the start is known. */
   cursor: string | undefined;
   pumping: boolean;
@@ -113,14 +156,16 @@ interface Tap {
  * while a read is in flight coalesce into one more read. Blocking XREAD per
  * tenant would need a connection per tenant.
  *
- * Redis down or hung: `publish` logs and returns without positions after at
- * most `publishTimeoutMs` (the receipt is already stored; failing the call
- * would make the client retry a write that succeeded, and a retry publishes
- * nothing since the receipt is no longer new). Watchers miss that update;
- * GetReceipts has the truth. Reads fail with StoreUnavailableError
- * (UNAVAILABLE). When Redis returns, every tap catches up from its last id,
- * so live watchers get what was logged meanwhile. A connection that stays
- * silent with commands in flight (the subscriber PINGs for that) is replaced.
+ * Redis down or hung: `publish` fails after at most `publishTimeoutMs`
+ * (StoreUnavailableError); nobody waits on it, since the changes stay
+ * pending in the store's outbox until a later publish succeeds (see
+ * ChangeAnnouncer). Reads fail with StoreUnavailableError (UNAVAILABLE)
+ * after `readTimeoutMs`. While this process has watchers it PINGs both
+ * connections every second; when Redis does not answer, or a read fails, or
+ * the doorbell connection closes, every listener is interrupted, so its
+ * stream ends with its resume token instead of waiting in silence for
+ * updates that are not coming. A connection that stays silent with commands
+ * in flight is replaced after `socketTimeoutMs`.
  *
  * Retention is measured on this process's clock against Redis-clock ids:
  * clock skew between them only shifts the window by the skew.
@@ -134,11 +179,12 @@ export class RedisChangeFeed implements ChangeFeed {
   readonly #logger: Logger;
   readonly #clock: () => number;
   readonly #publishTimeoutMs: number;
+  readonly #readTimeoutMs: number;
   readonly #taps = new Map<string, Tap>();
   readonly #tapsByChannel = new Map<string, Tap>();
   /** head() calls of this event-loop turn, per tenant, answered by one read. */
   readonly #heads = new TurnSharedReads<string>();
-  readonly #pingTimer: NodeJS.Timeout;
+  readonly #probeTimer: NodeJS.Timeout;
   #closed = false;
 
   /** Connects both connections; rejects when Redis cannot be reached at start. */
@@ -179,11 +225,11 @@ export class RedisChangeFeed implements ChangeFeed {
     this.#logger = options.logger;
     this.#clock = options.clock ?? Date.now;
     this.#publishTimeoutMs = options.publishTimeoutMs ?? 2_000;
-    // A subscriber only listens: without a command in flight, a dead connection stays silent.
-    this.#pingTimer = setInterval(() => {
-      if (subscriber.status === "ready") subscriber.ping().catch(() => undefined);
-    }, subscriberPingMs);
-    this.#pingTimer.unref();
+    this.#readTimeoutMs = options.readTimeoutMs ?? 2_000;
+    // A subscriber only listens: without a command in flight, a dead or stalled connection stays
+    // silent, and so would the streams that wait on its doorbell.
+    this.#probeTimer = setInterval(() => void this.#probe(), probeMs);
+    this.#probeTimer.unref();
 
     let warned = false;
     const onError = (error: Error) => {
@@ -193,6 +239,12 @@ export class RedisChangeFeed implements ChangeFeed {
     };
     redis.on("error", onError);
     subscriber.on("error", onError);
+    // A lost doorbell connection may have dropped rings: streams here cannot be sure of the log.
+    subscriber.on("close", () => {
+      if (this.#closed || this.#taps.size === 0) return;
+      this.#logger.warn("change feed lost its doorbell connection; ending open streams");
+      this.#interruptAll(new Error("the change feed's doorbell connection closed"));
+    });
     redis.on("ready", () => {
       warned = false;
       this.#catchUpAll();
@@ -218,38 +270,53 @@ export class RedisChangeFeed implements ChangeFeed {
   async publish(tenant: string, changes: readonly ReceiptChange[]): Promise<PositionedChange[]> {
     if (changes.length === 0) return [];
     const cutoff = Math.max(0, Math.floor(this.#clock() - this.#retentionMs));
-    try {
-      const ids = await withTimeout(
+    const payloads = changes.map((change) => JSON.stringify(change));
+    const ids = await this.#call(
+      () =>
         this.#commands.appendChanges(
           this.#key(tenant, "changes"),
           this.#key(tenant, "trimmed-through"),
           String(cutoff),
           this.#key(tenant, "bell"),
-          ...changes.map((change) => JSON.stringify(change)),
+          this.#statePrefix(tenant),
+          String(Math.max(1, Math.ceil(this.#retentionMs))),
+          ...changes.flatMap((change, i) => [...appendArgs(change), payloads[i] as string]),
         ),
-        this.#publishTimeoutMs,
-      );
-      // Local listeners need not wait for the doorbell's round trip.
-      const tap = this.#taps.get(tenant);
-      if (tap !== undefined) this.#pump(tap);
-      return changes.map((change, i) => ({ position: ids[i] as string, change }));
-    } catch (error) {
-      this.#logger.error(
-        { err: error, tenant, changes: changes.length },
-        "could not publish receipt changes to Redis: they are stored, but watchers may miss them",
-      );
-      return [];
+      this.#publishTimeoutMs,
+    );
+    // Local listeners need not wait for the doorbell's round trip.
+    const tap = this.#taps.get(tenant);
+    if (tap !== undefined) this.#pump(tap);
+    return changes.flatMap((change, i) => {
+      const id = ids[i];
+      return typeof id === "string" ? [{ position: id, change }] : [];
+    });
+  }
+
+  async forgetReceipts(
+    tenant: string,
+    receipts: readonly { readonly messageId: string; readonly readerId: string }[],
+  ): Promise<void> {
+    if (receipts.length === 0) return;
+    const pipeline = this.#redis.pipeline();
+    for (const { messageId, readerId } of receipts) {
+      pipeline.hdel(`${this.#statePrefix(tenant)}m:${messageId}`, `r:${readerId}`, "n");
     }
+    const replies = await this.#call(() => pipeline.exec(), this.#publishTimeoutMs);
+    const failed = replies?.find(([error]) => error !== null)?.[0];
+    if (failed) throw failed;
   }
 
   async readAfter(tenant: string, position: string, limit: number): Promise<PositionedChange[]> {
     // One transaction: a trim between the two reads could otherwise hide a gap.
-    const replies = await this.#call(() =>
-      this.#redis
-        .multi()
-        .get(this.#key(tenant, "trimmed-through"))
-        .xrange(this.#key(tenant, "changes"), `(${position}`, "+", "COUNT", limit)
-        .exec(),
+    const replies = await this.#call(
+      () =>
+        this.#redis
+          .multi()
+          .get(this.#key(tenant, "trimmed-through"))
+          .xrange(this.#key(tenant, "changes"), `(${position}`, "+", "COUNT", limit)
+          .exec(),
+      this.#readTimeoutMs,
     );
     const [trimmedReply, entriesReply] = replies ?? [];
     if (trimmedReply?.[0] || entriesReply?.[0]) {
@@ -268,14 +335,16 @@ export class RedisChangeFeed implements ChangeFeed {
    * caller's listen(), so it never answers a position before their tap's start.
    */
   head(tenant: string): Promise<string> {
-    return this.#heads.read(tenant, () => this.#call(() => this.#lastId(tenant)));
+    return this.#heads.read(tenant, () =>
+      this.#call(() => this.#lastId(tenant), this.#readTimeoutMs),
+    );
   }
 
-  listen(tenant: string, listener: Listener): () => void {
+  listen(tenant: string, listener: Listener, interrupted?: Interrupted): () => void {
     let tap = this.#taps.get(tenant);
     if (tap === undefined) tap = this.#openTap(tenant);
     const opened = tap;
-    opened.listeners.add(listener);
+    opened.listeners.set(listener, interrupted);
     return () => {
       opened.listeners.delete(listener);
       if (opened.listeners.size === 0 && this.#taps.get(tenant) === opened) this.#closeTap(opened);
@@ -300,7 +369,7 @@ export class RedisChangeFeed implements ChangeFeed {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#pingTimer);
+    clearInterval(this.#probeTimer);
     for (const tap of this.#taps.values()) clearTimeout(tap.retry);
     this.#taps.clear();
     this.#tapsByChannel.clear();
@@ -319,7 +388,7 @@ export class RedisChangeFeed implements ChangeFeed {
     const tap: Tap = {
       tenant,
       channel: this.#key(tenant, "bell"),
-      listeners: new Set(),
+      listeners: new Map(),
       cursor: undefined,
       pumping: false,
       again: false,
@@ -392,7 +461,7 @@ export class RedisChangeFeed implements ChangeFeed {
           for (const entry of entries) {
             tap.cursor = entry[0];
             for (const positioned of this.#decode([entry])) {
-              for (const listener of tap.listeners) listener(positioned);
+              for (const listener of tap.listeners.keys()) listener(positioned);
             }
           }
           if (entries.length < readBatch) break;
@@ -404,6 +473,7 @@ export class RedisChangeFeed implements ChangeFeed {
       if (tap.failing) this.#logger.debug(log, "change feed still cannot read changes");
       else this.#logger.warn(log, "change feed could not read changes; retrying every second");
       tap.failing = true;
+      this.#interrupt(tap, error instanceof Error ? error : new Error(String(error)));
       clearTimeout(tap.retry);
       tap.retry = setTimeout(() => this.#pump(tap), retryMs);
       tap.retry.unref();
@@ -414,8 +484,17 @@ export class RedisChangeFeed implements ChangeFeed {
     const changes: PositionedChange[] = [];
     for (const [position, fields] of entries) {
       const payload = fields[fields.indexOf("c") + 1];
+      const countAt = fields.indexOf("n");
       try {
-        changes.push({ position, change: JSON.parse(payload ?? "") as ReceiptChange });
+        const change = JSON.parse(payload ?? "") as ReceiptChange;
+        changes.push({
+          position,
+          // The count the log announced, which is never below an earlier one for the message.
+          change:
+            change.kind === "receipt" && countAt >= 0
+              ? withReadCount(change, Number(fields[countAt + 1]))
+              : change,
+        });
       } catch (error) {
         this.#logger.error({ err: error, position }, "change feed skipped an unreadable entry");
       }
@@ -432,15 +511,50 @@ export class RedisChangeFeed implements ChangeFeed {
     return `${this.#prefix}feed:{${tenant}}:${what}`;
   }
 
-  /** Redis errors that are not answers (connection lost, timeout) mean "unavailable". */
-  async #call<T>(command: () => Promise<T>): Promise<T> {
+  #statePrefix(tenant: string): string {
+    return `${this.#prefix}feed:{${tenant}}:`;
+  }
+
+  /** Ends the following of every tap: their streams resume from their tokens. */
+  #interruptAll(error: Error): void {
+    for (const tap of this.#taps.values()) this.#interrupt(tap, error);
+  }
+
+  #interrupt(tap: Tap, error: Error): void {
+    for (const interrupted of tap.listeners.values()) interrupted?.(error);
+  }
+
+  /** While watchers are here, both connections must answer a PING within the read timeout. */
+  async #probe(): Promise<void> {
+    if (this.#taps.size === 0 || this.#closed) return;
     try {
-      return await command();
+      await this.#call(
+        () => Promise.all([this.#redis.ping(), this.#subscriber.ping()]),
+        this.#readTimeoutMs,
+      );
+    } catch (error) {
+      if (this.#closed) return;
+      this.#logger.warn({ err: error }, "change feed: Redis does not answer; ending open streams");
+      this.#interruptAll(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** Redis errors that are not answers (connection lost, timeout) mean "unavailable". */
+  async #call<T>(command: () => Promise<T>, timeoutMs: number): Promise<T> {
+    try {
+      return await withTimeout(command(), timeoutMs);
     } catch (error) {
       if (error instanceof Error && error.name === "ReplyError") throw error;
       throw new StoreUnavailableError("the change feed cannot reach Redis", { cause: error });
     }
   }
+}
+
+/** The script's four arguments of a change before its payload (see appendScript). */
+function appendArgs(change: ReceiptChange): [string, string, string, string] {
+  return change.kind === "receipt"
+    ? ["r", change.receipt.message.messageId, change.readerId, String(change.receipt.readCount)]
+    : ["h", change.conversationId, change.readerId, String(change.readUpTo)];
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());

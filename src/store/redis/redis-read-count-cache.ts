@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { ReadCountCache, ReaderSource } from "../cassandra/read-count-cache.js";
+import { StallGuard } from "./redis-connection.js";
 
 export interface RedisReadCountCacheOptions {
   /** Prefix of every key, so that several services (and tests) share one Redis. */
@@ -45,6 +46,7 @@ export interface RedisReadCountCacheOptions {
  */
 export class RedisReadCountCache implements ReadCountCache {
   readonly #redis: Redis;
+  readonly #guard: StallGuard;
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #rebuildTtlMs: number;
@@ -62,6 +64,7 @@ export class RedisReadCountCache implements ReadCountCache {
 
   constructor(redis: Redis, options: RedisReadCountCacheOptions) {
     this.#redis = redis;
+    this.#guard = new StallGuard(redis);
     this.#prefix = options.keyPrefix;
     this.#ttlMs = options.ttlMs;
     this.#rebuildTtlMs = options.rebuildTtlMs ?? 60_000;
@@ -92,7 +95,8 @@ export class RedisReadCountCache implements ReadCountCache {
       const pipeline = this.#redis.pipeline() as unknown as ScriptPipeline;
       for (const id of ids) pipeline.rrCount(this.#keys(tenant, id).live);
       replies = await pipeline.exec();
-    } catch {
+    } catch (error) {
+      this.#guard.failed(error);
       this.#onLookup(0, messageIds.length);
       return counts;
     }
@@ -128,7 +132,8 @@ export class RedisReadCountCache implements ReadCountCache {
     let reply: number;
     try {
       reply = await this.#scripts().rrAdd(keys.live, keys.staging, readerId);
-    } catch {
+    } catch (error) {
+      this.#guard.failed(error);
       // It may or may not have been added: the entry cannot be trusted any more.
       this.#suspect.add(this.#entry(tenant, messageId));
       void this.#dropSuspects();
@@ -188,7 +193,8 @@ export class RedisReadCountCache implements ReadCountCache {
       );
       if (kind === 0) return Number(value);
       token = String(value);
-    } catch {
+    } catch (error) {
+      this.#guard.failed(error);
       return undefined;
     }
     // Errors reading the source propagate: the caller's store call fails as it would without a cache.
@@ -198,7 +204,8 @@ export class RedisReadCountCache implements ReadCountCache {
           const chunk = page.slice(i, i + fillChunk);
           const filled = await commands.rrFill(keys.staging, keys.token, token, ...chunk);
           if (filled === 0) break fill; // dropped by a deletion or expired: the finish tells which
-        } catch {
+        } catch (error) {
+          this.#guard.failed(error);
           return undefined;
         }
       }
@@ -212,14 +219,15 @@ export class RedisReadCountCache implements ReadCountCache {
         this.#ttlMs,
       );
       return count >= 0 ? count : undefined;
-    } catch {
+    } catch (error) {
+      this.#guard.failed(error);
       return undefined;
     }
   }
 
   /** False when Redis is not connected or a suspect entry among these cannot be dropped. */
   async #usable(tenant: string, messageIds: readonly string[]): Promise<boolean> {
-    if (this.#redis.status !== "ready") return false;
+    if (!this.#guard.usable) return false;
     if (this.#suspect.size === 0) return true;
     if (!messageIds.some((id) => this.#suspect.has(this.#entry(tenant, id)))) return true;
     await this.#dropSuspects();
@@ -233,7 +241,8 @@ export class RedisReadCountCache implements ReadCountCache {
       try {
         await this.#scripts().rrDrop(keys.live, keys.staging, keys.token);
         this.#suspect.delete(entry);
-      } catch {
+      } catch (error) {
+        this.#guard.failed(error);
         return;
       }
     }

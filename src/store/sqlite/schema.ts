@@ -85,4 +85,62 @@ export const migrations: readonly string[] = [
   );
   INSERT INTO change_log_state (id, pruned_through) VALUES (1, 0);
   `,
+  // 2: positions counted per tenant (a tenant's tokens never move with another's traffic), what
+  // the log already announced (each receipt once, counts that never go down), and the outbox of
+  // changes stored with their receipts but not yet in the log. Positions of version 1 were shared
+  // by all tenants: its log is dropped, and its resume tokens (rt1) are answered OUT_OF_RANGE.
+  `
+  DROP TABLE changes;
+  DROP TABLE change_log_state;
+
+  CREATE TABLE change_log (
+    tenant TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (tenant, position)
+  ) WITHOUT ROWID;
+  CREATE INDEX change_log_by_age ON change_log (created_at);
+
+  -- Newest position of each tenant, and the highest one pruned: a resume from at or before it
+  -- may have missed changes.
+  CREATE TABLE change_log_heads (
+    tenant TEXT NOT NULL PRIMARY KEY,
+    head INTEGER NOT NULL,
+    pruned_through INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+
+  -- What the log announced, by key: 'r' || message || reader (a receipt, value 1), 'n' ||
+  -- message (its highest count), 'h' || conversation || reader (its newest horizon).
+  CREATE TABLE announced (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX announced_by_age ON announced (created_at);
+
+  -- Changes stored but maybe not yet in the change log, written in the transaction of their fact.
+  CREATE TABLE outbox (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX outbox_by_age ON outbox (created_at);
+  `,
+  // 3: when each horizon was set (the read time of messages tracked later under it).
+  `
+  -- When each horizon was set: the read time of messages tracked later under it.
+  CREATE TABLE horizon_sets (
+    tenant TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    reader_id TEXT NOT NULL,
+    read_up_to INTEGER NOT NULL,
+    set_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, conversation_id, reader_id, read_up_to)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { PositionedChange, ReceiptChange } from "../../domain/model.js";
+import { type PositionedChange, type ReceiptChange, withReadCount } from "../../domain/model.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { inTransaction } from "./sqlite-database.js";
 import { writeBatcherOf } from "./sqlite-write-batcher.js";
@@ -11,24 +11,28 @@ const pruneChunk = 2_000;
 
 /**
  * The oldest changes before a cutoff, read through the age index only. Without
- * INDEXED BY, SQLite answers max(position) by walking the table backwards from
+ * INDEXED BY, SQLite may answer max(position) by walking the log backwards from
  * the newest row, i.e. through every change still kept: a full scan per prune
  * that grew with the log (the 10-minute soak's latency spikes every 60 s).
  */
-const expiredChunk = `SELECT position FROM changes INDEXED BY changes_by_age
-  WHERE created_at < :cutoff ORDER BY created_at, position LIMIT ${pruneChunk}`;
+const expiredChunk = `SELECT tenant, position FROM change_log INDEXED BY change_log_by_age
+  WHERE created_at < :cutoff ORDER BY created_at, tenant, position LIMIT ${pruneChunk}`;
 
 /** The statements of one pruning step; exported so a test can check their query plans. */
 export const pruneStatements = {
-  markPruned: `UPDATE change_log_state SET pruned_through = max(pruned_through,
-    coalesce((SELECT max(position) FROM (${expiredChunk})), 0)) WHERE id = 1`,
-  dropChunk: `DELETE FROM changes WHERE position IN (${expiredChunk})`,
+  markPruned: `UPDATE change_log_heads SET pruned_through = max(pruned_through, expired.through)
+    FROM (SELECT tenant, max(position) AS through FROM (${expiredChunk}) GROUP BY tenant) AS expired
+    WHERE change_log_heads.tenant = expired.tenant`,
+  dropChunk: `DELETE FROM change_log WHERE (tenant, position) IN (${expiredChunk})`,
+  dropAnnounced: `DELETE FROM announced WHERE (tenant, key) IN (SELECT tenant, key FROM announced
+    INDEXED BY announced_by_age WHERE created_at < :cutoff LIMIT ${pruneChunk})`,
 } as const;
 
 /**
- * The embedded change feed: a SQLite table of changes (positions are its
- * autoincrement ids, shared by all tenants) and in-process listeners. One
- * process owns the file, so in-process delivery reaches every watcher.
+ * The embedded change feed: a SQLite table of changes with positions counted
+ * per tenant, and in-process listeners. One process owns the file, so
+ * in-process delivery reaches every watcher. What the log announced (see
+ * ChangeFeed.publish) lives in the `announced` table and is pruned with it.
  */
 export class SqliteChangeFeed implements ChangeFeed {
   readonly #db: DatabaseSync;
@@ -36,7 +40,17 @@ export class SqliteChangeFeed implements ChangeFeed {
   readonly #clock: () => number;
   readonly #listeners = new Map<string, Set<(change: PositionedChange) => void>>();
   readonly #sql: Record<
-    "append" | "after" | "head" | "prunedThrough" | "markPruned" | "dropChunk",
+    | "nextPosition"
+    | "append"
+    | "after"
+    | "head"
+    | "prunedThrough"
+    | "announced"
+    | "announce"
+    | "forget"
+    | "markPruned"
+    | "dropChunk"
+    | "dropAnnounced",
     StatementSync
   >;
   readonly #pruneTimer: NodeJS.Timeout;
@@ -48,16 +62,26 @@ export class SqliteChangeFeed implements ChangeFeed {
     this.#retentionMs = options.retentionMs;
     this.#clock = options.clock ?? Date.now;
     this.#sql = {
+      nextPosition: db.prepare(
+        `INSERT INTO change_log_heads (tenant, head) VALUES (?, 1)
+         ON CONFLICT (tenant) DO UPDATE SET head = head + 1 RETURNING head`,
+      ),
       append: db.prepare(
-        "INSERT INTO changes (tenant, created_at, payload) VALUES (?, ?, ?) RETURNING position",
+        "INSERT INTO change_log (tenant, position, created_at, payload) VALUES (?, ?, ?, ?)",
       ),
       after: db.prepare(
-        "SELECT position, payload FROM changes WHERE tenant = ? AND position > ? ORDER BY position LIMIT ?",
+        "SELECT position, payload FROM change_log WHERE tenant = ? AND position > ? ORDER BY position LIMIT ?",
       ),
-      head: db.prepare("SELECT coalesce(max(position), 0) AS head FROM changes"),
-      prunedThrough: db.prepare("SELECT pruned_through FROM change_log_state WHERE id = 1"),
+      head: db.prepare("SELECT head FROM change_log_heads WHERE tenant = ?"),
+      prunedThrough: db.prepare("SELECT pruned_through FROM change_log_heads WHERE tenant = ?"),
+      announced: db.prepare("SELECT value FROM announced WHERE tenant = ? AND key = ?"),
+      announce: db.prepare(
+        "INSERT OR REPLACE INTO announced (tenant, key, value, created_at) VALUES (?, ?, ?, ?)",
+      ),
+      forget: db.prepare("DELETE FROM announced WHERE tenant = ? AND key = ?"),
       markPruned: db.prepare(pruneStatements.markPruned),
       dropChunk: db.prepare(pruneStatements.dropChunk),
+      dropAnnounced: db.prepare(pruneStatements.dropAnnounced),
     };
     // Pruning is housekeeping: a failed run leaves the log longer until the next one succeeds,
     // and an unref'd timer never keeps the process alive.
@@ -71,11 +95,12 @@ export class SqliteChangeFeed implements ChangeFeed {
     if (changes.length === 0) return [];
     const now = this.#clock();
     const positioned = await writeBatcherOf(this.#db).write(() =>
-      changes.map((change) => {
-        const row = this.#sql.append.get(tenant, now, JSON.stringify(change)) as {
-          position: number;
-        };
-        return { position: String(row.position), change };
+      changes.flatMap((proposed) => {
+        const change = this.#announce(tenant, proposed, now);
+        if (change === undefined) return [];
+        const { head } = this.#sql.nextPosition.get(tenant) as { head: number };
+        this.#sql.append.run(tenant, head, now, JSON.stringify(change));
+        return [{ position: String(head), change }];
       }),
     );
     const listeners = this.#listeners.get(tenant);
@@ -85,10 +110,23 @@ export class SqliteChangeFeed implements ChangeFeed {
     return positioned;
   }
 
+  async forgetReceipts(
+    tenant: string,
+    receipts: readonly { readonly messageId: string; readonly readerId: string }[],
+  ): Promise<void> {
+    if (receipts.length === 0) return;
+    await writeBatcherOf(this.#db).write(() => {
+      for (const { messageId, readerId } of receipts) {
+        this.#sql.forget.run(tenant, announcedKey.receipt(messageId, readerId));
+        this.#sql.forget.run(tenant, announcedKey.count(messageId));
+      }
+    });
+  }
+
   async readAfter(tenant: string, position: string, limit: number): Promise<PositionedChange[]> {
     const after = Number(position);
-    const { pruned_through } = this.#sql.prunedThrough.get() as { pruned_through: number };
-    if (after < pruned_through) {
+    const pruned = this.#sql.prunedThrough.get(tenant) as { pruned_through: number } | undefined;
+    if (after < (pruned?.pruned_through ?? 0)) {
       throw new ChangeLogExpiredError(`changes after position ${position} are no longer kept`);
     }
     const rows = this.#sql.after.all(tenant, after, limit) as unknown as {
@@ -101,12 +139,13 @@ export class SqliteChangeFeed implements ChangeFeed {
     }));
   }
 
-  async head(_tenant: string): Promise<string> {
-    const { head } = this.#sql.head.get() as { head: number };
-    return String(head);
+  async head(tenant: string): Promise<string> {
+    const row = this.#sql.head.get(tenant) as { head: number } | undefined;
+    return String(row?.head ?? 0);
   }
 
   listen(tenant: string, listener: (change: PositionedChange) => void): () => void {
+    // In process, the log is always reachable: nothing ever interrupts a listener.
     let listeners = this.#listeners.get(tenant);
     if (listeners === undefined) {
       listeners = new Set();
@@ -146,11 +185,34 @@ export class SqliteChangeFeed implements ChangeFeed {
       const dropped = inTransaction(this.#db, () => {
         // The watermark first: a resume token in the chunk must read as expired once it is gone.
         this.#sql.markPruned.run({ cutoff });
-        return Number(this.#sql.dropChunk.run({ cutoff }).changes);
+        const changes = Number(this.#sql.dropChunk.run({ cutoff }).changes);
+        return Math.max(changes, Number(this.#sql.dropAnnounced.run({ cutoff }).changes));
       });
       if (dropped < pruneChunk) return;
       await new Promise((resolve) => setImmediate(resolve));
     }
+  }
+
+  /** The change as the log will hold it, or undefined when the log already announced it. */
+  #announce(tenant: string, change: ReceiptChange, now: number): ReceiptChange | undefined {
+    const seen = (key: string) =>
+      (this.#sql.announced.get(tenant, key) as { value: number } | undefined)?.value;
+    const remember = (key: string, value: number) =>
+      this.#sql.announce.run(tenant, key, value, now);
+    if (change.kind === "horizon") {
+      const key = announcedKey.horizon(change.conversationId, change.readerId);
+      if ((seen(key) ?? Number.NEGATIVE_INFINITY) >= change.readUpTo) return undefined;
+      remember(key, change.readUpTo);
+      return change;
+    }
+    const { messageId } = change.receipt.message;
+    const receiptKey = announcedKey.receipt(messageId, change.readerId);
+    if (seen(receiptKey) !== undefined) return undefined;
+    remember(receiptKey, 1);
+    const countKey = announcedKey.count(messageId);
+    const count = Math.max(seen(countKey) ?? 0, change.receipt.readCount);
+    remember(countKey, count);
+    return withReadCount(change, count);
   }
 
   async close(): Promise<void> {
@@ -160,3 +222,10 @@ export class SqliteChangeFeed implements ChangeFeed {
     this.#listeners.clear();
   }
 }
+
+const announcedKey = {
+  receipt: (messageId: string, readerId: string) => `r\u0000${messageId}\u0000${readerId}`,
+  count: (messageId: string) => `n\u0000${messageId}`,
+  horizon: (conversationId: string, readerId: string) =>
+    `h\u0000${conversationId}\u0000${readerId}`,
+};

@@ -1,7 +1,16 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { ConversationType, Member, ReadMember, TrackedMessage } from "../../domain/model.js";
+import {
+  type ConversationType,
+  type Member,
+  type PendingChange,
+  pendingReceipt,
+  type ReadMember,
+  type TrackedMessage,
+} from "../../domain/model.js";
+import { pendingChangeKey } from "../pending-change-key.js";
 import type {
   Conversation,
+  FirstPageRequest,
   MembershipAt,
   MembershipInterval,
   MembershipProbe,
@@ -155,7 +164,10 @@ export class SqliteReceiptStore implements ReceiptStore {
             message.conversationId,
             message.sentAt,
           ).changes > 0;
-        if (inserted) this.#sql.addToReadCount.run(1, tenant, message.messageId);
+        if (inserted) {
+          this.#sql.addToReadCount.run(1, tenant, message.messageId);
+          this.#keepPending(pendingReceipt(tenant, readerId, message, readAt));
+        }
         const { read_count } = this.#sql.readCount.get(tenant, message.messageId) as {
           read_count: number;
         };
@@ -193,6 +205,38 @@ export class SqliteReceiptStore implements ReceiptStore {
     return rows.map((row) => ({ userId: row.reader_id, readAt: row.read_at }));
   }
 
+  async receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const times = new Map<string, number>();
+    for (const { messageId, receiverId } of messages) {
+      const row = this.#sql.readAt.get(tenant, messageId, receiverId) as
+        | { read_at: number }
+        | undefined;
+      if (row !== undefined) times.set(messageId, row.read_at);
+    }
+    return times;
+  }
+
+  async listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]> {
+    const lists: ReadMember[][] = [];
+    for (const { message, filter } of pages) {
+      lists.push(
+        filter === "read"
+          ? await this.listReaders(tenant, message, undefined, limit)
+          : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
+              userId,
+            })),
+      );
+    }
+    return lists;
+  }
+
   async hasRead(
     tenant: string,
     readerId: string,
@@ -210,7 +254,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     groupId: string,
     userId: string,
     fromSentAt: number,
-  ): Promise<number> {
+  ): Promise<string[]> {
     return this.#writes.write(() => {
       const doomed = this.#sql.receiptsOfReaderFrom.all(
         tenant,
@@ -222,7 +266,7 @@ export class SqliteReceiptStore implements ReceiptStore {
         this.#sql.deleteReceipt.run(tenant, message_id, userId);
         this.#sql.addToReadCount.run(-1, tenant, message_id);
       }
-      return doomed.length;
+      return doomed.map((row) => row.message_id);
     });
   }
 
@@ -242,6 +286,7 @@ export class SqliteReceiptStore implements ReceiptStore {
     conversationId: string,
     readerId: string,
     upTo: number,
+    at: number,
   ): Promise<{ readonly previous: number | undefined; readonly current: number }> {
     return this.#writes.write(() => {
       const row = this.#sql.getHorizon.get(tenant, conversationId, readerId) as
@@ -249,8 +294,64 @@ export class SqliteReceiptStore implements ReceiptStore {
         | undefined;
       const previous = row?.read_up_to;
       const current = Math.max(previous ?? upTo, upTo);
-      if (current !== previous) this.#sql.putHorizon.run(tenant, conversationId, readerId, current);
+      if (current !== previous) {
+        this.#sql.putHorizon.run(tenant, conversationId, readerId, current);
+        this.#keepPending({
+          kind: "horizon",
+          tenant,
+          conversationId,
+          readerId,
+          readUpTo: current,
+          at,
+        });
+      }
       return { previous, current };
+    });
+  }
+
+  async pendingChanges(before: number, limit: number): Promise<PendingChange[]> {
+    const rows = this.#sql.pendingBefore.all(before, limit) as unknown as { payload: string }[];
+    return rows.map((row) => JSON.parse(row.payload) as PendingChange);
+  }
+
+  async clearPendingChanges(changes: readonly PendingChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    await this.#writes.write(() => {
+      for (const change of changes) {
+        this.#sql.clearPending.run(change.tenant, pendingChangeKey(change));
+      }
+    });
+  }
+
+  /** Inside the write that stores the fact: the fact and its pending change commit together. */
+  #keepPending(change: PendingChange): void {
+    const at = change.kind === "receipt" ? change.readAt : change.at;
+    this.#sql.keepPending.run(change.tenant, pendingChangeKey(change), JSON.stringify(change), at);
+  }
+
+  async noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ): Promise<void> {
+    await this.#writes.write(() => {
+      this.#sql.noteHorizonSet.run(tenant, conversationId, readerId, readUpTo, setAt);
+    });
+  }
+
+  async horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ): Promise<(number | undefined)[]> {
+    return times.map((at) => {
+      const row = this.#sql.horizonSetAt.get(tenant, conversationId, readerId, at) as
+        | { set_at: number }
+        | undefined;
+      return row?.set_at;
     });
   }
 
@@ -414,6 +515,13 @@ function prepareStatements(db: DatabaseSync) {
       `INSERT OR IGNORE INTO receipts (tenant, message_id, reader_id, read_at, conversation_id, sent_at)
        VALUES (?, ?, ?, ?, ?, ?)`,
     ),
+    keepPending: q(
+      "INSERT OR REPLACE INTO outbox (tenant, key, payload, created_at) VALUES (?, ?, ?, ?)",
+    ),
+    pendingBefore: q(
+      "SELECT payload FROM outbox WHERE created_at < ? ORDER BY created_at, tenant, key LIMIT ?",
+    ),
+    clearPending: q("DELETE FROM outbox WHERE tenant = ? AND key = ?"),
     deleteReceipt: q("DELETE FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     addToReadCount: q(
       "UPDATE messages SET read_count = read_count + ? WHERE tenant = ? AND message_id = ?",
@@ -423,6 +531,7 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT reader_id, read_at FROM receipts
        WHERE tenant = ? AND message_id = ? AND reader_id > ? ORDER BY reader_id LIMIT ?`,
     ),
+    readAt: q("SELECT read_at FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     hasReceipt: q("SELECT 1 FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
     receiptsOfReaderFrom: q(
       `SELECT message_id FROM receipts
@@ -434,6 +543,14 @@ function prepareStatements(db: DatabaseSync) {
     putHorizon: q(
       `INSERT INTO horizons (tenant, conversation_id, reader_id, read_up_to) VALUES (?, ?, ?, ?)
        ON CONFLICT (tenant, conversation_id, reader_id) DO UPDATE SET read_up_to = excluded.read_up_to`,
+    ),
+    noteHorizonSet: q(
+      `INSERT OR IGNORE INTO horizon_sets (tenant, conversation_id, reader_id, read_up_to, set_at)
+       VALUES (?, ?, ?, ?, ?)`,
+    ),
+    horizonSetAt: q(
+      `SELECT set_at FROM horizon_sets WHERE tenant = ? AND conversation_id = ? AND reader_id = ?
+         AND read_up_to >= ? ORDER BY read_up_to LIMIT 1`,
     ),
     horizonsFrom: q(
       "SELECT reader_id, read_up_to FROM horizons WHERE tenant = ? AND conversation_id = ? AND read_up_to >= ?",

@@ -54,8 +54,9 @@ export class SqliteWriteBatcher {
       }
       this.#db.exec("COMMIT");
     } catch (error) {
-      // The commit itself failed (disk full, I/O error): nothing of the batch is stored.
-      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      // The commit itself failed (disk full, I/O error, the database closed): nothing of the
+      // batch is stored. A closed database has no transaction to roll back.
+      if (this.#db.isOpen && this.#db.isTransaction) this.#db.exec("ROLLBACK");
       for (const pending of batch) pending.reject(error);
       return;
     }

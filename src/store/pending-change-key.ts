@@ -1,0 +1,12 @@
+import type { PendingChange } from "../domain/model.js";
+
+/**
+ * The outbox key of a pending change within its tenant: the same fact always
+ * has the same key, so writing it twice (a retry, two instances) keeps one
+ * entry and clearing it needs nothing but the fact.
+ */
+export function pendingChangeKey(change: PendingChange): string {
+  return change.kind === "receipt"
+    ? `r\u0000${change.messageId}\u0000${change.readerId}`
+    : `h\u0000${change.conversationId}\u0000${change.readerId}\u0000${change.readUpTo}`;
+}
