@@ -15,6 +15,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { extname, join, normalize, sep } from "node:path";
+import { createInterface } from "node:readline";
 import { SignJWT } from "jose";
 import { build } from "vite";
 
@@ -272,68 +273,181 @@ export function chatLink(
   return `${pageOrigin}/?${query}`;
 }
 
-/** Resolves once something answers HTTP at baseUrl, failing after timeoutMs or when the child exits. */
-async function waitForService(baseUrl: string, child: ChildProcess, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
-    try {
-      await fetch(baseUrl, { signal: AbortSignal.timeout(1_000) });
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+/** A failure of the demo told in one line, with its exit code (2: a port or setting to change). */
+export class DemoError extends Error {
+  readonly exitCode: number;
+  // No parameter property: Node runs this file by stripping types only.
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
   }
-  throw new Error(`the service did not answer at ${baseUrl} within ${timeoutMs} ms`);
 }
 
-async function runDemo(): Promise<void> {
+const portInUse = (where: string, variable: string) =>
+  new DemoError(
+    `demo: cannot listen on ${where}: the port is in use by another process (npm start, another demo?); stop it or choose another port with ${variable}`,
+    2,
+  );
+
+const pinoLevels: Readonly<Record<string, number>> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: Number.POSITIVE_INFINITY,
+};
+
+/**
+ * Starts the service and resolves once it logs that it listens on `port`: its own start line,
+ * so a server already on that port is never mistaken for it. Its log lines from `logLevel` up
+ * are passed on; it fails in one line when the service exits first.
+ */
+async function startDemoService(
+  main: string,
+  port: number,
+  env: Record<string, string>,
+  logLevel: string,
+): Promise<ChildProcess> {
+  const service = spawn(process.execPath, [main], {
+    // The demo reads the start line, so JSON whatever the terminal; info to see that line.
+    env: { ...process.env, ...env, RECEIPTS_LOG_FORMAT: "json", RECEIPTS_LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const shownFrom = pinoLevels[logLevel] ?? pinoLevels.warn ?? 40;
+  // Held until the service is ready: a port it cannot take is told once, in the demo's words.
+  let errors: string | undefined = "";
+  service.stderr?.on("data", (chunk: Buffer) => {
+    if (errors === undefined) process.stderr.write(chunk);
+    else errors += chunk.toString();
+  });
+  return new Promise((resolve, reject) => {
+    const exited = (code: number | null, signal: string | null) => {
+      if (/cannot listen on .*the port is in use/.test(errors ?? "")) {
+        reject(portInUse(`127.0.0.1:${port}`, "DEMO_SERVICE_PORT"));
+        return;
+      }
+      process.stderr.write(errors ?? "");
+      const how = signal ?? `exit code ${code}`;
+      reject(new DemoError(`demo: the service stopped (${how}) before it was ready`, 1));
+    };
+    // "close", not "exit": by then its stderr has been read to the end.
+    service.once("close", exited);
+    createInterface({ input: service.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      let entry: { level?: number; port?: number; url?: string } = {};
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        process.stdout.write(`${line}\n`);
+        return;
+      }
+      if ((entry.level ?? 0) >= shownFrom) process.stdout.write(`${line}\n`);
+      if (entry.url !== undefined && entry.port === port) {
+        service.off("close", exited);
+        process.stderr.write(errors ?? "");
+        errors = undefined;
+        resolve(service);
+      }
+    });
+  });
+}
+
+export interface DemoOptions {
+  readonly servicePort: number;
+  readonly webPort: number;
+  /** The service's log level (RECEIPTS_LOG_LEVEL); warn by default. */
+  readonly logLevel: string;
+  /** The built service's entry point. */
+  readonly serviceMain: string;
+  /** Where the page is built. */
+  readonly webOutDir: string;
+}
+
+/** The demo's settings from its environment variables (README, "Browser client"). */
+export function demoOptions(env: Readonly<Record<string, string | undefined>>): DemoOptions {
+  const port = (name: string, fallback: number) => {
+    const value = Number(env[name] || fallback);
+    if (!Number.isInteger(value) || value < 1 || value > 65_535) {
+      throw new DemoError(`demo: ${name}=${env[name]}: must be a port from 1 to 65535`, 2);
+    }
+    return value;
+  };
+  return {
+    servicePort: port("DEMO_SERVICE_PORT", 8787),
+    webPort: port("DEMO_WEB_PORT", 8788),
+    logLevel: env.RECEIPTS_LOG_LEVEL || "warn",
+    serviceMain: join(root, "dist", "src", "main.js"),
+    webOutDir: join(root, "web", "dist"),
+  };
+}
+
+/**
+ * Runs the demo until Ctrl-C, or until its service stops on its own: then the demo stops too,
+ * saying so, rather than leave a page whose service is gone.
+ */
+export async function runDemo(options: DemoOptions): Promise<void> {
   const host = "127.0.0.1";
-  const servicePort = Number(process.env.DEMO_SERVICE_PORT ?? 8080);
-  const webPort = Number(process.env.DEMO_WEB_PORT ?? 5173);
+  const { servicePort, webPort } = options;
   const serviceUrl = `http://${host}:${servicePort}`;
-  const outDir = join(root, "web", "dist");
 
   console.log("Building the web app…");
-  await buildWeb(outDir);
+  await buildWeb(options.webOutDir);
+  // The page's port first: a taken one stops the demo before any service starts.
+  const web = await startStaticServer({ dir: options.webOutDir, host, port: webPort }).catch(
+    (error: NodeJS.ErrnoException) => {
+      throw error.code === "EADDRINUSE" ? portInUse(`${host}:${webPort}`, "DEMO_WEB_PORT") : error;
+    },
+  );
 
   const dataDir = mkdtempSync(join(tmpdir(), "receipts-demo-"));
   const tenant = demoTenant();
-  const service = spawn(process.execPath, [join(root, "dist", "src", "main.js")], {
-    env: {
-      ...process.env,
-      RECEIPTS_HOST: host,
-      RECEIPTS_PORT: String(servicePort),
-      RECEIPTS_DATA_DIR: dataDir,
-      RECEIPTS_CORS_ORIGINS: `http://${host}:${webPort},http://localhost:${webPort}`,
-      RECEIPTS_TENANTS: tenant.tenantsJson,
-      RECEIPTS_LOG_LEVEL: process.env.RECEIPTS_LOG_LEVEL ?? "warn",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  let web: StaticServer | undefined;
+  let service: ChildProcess | undefined;
   const stop = async () => {
-    await web?.close();
-    if (service.exitCode === null) {
+    await web.close();
+    if (service !== undefined && service.exitCode === null && service.signalCode === null) {
       service.kill("SIGTERM");
       await once(service, "exit");
     }
     rmSync(dataDir, { recursive: true, force: true });
   };
-  process.once("SIGINT", () => void stop().then(() => process.exit(0)));
-  process.once("SIGTERM", () => void stop().then(() => process.exit(0)));
-
   try {
-    await waitForService(serviceUrl, service, 30_000);
-    web = await startStaticServer({ dir: outDir, host, port: webPort });
+    service = await startDemoService(
+      options.serviceMain,
+      servicePort,
+      {
+        RECEIPTS_HOST: host,
+        RECEIPTS_PORT: String(servicePort),
+        RECEIPTS_DATA_DIR: dataDir,
+        RECEIPTS_CORS_ORIGINS: `http://${host}:${webPort},http://localhost:${webPort}`,
+        RECEIPTS_TENANTS: tenant.tenantsJson,
+      },
+      options.logLevel,
+    );
     web.addHistory(await seedDemo(serviceUrl, { headers: tenant.serviceHeaders }));
   } catch (error) {
     await stop();
-    throw error;
+    throw error instanceof DemoError
+      ? error
+      : new DemoError(`demo: seeding the demo conversation failed: ${(error as Error).message}`, 1);
   }
-  const origin = web.origin;
+  const died = new Promise<DemoError>((resolve) =>
+    service?.once("exit", (code, signal) =>
+      resolve(
+        new DemoError(
+          `demo: the service stopped on its own (${signal ?? `exit code ${code}`}); the demo stops too`,
+          1,
+        ),
+      ),
+    ),
+  );
+  const interrupted = new Promise<void>((resolve) => {
+    process.once("SIGINT", () => resolve());
+    process.once("SIGTERM", () => resolve());
+  });
+
   const link = async (user: string) =>
-    chatLink(origin, {
+    chatLink(web.origin, {
       user,
       conversation: "team",
       server: serviceUrl,
@@ -344,7 +458,7 @@ async function runDemo(): Promise<void> {
     others.push(`  ${person.name}: ${await link(person.id)}`);
   console.log(`
 Read-receipt demo: service on ${serviceUrl} (tenant "demo", embedded store in ${dataDir}),
-page on ${origin}. Each link carries a user token valid for one hour.
+page on ${web.origin}. Each link carries a user token valid for one hour.
 Open two windows side by side:
 
   Alice (sends most messages, sees "Read by N of M" change live):
@@ -358,6 +472,21 @@ ${others.join("\n")}
 
 Ctrl-C stops everything.
 `);
+  const ended = await Promise.race([died, interrupted]);
+  await stop();
+  if (ended !== undefined) throw ended;
 }
 
-if (import.meta.main) await runDemo();
+/** `npm run demo`: a failure is one line on stderr and the demo's exit code, never a stack. */
+export async function demoMain(overrides: Partial<DemoOptions> = {}): Promise<never> {
+  try {
+    await runDemo({ ...demoOptions(process.env), ...overrides });
+    process.exit(0);
+  } catch (error) {
+    if (!(error instanceof DemoError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(error.exitCode);
+  }
+}
+
+if (import.meta.main) await demoMain();

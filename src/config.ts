@@ -35,6 +35,8 @@ export interface Config {
   readonly redisKeyPrefix: string;
   readonly dataDir: string;
   readonly logLevel: string;
+  /** `auto`: pretty lines when stdout is a terminal, JSON lines otherwise. */
+  readonly logFormat: "auto" | "json" | "pretty";
   readonly watch: {
     readonly retentionMs: number;
     readonly heartbeatMs: number;
@@ -178,6 +180,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     redisKeyPrefix: text("RECEIPTS_REDIS_KEY_PREFIX", "receipts:"),
     dataDir: text("RECEIPTS_DATA_DIR", ".data"),
     logLevel: oneOf("RECEIPTS_LOG_LEVEL", "info", logLevels),
+    logFormat: oneOf("RECEIPTS_LOG_FORMAT", "auto", ["auto", "json", "pretty"] as const),
     watch: {
       retentionMs: integer("RECEIPTS_WATCH_RETENTION_SECONDS", 86_400, 60, 30 * 86_400) * 1000,
       heartbeatMs: integer("RECEIPTS_WATCH_HEARTBEAT_SECONDS", 15, 1, 3_600) * 1000,

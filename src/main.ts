@@ -1,43 +1,17 @@
-import { openBackend, startApp } from "./app.js";
-import { exitOnConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
-import { collectProcessMetrics } from "./ops/metrics.js";
+/**
+ * The service's entry point (`npm start`, `node dist/src/main.js`). It checks the Node version
+ * before anything else loads: the service needs Node 24 (`node:sqlite`), and on an older Node
+ * its first import would fail with `No such built-in module` and no hint. So this file imports
+ * nothing statically; the composition root is loaded only once the check has passed.
+ */
+export {};
 
-/** The composition root: the only place that reads the environment and listens. */
-async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    exitOnConfigError(error);
-  }
-  const logger = createLogger({ level: config.logLevel });
-  const backend = await openBackend(config, logger);
-  // Tenants are read when the app starts: a bad tenant file is a configuration error too.
-  const app = await startApp(config, backend, logger).catch(exitOnConfigError);
-  // Process metrics (CPU, memory, event loop, GC) once per process, beside the app's own.
-  collectProcessMetrics(app.metrics);
-  logger.info(
-    { host: config.host, port: app.port, store: config.store },
-    "read-receipt service listening (gRPC, gRPC-Web, Connect)",
+const requiredMajor = 24;
+const major = Number(process.versions.node.split(".")[0]);
+if (!(major >= requiredMajor)) {
+  process.stderr.write(
+    `read-receipts needs Node ${requiredMajor} or later, not ${process.versions.node}: start it with \`npm start\` (npm scripts run the Node ${requiredMajor} of the project's node_modules) or node_modules/.bin/node dist/src/main.js\n`,
   );
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    app.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGHUP", () => void app.reloadTenants());
+  process.exit(2);
 }
-
-await main();
+await import("./service-main.js");

@@ -49,6 +49,12 @@ describe("the receipts CLI against a running server", () => {
       );
     });
   const lines = (text: string) => text.split("\n").filter((line) => line !== "");
+  /** A command line refused before any call: exit 2, nothing on stdout, `message` on stderr. */
+  const refusedUsage = async (args: string[], message: string) => {
+    const run = await cli(args);
+    expect(run, args.join(" ")).toMatchObject({ code: 2, stdout: "" });
+    expect(run.stderr).toContain(message);
+  };
 
   beforeAll(async () => {
     build = buildService("cli");
@@ -90,9 +96,9 @@ describe("the receipts CLI against a running server", () => {
     const got = await cli(["get", "--protocol", "grpc", "--conversation", "g", "m1"]);
     expect(got.stdout).toContain("m1  read by 1 of 5");
 
-    const read = await cli(["members", "--conversation", "g", "--message", "m1"]);
+    const read = await cli(["readers", "--conversation", "g", "--message", "m1"]);
     expect(read.stdout).toMatch(/^u1 {2}read at \d{4}-\d\d-\d\dT/);
-    const unread = ["members", "--conversation", "g", "--message", "m1", "--filter", "unread"];
+    const unread = ["readers", "--conversation", "g", "--message", "m1", "--filter", "unread"];
     const first = await cli([...unread, "--page-size", "2"]);
     expect(lines(first.stdout)).toEqual(["u2", "u3"]);
     const token = /--page-token (\S+)/.exec(first.stderr)?.[1];
@@ -120,7 +126,7 @@ describe("the receipts CLI against a running server", () => {
       ],
     });
     const pages = await cli([
-      "members",
+      "readers",
       "--json",
       "--all",
       "--page-size",
@@ -139,6 +145,182 @@ describe("the receipts CLI against a running server", () => {
     ]);
     expect(parsed.map((page) => page.isFinished)).toEqual([false, true]);
   });
+
+  it("adds, lists and removes group members with their joined and left times; the audience follows", async () => {
+    const add = await cli([
+      "members",
+      "add",
+      "--group",
+      "crew",
+      "ann",
+      "ben",
+      "cat",
+      "--joined-at",
+      "2026-01-01T00:00:00Z",
+    ]);
+    expect(add).toMatchObject({ code: 0, stdout: "added 3 users to crew\n", stderr: "" });
+    const again = await cli(["members", "add", "--group", "crew", "ann", "dan"]);
+    expect(again.stdout).toBe("added 1 user to crew (1 user already members or listed twice)\n");
+
+    const listed = await cli(["members", "list", "--group", "crew"]);
+    expect(lines(listed.stdout)).toEqual([
+      "ann  joined 2026-01-01T00:00:00.000Z",
+      "ben  joined 2026-01-01T00:00:00.000Z",
+      "cat  joined 2026-01-01T00:00:00.000Z",
+      expect.stringMatching(/^dan {2}joined \d{4}-\d\d-\d\dT/),
+    ]);
+    const firstPage = await cli(["members", "list", "--group", "crew", "--page-size", "3"]);
+    expect(lines(firstPage.stdout)).toHaveLength(3);
+    const token = /--page-token (\S+)/.exec(firstPage.stderr)?.[1] ?? "";
+    const rest = ["members", "list", "--group", "crew", "--page-token", token];
+    expect(lines((await cli(rest)).stdout)).toEqual([expect.stringMatching(/^dan /)]);
+    const pages = await cli([
+      "members",
+      "list",
+      "--json",
+      "--all",
+      "--page-size",
+      "2",
+      "--group",
+      "crew",
+    ]);
+    expect(lines(pages.stdout).map((line) => JSON.parse(line))).toEqual([
+      {
+        members: [
+          { userId: "ann", joinedAt: "2026-01-01T00:00:00Z" },
+          { userId: "ben", joinedAt: "2026-01-01T00:00:00Z" },
+        ],
+        nextPageToken: expect.any(String),
+        isFinished: false,
+      },
+      expect.objectContaining({
+        members: [
+          expect.objectContaining({ userId: "cat" }),
+          expect.objectContaining({ userId: "dan" }),
+        ],
+        isFinished: true,
+      }),
+    ]);
+
+    // Cat leaves before the message: the audience is who was a member when it was sent.
+    const removed = await cli([
+      "members",
+      "remove",
+      "--json",
+      "--group",
+      "crew",
+      "cat",
+      "zed",
+      "--left-at",
+      "2026-01-02T00:00:00Z",
+    ]);
+    expect(JSON.parse(removed.stdout)).toEqual({ removedCount: 1 });
+    expect((await cli(["members", "remove", "--group", "crew", "zed"])).stdout).toBe(
+      "removed 0 users from crew (1 user not members or listed twice)\n",
+    );
+    const names = lines((await cli(["members", "list", "--group", "crew"])).stdout).map(
+      (line) => line.split(" ")[0],
+    );
+    expect(names).toEqual(["ann", "ben", "dan"]);
+    await cli([
+      "track",
+      "--conversation",
+      "crew",
+      "--message",
+      "crew-1",
+      "--sender",
+      "ann",
+      "--sent-at",
+      "2026-01-03T00:00:00Z",
+    ]);
+    expect((await cli(["get", "--conversation", "crew", "crew-1"])).stdout).toContain(
+      "read by 0 of 1",
+    );
+
+    await refusedUsage(["members", "add", "--group", "crew"], "give at least one user id");
+    await refusedUsage(
+      ["members", "remove", "--group", "crew", "ann", "--left-at", "later"],
+      "--left-at later: not a time",
+    );
+    const badGroup = await cli(["members", "add", "--group", "crew", "ann", "tab\there"]);
+    expect(badGroup.code).toBe(1);
+    expect(badGroup.stderr).toMatch(
+      /^receipts: invalid_argument: user_ids\[1\]: must not contain control/,
+    );
+    const noSub = await cli(["members", "--conversation", "g", "--message", "m1"]);
+    expect(noSub.code).toBe(2);
+    expect(noSub.stderr).toContain("receipts readers --conversation ID --message ID");
+  }, 120_000);
+
+  it("takes the options of every command before the command as well as after it", async () => {
+    const before = await cli([
+      "--url",
+      server.baseUrl,
+      "--json",
+      "get",
+      "--conversation",
+      "g",
+      "m1",
+    ]);
+    expect(before.code).toBe(0);
+    expect(JSON.parse(before.stdout).receipts[0].messageId).toBe("m1");
+    const mixed = await cli([
+      "--protocol=grpc",
+      "--timeout",
+      "5",
+      "members",
+      "--url",
+      server.baseUrl,
+      "list",
+      "--group",
+      "crew",
+    ]);
+    expect(mixed).toMatchObject({ code: 0, stderr: "" });
+    expect(lines(mixed.stdout)[0]).toMatch(/^ann /);
+    // The URL before the command is the one used: a dead one fails as unreachable.
+    const dead = await cli(["--url", "http://127.0.0.1:1", "get", "--conversation", "g", "m1"]);
+    expect(dead.code).toBe(3);
+    const misplaced = await cli(["--conversation", "g", "get", "m1"]);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain("unknown option --conversation before the command");
+  });
+
+  it("has --help for every command, each with its usage and an example of it", async () => {
+    const overview = await cli(["--help"]);
+    expect(overview.code).toBe(0);
+    const names = [
+      "track",
+      "send",
+      "get",
+      "readers",
+      "who-read",
+      "mark-read",
+      "watch",
+      "import",
+      "members add",
+      "members remove",
+      "members list",
+    ];
+    for (const name of names) expect(overview.stdout).toMatch(new RegExp(`^  ${name} +\\S`, "m"));
+    // Each command once, the three ways of asking in turn.
+    for (const [i, name] of names.entries()) {
+      const words = name.split(" ");
+      const help = [
+        [...words, "--help"],
+        ["help", ...words],
+        ["--json", ...words, "-h"],
+      ][i % 3];
+      const shown = await cli(help ?? []);
+      expect(shown, help?.join(" ")).toMatchObject({ code: 0, stderr: "" });
+      expect(shown.stdout).toMatch(new RegExp(`^Usage: receipts ${name} `));
+      expect(shown.stdout).toMatch(new RegExp(`\nExample:\n  receipts ${name} \\S`));
+    }
+    const group = await cli(["members", "--help"]);
+    expect(lines(group.stdout).filter((line) => line.startsWith("  members "))).toHaveLength(3);
+    const bare = await cli([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("Usage: receipts");
+  }, 120_000);
 
   it("imports a JSON-lines file in batches, reporting progress on stderr; importing again changes nothing", async () => {
     const file = join(work, "messages.jsonl");
@@ -322,20 +504,11 @@ describe("the receipts CLI against a running server", () => {
     const unknown = await cli(["frobnicate"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command frobnicate");
-    const missing = await cli(["get", "m1"]);
-    expect(missing).toMatchObject({ code: 2, stdout: "" });
-    expect(missing.stderr).toContain("--conversation is required");
-    const badTime = await cli([
-      "mark-read",
-      "--conversation",
-      "g",
-      "--reader",
-      "u1",
-      "--up-to",
-      "soon",
-    ]);
-    expect(badTime.code).toBe(2);
-    expect(badTime.stderr).toContain("--up-to soon: not a time");
+    await refusedUsage(["get", "m1"], "--conversation is required");
+    await refusedUsage(
+      ["mark-read", "--conversation", "g", "--reader", "u1", "--up-to", "soon"],
+      "--up-to soon: not a time",
+    );
 
     const notFound = await cli(["get", "--conversation", "g", "m1", "nope"]);
     expect(notFound.code).toBe(1);

@@ -139,3 +139,34 @@ describe("request logs", () => {
     expect(rpcLines("req-health")).toEqual([]);
   });
 });
+
+describe("request logs with tenants configured", () => {
+  it("log a refused call without a tenant (it proved none), an authenticated one with its own", async () => {
+    const { logger, lines } = capturingLogger("info");
+    const apiKey = "k".repeat(40);
+    const server = await startOpsServer({
+      env: { RECEIPTS_TENANTS: JSON.stringify({ tenants: [{ id: "acme", apiKeys: [apiKey] }] }) },
+      logger,
+    });
+    try {
+      const call = (requestId: string, headers: Record<string, string>) =>
+        fetch(`${server.baseUrl}/receipts.v1.MembershipService/ListMembers`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-request-id": requestId, ...headers },
+          body: '{"groupId":"g"}',
+        });
+      expect((await call("req-anonymous", {})).status).toBe(401);
+      expect((await call("req-forged", { authorization: "Bearer wrong-key" })).status).toBe(401);
+      expect((await call("req-acme", { authorization: `Bearer ${apiKey}` })).status).toBe(200);
+      const rpc = (requestId: string) =>
+        lines.find((line) => line.msg === "rpc" && line.requestId === requestId);
+      await eventually(() => rpc("req-acme") !== undefined);
+      expect(rpc("req-anonymous")).toMatchObject({ code: "unauthenticated" });
+      expect(rpc("req-anonymous")).not.toHaveProperty("tenant");
+      expect(rpc("req-forged")).not.toHaveProperty("tenant");
+      expect(rpc("req-acme")).toMatchObject({ code: "ok", tenant: "acme" });
+    } finally {
+      await server.stop();
+    }
+  });
+});

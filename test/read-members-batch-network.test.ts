@@ -235,7 +235,7 @@ describe("BatchGetReadMembers and receiver_read_at on a running server", () => {
       { env },
     );
     expect(paged.stdout).toMatch(
-      /\n {2}more read: receipts members --conversation team --message msg-1 --filter read --page-token \S+\n/,
+      /\n {2}more read: receipts readers --conversation team --message msg-1 --filter read --page-token \S+\n/,
     );
     const json = await run(cli, ["who-read", "--json", "--conversation", "team", "msg-1"], { env });
     const parsed = JSON.parse(json.stdout) as {

@@ -4,6 +4,9 @@ import { type Caller, serviceCaller } from "../domain/access-policy.js";
 /** Without configured tenants (development mode), every call belongs to one default tenant. */
 export const defaultTenant = "default";
 
+/** The tenant of a call whose credentials have not (yet) named one: refused calls. */
+export const noTenant = "";
+
 /** The tenant a call acts for; set by the authentication interceptor. */
 export const tenantKey = createContextKey<string>(defaultTenant, { description: "tenant id" });
 

@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { callerKey, tenantKey } from "../api/tenant-context.js";
+import { callerKey, noTenant, tenantKey } from "../api/tenant-context.js";
 import { releasing } from "../limits/stream-limit-interceptor.js";
 import type { Logger } from "../logger.js";
 import {
@@ -23,6 +23,8 @@ export function authInterceptor(
 ): Interceptor {
   return (next) => async (request) => {
     const procedure = `${request.service.typeName}/${request.method.name}`;
+    // Until its credentials name one, the call has no tenant (its log line names none).
+    request.contextValues.set(tenantKey, noTenant);
     const authorization = request.header.get("authorization");
     let verified: Verification;
     try {

@@ -1,6 +1,7 @@
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { CallOptions, Client } from "@connectrpc/connect";
 import type { ReceiptsClient } from "../../client/src/node.js";
+import type { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
   GetReceiptsResponseSchema,
@@ -24,6 +25,7 @@ import {
 /** What every command gets: the client, its options and positionals, and where to write. */
 export interface CommandContext {
   readonly client: Client<typeof ReadReceiptService>;
+  readonly membership: Client<typeof MembershipService>;
   /** The client package's resuming WatchReceipts. */
   readonly watch: ReceiptsClient["watch"];
   readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;
@@ -39,13 +41,13 @@ export function required(context: CommandContext, name: string): string {
   return value;
 }
 
-function optional(context: CommandContext, name: string): string | undefined {
+export function optional(context: CommandContext, name: string): string | undefined {
   const value = context.options[name];
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
 /** An RFC 3339 time such as 2026-01-02T10:00:00Z (a bare date counts as midnight UTC). */
-function time(name: string, value: string): Timestamp {
+export function time(name: string, value: string): Timestamp {
   const ms = Date.parse(value);
   if (!Number.isFinite(ms))
     throw usageError(`--${name} ${value}: not a time like 2026-01-02T10:00:00Z`);
@@ -116,44 +118,58 @@ export async function get(context: CommandContext): Promise<void> {
   else for (const receipt of response.receipts) context.output.out(describeReceipt(receipt));
 }
 
-/** ListReadMembers: one page, or every page with --all. */
-export async function members(context: CommandContext): Promise<void> {
+/**
+ * Prints one page of a listing (--page-size, --page-token), or every page with --all; when
+ * more follow, stderr names the token of the next page.
+ */
+export async function printPages<Page extends { nextPageToken: string; isFinished: boolean }>(
+  context: CommandContext,
+  fetchPage: (pageSize: number, pageToken: string) => Promise<Page>,
+  lines: (page: Page) => readonly string[],
+): Promise<void> {
+  const pageSize = optional(context, "page-size");
+  const size = pageSize === undefined ? 0 : wholeNumber("page-size", pageSize, 1, 1_000);
+  let pageToken = optional(context, "page-token") ?? "";
+  // Bounded: a listing never has more pages than entries, and --all stops at the last page.
+  for (;;) {
+    const page = await fetchPage(size, pageToken);
+    for (const line of lines(page)) context.output.out(line);
+    if (page.isFinished) return;
+    if (context.options.all !== true) {
+      if (!context.output.json) {
+        context.output.err(`more follow: repeat with --page-token ${page.nextPageToken}`);
+      }
+      return;
+    }
+    pageToken = page.nextPageToken;
+  }
+}
+
+/** `readers` (ListReadMembers): who has read a message, or not, page by page. */
+export async function readers(context: CommandContext): Promise<void> {
   const filterName = optional(context, "filter") ?? "read";
   if (filterName !== "read" && filterName !== "unread") {
     throw usageError(`--filter ${filterName}: must be read or unread`);
   }
-  const pageSize = optional(context, "page-size");
-  const request = {
-    conversationId: required(context, "conversation"),
-    messageId: required(context, "message"),
-    filter: filterName === "read" ? ReadFilter.READ : ReadFilter.UNREAD,
-    pageSize: pageSize === undefined ? 0 : wholeNumber("page-size", pageSize, 1, 1_000),
-    pageToken: optional(context, "page-token") ?? "",
-  };
-  const all = context.options.all === true;
-  // Bounded: a listing never has more pages than members, and --all stops at the last page.
-  for (;;) {
-    const page = await context.client.listReadMembers(request, context.call);
-    if (context.output.json) {
-      context.output.out(jsonLine(ListReadMembersResponseSchema, page));
-    } else {
-      for (const member of page.members) {
-        context.output.out(
-          member.readAt === undefined
-            ? member.userId
-            : `${member.userId}  read at ${formatTime(member.readAt)}`,
-        );
-      }
-    }
-    if (page.isFinished) return;
-    if (!all) {
-      if (!context.output.json) {
-        context.output.err(`more members: repeat with --page-token ${page.nextPageToken}`);
-      }
-      return;
-    }
-    request.pageToken = page.nextPageToken;
-  }
+  const conversationId = required(context, "conversation");
+  const messageId = required(context, "message");
+  const filter = filterName === "read" ? ReadFilter.READ : ReadFilter.UNREAD;
+  await printPages(
+    context,
+    (pageSize, pageToken) =>
+      context.client.listReadMembers(
+        { conversationId, messageId, filter, pageSize, pageToken },
+        context.call,
+      ),
+    (page) =>
+      context.output.json
+        ? [jsonLine(ListReadMembersResponseSchema, page)]
+        : page.members.map((member) =>
+            member.readAt === undefined
+              ? member.userId
+              : `${member.userId}  read at ${formatTime(member.readAt)}`,
+          ),
+  );
 }
 
 export async function markRead(context: CommandContext): Promise<void> {

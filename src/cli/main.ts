@@ -6,7 +6,7 @@ import {
   type CommandContext,
   get,
   markRead,
-  members,
+  readers,
   send,
   track,
   watch,
@@ -14,6 +14,7 @@ import {
 } from "./commands.js";
 import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
+import { addMembers, listMembers, removeMembers } from "./membership-commands.js";
 import type { Output } from "./output.js";
 import { whoRead } from "./read-members-batch.js";
 import { webhooks } from "./webhook-commands.js";
@@ -31,17 +32,26 @@ const globalOptions: Options = {
 };
 
 interface Command {
+  /** What follows the command's name on its command line. */
+  readonly usage: string;
+  /** One line: what it does. */
   readonly summary: string;
+  readonly example: string;
   readonly options: Options;
   readonly run: (context: CommandContext, stop: AbortSignal) => Promise<void>;
 }
 
 const text = { type: "string" } as const;
+const paging = { "page-size": text, "page-token": text, all: { type: "boolean" } } as const;
 
+/** Every command by its words; `members add` and its siblings share their first word. */
 const commands: Record<string, Command> = {
   track: {
+    usage:
+      "--conversation ID --message ID --sender ID [--receiver ID] [--type group|c2c] [--sent-at TIME]",
     summary:
-      "track --conversation ID --message ID --sender ID [--receiver ID] [--type group|c2c] [--sent-at TIME]",
+      "Tracks a message that asks for read receipts (a receiver makes it c2c; sent-at defaults to now).",
+    example: "receipts track --conversation team --message m1 --sender alice",
     options: {
       conversation: text,
       message: text,
@@ -53,41 +63,46 @@ const commands: Record<string, Command> = {
     run: track,
   },
   send: {
-    summary: "send --conversation ID --reader ID MESSAGE_ID...",
+    usage: "--conversation ID --reader ID MESSAGE_ID...",
+    summary: "Records that a reader has read messages, and prints their receipts.",
+    example: "receipts send --conversation team --reader bob m1 m2",
     options: { conversation: text, reader: text },
     run: send,
   },
   get: {
-    summary: "get --conversation ID MESSAGE_ID...",
+    usage: "--conversation ID MESSAGE_ID...",
+    summary: "Prints the receipts of messages: read by N of M, or read/unread for c2c.",
+    example: "receipts get --conversation team m1",
     options: { conversation: text },
     run: get,
   },
-  members: {
-    summary:
-      "members --conversation ID --message ID [--filter read|unread] [--page-size N] [--page-token T] [--all]",
-    options: {
-      conversation: text,
-      message: text,
-      filter: text,
-      "page-size": text,
-      "page-token": text,
-      all: { type: "boolean" },
-    },
-    run: members,
+  readers: {
+    usage:
+      "--conversation ID --message ID [--filter read|unread] [--page-size N] [--page-token T] [--all]",
+    summary: "Lists who has read a message (or not, with --filter unread), a page at a time.",
+    example: "receipts readers --conversation team --message m1 --filter unread --all",
+    options: { conversation: text, message: text, filter: text, ...paging },
+    run: readers,
   },
   "who-read": {
-    summary: "who-read --conversation ID [--page-size N] MESSAGE_ID...   (up to 50 messages)",
+    usage: "--conversation ID [--page-size N] MESSAGE_ID...",
+    summary: "Prints, for up to 50 messages, each receipt and the first page of who has read it.",
+    example: "receipts who-read --conversation team m1 m2",
     options: { conversation: text, "page-size": text },
     run: whoRead,
   },
   "mark-read": {
-    summary: "mark-read --conversation ID --reader ID [--up-to TIME]",
+    usage: "--conversation ID --reader ID [--up-to TIME]",
+    summary: "Marks a conversation read for a reader, up to a time (default now).",
+    example: "receipts mark-read --conversation team --reader carol --up-to 2026-01-02T11:00:00Z",
     options: { conversation: text, reader: text, "up-to": text },
     run: markRead,
   },
   watch: {
+    usage: "[--conversation ID]... [--sender ID] [--resume-token T] [--limit N]",
     summary:
-      "watch [--conversation ID]... [--sender ID] [--resume-token T] [--limit N]   (reconnects and resumes until Ctrl-C)",
+      "Prints receipt updates as they happen; reconnects and resumes until Ctrl-C or --limit updates.",
+    example: "receipts watch --conversation team --limit 10",
     options: {
       conversation: { type: "string", multiple: true },
       sender: text,
@@ -97,49 +112,159 @@ const commands: Record<string, Command> = {
     run: watch,
   },
   import: {
-    summary: "import FILE|- [--batch-size N]   (JSON lines, one TrackedMessage per line)",
+    usage: "FILE|- [--batch-size N]",
+    summary: "Tracks the messages of a JSON-lines file (one TrackedMessage per line; - is stdin).",
+    example: "receipts import messages.jsonl",
     options: { "batch-size": text },
     run: importMessages,
   },
   webhooks: {
+    usage: "failed|replay|enable|test --tenant ID [--endpoint ID] [--limit N] [WEBHOOK_ID...]",
     summary:
-      "webhooks failed|replay|enable|test --tenant ID [--endpoint ID] [--limit N] [WEBHOOK_ID...]   (run with the service's environment)",
+      "Lists failed webhook deliveries, replays them, enables an endpoint again, or sends it a test event (run with the service's environment).",
+    example: "receipts webhooks failed --tenant acme --endpoint crm",
     options: { tenant: text, endpoint: text, limit: text },
     run: webhooks,
   },
+  "members add": {
+    usage: "--group ID USER_ID... [--joined-at TIME]",
+    summary:
+      "Adds users to a group from --joined-at on (default now); current members stay as they are.",
+    example: "receipts members add --group team alice bob carol --joined-at 2026-01-02T09:00:00Z",
+    options: { group: text, "joined-at": text },
+    run: addMembers,
+  },
+  "members remove": {
+    usage: "--group ID USER_ID... [--left-at TIME]",
+    summary: "Removes users from a group from --left-at on (default now); non-members are skipped.",
+    example: "receipts members remove --group team carol",
+    options: { group: text, "left-at": text },
+    run: removeMembers,
+  },
+  "members list": {
+    usage: "--group ID [--page-size N] [--page-token T] [--all]",
+    summary: "Lists the current members of a group with the time each joined, by user id.",
+    example: "receipts members list --group team --all",
+    options: { group: text, ...paging },
+    run: listMembers,
+  },
 };
 
-const usage = `Usage: receipts <command> [options]
-
-Commands:
-${Object.values(commands)
-  .map((command) => `  ${command.summary}`)
-  .join("\n")}
-
-Options for every command:
+const commonHelp = `Options for every command, before or after it:
   --url URL            the service (default $RECEIPTS_URL or http://127.0.0.1:8080)
   --token T, --key K   sent as "Authorization: Bearer ..." (default $RECEIPTS_TOKEN)
   --protocol P         connect (default), grpc or grpc-web
   --timeout SECONDS    deadline of each call (default 30; none for watch)
   --json               results as JSON, one document per line
-  -h, --help           this help
+  -h, --help           help (of a command: receipts <command> --help)
 
 Times are RFC 3339, e.g. 2026-01-02T10:00:00Z.
 Exit codes: 0 ok, 1 the server refused the call, 2 bad command line,
 3 server unreachable, shutting down or too slow, 4 bad input file.`;
 
+/** The commands whose name starts with `prefix` (all of them for ""), one line each. */
+const commandList = (prefix: string) => {
+  const names = Object.keys(commands).filter((name) => name.startsWith(prefix));
+  const width = Math.max(...names.map((name) => name.length));
+  return names
+    .map((name) => `  ${name.padEnd(width)}  ${(commands[name] as Command).summary}`)
+    .join("\n");
+};
+
+const usage = `Usage: receipts [options] <command> [command options]
+
+Commands:
+${commandList("")}
+
+Run receipts <command> --help for a command's options and an example.
+
+${commonHelp}`;
+
+const membersUsage = `Usage: receipts members add|remove|list [options]
+
+${commandList("members ")}
+
+Run receipts members <add|remove|list> --help for options and an example. Who has read a
+message is \`receipts readers\`.`;
+
+function commandHelp(name: string): string {
+  const command = commands[name] as Command;
+  return `Usage: receipts ${name} ${command.usage}
+
+${command.summary}
+
+Example:
+  ${command.example}
+
+${commonHelp}`;
+}
+
+/**
+ * Index of the first command word at or after `from`, skipping the global options before it;
+ * another option there is refused, or (`stopAtOthers`) ends the search without a word.
+ */
+function nextWord(argv: readonly string[], from: number, stopAtOthers = false): number {
+  let i = from;
+  for (; i < argv.length; i++) {
+    const token = argv[i] as string;
+    if (!token.startsWith("-") || token === "-") return i;
+    const name = token.replace(/^--?/, "").split("=")[0] ?? "";
+    const option =
+      globalOptions[name] ?? Object.values(globalOptions).find((o) => o.short === name);
+    if (option === undefined) {
+      if (stopAtOthers) return argv.length;
+      throw usageError(`unknown option ${token} before the command`);
+    }
+    if (option.type === "string" && !token.includes("=")) i++;
+  }
+  return i;
+}
+
+/** The command's words (`get`, `members add`) and the other arguments, wherever they sit. */
+function splitCommand(argv: readonly string[]): { name: string; rest: string[] } | undefined {
+  const first = nextWord(argv, 0);
+  const word = argv[first];
+  if (word === undefined) return undefined;
+  const at = [first];
+  let name = word;
+  if (word === "members") {
+    const second = nextWord(argv, first + 1, true);
+    if (commands[`members ${argv[second]}`] !== undefined) {
+      at.push(second);
+      name = `members ${argv[second]}`;
+    }
+  }
+  return { name, rest: argv.filter((_, i) => !at.includes(i)) };
+}
+
+const wantsHelp = (args: readonly string[]) => args.includes("--help") || args.includes("-h");
+
 async function run(argv: readonly string[], output: Output): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
-    (name === undefined ? output.err : output.out)(usage);
-    return name === undefined ? exitCodes.usage : exitCodes.ok;
+  const split = splitCommand(argv);
+  if (split === undefined) {
+    (wantsHelp(argv) ? output.out : output.err)(usage);
+    return wantsHelp(argv) ? exitCodes.ok : exitCodes.usage;
+  }
+  const { name, rest } = split;
+  // `receipts help [command]` is `receipts [command] --help`.
+  if (name === "help") return run([...rest, "--help"], output);
+  if (name === "members") {
+    if (wantsHelp(rest)) {
+      output.out(membersUsage);
+      return exitCodes.ok;
+    }
+    throw usageError(
+      rest.includes("--message")
+        ? "members needs add, remove or list; who has read a message is `receipts readers --conversation ID --message ID`"
+        : "members needs add, remove or list",
+    );
   }
   const command = commands[name];
   if (command === undefined) throw usageError(`unknown command ${name}`);
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
-      args: [...rest],
+      args: rest,
       options: { ...globalOptions, ...command.options },
       allowPositionals: true,
       strict: true,
@@ -149,7 +274,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
   }
   const options = parsed.values as CommandContext["options"];
   if (options.help === true) {
-    output.out(`Usage: receipts ${command.summary}\n\n${usage.slice(usage.indexOf("Options"))}`);
+    output.out(commandHelp(name));
     return exitCodes.ok;
   }
   const protocol = (options.protocol as string | undefined) ?? "connect";
@@ -179,6 +304,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
     await command.run(
       {
         client: service.receipts,
+        membership: service.membership,
         watch: service.watch,
         options,
         positionals: parsed.positionals,

@@ -9,7 +9,7 @@ import { describeReceipt, formatTime, jsonLine } from "./output.js";
 /**
  * `who-read`: BatchGetReadMembers. Each message's receipt line, then its first page of
  * readers (with their read times) and of members who have not read, and the token that
- * continues each with `receipts members --page-token`.
+ * continues each with `receipts readers --page-token`.
  */
 export async function whoRead(context: CommandContext): Promise<void> {
   if (context.positionals.length === 0) throw usageError("give at least one message id");
@@ -49,7 +49,7 @@ function side(
   context.output.out(`  ${filter}: ${listed.length === 0 ? "-" : listed.join(", ")}`);
   if (nextPageToken !== "") {
     context.output.out(
-      `  more ${filter}: receipts members --conversation ${conversationId} --message ${messageId} --filter ${filter} --page-token ${nextPageToken}`,
+      `  more ${filter}: receipts readers --conversation ${conversationId} --message ${messageId} --filter ${filter} --page-token ${nextPageToken}`,
     );
   }
 }

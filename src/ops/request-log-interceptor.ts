@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { tenantKey } from "../api/tenant-context.js";
+import { noTenant, tenantKey } from "../api/tenant-context.js";
 import type { Logger } from "../logger.js";
 import { observeCalls } from "./observe-calls.js";
 
@@ -25,7 +25,7 @@ const protocolOf = (contentType: string | null): string => {
 
 /**
  * One log line per call, when it ends: the rpc, protocol, code, duration,
- * tenant and request id (streams also count the messages they sent). The
+ * tenant (none for a call refused unauthenticated) and request id (streams also count the messages they sent). The
  * request id comes back in the `x-request-id` response header (or in the
  * error's metadata). Request and response messages are never logged: they
  * hold user ids beyond the tenant's. Health checks, which probes send every
@@ -42,13 +42,14 @@ export function requestLogInterceptor(logger: Logger): Interceptor {
           messages += 1;
         },
         end(error) {
+          const tenant = request.contextValues.get(tenantKey);
           const line = {
             requestId,
             rpc: `${request.service.typeName}/${request.method.name}`,
             protocol: protocolOf(request.header.get("content-type")),
             code: error === undefined ? "ok" : codeToString(error.code),
             durationMs: Math.round((performance.now() - started) * 10) / 10,
-            tenant: request.contextValues.get(tenantKey),
+            ...(tenant === noTenant ? {} : { tenant }),
             ...(request.stream ? { messages } : {}),
             ...(error === undefined ? {} : { error: error.rawMessage }),
           };

@@ -90,7 +90,10 @@ export class ReceiptStream {
 function describe(error: ReceiptsError): string {
   switch (error.code) {
     case Code.Unauthenticated:
-      return "your session has expired; sign in again";
+      // The service says "expired" only of a genuine token; any other refusal is no expiry.
+      return /\bexpired\b/.test(error.rawMessage)
+        ? "your session has expired; sign in again"
+        : "your sign-in was not accepted; sign in again";
     case Code.PermissionDenied:
       return "you cannot follow this conversation";
     case Code.Unavailable:
