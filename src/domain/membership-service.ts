@@ -1,5 +1,5 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { ReceiptStore } from "../store/receipt-store.js";
+import type { MembershipHistory, MessageStore, ReceiptLedger } from "../store/receipt-store.js";
 import { ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { Member, Page } from "./model.js";
@@ -12,12 +12,17 @@ import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
  * removal that lands before messages the user had read withdraws those
  * receipts, since the user was never in those messages' audience.
  */
+/** What membership changes read and write: the history, the group, the withdrawn receipts. */
+type MembershipServiceStore = MembershipHistory &
+  Pick<MessageStore, "getConversation"> &
+  Pick<ReceiptLedger, "deleteReceiptsFrom">;
+
 export class MembershipService {
-  readonly #store: ReceiptStore;
+  readonly #store: MembershipServiceStore;
   readonly #feed: ChangeFeed | undefined;
   readonly #clock: () => number;
 
-  constructor(deps: { store: ReceiptStore; feed?: ChangeFeed; clock?: () => number }) {
+  constructor(deps: { store: MembershipServiceStore; feed?: ChangeFeed; clock?: () => number }) {
     this.#store = deps.store;
     this.#feed = deps.feed;
     this.#clock = deps.clock ?? Date.now;
