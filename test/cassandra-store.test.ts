@@ -24,6 +24,7 @@ import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import {
@@ -109,7 +110,7 @@ const openCassandraBackend = async () => {
   const cache = new RedisReadCountCache(redis, { keyPrefix: sharedPrefix, ttlMs: 60_000 });
   const store = cassandraStore(keyspace.client, { cache });
   const db = openSqliteDatabase(":memory:");
-  const feed = new SqliteChangeFeed(db, { retentionMs: 86_400_000 });
+  const feed = new SqliteChangeFeed(db, new SqliteWriteBatcher(db), { retentionMs: 86_400_000 });
   return {
     store,
     feed,
@@ -667,7 +668,7 @@ describe("Cassandra store: failures and recovery", () => {
     const store = cassandraStore(client);
     const receipts = new ReceiptService({
       store,
-      feed: new SqliteChangeFeed(openSqliteDatabase(":memory:"), { retentionMs: 86_400_000 }),
+      feed: embeddedFeed(),
     });
     const membership = new MembershipService({ store });
     try {
@@ -887,7 +888,7 @@ describe("a group of 100,000 members on Cassandra", () => {
     store = cassandraStore(client, { cache });
     receipts = new ReceiptService({
       store,
-      feed: new SqliteChangeFeed(openSqliteDatabase(":memory:"), { retentionMs: 86_400_000 }),
+      feed: embeddedFeed(),
     });
     const membership = new MembershipService({ store });
     await timed("add 100,000 members (100 calls)", async () => {
@@ -1141,3 +1142,9 @@ describe("Cassandra schema and configuration", () => {
     }
   });
 });
+
+/** A change feed on its own in-memory SQLite connection. */
+function embeddedFeed(): SqliteChangeFeed {
+  const db = openSqliteDatabase(":memory:");
+  return new SqliteChangeFeed(db, new SqliteWriteBatcher(db), { retentionMs: 86_400_000 });
+}

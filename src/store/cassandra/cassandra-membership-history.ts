@@ -1,6 +1,7 @@
 import type { types } from "cassandra-driver";
 import { isMemberAt, type Member } from "../../domain/model.js";
 import { chunk } from "../chunk.js";
+import { membershipAtEachProbe } from "../derived-reads.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type {
   MembershipAt,
@@ -129,10 +130,7 @@ export class CassandraMembershipHistory implements Omit<MembershipHistory, "list
     const version = await this.#versionOf(tenant, groupId);
     const { concurrency } = this.#context;
     if (memory === undefined || version === undefined) {
-      return mapConcurrently(probes, concurrency, async ({ userId, at }) => ({
-        memberCount: await this.memberCountAt(tenant, groupId, at),
-        wasMember: (await this.wasMemberAt(tenant, groupId, userId, [at]))[0] === true,
-      }));
+      return membershipAtEachProbe(this, tenant, groupId, probes, concurrency);
     }
     const counts = new Map<number, number>();
     const intervals = new Map<string, readonly MembershipInterval[]>();

@@ -1,6 +1,6 @@
 import type { Client } from "cassandra-driver";
 import type { Member, PendingChange, ReadMember, TrackedMessage } from "../../domain/model.js";
-import { mapConcurrently } from "../map-concurrently.js";
+import { firstPagesOf } from "../derived-reads.js";
 import type { ReadCountCache } from "../read-count-cache.js";
 import type {
   FirstPageRequest,
@@ -149,13 +149,7 @@ export class CassandraReceiptStore implements ReceiptStore {
     pages: readonly FirstPageRequest[],
     limit: number,
   ): Promise<ReadMember[][]> {
-    return mapConcurrently(pages, this.#context.concurrency, async ({ message, filter }) =>
-      filter === "read"
-        ? this.listReaders(tenant, message, undefined, limit)
-        : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
-            userId,
-          })),
-    );
+    return firstPagesOf(this, tenant, pages, limit, this.#context.concurrency);
   }
 
   hasRead(tenant: string, readerId: string, messageIds: readonly string[]) {
