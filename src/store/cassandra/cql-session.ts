@@ -1,6 +1,6 @@
 import { type Client, errors, types } from "cassandra-driver";
+import type { Consistency, SerialConsistency } from "../../config.js";
 import { StoreUnavailableError } from "../../domain/errors.js";
-import type { Consistency, SerialConsistency } from "./cassandra-settings.js";
 
 export type { Consistency, SerialConsistency };
 
