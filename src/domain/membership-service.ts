@@ -6,17 +6,17 @@ import type { Member, Page } from "./model.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
+/** What membership changes read and write: the history, the group, the withdrawn receipts. */
+type MembershipServiceStore = MembershipHistory &
+  Pick<MessageStore, "getConversation"> &
+  Pick<ReceiptLedger, "deleteReceiptsFrom">;
+
 /**
  * Membership history of groups: each user has non-overlapping intervals
  * [joined_at, left_at). Events of one user must come in time order; a
  * removal that lands before messages the user had read withdraws those
  * receipts, since the user was never in those messages' audience.
  */
-/** What membership changes read and write: the history, the group, the withdrawn receipts. */
-type MembershipServiceStore = MembershipHistory &
-  Pick<MessageStore, "getConversation"> &
-  Pick<ReceiptLedger, "deleteReceiptsFrom">;
-
 export class MembershipService {
   readonly #store: MembershipServiceStore;
   readonly #feed: ChangeFeed | undefined;
