@@ -1,9 +1,11 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 /**
  * The fast tier (`npm run test:unit`): the domain, the embedded store and the API in memory
  * (createRouterTransport). No global setup: nothing here needs Redis, Cassandra or a socket.
- * `npm test` (vitest.config.ts) runs these and everything else.
+ * `npm test` (vitest.config.ts) runs these and everything else. Here beside the tests, so that
+ * the type check of test/ covers it; the paths are from the repository root.
  */
 export const unitTests = [
   "src/**/*.test.ts",
@@ -19,6 +21,7 @@ export const unitTests = [
 ];
 
 export default defineConfig({
+  root: fileURLToPath(new URL("..", import.meta.url)),
   test: {
     include: unitTests,
     testTimeout: 30_000,
