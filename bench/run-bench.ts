@@ -155,6 +155,9 @@ async function main(): Promise<void> {
         RECEIPTS_CASSANDRA_LOCAL_DC: cassandra.localDataCenter,
         RECEIPTS_CASSANDRA_KEYSPACE: cassandra.keyspace,
         RECEIPTS_CASSANDRA_CONSISTENCY: cassandra.consistency,
+        // Every load process connects from loopback: one address holds all the benchmark's streams.
+        RECEIPTS_MAX_STREAMS_PER_ADDRESS: "10000000",
+        RECEIPTS_MAX_CONNECTIONS_PER_ADDRESS: "100000",
       };
       for (const name of scenarioNames) {
         if (!only.has(name)) continue;

@@ -4,6 +4,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { openAccessControl } from "./auth/access-control.js";
 import { TenantConfigError } from "./auth/tenant-config.js";
 import { type Config, ConfigError } from "./config.js";
+import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
@@ -106,7 +107,14 @@ export async function startApp(
       logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
   });
   receipts.announcer.start();
-  const membership = new MembershipService(ops);
+  const memberships = new MembershipMonitor({
+    store: ops.store,
+    intervalMs: config.watch.accessCheckMs,
+  });
+  const membership = new MembershipService({
+    ...ops,
+    onMembersRemoved: (tenant, groupId) => void memberships.recheck(tenant, groupId),
+  });
   const watcher = new ReceiptWatcher({ feed: ops.feed, ...config.watch });
   const access = await openAccessControl({
     sources: config.tenants,
@@ -116,6 +124,7 @@ export async function startApp(
       keyPrefix: `${config.redisKeyPrefix}rate:`,
     },
     store: backend.store,
+    memberships,
     logger,
     onRateLimited: () => ops.metrics.rateLimitRejections.inc({ limit: "request_rate" }),
   }).catch((error: unknown) => {
@@ -138,6 +147,14 @@ export async function startApp(
         ...access.interceptors.map(ops.exceptOps),
       ],
       readMaxBytes: config.maxRequestBytes,
+      clientLimits: {
+        connectionsPerAddress: config.maxConnectionsPerAddress,
+        streamsPerAddress: config.maxStreamsPerAddress,
+        // A request must be in before its call's time is up; its headers sooner.
+        bodyTimeoutMs: config.maxCallMs,
+        headersTimeoutMs: Math.min(10_000, config.maxCallMs),
+        onRefused: (limit) => ops.metrics.rateLimitRejections.inc({ limit }),
+      },
       routes: (router) => {
         ops.routes(router);
         extraRoutes?.(router);
@@ -154,6 +171,7 @@ export async function startApp(
       // Not ready first (health NOT_SERVING, /readyz 503, new calls UNAVAILABLE), streams end.
       ops.readiness.drain();
       watcher.close();
+      memberships.close();
       // Load balancers notice before the port closes; then health watches end too.
       await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
       ops.close();

@@ -34,6 +34,8 @@ export interface Config {
     readonly heartbeatMs: number;
     readonly bufferLimit: number;
     readonly maxStreams: number;
+    /** How often the groups users' open streams watch are re-read (a member who left: ended). */
+    readonly accessCheckMs: number;
   };
   readonly shutdownGraceMs: number;
   /** The longest a unary call may take, whatever deadline its client set (DEADLINE_EXCEEDED). */
@@ -54,6 +56,10 @@ export interface Config {
   readonly maxRequestBytes: number;
   /** Unary calls one instance works on at once; more are refused with UNAVAILABLE. */
   readonly maxCallsInFlight: number;
+  /** TCP connections one client address may hold open; more are closed on accept. */
+  readonly maxConnectionsPerAddress: number;
+  /** Requests (HTTP/2 streams, HTTP/1.1 requests) one client address may have in flight. */
+  readonly maxStreamsPerAddress: number;
 }
 
 export class ConfigError extends Error {
@@ -160,6 +166,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       heartbeatMs: integer("RECEIPTS_WATCH_HEARTBEAT_SECONDS", 15, 1, 3_600) * 1000,
       bufferLimit: integer("RECEIPTS_WATCH_BUFFER", 1_000, 1, 1_000_000),
       maxStreams: integer("RECEIPTS_MAX_STREAMS", defaultMaxStreams(), 1, 10_000_000),
+      accessCheckMs: integer("RECEIPTS_WATCH_ACCESS_CHECK_SECONDS", 10, 1, 3_600) * 1000,
     },
     shutdownGraceMs: integer("RECEIPTS_SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600) * 1000,
     maxCallMs: integer("RECEIPTS_MAX_CALL_SECONDS", 30, 1, 3_600) * 1000,
@@ -183,6 +190,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     ),
     maxRequestBytes: integer("RECEIPTS_MAX_REQUEST_BYTES", 1_048_576, 1_024, 67_108_864),
     maxCallsInFlight: integer("RECEIPTS_MAX_CALLS_IN_FLIGHT", 512, 1, 1_000_000),
+    maxConnectionsPerAddress: integer("RECEIPTS_MAX_CONNECTIONS_PER_ADDRESS", 1_024, 1, 10_000_000),
+    maxStreamsPerAddress: integer("RECEIPTS_MAX_STREAMS_PER_ADDRESS", 10_000, 1, 10_000_000),
   };
   if (
     config.tenants.file === undefined &&

@@ -1,10 +1,25 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { type ConnectRouter, cors as connectCors, type Interceptor } from "@connectrpc/connect";
-import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  cors as connectCors,
+  createConnectRouter,
+  type Interceptor,
+} from "@connectrpc/connect";
+import {
+  type ConnectNodeAdapterOptions,
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import cors from "cors";
 import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/routes.js";
+import { bodyWithin, type ClientLimits, PerAddressCount } from "./limits/client-limits.js";
+import type { Logger } from "./logger.js";
 
 export interface ServerOptions {
   /** Interceptors that run before the error mapping (auth, limits, logging). */
@@ -19,7 +34,16 @@ export interface ServerOptions {
   readonly routes?: (router: ConnectRouter) => void;
   /** Answers plain HTTP requests that match no RPC (probes, metrics); 404 by default. */
   readonly fallback?: ConnectNodeAdapterOptions["fallback"];
+  /** Per-address caps and request time limits; generous defaults without. */
+  readonly clientLimits?: ClientLimits;
 }
+
+const defaultClientLimits: ClientLimits = {
+  connectionsPerAddress: 1_024,
+  streamsPerAddress: 10_000,
+  bodyTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+};
 
 export interface ReceiptServer {
   /** Listens on host:port (port 0 picks a free one) and resolves the bound port. */
@@ -29,9 +53,88 @@ export interface ReceiptServer {
 }
 
 const http2Preface = "PRI * HTTP/2.0";
-const firstBytesTimeoutMs = 30_000;
 
-type NodeHandler = ReturnType<typeof connectNodeAdapter>;
+type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
+type NodeRequest = Parameters<NodeHandler>[0];
+type NodeResponse = Parameters<NodeHandler>[1];
+
+/** A Node request handler that may be told to refuse the request with an error instead. */
+type RpcHandler = (request: NodeRequest, response: NodeResponse, refusal?: ConnectError) => void;
+
+/**
+ * The Connect router as a Node request handler, like connect-node's adapter, except that the
+ * body of a unary or server-streaming call must arrive within `limits.bodyTimeoutMs` (a
+ * client-streaming body is the conversation itself and is left alone), and that a refused
+ * call is answered with its error in the caller's own protocol, its body left unread.
+ */
+function rpcHandler(
+  options: Omit<ConnectNodeAdapterOptions, "fallback"> & {
+    readonly fallback: NodeHandler;
+    readonly limits: ClientLimits;
+    readonly logger: Logger;
+  },
+): RpcHandler {
+  const router = createConnectRouter({
+    ...options,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  options.routes(router);
+  const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  return (request, response, refusal) => {
+    const handler = handlers.get((request.url ?? "").split("?", 1)[0] ?? "");
+    if (handler === undefined) {
+      if (refusal === undefined) return options.fallback(request, response);
+      response.writeHead(429, { connection: "close", "retry-after": "1" });
+      return response.end();
+    }
+    const universal = universalRequestFromNodeRequest(request, response, undefined, undefined);
+    const kind = handler.method.methodKind;
+    let body = universal.body as AsyncIterable<Uint8Array>;
+    if (refusal !== undefined) {
+      stopReadingAfterAnswer(request, response);
+      body = refusedBody(refusal);
+    } else if (kind === "unary" || kind === "server_streaming") {
+      body = bodyWithin(body, options.limits.bodyTimeoutMs, () => {
+        options.limits.onRefused?.("request_body_time");
+        stopReadingAfterAnswer(request, response);
+      });
+    }
+    handler({ ...universal, body })
+      .then((answer) => universalResponseToNodeResponse(answer, response))
+      .catch((reason: unknown) => {
+        // The client went away before its answer was written: nothing to report.
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.logger.error(
+          { err: reason, procedure: `${handler.service.typeName}/${handler.method.name}` },
+          "writing the response failed",
+        );
+      });
+  };
+}
+
+/** How long after its answer a refused HTTP/2 stream is reset: the answer's trailers go first. */
+const resetAfterAnswerMs = 250;
+
+/** Once the refusal is out, the rest of a late body is not read: the stream or connection closes. */
+function stopReadingAfterAnswer(request: NodeRequest, response: NodeResponse): void {
+  if ("stream" in request) {
+    const { stream } = request;
+    // A reset sent at once could overtake the trailers that carry the error.
+    stream.once("finish", () => {
+      setTimeout(() => {
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      }, resetAfterAnswerMs).unref();
+    });
+  } else if (!response.headersSent) {
+    response.setHeader("connection", "close");
+  }
+}
+
+/** A body whose first read fails: the handler answers with `error` before reading anything. */
+// biome-ignore lint/correctness/useYield: it only throws.
+async function* refusedBody(error: ConnectError): AsyncIterable<Uint8Array> {
+  throw error;
+}
 
 /**
  * Lets pages of the allowed origins call every RPC, the server stream included:
@@ -58,27 +161,61 @@ function withCors(handler: NodeHandler, origins: readonly string[]): NodeHandler
  * Node's cleartext HTTP/2 server cannot fall back to HTTP/1.1 by itself.
  */
 export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}): ReceiptServer {
-  const handler = withCors(
-    connectNodeAdapter({
-      routes: (router) => {
-        registerRoutes(router, deps);
-        options.routes?.(router);
-      },
-      fallback: options.fallback,
-      interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
-      shutdownSignal: options.shutdownSignal,
-      readMaxBytes: options.readMaxBytes,
-    }),
-    options.corsOrigins ?? [],
+  const limits = options.clientLimits ?? defaultClientLimits;
+  const rpc = rpcHandler({
+    routes: (router) => {
+      registerRoutes(router, deps);
+      options.routes?.(router);
+    },
+    fallback: options.fallback ?? notFound,
+    interceptors: [...(options.interceptors ?? []), errorMappingInterceptor(deps.logger)],
+    shutdownSignal: options.shutdownSignal,
+    readMaxBytes: options.readMaxBytes,
+    limits,
+    logger: deps.logger,
+  });
+  const streamsHeld = new PerAddressCount(limits.streamsPerAddress);
+  const handler = withCors((request, response) => {
+    const address = request.socket.remoteAddress ?? "";
+    if (!streamsHeld.take(address)) {
+      limits.onRefused?.("streams_per_address");
+      return rpc(
+        request,
+        response,
+        new ConnectError(
+          `at most ${limits.streamsPerAddress} requests may be in flight from one address; retry when one has ended`,
+          Code.ResourceExhausted,
+        ),
+      );
+    }
+    response.once("close", () => streamsHeld.give(address));
+    rpc(request, response);
+  }, options.corsOrigins ?? []);
+  const h1 = http.createServer(
+    {
+      keepAliveTimeout: 65_000,
+      headersTimeout: limits.headersTimeoutMs,
+      // How often Node checks those times: often enough that a limit holds to within a quarter.
+      connectionsCheckingInterval: Math.max(250, Math.floor(limits.headersTimeoutMs / 4)),
+      // A backstop for plain HTTP requests; RPC bodies are refused at bodyTimeoutMs, in protocol.
+      requestTimeout: Math.max(limits.headersTimeoutMs, limits.bodyTimeoutMs + 5_000),
+    },
+    handler,
   );
-  const h1 = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handler);
-  const h2 = http2.createServer({}, handler);
+  // h1 never listens itself (the front server hands it connections); this starts the checks of
+  // headersTimeout and requestTimeout that Node runs for a listening server.
+  h1.emit("listening");
+  const h2 = http2.createServer(
+    { settings: { maxConcurrentStreams: limits.streamsPerAddress } },
+    handler,
+  );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  const connectionsHeld = new PerAddressCount(limits.connectionsPerAddress);
   // h1 never listens itself, so Node does not track its connections: count requests per socket
   // to close keep-alive connections as soon as they are idle during shutdown.
   const inFlight = new Map<net.Socket, number>();
@@ -96,8 +233,15 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
   });
 
   const front = net.createServer((socket) => {
+    const address = socket.remoteAddress ?? "";
+    if (!connectionsHeld.take(address)) {
+      limits.onRefused?.("connections_per_address");
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once("close", () => {
+      connectionsHeld.give(address);
       sockets.delete(socket);
       inFlight.delete(socket);
     });
@@ -122,7 +266,7 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
     };
     // A connection that never says which protocol it speaks is dropped; after the hand-off the
     // HTTP servers' own timeouts apply.
-    socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
+    socket.setTimeout(limits.headersTimeoutMs, () => socket.destroy());
     socket.on("data", sniff);
     socket.on("error", () => socket.destroy());
   });
@@ -150,6 +294,13 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
       }, graceMs);
       await closed;
       clearTimeout(timer);
+      // Stops the header and request time checks started above.
+      h1.close();
     },
   };
 }
+
+const notFound: NodeHandler = (_request, response) => {
+  response.writeHead(404);
+  response.end();
+};

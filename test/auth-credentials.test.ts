@@ -1,4 +1,4 @@
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { decodeJwt, exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
   type CredentialIndex,
@@ -83,10 +83,13 @@ describe("server API keys", () => {
 
 describe("user tokens", () => {
   it("make a user caller of the tenant that signed them, with HS256, RS256 (JWK) and ES256 (PEM)", async () => {
-    expect(await verify(await hsToken())).toEqual({
+    const token = await hsToken();
+    expect(await verify(token)).toEqual({
       ok: true,
       tenant: "hs",
       caller: { kind: "user", userId: "alice" },
+      // When an open stream of this token ends: exp plus the 30-s clock tolerance.
+      expiresAt: ((decodeJwt(token).exp ?? 0) + 30) * 1000,
     });
     const rsToken = await mintToken({
       tenant: "rs",

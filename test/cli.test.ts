@@ -219,32 +219,104 @@ describe("the receipts CLI against a running server", () => {
     expect(got.receipts).toHaveLength(2);
   });
 
-  it("watches live and stops after --limit updates", async () => {
-    await cli(["track", "--conversation", "g", "--message", "w1", "--sender", "s"]);
-    const child = spawn(cliPath, ["watch", "--json", "--conversation", "g", "--limit", "1"], {
-      env: env(),
+  /** A `receipts watch` child, with its stdout and stderr lines as they come. */
+  function watchChild(args: string[], extraEnv: Record<string, string> = {}) {
+    const child = spawn(cliPath, ["watch", ...args], {
+      env: { ...env(), ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     children.push(child);
-    let stdout = "";
-    const opened = new Promise<void>((resolve) => {
-      child.stdout?.on("data", (chunk: Buffer) => {
-        stdout += chunk.toString();
-        if (stdout.includes("heartbeat")) resolve();
-      });
+    const seen = { stdout: "", stderr: "" };
+    child.stdout?.on("data", (chunk: Buffer) => {
+      seen.stdout += chunk.toString();
     });
-    const exited = once(child, "exit");
-    await opened;
+    child.stderr?.on("data", (chunk: Buffer) => {
+      seen.stderr += chunk.toString();
+    });
+    return { child, seen, exited: once(child, "exit") };
+  }
+
+  it("watches live and stops after --limit updates, every event with its resume token", async () => {
+    await cli(["track", "--conversation", "g", "--message", "w1", "--sender", "s"]);
+    const watch = watchChild(["--json", "--conversation", "g", "--limit", "1"]);
+    await expect.poll(() => watch.seen.stdout, { timeout: 10_000 }).toContain('"reread"');
     await cli(["send", "--conversation", "g", "--reader", "u3", "w1"]);
-    const [code] = await exited;
+    const [code] = await watch.exited;
     expect(code).toBe(0);
-    const [heartbeat, update] = lines(stdout).map((l) => JSON.parse(l));
-    expect(heartbeat).toHaveProperty("heartbeat");
+    const [live, reread, update] = lines(watch.seen.stdout).map((l) => JSON.parse(l));
+    expect(live).toEqual({ live: { resumed: false }, resumeToken: expect.any(String) });
+    expect(reread).toEqual({ reread: { reason: "no-token" }, resumeToken: live.resumeToken });
     expect(update).toMatchObject({
       receipt: { readerId: "u3", receipt: { messageId: "w1", readCount: 1 } },
       resumeToken: expect.any(String),
     });
+    expect(update.resumeToken).not.toBe(live.resumeToken);
   });
+
+  it("watch reconnects through a restart, resumes, and prints the token to resume with", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "receipts-cli-watch-"));
+    let own = await startTestServer({
+      RECEIPTS_DATA_DIR: dataDir,
+      RECEIPTS_SHUTDOWN_GRACE_SECONDS: "1",
+    });
+    const port = own.app.port;
+    const ownCli = (args: string[]) => cli([...args, "--url", own.baseUrl]);
+    try {
+      await ownCli([
+        "track",
+        "--conversation",
+        "dm",
+        "--message",
+        "d1",
+        "--sender",
+        "s",
+        "--receiver",
+        "r",
+      ]);
+      const watch = watchChild(["--conversation", "dm", "--protocol", "grpc"], {
+        RECEIPTS_URL: own.baseUrl,
+      });
+      await expect.poll(() => watch.seen.stderr, { timeout: 10_000 }).toContain("live");
+      await own.stop();
+      await expect.poll(() => watch.seen.stderr, { timeout: 10_000 }).toContain("reconnecting in");
+      own = await startTestServer({ RECEIPTS_DATA_DIR: dataDir, RECEIPTS_PORT: String(port) });
+      // Read while the watch may still be away: the resume replays it.
+      await ownCli(["send", "--conversation", "dm", "--reader", "r", "d1"]);
+      await expect
+        .poll(() => watch.seen.stdout, { timeout: 15_000 })
+        .toContain("receipt  d1 read by r");
+      expect(watch.seen.stderr).toContain("live (resumed)");
+      watch.child.kill("SIGINT");
+      const [code] = await watch.exited;
+      expect(code).toBe(0);
+      const token = /resume with --resume-token (\S+)/.exec(watch.seen.stderr)?.[1] ?? "";
+      expect(token).not.toBe("");
+      expect(lines(watch.seen.stdout)).toHaveLength(1);
+
+      // The printed token resumes after the last update: only what came since.
+      await ownCli([
+        "track",
+        "--conversation",
+        "dm",
+        "--message",
+        "d2",
+        "--sender",
+        "s",
+        "--receiver",
+        "r",
+      ]);
+      await ownCli(["send", "--conversation", "dm", "--reader", "r", "d2"]);
+      const again = watchChild(["--conversation", "dm", "--resume-token", token, "--limit", "1"], {
+        RECEIPTS_URL: own.baseUrl,
+      });
+      const [againCode] = await again.exited;
+      expect(againCode).toBe(0);
+      expect(lines(again.seen.stdout)).toEqual([expect.stringContaining("receipt  d2 read by r")]);
+    } finally {
+      await own.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it("fails clearly: usage errors exit 2, refused calls 1 with code and field, an unreachable server 3", async () => {
     const unknown = await cli(["frobnicate"]);

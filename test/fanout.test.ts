@@ -8,13 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
-  FieldViolationSchema,
   ReadReceiptService,
   type WatchReceiptsResponse,
 } from "../gen/receipts/v1/receipts_pb.js";
 import { silentLogger } from "../src/logger.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
+import { fieldAtFault } from "./support/error-details.js";
 import { minutes, users } from "./support/fixtures.js";
 import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
@@ -227,10 +227,10 @@ function describeFanout(
         const expired = follow(throughB, { resumeToken: openedAt });
         const error = await expired.ended;
         expect(error?.code).toBe(Code.OutOfRange);
-        expect(error?.findDetails(FieldViolationSchema)[0]?.field).toBe("resume_token");
+        expect(fieldAtFault(error)).toBe("resume_token");
         const garbage = await follow(throughB, { resumeToken: "rt1:12" }).ended;
         expect(garbage?.code).toBe(Code.InvalidArgument);
-        expect(garbage?.findDetails(FieldViolationSchema)[0]?.field).toBe("resume_token");
+        expect(fieldAtFault(garbage)).toBe("resume_token");
       });
     }
 

@@ -18,6 +18,7 @@ import {
   secretBytes,
   uniqueTenant,
 } from "./support/auth-fixtures.js";
+import { retryDelayMs } from "./support/error-details.js";
 import { minutes } from "./support/fixtures.js";
 import { createGrpcJsClient, unary } from "./support/grpc-js-client.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
@@ -119,9 +120,12 @@ describe("request rates, in process (embedded store)", () => {
     const retryAfter = Number(refused.metadata.get("retry-after-ms"));
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(1_000);
+    // The same delay as a google.rpc.RetryInfo detail, for generic gRPC tooling.
+    expect(retryDelayMs(refused)).toBe(retryAfter);
     // Over gRPC the hint comes as a trailer.
     const overGrpc = await limitedError(server.baseUrl, alice, true);
     expect(Number(overGrpc.metadata.get("retry-after-ms"))).toBeGreaterThan(0);
+    expect(retryDelayMs(overGrpc)).toBe(Number(overGrpc.metadata.get("retry-after-ms")));
     // A browser page may read the hint too.
     const fromPage = await fetch(`${server.baseUrl}/receipts.v1.ReadReceiptService/GetReceipts`, {
       method: "POST",

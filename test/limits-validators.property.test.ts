@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
-  FieldViolationSchema,
   ReadFilter,
   ReadReceiptService,
 } from "../gen/receipts/v1/receipts_pb.js";
@@ -20,6 +19,7 @@ import {
   secretBytes,
   uniqueTenant,
 } from "./support/auth-fixtures.js";
+import { fieldAtFault } from "./support/error-details.js";
 import { minutes } from "./support/fixtures.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 
@@ -382,10 +382,7 @@ describe("the request validators (property-based, over the network)", () => {
             true,
           );
           if (error.code === Code.InvalidArgument) {
-            expect(
-              error.findDetails(FieldViolationSchema)[0]?.field,
-              error.rawMessage,
-            ).toBeTruthy();
+            expect(fieldAtFault(error), error.rawMessage).toBeTruthy();
           }
         },
       ),

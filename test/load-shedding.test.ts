@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { retryDelayMs } from "./support/error-details.js";
 import {
   type HeldStore,
   type OpsTestServer,
@@ -56,6 +57,7 @@ describe("load shedding (RECEIPTS_MAX_CALLS_IN_FLIGHT)", () => {
       );
     expect(refused?.code).toBe(Code.Unavailable);
     expect(refused?.metadata.get("retry-after-ms")).toBe("200");
+    expect(retryDelayMs(refused)).toBe(200);
     // Refused before any work: not queued behind the held calls.
     expect(performance.now() - refusedAt).toBeLessThan(5_000);
     // Over Connect too, with the same code.

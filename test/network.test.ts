@@ -11,12 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
-  FieldViolationSchema,
   ReadFilter,
   ReadReceiptService,
   type WatchReceiptsResponse,
   WatchReceiptsResponseSchema,
 } from "../gen/receipts/v1/receipts_pb.js";
+import { fieldAtFault } from "./support/error-details.js";
 import { minutes } from "./support/fixtures.js";
 import { createGrpcJsClient, serverStream, unary } from "./support/grpc-js-client.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
@@ -154,9 +154,7 @@ describe.each(Object.entries(transports))("every RPC through %s", (name, makeTra
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.NotFound);
     expect((error as ConnectError).rawMessage).toContain("message_ids[1]");
-    expect((error as ConnectError).findDetails(FieldViolationSchema)[0]?.field).toBe(
-      "message_ids[1]",
-    );
+    expect(fieldAtFault(error as ConnectError)).toBe("message_ids[1]");
   });
 });
 

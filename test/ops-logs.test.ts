@@ -1,37 +1,29 @@
-import { Writable } from "node:stream";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import { ConversationType, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { minutes } from "./support/fixtures.js";
-import { eventually, type OpsTestServer, startOpsServer } from "./support/ops-harness.js";
-
-interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [field: string]: unknown;
-}
+import {
+  capturingLogger,
+  eventually,
+  type LogLine,
+  type OpsTestServer,
+  startOpsServer,
+} from "./support/ops-harness.js";
 
 describe("request logs", () => {
-  const lines: LogLine[] = [];
+  let lines: LogLine[] = [];
   let server: OpsTestServer;
   const rpcLines = (requestId: string) =>
     lines.filter((line) => line.msg === "rpc" && line.requestId === requestId);
 
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const text of chunk.toString().split("\n")) {
-          if (text !== "") lines.push(JSON.parse(text) as LogLine);
-        }
-        done();
-      },
-    });
-    server = await startOpsServer({ logger: pino({ level: "info" }, sink) });
+    const captured = capturingLogger("info");
+    lines = captured.lines;
+    server = await startOpsServer({ logger: captured.logger });
   });
   afterAll(async () => {
     await server?.stop();

@@ -9,11 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
-  FieldViolationSchema,
   ReadFilter,
   ReadReceiptService,
 } from "../gen/receipts/v1/receipts_pb.js";
 import { buildService, root } from "./support/built-service.js";
+import { fieldAtFault } from "./support/error-details.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 
 const run = promisify(execFile);
@@ -116,10 +116,10 @@ describe("BatchGetReadMembers and receiver_read_at on a running server", () => {
       );
     const tooMany = await refused(Array.from({ length: 51 }, () => "msg-1"));
     expect(tooMany.code).toBe(Code.InvalidArgument);
-    expect(tooMany.findDetails(FieldViolationSchema)[0]?.field).toBe("message_ids");
+    expect(fieldAtFault(tooMany)).toBe("message_ids");
     const unknown = await refused(["msg-1", "nope"]);
     expect(unknown.code).toBe(Code.NotFound);
-    expect(unknown.findDetails(FieldViolationSchema)[0]?.field).toBe("message_ids[1]");
+    expect(fieldAtFault(unknown)).toBe("message_ids[1]");
     const fifty = await receipts.batchGetReadMembers({
       conversationId: "team",
       messageIds: Array.from({ length: 50 }, () => "msg-1"),

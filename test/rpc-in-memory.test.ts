@@ -4,10 +4,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
-  FieldViolationSchema,
   ReadFilter,
   ReadReceiptService,
 } from "../gen/receipts/v1/receipts_pb.js";
+import { fieldAtFault } from "./support/error-details.js";
 import { minutes } from "./support/fixtures.js";
 import { type InMemoryApi, openInMemoryApi } from "./support/in-memory-api.js";
 
@@ -85,9 +85,7 @@ describe("the API in memory (createRouterTransport)", () => {
       .catch((reason: unknown) => ConnectError.from(reason));
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.NotFound);
-    expect((error as ConnectError).findDetails(FieldViolationSchema)[0]?.field).toBe(
-      "message_ids[1]",
-    );
+    expect(fieldAtFault(error as ConnectError)).toBe("message_ids[1]");
     const got = await receipts.getReceipts({ conversationId: "g", messageIds: ["m1"] });
     expect(got.receipts[0]?.readCount).toBe(0);
   });
@@ -98,7 +96,7 @@ describe("the API in memory (createRouterTransport)", () => {
       .addMembers({ groupId: "", userIds: ["dave"], joinedAt: timestampFromMs(minutes(1)) })
       .catch((reason: unknown) => ConnectError.from(reason));
     expect((error as ConnectError).code).toBe(Code.InvalidArgument);
-    expect((error as ConnectError).findDetails(FieldViolationSchema)[0]?.field).toBe("group_id");
+    expect(fieldAtFault(error as ConnectError)).toBe("group_id");
     const listed = await members.listMembers({ groupId: "g" });
     expect(listed.members.map((m) => m.userId)).toEqual(["alice", "bob", "carol"]);
   });

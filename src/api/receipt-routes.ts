@@ -140,7 +140,13 @@ export function receiptRoutes(
     },
 
     async *watchReceipts(request, context) {
-      await policy.authorizeWatchReceipts(tenantOf(context), callerOf(context), request);
+      // Ends when the call does or the caller's access to what it watches ends.
+      const signal = await policy.authorizeWatchReceipts(
+        tenantOf(context),
+        callerOf(context),
+        request,
+        context.signal,
+      );
       const events = watcher.watch(
         tenantOf(context),
         {
@@ -148,7 +154,7 @@ export function receiptRoutes(
           senderId: request.senderId,
           resumeToken: request.resumeToken,
         },
-        context.signal,
+        signal,
       );
       for await (const event of events) yield watchEventToProto(event);
     },

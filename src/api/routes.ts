@@ -32,9 +32,12 @@ export function errorMappingInterceptor(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: mapStreamErrors(response.message, logger, procedure) };
+      return {
+        ...response,
+        message: mapStreamErrors(response.message, logger, procedure, request.signal),
+      };
     } catch (error) {
-      throw toConnectError(error, logger, procedure);
+      throw toConnectError(error, logger, procedure, request.signal);
     }
   };
 }
@@ -43,10 +46,11 @@ async function* mapStreamErrors<T>(
   messages: AsyncIterable<T>,
   logger: Logger,
   procedure: string,
+  signal: AbortSignal,
 ): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (error) {
-    throw toConnectError(error, logger, procedure);
+    throw toConnectError(error, logger, procedure, signal);
   }
 }

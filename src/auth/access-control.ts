@@ -1,11 +1,13 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { AccessPolicy } from "../domain/access-policy.js";
+import type { MembershipMonitor } from "../domain/membership-monitor.js";
 import { openRateLimiter, type RateLimiterOptions } from "../limits/open-rate-limiter.js";
 import { rateLimitInterceptor } from "../limits/rate-limit-interceptor.js";
 import { streamLimitInterceptor } from "../limits/stream-limit-interceptor.js";
 import type { Logger } from "../logger.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
 import { authInterceptor } from "./auth-interceptor.js";
+import { StreamCredentials } from "./stream-credentials.js";
 import { TenantRegistry, type TenantSources } from "./tenant-registry.js";
 
 export interface AccessControl {
@@ -24,6 +26,8 @@ export async function openAccessControl(deps: {
   readonly sources: TenantSources;
   readonly rateLimits: RateLimiterOptions;
   readonly store: ReceiptStore;
+  /** Follows the groups users' streams watch, so that a stream ends when its user leaves. */
+  readonly memberships?: MembershipMonitor;
   readonly logger: Logger;
   /** Told of every call a rate limit refused (metrics). */
   readonly onRateLimited?: () => void;
@@ -36,7 +40,11 @@ export async function openAccessControl(deps: {
   const policy = new AccessPolicy({
     store: deps.store,
     settingsOf: (tenant) => registry.settingsOf(tenant),
+    memberships: deps.memberships,
   });
+  // Open streams' credentials are checked again whenever the tenants change.
+  const streams = new StreamCredentials(() => registry.credentials);
+  registry.onReload(() => void streams.recheck());
   const limitsOf = (tenant: string) => registry.limitsOf(tenant);
   if (registry.devMode) {
     deps.logger.warn(
@@ -52,7 +60,7 @@ export async function openAccessControl(deps: {
       limiter === undefined
         ? []
         : [
-            authInterceptor(() => registry.credentials, deps.logger),
+            authInterceptor(() => registry.credentials, deps.logger, streams),
             rateLimitInterceptor(limiter, limitsOf, deps.onRateLimited),
             streamLimitInterceptor(limitsOf),
           ],

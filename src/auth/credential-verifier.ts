@@ -51,7 +51,13 @@ export function indexCredentials(tenants: readonly TenantCredentials[]): Credent
 }
 
 export type Verification =
-  | { readonly ok: true; readonly tenant: string; readonly caller: Caller }
+  | {
+      readonly ok: true;
+      readonly tenant: string;
+      readonly caller: Caller;
+      /** User tokens: when (epoch ms) the token stops verifying, its `exp` plus the tolerance. */
+      readonly expiresAt?: number;
+    }
   | {
       readonly ok: false;
       /** For the caller: never says whether a tenant or user exists. */
@@ -194,7 +200,13 @@ async function verifyUserToken(
       } catch {
         return refused("user token sub is not a valid user id");
       }
-      return { ok: true, tenant: tenant.id, caller: { kind: "user", userId } };
+      return {
+        ok: true,
+        tenant: tenant.id,
+        caller: { kind: "user", userId },
+        // exp is required above.
+        expiresAt: ((payload.exp ?? 0) + clockToleranceSeconds) * 1000,
+      };
     } catch (error) {
       // Another key of the tenant may have signed it (rotation); any other failure is final.
       if (error instanceof errors.JWSSignatureVerificationFailed) continue;

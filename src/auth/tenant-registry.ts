@@ -42,6 +42,7 @@ export class TenantRegistry {
   #snapshot: Snapshot;
   #reloading: Promise<boolean> = Promise.resolve(true);
   #watching: ((current: Stats, previous: Stats) => void) | undefined;
+  readonly #reloaded = new Set<() => void>();
 
   private constructor(sources: TenantSources, logger: Logger, snapshot: Snapshot) {
     this.#sources = sources;
@@ -83,6 +84,12 @@ export class TenantRegistry {
     return this.#reloading;
   }
 
+  /** Calls `listener` after every reload that put a new configuration in use. */
+  onReload(listener: () => void): () => void {
+    this.#reloaded.add(listener);
+    return () => this.#reloaded.delete(listener);
+  }
+
   close(): void {
     if (this.#sources.file !== undefined && this.#watching !== undefined) {
       unwatchFile(this.#sources.file, this.#watching);
@@ -94,6 +101,7 @@ export class TenantRegistry {
     try {
       this.#snapshot = await load(this.#sources);
       this.#logger.info({ tenants: this.tenantIds.length }, "tenant configuration reloaded");
+      for (const listener of this.#reloaded) listener();
       return true;
     } catch (error) {
       const problems =

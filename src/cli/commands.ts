@@ -1,5 +1,6 @@
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { CallOptions, Client } from "@connectrpc/connect";
+import type { ReceiptsClient } from "../../client/src/node.js";
 import {
   ConversationType,
   GetReceiptsResponseSchema,
@@ -9,14 +10,22 @@ import {
   type ReadReceiptService,
   SendReceiptsResponseSchema,
   TrackMessagesResponseSchema,
-  WatchReceiptsResponseSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
 import { usageError } from "./cli-error.js";
-import { describeReceipt, describeUpdate, formatTime, jsonLine, type Output } from "./output.js";
+import {
+  describeReceipt,
+  describeWatchEvent,
+  formatTime,
+  jsonLine,
+  type Output,
+  watchEventJson,
+} from "./output.js";
 
 /** What every command gets: the client, its options and positionals, and where to write. */
 export interface CommandContext {
   readonly client: Client<typeof ReadReceiptService>;
+  /** The client package's resuming WatchReceipts. */
+  readonly watch: ReceiptsClient["watch"];
   readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;
   readonly positionals: readonly string[];
   readonly output: Output;
@@ -165,34 +174,38 @@ export async function markRead(context: CommandContext): Promise<void> {
 }
 
 /**
- * Prints updates as they come until Ctrl-C, the stream's end, or --limit
- * updates (heartbeats not counted). --json prints every message, heartbeats
- * included: each carries the resume token to pass back with --resume-token.
+ * Prints updates as they come until Ctrl-C or --limit updates (heartbeats not
+ * counted), reconnecting and resuming through restarts and drains (the client
+ * package's watch). Connection events and the token to resume with go to
+ * stderr; --json prints every event, each with its resume token, on stdout.
  */
 export async function watch(context: CommandContext, stop: AbortSignal): Promise<void> {
   const limitText = optional(context, "limit");
   const limit =
     limitText === undefined ? Number.POSITIVE_INFINITY : wholeNumber("limit", limitText, 1, 1e9);
   const conversations = context.options.conversation;
-  const request = {
-    conversationIds: Array.isArray(conversations) ? conversations : [],
-    senderId: optional(context, "sender") ?? "",
-    resumeToken: optional(context, "resume-token") ?? "",
-  };
-  const signal = AbortSignal.any([stop, ...(context.call.signal ? [context.call.signal] : [])]);
+  const watching = context.watch(
+    {
+      conversationIds: Array.isArray(conversations) ? conversations : [],
+      senderId: optional(context, "sender") ?? "",
+    },
+    { resumeToken: optional(context, "resume-token") ?? "", signal: stop },
+  );
+  const { output } = context;
   let updates = 0;
   try {
-    for await (const response of context.client.watchReceipts(request, {
-      ...context.call,
-      signal,
-    })) {
-      const line = describeUpdate(response);
-      if (context.output.json) context.output.out(jsonLine(WatchReceiptsResponseSchema, response));
-      else if (line !== undefined) context.output.out(line);
-      if (line !== undefined && ++updates >= limit) return;
+    for await (const event of watching) {
+      if (output.json) {
+        output.out(watchEventJson(event));
+      } else {
+        const { line, toStderr } = describeWatchEvent(event);
+        if (line !== undefined) (toStderr ? output.err : output.out)(line);
+      }
+      if ((event.type === "receipt" || event.type === "readHorizon") && ++updates >= limit) break;
     }
-  } catch (error) {
-    if (stop.aborted) return;
-    throw error;
+  } finally {
+    if (!output.json && watching.resumeToken !== "") {
+      output.err(`resume with --resume-token ${watching.resumeToken}`);
+    }
   }
 }

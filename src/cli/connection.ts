@@ -1,10 +1,4 @@
-import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import {
-  createConnectTransport,
-  createGrpcTransport,
-  createGrpcWebTransport,
-} from "@connectrpc/connect-node";
-import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
+import { createReceiptsClient, type ReceiptsClient } from "../../client/src/node.js";
 import { usageError } from "./cli-error.js";
 
 export const protocols = ["connect", "grpc", "grpc-web"] as const;
@@ -17,8 +11,8 @@ export interface ConnectionOptions {
   readonly token: string | undefined;
 }
 
-/** A client of the service at `url`, over the chosen protocol. */
-export function connect(options: ConnectionOptions): Client<typeof ReadReceiptService> {
+/** The client package's client of the service at `url`, over the chosen protocol. */
+export function connect(options: ConnectionOptions): ReceiptsClient {
   let url: URL;
   try {
     url = new URL(options.url);
@@ -28,25 +22,11 @@ export function connect(options: ConnectionOptions): Client<typeof ReadReceiptSe
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw usageError(`--url ${options.url}: must start with http:// or https://`);
   }
-  const baseUrl = options.url.replace(/\/+$/, "");
-  const interceptors: Interceptor[] = [];
   const token = options.token;
-  if (token !== undefined) {
-    interceptors.push((next) => (request) => {
-      request.header.set("authorization", `Bearer ${token}`);
-      return next(request);
-    });
-  }
-  let transport: Transport;
-  switch (options.protocol) {
-    case "grpc":
-      transport = createGrpcTransport({ baseUrl, interceptors });
-      break;
-    case "grpc-web":
-      transport = createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors });
-      break;
-    default:
-      transport = createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
-  }
-  return createClient(ReadReceiptService, transport);
+  return createReceiptsClient({
+    baseUrl: options.url,
+    protocol: options.protocol,
+    // An API key or a user token: either is sent as the bearer.
+    tokenProvider: token === undefined ? undefined : () => token,
+  });
 }

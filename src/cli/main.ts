@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { FieldViolationSchema } from "../../gen/receipts/v1/receipts_pb.js";
+import { ReceiptsError } from "../../client/src/node.js";
 import { CliError, exitCodeFor, exitCodes, usageError } from "./cli-error.js";
 import {
   type CommandContext,
@@ -87,7 +85,8 @@ const commands: Record<string, Command> = {
     run: markRead,
   },
   watch: {
-    summary: "watch [--conversation ID]... [--sender ID] [--resume-token T] [--limit N]",
+    summary:
+      "watch [--conversation ID]... [--sender ID] [--resume-token T] [--limit N]   (reconnects and resumes until Ctrl-C)",
     options: {
       conversation: { type: "string", multiple: true },
       sender: text,
@@ -157,7 +156,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
         ? undefined
         : 30_000
       : wholeNumber("timeout", timeout, 1, 86_400) * 1000;
-  const client = connect({
+  const service = connect({
     url: (options.url as string | undefined) ?? process.env.RECEIPTS_URL ?? "http://127.0.0.1:8080",
     protocol: protocol as Protocol,
     token:
@@ -172,7 +171,8 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
   try {
     await command.run(
       {
-        client,
+        client: service.receipts,
+        watch: service.watch,
         options,
         positionals: parsed.positionals,
         output: { ...output, json: options.json === true },
@@ -195,10 +195,9 @@ function report(error: unknown, output: Output, json: boolean): number {
     if (error.exitCode === exitCodes.usage && !json) output.err("Run receipts --help for usage.");
     return error.exitCode;
   }
-  const connectError = ConnectError.from(error);
-  const code = codeToString(connectError.code);
-  const field = connectError.findDetails(FieldViolationSchema)[0]?.field;
-  const resumeToken = connectError.metadata.get("resume-token") ?? undefined;
+  const connectError = ReceiptsError.from(error);
+  const code = connectError.codeName;
+  const { field, resumeToken } = connectError;
   if (json) {
     output.err(
       JSON.stringify({ error: { code, message: connectError.rawMessage, field, resumeToken } }),

@@ -1,9 +1,11 @@
-import { type DescMessage, type MessageShape, toJsonString } from "@bufbuild/protobuf";
+import { type DescMessage, type MessageShape, toJson, toJsonString } from "@bufbuild/protobuf";
 import { type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
+import type { WatchEvent } from "../../client/src/node.js";
 import {
   ConversationType,
   type MessageReceipt,
-  type WatchReceiptsResponse,
+  ReadHorizonUpdateSchema,
+  ReceiptUpdateSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
 
 /** Where results go: stdout for results, stderr for progress and errors. */
@@ -39,18 +41,76 @@ export function describeReceipt(receipt: MessageReceipt): string {
   return `${receipt.messageId}  ${state}  (${kind} ${receipt.conversationId}, from ${receipt.senderId}, sent ${formatTime(receipt.sentAt)})`;
 }
 
-/** One human line per update; undefined for heartbeats. */
-export function describeUpdate(response: WatchReceiptsResponse): string | undefined {
-  const { update } = response;
-  switch (update.case) {
+/**
+ * One human line per event: updates for stdout, connection events for stderr;
+ * none for heartbeats.
+ */
+export function describeWatchEvent(event: WatchEvent): { line?: string; toStderr: boolean } {
+  switch (event.type) {
     case "receipt": {
-      const receipt = update.value.receipt;
+      const { receipt, readerId, readAt } = event.update;
       const now = receipt === undefined ? "" : `; now ${describeReceipt(receipt)}`;
-      return `receipt  ${receipt?.messageId ?? "?"} read by ${update.value.readerId} at ${formatTime(update.value.readAt)}${now}`;
+      return {
+        line: `receipt  ${receipt?.messageId ?? "?"} read by ${readerId} at ${formatTime(readAt)}${now}`,
+        toStderr: false,
+      };
     }
-    case "readHorizon":
-      return `horizon  ${update.value.conversationId} read by ${update.value.readerId} up to ${formatTime(update.value.readUpTo)}`;
-    default:
-      return undefined;
+    case "readHorizon": {
+      const { conversationId, readerId, readUpTo } = event.update;
+      return {
+        line: `horizon  ${conversationId} read by ${readerId} up to ${formatTime(readUpTo)}`,
+        toStderr: false,
+      };
+    }
+    case "live":
+      return { line: event.resumed ? "live (resumed)" : "live", toStderr: true };
+    case "reread":
+      return {
+        line: `updates before now may be missing (${rereadReasons[event.reason]}): re-read with get`,
+        toStderr: true,
+      };
+    case "reconnecting":
+      return {
+        line: `reconnecting in ${(event.delayMs / 1000).toFixed(1)} s: ${event.error.codeName}: ${event.error.rawMessage}`,
+        toStderr: true,
+      };
+    case "heartbeat":
+      return { toStderr: false };
   }
+}
+
+const rereadReasons: Record<Extract<WatchEvent, { type: "reread" }>["reason"], string> = {
+  "no-token": "no resume token",
+  "token-expired": "the resume token has expired",
+  "token-rejected": "the service does not know the resume token",
+};
+
+/**
+ * One JSON document per event: `{"<type>": {...}, "resumeToken": "..."}`, the
+ * updates in protobuf JSON (defaults included) as WatchReceipts sends them.
+ */
+export function watchEventJson(event: WatchEvent): string {
+  const { resumeToken } = event;
+  const body = (() => {
+    switch (event.type) {
+      case "receipt":
+        return toJson(ReceiptUpdateSchema, event.update, { alwaysEmitImplicit: true });
+      case "readHorizon":
+        return toJson(ReadHorizonUpdateSchema, event.update, { alwaysEmitImplicit: true });
+      case "live":
+        return { resumed: event.resumed };
+      case "reread":
+        return { reason: event.reason };
+      case "heartbeat":
+        return { sentAt: event.sentAt?.toISOString() };
+      case "reconnecting":
+        return {
+          code: event.error.codeName,
+          message: event.error.rawMessage,
+          attempt: event.attempt,
+          delayMs: event.delayMs,
+        };
+    }
+  })();
+  return JSON.stringify({ [event.type]: body, resumeToken });
 }

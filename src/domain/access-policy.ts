@@ -1,6 +1,7 @@
 import type { Conversation, ReceiptStore } from "../store/receipt-store.js";
-import { memberListsWithheld, ReceiptError } from "./errors.js";
+import { AccessEndedError, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
+import type { MembershipMonitor } from "./membership-monitor.js";
 import type { ConversationType } from "./model.js";
 import { optionalId, requireId, requireIdList } from "./validate.js";
 
@@ -34,6 +35,8 @@ export interface AccessPolicyDeps {
   readonly store: ReceiptStore;
   /** The tenant's current settings; reloadable, so asked on every call. */
   readonly settingsOf?: (tenant: string) => TenantSettings;
+  /** Follows the groups users' open streams watch; without it, streams never end on leaving. */
+  readonly memberships?: MembershipMonitor;
 }
 
 /**
@@ -49,10 +52,12 @@ export interface AccessPolicyDeps {
 export class AccessPolicy {
   readonly #store: ReceiptStore;
   readonly #settingsOf: (tenant: string) => TenantSettings;
+  readonly #memberships: MembershipMonitor | undefined;
 
   constructor(deps: AccessPolicyDeps) {
     this.#store = deps.store;
     this.#settingsOf = deps.settingsOf ?? (() => defaultTenantSettings);
+    this.#memberships = deps.memberships;
   }
 
   /** TrackMessages and MembershipService: the tenant's backend only. */
@@ -219,12 +224,18 @@ export class AccessPolicy {
     return grant;
   }
 
+  /**
+   * Authorizes a stream and returns the signal it must end on: `signal`, and for a user who
+   * watches groups, their leaving one (an AccessEndedError, PERMISSION_DENIED, not resumable:
+   * the same request would be refused).
+   */
   async authorizeWatchReceipts(
     tenant: string,
     caller: Caller,
     request: { conversationIds: readonly string[]; senderId: string },
-  ): Promise<void> {
-    if (caller.kind === "service") return;
+    signal: AbortSignal = new AbortController().signal,
+  ): Promise<AbortSignal> {
+    if (caller.kind === "service") return signal;
     const senderId = optionalId("sender_id", request.senderId);
     if (senderId !== undefined) {
       if (senderId !== caller.userId) {
@@ -235,7 +246,7 @@ export class AccessPolicy {
         );
       }
       // Only the user's own messages pass a sender filter, whatever the conversations.
-      return;
+      return signal;
     }
     if (request.conversationIds.length === 0) {
       throw new ReceiptError(
@@ -245,12 +256,41 @@ export class AccessPolicy {
       );
     }
     requireIdList("conversation_ids", request.conversationIds, limits.maxConversationsPerWatch);
+    const groups: string[] = [];
     for (const [i, conversationId] of request.conversationIds.entries()) {
       const conversation = await this.#store.getConversation(tenant, conversationId);
       if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
         throw notYours(`conversation_ids[${i}]`);
       }
+      // C2C participants never change; group members do.
+      if (conversation?.type !== "c2c") groups.push(conversationId);
     }
+    return this.#endOnLeaving(tenant, caller.userId, groups, signal);
+  }
+
+  #endOnLeaving(
+    tenant: string,
+    userId: string,
+    groups: readonly string[],
+    signal: AbortSignal,
+  ): AbortSignal {
+    const memberships = this.#memberships;
+    if (memberships === undefined || groups.length === 0 || signal.aborted) return signal;
+    const left = new AbortController();
+    const stop = memberships.follow(tenant, groups, userId, (groupId) => {
+      const i = groups.indexOf(groupId);
+      left.abort(
+        new AccessEndedError(
+          "permission_denied",
+          "the caller left this conversation; the stream ended",
+          false,
+          i < 0 ? "conversation_ids" : `conversation_ids[${i}]`,
+        ),
+      );
+    });
+    signal.addEventListener("abort", stop, { once: true });
+    left.signal.addEventListener("abort", stop, { once: true });
+    return AbortSignal.any([signal, left.signal]);
   }
 
   /** C2C: a participant. Group: a current member ("now"), or a member now or before ("ever"). */

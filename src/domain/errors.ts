@@ -49,3 +49,33 @@ export class StoreUnavailableError extends Error {
 export class ChangeLogExpiredError extends Error {
   override readonly name = "ChangeLogExpiredError";
 }
+
+/**
+ * The access an open stream was granted has ended: its credential was revoked or expired
+ * (`unauthenticated`), or its user left a conversation it watches (`permission_denied`). The
+ * stream ends with it; `resumable` ones carry the stream's resume token, for the caller to
+ * resume from with new credentials.
+ */
+export class AccessEndedError extends ReceiptError {
+  readonly #reason: string;
+
+  constructor(
+    kind: "unauthenticated" | "permission_denied",
+    reason: string,
+    readonly resumable: boolean,
+    field?: string,
+  ) {
+    super(kind, reason, field);
+    this.#reason = reason;
+  }
+
+  /** What a stream whose position is `resumeToken` ends with. */
+  endingAt(resumeToken: string): ReceiptError {
+    return new ReceiptError(
+      this.kind,
+      this.#reason,
+      this.field,
+      this.resumable ? { "resume-token": resumeToken } : undefined,
+    );
+  }
+}

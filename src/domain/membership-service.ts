@@ -21,11 +21,19 @@ export class MembershipService {
   readonly #store: MembershipServiceStore;
   readonly #feed: ChangeFeed | undefined;
   readonly #clock: () => number;
+  readonly #onRemoved: ((tenant: string, groupId: string) => void) | undefined;
 
-  constructor(deps: { store: MembershipServiceStore; feed?: ChangeFeed; clock?: () => number }) {
+  constructor(deps: {
+    store: MembershipServiceStore;
+    feed?: ChangeFeed;
+    clock?: () => number;
+    /** Told after members left a group through this instance (their open streams end). */
+    onMembersRemoved?: (tenant: string, groupId: string) => void;
+  }) {
     this.#store = deps.store;
     this.#feed = deps.feed;
     this.#clock = deps.clock ?? Date.now;
+    this.#onRemoved = deps.onMembersRemoved;
   }
 
   async addMembers(
@@ -88,13 +96,19 @@ export class MembershipService {
     }
     if (leaving.length === 0) return { removedCount: 0 };
     await this.#store.closeMemberships(tenant, groupId, leaving, at);
+    this.#onRemoved?.(tenant, groupId);
     for (const userId of leaving) {
       const withdrawn = await this.#store.deleteReceiptsFrom(tenant, groupId, userId, at);
       // Counts of those messages go down: the change log must not hold them up at the old ones.
-      await this.#feed?.forgetReceipts(
-        tenant,
-        withdrawn.map((messageId) => ({ messageId, readerId: userId })),
-      );
+      // Best effort: the removal is stored, and a retry would find nothing left to withdraw.
+      // Unreachable, the log keeps announcing those messages' old highest count until their
+      // count passes it again or the retention window ends (docs/streaming.md).
+      await this.#feed
+        ?.forgetReceipts(
+          tenant,
+          withdrawn.map((messageId) => ({ messageId, readerId: userId })),
+        )
+        .catch(() => undefined);
     }
     return { removedCount: leaving.length };
   }

@@ -1,6 +1,11 @@
 import { createHash } from "node:crypto";
 import type { ChangeFeed } from "../store/change-feed.js";
-import { ChangeLogExpiredError, invalidArgument, ReceiptError } from "./errors.js";
+import {
+  AccessEndedError,
+  ChangeLogExpiredError,
+  invalidArgument,
+  ReceiptError,
+} from "./errors.js";
 import { limits } from "./limits.js";
 import type { PositionedChange, ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
@@ -133,6 +138,10 @@ export class ReceiptWatcher {
           continue;
         }
         await subscription.wait(untilBeat);
+      }
+      // Aborted because the caller's access ended (not because it left): say so, and where it was.
+      if (signal.reason instanceof AccessEndedError) {
+        throw signal.reason.endingAt(token(position));
       }
     } finally {
       signal.removeEventListener("abort", onAbort);

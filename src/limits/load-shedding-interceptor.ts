@@ -1,5 +1,5 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { retryAfterHeader } from "./rate-limit-interceptor.js";
+import { Code, type Interceptor } from "@connectrpc/connect";
+import { retryLaterError } from "../api/error-mapping.js";
 
 /** How long a refused caller is told to wait: long enough for calls in flight to drain. */
 const retryAfterMs = 200;
@@ -10,7 +10,7 @@ const retryAfterMs = 200;
  * 10-minute Cassandra soak of docs/PERFORMANCE.md reached latencies of a
  * minute and 2.6 GB of RSS before the driver started refusing. Past the bound
  * a call is refused at once with UNAVAILABLE and `retry-after-ms`, before any
- * work: clients retry UNAVAILABLE, and nothing was written. Streams are capped
+ * work (nothing was written), so the call may be retried after it. Streams are capped
  * on their own (RECEIPTS_MAX_STREAMS).
  */
 export function loadSheddingInterceptor(
@@ -22,10 +22,10 @@ export function loadSheddingInterceptor(
     if (request.method.methodKind !== "unary") return next(request);
     if (inFlight >= maxCallsInFlight) {
       onShed();
-      throw new ConnectError(
+      throw retryLaterError(
         `this instance is working on ${maxCallsInFlight} calls; retry shortly`,
         Code.Unavailable,
-        { [retryAfterHeader]: String(retryAfterMs) },
+        retryAfterMs,
       );
     }
     inFlight += 1;

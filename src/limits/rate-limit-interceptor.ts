@@ -1,9 +1,7 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
+import { retryLaterError } from "../api/error-mapping.js";
 import { callerKey, tenantKey } from "../api/tenant-context.js";
 import type { BucketRule, RateLimiter, TenantLimits } from "./rate-limiter.js";
-
-/** Response metadata telling a refused caller how long to wait before retrying. */
-export const retryAfterHeader = "retry-after-ms";
 
 /**
  * Per-tenant and per-user request rates. Runs after authentication: every call spends a token
@@ -37,10 +35,10 @@ export function rateLimitInterceptor(
     const decision = await limiter.take(buckets);
     if (!decision.allowed) {
       onRejected();
-      throw new ConnectError(
+      throw retryLaterError(
         `too many requests; retry in ${decision.retryAfterMs} ms`,
         Code.ResourceExhausted,
-        { [retryAfterHeader]: String(decision.retryAfterMs) },
+        decision.retryAfterMs,
       );
     }
     return next(request);

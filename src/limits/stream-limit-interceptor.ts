@@ -48,7 +48,11 @@ export function streamLimitInterceptor(limitsOf: (tenant: string) => TenantLimit
   };
 }
 
-async function* releasing<T>(messages: AsyncIterable<T>, release: () => void): AsyncIterable<T> {
+/** The messages of a stream, then `release` once it ends, fails or is abandoned. */
+export async function* releasing<T>(
+  messages: AsyncIterable<T>,
+  release: () => void,
+): AsyncIterable<T> {
   try {
     yield* messages;
   } finally {

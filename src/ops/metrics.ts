@@ -88,7 +88,7 @@ export class Metrics {
   /** Calls refused by a rate limit, for whoever enforces one: `inc({ limit: "tenant" })`. */
   readonly rateLimitRejections = new Counter({
     name: "receipts_rate_limit_rejections_total",
-    help: "Calls refused by a limit (request_rate, calls_in_flight), by limit.",
+    help: "Calls and connections refused by a limit (request_rate, calls_in_flight, connections_per_address, streams_per_address, request_body_time), by limit.",
     labelNames: ["limit"] as const,
     registers: [this.registry],
   });

@@ -58,9 +58,19 @@ async function* follow<T>(
     error = ConnectError.from(reason);
     throw error;
   } finally {
-    // A stream that stops because its client left ends quietly: report why it stopped.
-    if (error === undefined && signal.aborted)
-      error = ConnectError.from(signal.reason, Code.Canceled);
-    call.end(error);
+    if (error === undefined) endOnceSettled(call, signal);
+    else call.end(error);
   }
+}
+
+/**
+ * A stream that stops because its client left ends quietly: report why it stopped. A client
+ * that cancels may half-close its side first (grpc-js sends END_STREAM, then RST_STREAM in the
+ * same packet), so a handler that ends with its request stream looks complete a moment before
+ * the reset is seen: the verdict waits for the I/O already received.
+ */
+function endOnceSettled(call: CallObserver, signal: AbortSignal): void {
+  const canceled = () => ConnectError.from(signal.reason, Code.Canceled);
+  if (signal.aborted) call.end(canceled());
+  else setImmediate(() => call.end(signal.aborted ? canceled() : undefined));
 }

@@ -1,7 +1,7 @@
+import type { Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ReadFilter } from "../../gen/receipts/v1/receipts_pb.js";
+import { ReadFilter, type ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { ReceiptBatcher } from "../../web/src/receipt-batcher.js";
-import type { ReceiptsClient } from "../../web/src/receipts-client.js";
 import { DemoService } from "./support/demo-service.js";
 
 /** The web client's SendReceipts policy, against the real service (outside the browser). */
@@ -32,7 +32,11 @@ describe("ReceiptBatcher", () => {
     return { batcher, calls, acknowledged };
   }
 
-  async function readBy(client: ReceiptsClient, groupId: string, messageId: string) {
+  async function readBy(
+    client: Client<typeof ReadReceiptService>,
+    groupId: string,
+    messageId: string,
+  ) {
     const page = await client.listReadMembers({
       conversationId: groupId,
       messageId,

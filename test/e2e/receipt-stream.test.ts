@@ -1,10 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createReceiptsClient, type ReceiptsClient } from "../../client/src/node.js";
 import type { ReceiptUpdate } from "../../gen/receipts/v1/receipts_pb.js";
 import { type ConnectionState, ReceiptStream } from "../../web/src/receipt-stream.js";
-import type { ReceiptsClient } from "../../web/src/receipts-client.js";
 import { DemoService } from "./support/demo-service.js";
 
-/** The web client's WatchReceipts follower, against the real service (outside the browser). */
+/** The web client's WatchReceipts follower (the client package's watch), against the real service, outside the browser. */
 describe("ReceiptStream", () => {
   const service = new DemoService();
   const streams: ReceiptStream[] = [];
@@ -41,6 +41,12 @@ describe("ReceiptStream", () => {
     };
   }
 
+  /** The package's client as the page makes it (Connect), with a user token. */
+  const pageClient = (userToken: string) =>
+    createReceiptsClient({ baseUrl: service.baseUrl, protocol: "connect", userToken });
+  const userClient = async (userId: string) =>
+    pageClient(await service.tenant.mintUserToken(userId));
+
   const read = async (groupId: string, readerId: string, messageId: string) => {
     const client = await service.userClient(readerId);
     await client.sendReceipts({ conversationId: groupId, readerId, messageIds: [messageId] });
@@ -53,7 +59,7 @@ describe("ReceiptStream", () => {
       senderId: "s",
       count: 2,
     });
-    const watch = follow(await service.userClient("s"), "g1", "s");
+    const watch = follow(await userClient("s"), "g1", "s");
     await watch.live();
     expect(watch.states).toEqual(["connecting", "live"]);
     expect(watch.fresh()).toBe(1);
@@ -71,7 +77,7 @@ describe("ReceiptStream", () => {
       count: 1,
     });
     const m = ids[0] ?? "";
-    const watch = follow(await service.userClient("s"), "g2", "s");
+    const watch = follow(await userClient("s"), "g2", "s");
     await watch.live();
     await read("g2", "a", m);
     await expect.poll(watch.readers, { timeout: 5_000 }).toEqual([`${m}:a`]);
@@ -95,7 +101,7 @@ describe("ReceiptStream", () => {
       senderId: "s",
       count: 1,
     });
-    const watch = follow(await service.userClient("s"), "g3", "s");
+    const watch = follow(await userClient("s"), "g3", "s");
     await watch.live();
     expect(watch.fresh()).toBe(1);
     await read("g3", "a", m ?? "");
@@ -118,7 +124,7 @@ describe("ReceiptStream", () => {
 
   it("stops, saying so, when the service refuses the user's credentials", async () => {
     const foreign = await new DemoService().tenant.mintUserToken("s");
-    const watch = follow(service.clientWith(`Bearer ${foreign}`), "g1", "s");
+    const watch = follow(pageClient(foreign), "g1", "s");
     await expect.poll(() => watch.states.at(-1), { timeout: 5_000 }).toBe("stopped");
     await new Promise((resolve) => setTimeout(resolve, 700));
     expect(watch.states).toEqual(["connecting", "stopped"]);

@@ -80,3 +80,9 @@ export async function firstMessage<T>(open: (signal: AbortSignal) => AsyncIterab
     abort.abort();
   }
 }
+
+/** RECEIPTS_TENANTS for one tenant with one API key and these limits. */
+export const apiKeyTenantEnv = (
+  tenant: { readonly id: string; readonly key: string },
+  limits: Record<string, number>,
+): string => JSON.stringify({ tenants: [{ id: tenant.id, apiKeys: [tenant.key], limits }] });

@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Transport } from "@connectrpc/connect";
+import { pino } from "pino";
 import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
 import { ConversationType, ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { type App, type Backend, openBackend, startApp } from "../../src/app.js";
@@ -136,6 +138,27 @@ export class HeldStore {
     this.#holds.set(method, { arrive, released });
     return { reached, release };
   }
+}
+
+/** One JSON line of a pino log. */
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly [field: string]: unknown;
+}
+
+/** A pino logger at `level` whose lines are kept, parsed, in `lines`. */
+export function capturingLogger(level: string): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const text of chunk.toString().split("\n")) {
+        if (text !== "") lines.push(JSON.parse(text) as LogLine);
+      }
+      done();
+    },
+  });
+  return { logger: pino({ level }, sink), lines };
 }
 
 /** Reads /metrics. */

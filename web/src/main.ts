@@ -1,6 +1,11 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { FieldViolationSchema, type MessageReceipt } from "../../gen/receipts/v1/receipts_pb.js";
+import {
+  Code,
+  createReceiptsClient,
+  type MessageReceipt,
+  type ReceiptsClient,
+  ReceiptsError,
+} from "../../client/src/browser.js";
 import { ChatView, renderProblem } from "./chat-view.js";
 import { loadHistory } from "./conversation-history.js";
 import { type Counts, MemberSheet } from "./member-sheet.js";
@@ -9,7 +14,6 @@ import { People } from "./people.js";
 import { ReadTracker } from "./read-tracker.js";
 import { maxIdsPerCall, ReceiptBatcher } from "./receipt-batcher.js";
 import { ReceiptStream } from "./receipt-stream.js";
-import { createReceiptsClient, type ReceiptsClient } from "./receipts-client.js";
 
 /** The page's composition root: reads the URL, loads the conversation and wires the parts. */
 async function main(root: HTMLElement): Promise<void> {
@@ -29,7 +33,12 @@ async function main(root: HTMLElement): Promise<void> {
   const people = new People(history.people);
   document.title = `${history.conversation.title} · ${people.firstName(user)}`;
 
-  const client = createReceiptsClient(server, token);
+  // The page only ever holds a user token, never an API key.
+  const client = createReceiptsClient({
+    baseUrl: server,
+    protocol: "connect",
+    userToken: token === "" ? undefined : token,
+  });
   const counts = new Map<string, Counts>();
   const sheet = new MemberSheet({ client, conversationId: conversation, people, pageSize });
   document.body.append(sheet.element);
@@ -74,7 +83,7 @@ async function main(root: HTMLElement): Promise<void> {
 
   const receipts = new ReceiptBatcher({
     send: async (messageIds) => {
-      await client.sendReceipts({
+      await client.receipts.sendReceipts({
         conversationId: conversation,
         readerId: user,
         messageIds: [...messageIds],
@@ -87,7 +96,7 @@ async function main(root: HTMLElement): Promise<void> {
   async function markAllRead(): Promise<void> {
     view.setMarkAllBusy(true);
     try {
-      const result = await client.markConversationRead({
+      const result = await client.receipts.markConversationRead({
         conversationId: conversation,
         readerId: user,
       });
@@ -101,7 +110,7 @@ async function main(root: HTMLElement): Promise<void> {
           : `Marked ${result.markedCount} ${result.markedCount === 1 ? "message" : "messages"} as read`,
       );
     } catch (error) {
-      view.toast(`Could not mark as read: ${ConnectError.from(error).rawMessage}`, "error");
+      view.toast(`Could not mark as read: ${ReceiptsError.from(error).rawMessage}`, "error");
     } finally {
       view.setMarkAllBusy(false);
     }
@@ -131,12 +140,12 @@ async function currentReceipts(
       if (batch.length === 0) break;
       try {
         receipts.push(
-          ...(await client.getReceipts({ conversationId, messageIds: batch })).receipts,
+          ...(await client.receipts.getReceipts({ conversationId, messageIds: batch })).receipts,
         );
         break;
       } catch (error) {
-        const failure = ConnectError.from(error);
-        const field = failure.findDetails(FieldViolationSchema)[0]?.field ?? "";
+        const failure = ReceiptsError.from(error);
+        const field = failure.field ?? "";
         const index = Number(/^message_ids\[(\d+)\]$/.exec(field)?.[1] ?? Number.NaN);
         if (failure.code !== Code.NotFound || !Number.isInteger(index)) throw failure;
         const [untracked] = batch.splice(index, 1);

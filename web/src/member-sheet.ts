@@ -1,10 +1,10 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError } from "@connectrpc/connect";
+import type { ReceiptsClient } from "../../client/src/browser.js";
 import { ReadFilter, type ReceiptUpdate } from "../../gen/receipts/v1/receipts_pb.js";
 import type { ChatMessage } from "./conversation-history.js";
 import { h, icon } from "./dom.js";
 import { avatar, type People } from "./people.js";
-import type { ReceiptsClient } from "./receipts-client.js";
 import { readTime } from "./time-format.js";
 
 export interface Counts {
@@ -148,7 +148,7 @@ export class MemberSheet {
     listing.error = "";
     this.#render();
     try {
-      const page = await this.#client.listReadMembers({
+      const page = await this.#client.receipts.listReadMembers({
         conversationId: this.#conversationId,
         messageId: message.id,
         filter: side === "read" ? ReadFilter.READ : ReadFilter.UNREAD,

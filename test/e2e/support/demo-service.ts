@@ -2,12 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { MembershipService } from "../../../gen/receipts/v1/membership_pb.js";
 import { ConversationType, ReadReceiptService } from "../../../gen/receipts/v1/receipts_pb.js";
 import { type DemoTenant, demoTenant } from "../../../scripts/demo.js";
-import type { ReceiptsClient } from "../../../web/src/receipts-client.js";
 import { startTestServer, type TestServer } from "../../support/test-server.js";
 
 /**
@@ -25,7 +24,13 @@ export class DemoService {
     return `http://127.0.0.1:${this.#port}`;
   }
 
-  async start(options: { freshData?: boolean } = {}): Promise<void> {
+  /** The data dir of the service (the latest, after a start with fresh data). */
+  get dataDir(): string {
+    return this.#dirs.at(-1) ?? "";
+  }
+
+  /** `env` adds to (or overrides) the service's variables. */
+  async start(options: { freshData?: boolean; env?: Record<string, string> } = {}): Promise<void> {
     if (this.#dirs.length === 0 || options.freshData === true) {
       this.#dirs.push(mkdtempSync(join(tmpdir(), "receipts-web-client-")));
     }
@@ -34,6 +39,7 @@ export class DemoService {
       RECEIPTS_DATA_DIR: this.#dirs.at(-1) ?? "",
       RECEIPTS_TENANTS: this.tenant.tenantsJson,
       RECEIPTS_SHUTDOWN_GRACE_SECONDS: "1",
+      ...options.env,
     });
     this.#port = this.#server.app.port;
   }
@@ -49,12 +55,12 @@ export class DemoService {
   }
 
   /** A client calling with the backend's API key. */
-  serviceClient(): ReceiptsClient {
+  serviceClient(): Client<typeof ReadReceiptService> {
     return this.clientWith(this.tenant.serviceHeaders.authorization ?? "");
   }
 
   /** A client calling as one user, with a freshly minted user token. */
-  async userClient(userId: string): Promise<ReceiptsClient> {
+  async userClient(userId: string): Promise<Client<typeof ReadReceiptService>> {
     return this.clientWith(`Bearer ${await this.tenant.mintUserToken(userId)}`);
   }
 
@@ -95,7 +101,7 @@ export class DemoService {
     return createConnectTransport({ baseUrl: this.baseUrl, httpVersion: "1.1" });
   }
 
-  clientWith(authorization: string): ReceiptsClient {
+  clientWith(authorization: string): Client<typeof ReadReceiptService> {
     return createClient(
       ReadReceiptService,
       createConnectTransport({
