@@ -14,6 +14,7 @@ export const unitTests = [
   "test/cql-values.test.ts",
   "test/domain-model.test.ts",
   "test/map-concurrently.test.ts",
+  "test/membership-monitor.test.ts",
   "test/partition-write-coalescer.test.ts",
   "test/rpc-in-memory.test.ts",
   "test/sqlite-store.test.ts",
