@@ -3,7 +3,7 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import { ConversationType, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
-import { mapConcurrently } from "../src/store/cassandra/cql-session.js";
+import { mapConcurrently } from "../src/store/map-concurrently.js";
 import { BenchService, type StatsResponse } from "./gen/bench/v1/bench_pb.js";
 import type { ServiceProcess } from "./processes.js";
 import { groupId, messageId, userId, type Workload } from "./workload.js";

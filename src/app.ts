@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { openAccessControl } from "./auth/access-control.js";
 import { TenantConfigError } from "./auth/tenant-config.js";
@@ -21,6 +22,7 @@ import { RedisChangeFeed } from "./store/redis/redis-change-feed.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "./store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "./store/sqlite/sqlite-write-batcher.js";
 import type { WebhookStateStore } from "./store/webhook-state.js";
 import { metricsObserver } from "./webhooks/metrics-observer.js";
 import { openWebhookState } from "./webhooks/open-webhook-state.js";
@@ -40,12 +42,18 @@ export interface Backend {
 /** Opens the configured backend. */
 export async function openBackend(config: Config, logger: Logger = silentLogger): Promise<Backend> {
   const metrics = new Metrics();
-  let sqlite: ReturnType<typeof openSqliteDatabase> | undefined;
-  // Opened only when the embedded store or the embedded change feed needs it.
-  const db = () =>
-    (sqlite ??= openSqliteDatabase(
-      config.dataDir === ":memory:" ? ":memory:" : join(config.dataDir, "receipts.db"),
-    ));
+  let sqlite: { readonly db: DatabaseSync; readonly writes: SqliteWriteBatcher } | undefined;
+  // Opened only when the embedded store or the embedded change feed needs it; both share the
+  // connection and its one write batcher, so that their writes commit together.
+  const embedded = () => {
+    if (sqlite === undefined) {
+      const db = openSqliteDatabase(
+        config.dataDir === ":memory:" ? ":memory:" : join(config.dataDir, "receipts.db"),
+      );
+      sqlite = { db, writes: new SqliteWriteBatcher(db) };
+    }
+    return sqlite;
+  };
   // Seam: with the Cassandra store, the change feed is chosen on its own (RECEIPTS_CHANGE_FEED).
   const store =
     config.store === "cassandra"
@@ -64,7 +72,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
           },
           logger,
         )
-      : new SqliteReceiptStore(db());
+      : new SqliteReceiptStore(embedded().db, embedded().writes);
   const feed =
     config.changeFeed === "redis"
       ? await RedisChangeFeed.open({
@@ -73,8 +81,15 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
           retentionMs: config.watch.retentionMs,
           logger,
         })
-      : new SqliteChangeFeed(db(), { retentionMs: config.watch.retentionMs });
-  return { store, feed, metrics, webhookState: openWebhookState(config, db, logger) };
+      : new SqliteChangeFeed(embedded().db, embedded().writes, {
+          retentionMs: config.watch.retentionMs,
+        });
+  return {
+    store,
+    feed,
+    metrics,
+    webhookState: openWebhookState(config, embedded, logger),
+  };
 }
 
 export interface App {

@@ -1,10 +1,4 @@
 import { getHeapStatistics } from "node:v8";
-import {
-  type Consistency,
-  consistencyLevels,
-  isValidKeyspace,
-  type SerialConsistency,
-} from "./store/cassandra/cassandra-settings.js";
 
 /**
  * Configuration, read from the environment once at start and validated as a
@@ -266,4 +260,25 @@ const heapPerStreamBytes = 40 * 1024;
  */
 export function defaultMaxStreams(): number {
   return Math.max(1_000, Math.floor(getHeapStatistics().heap_size_limit / 2 / heapPerStreamBytes));
+}
+
+// --- settings of the Cassandra backend, validated here and used as typed by the backend ---
+
+export type Consistency = "ONE" | "LOCAL_ONE" | "QUORUM" | "LOCAL_QUORUM" | "EACH_QUORUM" | "ALL";
+export type SerialConsistency = "SERIAL" | "LOCAL_SERIAL";
+
+export const consistencyLevels: readonly Consistency[] = [
+  "ONE",
+  "LOCAL_ONE",
+  "QUORUM",
+  "LOCAL_QUORUM",
+  "EACH_QUORUM",
+  "ALL",
+];
+
+const keyspacePattern = /^[a-z][a-z0-9_]{0,47}$/;
+
+/** Keyspace names are spliced into CQL: only plain lower-case identifiers. */
+export function isValidKeyspace(name: string): boolean {
+  return keyspacePattern.test(name);
 }

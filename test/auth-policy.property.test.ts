@@ -10,6 +10,7 @@ import { ReceiptError } from "../src/domain/errors.js";
 import type { ConversationType, TrackedMessage } from "../src/domain/model.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 
 /**
  * The authorization rules, checked against a plain model of them: random worlds (memberships,
@@ -236,7 +237,8 @@ function expected(world: World, caller: Caller, request: Request): Outcome {
 }
 
 async function buildPolicy(world: World): Promise<{ policy: AccessPolicy; close: () => void }> {
-  const store = new SqliteReceiptStore(openSqliteDatabase(":memory:"));
+  const db = openSqliteDatabase(":memory:");
+  const store = new SqliteReceiptStore(db, new SqliteWriteBatcher(db));
   for (const group of groups) {
     const joined = users.filter((u) => world.memberships[membershipKey(group, u)] !== "none");
     const left = users.filter((u) => world.memberships[membershipKey(group, u)] === "left");

@@ -6,6 +6,7 @@ import { ReceiptService } from "../src/domain/receipt-service.js";
 import { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import {
   connectTestClient,
   createTestKeyspace,
@@ -28,7 +29,7 @@ beforeAll(async () => {
   const store = new CassandraReceiptStore(client, { keyspace: keyspace.keyspace });
   receipts = new ReceiptService({
     store,
-    feed: new SqliteChangeFeed(openSqliteDatabase(":memory:"), { retentionMs: 86_400_000 }),
+    feed: embeddedFeed(),
   });
   const members = users("u", memberCount);
   for (let i = 0; i < memberCount; i += 1_000) {
@@ -91,3 +92,9 @@ it("reads a 50-message BatchGetReadMembers in a 10,000-member group in a few req
   expect(counter.count("group_sizes")).toBeLessThanOrEqual(2);
   expect(counter.count()).toBeLessThanOrEqual(5 * pages + 2);
 }, 60_000);
+
+/** A change feed on its own in-memory SQLite connection. */
+function embeddedFeed(): SqliteChangeFeed {
+  const db = openSqliteDatabase(":memory:");
+  return new SqliteChangeFeed(db, new SqliteWriteBatcher(db), { retentionMs: 86_400_000 });
+}

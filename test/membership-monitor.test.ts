@@ -3,13 +3,15 @@ import { MembershipMonitor } from "../src/domain/membership-monitor.js";
 import type { ReceiptStore } from "../src/store/receipt-store.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 
 const tick = 100;
 const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A real store whose membership reads are counted, and can be made to fail. */
 function countingStore(): { store: ReceiptStore; reads: string[]; failing: { on: boolean } } {
-  const inner = new SqliteReceiptStore(openSqliteDatabase(":memory:"));
+  const db = openSqliteDatabase(":memory:");
+  const inner = new SqliteReceiptStore(db, new SqliteWriteBatcher(db));
   const reads: string[] = [];
   const failing = { on: false };
   const store = new Proxy(inner, {

@@ -14,6 +14,7 @@ import { ChangeLogExpiredError } from "../src/store/change-feed.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { expectReceiptError, groupMessage, minutes, t0, users } from "./support/fixtures.js";
 import { RedisServerProcess } from "./support/redis-server.js";
 import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
@@ -34,7 +35,7 @@ describeWatchContract("the Redis feed", async () => {
     logger: silentLogger,
   });
   return {
-    store: new SqliteReceiptStore(db),
+    store: new SqliteReceiptStore(db, new SqliteWriteBatcher(db)),
     feed,
     aheadPosition: `${Date.now() + 365 * 24 * hour}-0`,
     async expire(tenant) {
@@ -181,7 +182,7 @@ describe("the Redis change feed", () => {
     const keyPrefix = `${filePrefix}two-instances:`;
     const tenant = `t-${randomUUID()}`;
     const db = openSqliteDatabase(":memory:");
-    const store = new SqliteReceiptStore(db);
+    const store = new SqliteReceiptStore(db, new SqliteWriteBatcher(db));
     const [feedA, feedB] = [await open(keyPrefix), await open(keyPrefix)];
     const receiptsA = new ReceiptService({ store, feed: feedA });
     const options = { heartbeatMs: 60_000, bufferLimit: 100, maxStreams: 100 };
@@ -298,7 +299,7 @@ describe("the Redis change feed", () => {
       const { logger, lines } = capturingLogger();
       const listener = await open("p:", { url: redis.url, logger });
       const db = openSqliteDatabase(":memory:");
-      const store = new SqliteReceiptStore(db);
+      const store = new SqliteReceiptStore(db, new SqliteWriteBatcher(db));
       const announceErrors: unknown[] = [];
       const receipts = new ReceiptService({
         store,

@@ -1,13 +1,15 @@
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 
 const openSqliteBackend = async () => {
   const db = openSqliteDatabase(":memory:");
-  const store = new SqliteReceiptStore(db);
-  const feed = new SqliteChangeFeed(db, { retentionMs: 86_400_000 });
+  const writes = new SqliteWriteBatcher(db);
+  const store = new SqliteReceiptStore(db, writes);
+  const feed = new SqliteChangeFeed(db, writes, { retentionMs: 86_400_000 });
   return {
     store,
     feed,

@@ -4,15 +4,17 @@ import { defaultMaxStreams, loadConfig } from "../src/config.js";
 import { pruneStatements, SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { describeWatchContract } from "./watch-contract.js";
 
 describeWatchContract("the embedded feed", async () => {
   const retentionMs = 3_600_000;
   let now = Date.now();
   const db = openSqliteDatabase(":memory:");
-  const feed = new SqliteChangeFeed(db, { retentionMs, clock: () => now });
+  const writes = new SqliteWriteBatcher(db);
+  const feed = new SqliteChangeFeed(db, writes, { retentionMs, clock: () => now });
   return {
-    store: new SqliteReceiptStore(db),
+    store: new SqliteReceiptStore(db, writes),
     feed,
     aheadPosition: "999999",
     async expire() {
@@ -52,7 +54,10 @@ describe("pruning the embedded change log", () => {
     const retentionMs = 60_000;
     let now = 1_000_000;
     const db = openSqliteDatabase(":memory:");
-    const feed = new SqliteChangeFeed(db, { retentionMs, clock: () => now });
+    const feed = new SqliteChangeFeed(db, new SqliteWriteBatcher(db), {
+      retentionMs,
+      clock: () => now,
+    });
     try {
       const change = (i: number) => ({
         kind: "horizon" as const,

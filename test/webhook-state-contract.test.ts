@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { RedisWebhookState } from "../src/store/redis/redis-webhook-state.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteWebhookState } from "../src/store/sqlite/sqlite-webhook-state.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import type { FailedDelivery, WebhookStateStore } from "../src/store/webhook-state.js";
 import { retryDelayMs } from "../src/webhooks/retry-delay.js";
 import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
@@ -102,7 +103,10 @@ function describeWebhookState(name: string, open: () => Promise<WebhookStateStor
   });
 }
 
-describeWebhookState("SQLite", async () => new SqliteWebhookState(openSqliteDatabase(":memory:")));
+describeWebhookState("SQLite", async () => {
+  const db = openSqliteDatabase(":memory:");
+  return new SqliteWebhookState(db, new SqliteWriteBatcher(db));
+});
 
 const redisPrefixes: string[] = [];
 afterAll(async () => {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteWebhookState } from "../src/store/sqlite/sqlite-webhook-state.js";
+import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { newApiKey, uniqueTenant } from "./support/auth-fixtures.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 import {
@@ -373,7 +374,10 @@ describe("webhooks on the embedded store", () => {
     // What `receipts webhooks enable` does; deliveries resume from the cursor.
     hooks.answer = (_request, response) => void response.writeHead(204).end();
     const db = openSqliteDatabase(join(server.dataDir, "receipts.db"));
-    await new SqliteWebhookState(db).setDisabled({ tenant: t.id, endpoint: "crm" }, undefined);
+    await new SqliteWebhookState(db, new SqliteWriteBatcher(db)).setDisabled(
+      { tenant: t.id, endpoint: "crm" },
+      undefined,
+    );
     db.close();
     await hooks.until(() => receiptKeys(hooks.events()).length >= 7, 10_000);
     expect(receiptKeys(hooks.events().slice(1)).sort()).toEqual(

@@ -1,6 +1,6 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ConversationType, ReadFilter } from "../../gen/receipts/v1/receipts_pb.js";
-import { mapConcurrently } from "../../src/store/cassandra/cql-session.js";
+import { mapConcurrently } from "../../src/store/map-concurrently.js";
 import { addMembers, type BenchContext } from "../bench-context.js";
 import { type LatencySummary, ratio, round, summarize } from "../latency-stats.js";
 

@@ -1,9 +1,11 @@
 import { join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import { testWebhookEvent, webhookBody, webhookId } from "../api/webhook-payload.js";
 import { TenantRegistry } from "../auth/tenant-registry.js";
 import { type Config, ConfigError, loadConfig } from "../config.js";
 import { silentLogger } from "../logger.js";
 import { openSqliteDatabase } from "../store/sqlite/sqlite-database.js";
+import { SqliteWriteBatcher } from "../store/sqlite/sqlite-write-batcher.js";
 import type { WebhookStateStore } from "../store/webhook-state.js";
 import { openWebhookState } from "../webhooks/open-webhook-state.js";
 import { WebhookSender } from "../webhooks/webhook-sender.js";
@@ -78,17 +80,23 @@ async function withState(
   config: Config,
   work: (state: WebhookStateStore) => Promise<void>,
 ): Promise<void> {
-  let db: ReturnType<typeof openSqliteDatabase> | undefined;
+  let embedded: { db: DatabaseSync; writes: SqliteWriteBatcher } | undefined;
   const state = openWebhookState(
     config,
-    () => (db ??= openSqliteDatabase(join(config.dataDir, "receipts.db"))),
+    () => {
+      if (embedded === undefined) {
+        const db = openSqliteDatabase(join(config.dataDir, "receipts.db"));
+        embedded = { db, writes: new SqliteWriteBatcher(db) };
+      }
+      return embedded;
+    },
     silentLogger,
   );
   try {
     await work(state);
   } finally {
     await state.close();
-    db?.close();
+    embedded?.db.close();
   }
 }
 

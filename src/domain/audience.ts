@@ -1,4 +1,4 @@
-import type { MembershipAt, ReceiptStore } from "../store/receipt-store.js";
+import type { MembershipAt, MembershipHistory } from "../store/receipt-store.js";
 import type { MessageReceipt, TrackedMessage } from "./model.js";
 
 /** Audience sizes already asked for within one call, by message id. */
@@ -18,7 +18,7 @@ const c2cMeasure: Promise<AudienceMeasure> = Promise.resolve({ memberCount: 2, a
  * the membership history each time.
  */
 export class Audience {
-  constructor(private readonly store: ReceiptStore) {}
+  constructor(private readonly store: MembershipHistory) {}
 
   /** For each message, whether `userId` is in its audience. */
   async includes(

@@ -1,6 +1,6 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import { pendingChangeKey } from "../store/pending-change-key.js";
-import type { ReceiptStore } from "../store/receipt-store.js";
+import type { OutboxStore } from "../store/receipt-store.js";
 import type { PendingChange, ReceiptChange } from "./model.js";
 
 /** What describing a pending change found: the change to announce, or why there is none yet. */
@@ -12,7 +12,7 @@ export type PendingOutcome =
   | { readonly kind: "gone" };
 
 export interface ChangeAnnouncerOptions {
-  readonly store: ReceiptStore;
+  readonly store: OutboxStore;
   readonly feed: ChangeFeed;
   /** Describes pending changes again, as they stand now, in order. */
   readonly describe: (
@@ -46,7 +46,7 @@ const sweepBatch = 500;
  * change published by both the call and the sweep is announced once.
  */
 export class ChangeAnnouncer {
-  readonly #store: ReceiptStore;
+  readonly #store: OutboxStore;
   readonly #feed: ChangeFeed;
   readonly #describe: ChangeAnnouncerOptions["describe"];
   readonly #clock: () => number;

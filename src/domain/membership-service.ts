@@ -1,10 +1,15 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { ReceiptStore } from "../store/receipt-store.js";
+import type { MembershipHistory, MessageStore, ReceiptLedger } from "../store/receipt-store.js";
 import { ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { Member, Page } from "./model.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
+
+/** What membership changes read and write: the history, the group, the withdrawn receipts. */
+type MembershipServiceStore = MembershipHistory &
+  Pick<MessageStore, "getConversation"> &
+  Pick<ReceiptLedger, "deleteReceiptsFrom">;
 
 /**
  * Membership history of groups: each user has non-overlapping intervals
@@ -13,13 +18,13 @@ import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
  * receipts, since the user was never in those messages' audience.
  */
 export class MembershipService {
-  readonly #store: ReceiptStore;
+  readonly #store: MembershipServiceStore;
   readonly #feed: ChangeFeed | undefined;
   readonly #clock: () => number;
   readonly #onRemoved: ((tenant: string, groupId: string) => void) | undefined;
 
   constructor(deps: {
-    store: ReceiptStore;
+    store: MembershipServiceStore;
     feed?: ChangeFeed;
     clock?: () => number;
     /** Told after members left a group through this instance (their open streams end). */

@@ -139,3 +139,16 @@ export function withReadCount(
     },
   };
 }
+
+/** The two users of a C2C conversation, sorted; a group has none. */
+export function c2cParticipants(message: TrackedMessage): string[] {
+  return message.conversationType === "c2c" ? [message.senderId, message.receiverId].sort() : [];
+}
+
+/** Whether one of a user's membership intervals [joinedAt, leftAt) holds time t. */
+export function isMemberAt(
+  intervals: readonly { readonly joinedAt: number; readonly leftAt: number | undefined }[],
+  t: number,
+): boolean {
+  return intervals.some((i) => i.joinedAt <= t && (i.leftAt === undefined || i.leftAt > t));
+}

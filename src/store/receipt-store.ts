@@ -15,9 +15,20 @@ import type {
  *
  * Every key starts with the tenant id, so tenants never see each other's data.
  */
-export interface ReceiptStore {
-  // --- conversations and messages ---
+export interface ReceiptStore
+  extends MessageStore,
+    ReceiptLedger,
+    HorizonStore,
+    MembershipHistory,
+    OutboxStore {
+  /** Whether the store answers; used by readiness checks. */
+  ping(): Promise<void>;
 
+  close(): Promise<void>;
+}
+
+/** Conversations and the messages tracked in them. */
+export interface MessageStore {
   getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined>;
 
   /** Messages by id; ids that are not tracked are absent from the map. */
@@ -40,9 +51,10 @@ export interface ReceiptStore {
     cursor: MessageCursor | undefined,
     limit: number,
   ): Promise<TrackedMessage[]>;
+}
 
-  // --- receipts ---
-
+/** Who has read which message: the receipts, their counts and listings. */
+export interface ReceiptLedger {
   /**
    * Records receipts; once it resolves, all of them are stored. For each
    * entry says whether it was the reader's first receipt for that message
@@ -106,9 +118,10 @@ export interface ReceiptStore {
     userId: string,
     fromSentAt: number,
   ): Promise<string[]>;
+}
 
-  // --- read horizons ---
-
+/** Read horizons: a reader has read everything of a conversation sent up to its horizon. */
+export interface HorizonStore {
   /** The reader's horizon in the conversation, if it has one. */
   getHorizon(tenant: string, conversationId: string, readerId: string): Promise<number | undefined>;
 
@@ -155,9 +168,10 @@ export interface ReceiptStore {
     conversationId: string,
     at: number,
   ): Promise<{ readonly readerId: string; readonly readUpTo: number }[]>;
+}
 
-  // --- membership history ---
-
+/** Membership history of groups: who was a member when, and how many. */
+export interface MembershipHistory {
   /** The latest membership interval of each user that has one. */
   latestMemberships(
     tenant: string,
@@ -221,9 +235,10 @@ export interface ReceiptStore {
     afterUserId: string | undefined,
     limit: number,
   ): Promise<Member[]>;
+}
 
-  // --- outbox: stored changes the change log may not have yet ---
-
+/** The outbox: stored changes the change log may not have yet. */
+export interface OutboxStore {
   /**
    * Pending changes kept before `before` (store clock, ms), oldest first as
    * far as the backend orders them, at most `limit`, of every tenant.
@@ -232,11 +247,6 @@ export interface ReceiptStore {
 
   /** Forgets pending changes once the change log has them (unknown ones are ignored). */
   clearPendingChanges(changes: readonly PendingChange[]): Promise<void>;
-
-  /** Whether the store answers; used by readiness checks. */
-  ping(): Promise<void>;
-
-  close(): Promise<void>;
 }
 
 export interface Conversation {

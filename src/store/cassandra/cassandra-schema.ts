@@ -2,8 +2,8 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Client, types } from "cassandra-driver";
+import { isValidKeyspace } from "../../config.js";
 import { StoreUnavailableError } from "../../domain/errors.js";
-import { isValidKeyspace } from "./cassandra-settings.js";
 import { isUnavailable } from "./cql-session.js";
 
 export interface SchemaOptions {

@@ -1,3 +1,4 @@
+import type { Config } from "../../config.js";
 import type { Logger } from "../../logger.js";
 import type { ReceiptStore } from "../receipt-store.js";
 import { connectRedis } from "../redis/redis-connection.js";
@@ -5,17 +6,9 @@ import { RedisReadCountCache } from "../redis/redis-read-count-cache.js";
 import { createCassandraClient } from "./cassandra-client.js";
 import { CassandraReceiptStore } from "./cassandra-receipt-store.js";
 import { applyCassandraSchema } from "./cassandra-schema.js";
-import type { Consistency, SerialConsistency } from "./cql-session.js";
 
-export interface CassandraBackendOptions {
-  readonly contactPoints: readonly string[];
-  readonly localDataCenter: string;
-  readonly keyspace: string;
-  readonly replication: string;
-  readonly consistency: Consistency;
-  readonly serialConsistency: SerialConsistency;
-  /** See CassandraReceiptStoreOptions.localCacheEntries. */
-  readonly localCacheEntries: number;
+/** The configured Cassandra settings (see CassandraReceiptStoreOptions), and the cache's Redis. */
+export interface CassandraBackendOptions extends Omit<Config["cassandra"], "cacheTtlMs"> {
   readonly redis: {
     readonly url: string;
     readonly keyPrefix: string;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import type { ReadCountCache, ReaderSource } from "../cassandra/read-count-cache.js";
+import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
 import { StallGuard } from "./redis-connection.js";
 
 export interface RedisReadCountCacheOptions {

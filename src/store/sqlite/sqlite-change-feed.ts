@@ -2,7 +2,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { type PositionedChange, type ReceiptChange, withReadCount } from "../../domain/model.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { inTransaction } from "./sqlite-database.js";
-import { writeBatcherOf } from "./sqlite-write-batcher.js";
+import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 const positionPattern = /^\d{1,15}$/;
 
@@ -36,6 +36,8 @@ export const pruneStatements = {
  */
 export class SqliteChangeFeed implements ChangeFeed {
   readonly #db: DatabaseSync;
+  /** Shared with the store on the same connection: one group commit for both. */
+  readonly #writes: SqliteWriteBatcher;
   readonly #retentionMs: number;
   readonly #clock: () => number;
   readonly #listeners = new Map<string, Set<(change: PositionedChange) => void>>();
@@ -57,8 +59,13 @@ export class SqliteChangeFeed implements ChangeFeed {
   #pruning: Promise<void> | undefined;
   #closed = false;
 
-  constructor(db: DatabaseSync, options: { retentionMs: number; clock?: () => number }) {
+  constructor(
+    db: DatabaseSync,
+    writes: SqliteWriteBatcher,
+    options: { retentionMs: number; clock?: () => number },
+  ) {
     this.#db = db;
+    this.#writes = writes;
     this.#retentionMs = options.retentionMs;
     this.#clock = options.clock ?? Date.now;
     this.#sql = {
@@ -94,7 +101,7 @@ export class SqliteChangeFeed implements ChangeFeed {
   async publish(tenant: string, changes: readonly ReceiptChange[]): Promise<PositionedChange[]> {
     if (changes.length === 0) return [];
     const now = this.#clock();
-    const positioned = await writeBatcherOf(this.#db).write(() =>
+    const positioned = await this.#writes.write(() =>
       changes.flatMap((proposed) => {
         const change = this.#announce(tenant, proposed, now);
         if (change === undefined) return [];
@@ -115,7 +122,7 @@ export class SqliteChangeFeed implements ChangeFeed {
     receipts: readonly { readonly messageId: string; readonly readerId: string }[],
   ): Promise<void> {
     if (receipts.length === 0) return;
-    await writeBatcherOf(this.#db).write(() => {
+    await this.#writes.write(() => {
       for (const { messageId, readerId } of receipts) {
         this.#sql.forget.run(tenant, announcedKey.receipt(messageId, readerId));
         this.#sql.forget.run(tenant, announcedKey.count(messageId));

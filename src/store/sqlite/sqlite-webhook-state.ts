@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../webhook-state.js";
-import { writeBatcherOf } from "./sqlite-write-batcher.js";
+import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /**
  * Created here rather than as a numbered migration: the tables belong to
@@ -47,7 +47,8 @@ interface FailureRow {
 
 /** Webhook state in the embedded database, written through its group commit. */
 export class SqliteWebhookState implements WebhookStateStore {
-  readonly #db: DatabaseSync;
+  /** The connection's group commit, shared with the store and the feed that use it. */
+  readonly #writes: SqliteWriteBatcher;
   readonly #clock: () => number;
   readonly #sql: Record<
     | "lease"
@@ -65,8 +66,8 @@ export class SqliteWebhookState implements WebhookStateStore {
     StatementSync
   >;
 
-  constructor(db: DatabaseSync, clock: () => number = Date.now) {
-    this.#db = db;
+  constructor(db: DatabaseSync, writes: SqliteWriteBatcher, clock: () => number = Date.now) {
+    this.#writes = writes;
     this.#clock = clock;
     db.exec(schema);
     this.#sql = {
@@ -121,7 +122,7 @@ export class SqliteWebhookState implements WebhookStateStore {
   }
 
   #write<T>(work: () => T): Promise<T> {
-    return writeBatcherOf(this.#db).write(work);
+    return this.#writes.write(work);
   }
 
   acquireLease(key: EndpointKey, owner: string, ttlMs: number): Promise<boolean> {

@@ -13,6 +13,9 @@ interface PendingWrite {
  * instead of one (or two) per call. Each write runs in its own savepoint, so a
  * write that throws is undone alone and fails alone. A write's promise settles
  * only after COMMIT returned, so nothing is acknowledged before it is durable.
+ *
+ * One per connection, made by whoever opens the connection (src/app.ts) and handed to the
+ * store and the change feed that share it, so that their writes commit together.
  */
 export class SqliteWriteBatcher {
   readonly #db: DatabaseSync;
@@ -66,16 +69,4 @@ export class SqliteWriteBatcher {
       else pending.reject(outcome.value);
     });
   }
-}
-
-const batchers = new WeakMap<DatabaseSync, SqliteWriteBatcher>();
-
-/** The one batcher of a connection, shared by the store and the change feed that use it. */
-export function writeBatcherOf(db: DatabaseSync): SqliteWriteBatcher {
-  let batcher = batchers.get(db);
-  if (batcher === undefined) {
-    batcher = new SqliteWriteBatcher(db);
-    batchers.set(db, batcher);
-  }
-  return batcher;
 }

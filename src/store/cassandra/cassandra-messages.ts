@@ -1,0 +1,268 @@
+import { types } from "cassandra-driver";
+import { LRUCache } from "lru-cache";
+import { type ConversationType, c2cParticipants, type TrackedMessage } from "../../domain/model.js";
+import { mapConcurrently } from "../map-concurrently.js";
+import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
+import { type CqlContext, read, toNumber, write } from "./cql-values.js";
+
+/** Tracked messages of a conversation are partitioned by 30-day bucket of sent_at. */
+const bucketMs = 30 * 24 * 3_600_000;
+const bucketOf = (sentAt: number): number => Math.floor(sentAt / bucketMs);
+
+/**
+ * Messages and conversations (tables conversations, messages,
+ * conversation_buckets, messages_by_conversation). A tracked message and a
+ * conversation never change once stored (the first write wins), so what this
+ * process once read stays true and is kept in memory.
+ */
+export class CassandraMessages implements MessageStore {
+  readonly #context: CqlContext;
+  readonly #cql: ReturnType<typeof statements>;
+  readonly #messages: LRUCache<string, TrackedMessage> | undefined;
+  readonly #conversations: LRUCache<string, Conversation> | undefined;
+  /** Message reads in flight, by tenant and message id. */
+  readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
+
+  /** `cacheEntries`: messages and as many conversations kept in memory; 0 keeps none. */
+  constructor(context: CqlContext, cacheEntries: number) {
+    this.#context = context;
+    this.#cql = statements(context.keyspace);
+    if (cacheEntries > 0) {
+      this.#messages = new LRUCache({ max: cacheEntries });
+      this.#conversations = new LRUCache({ max: cacheEntries });
+    }
+  }
+
+  async getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined> {
+    const key = `${tenant}\u0000${conversationId}`;
+    const known = this.#conversations?.get(key);
+    if (known !== undefined) return known;
+    const row = (
+      await this.#context.session.execute(this.#cql.getConversation, [tenant, conversationId], read)
+    ).first();
+    // Not remembered when missing: the conversation may be created by the next call.
+    if (row === null || row === undefined) return undefined;
+    const conversation = conversationFromRow(conversationId, row);
+    this.#conversations?.set(key, conversation);
+    return conversation;
+  }
+
+  async getMessages(
+    tenant: string,
+    messageIds: readonly string[],
+  ): Promise<Map<string, TrackedMessage>> {
+    const found = new Map<string, TrackedMessage>();
+    const unknown: string[] = [];
+    for (const messageId of new Set(messageIds)) {
+      // A tracked message never changes (re-tracking with other data is refused), so what
+      // this process once read stays true.
+      const known = this.#messages?.get(`${tenant}\u0000${messageId}`);
+      if (known === undefined) unknown.push(messageId);
+      else found.set(messageId, known);
+    }
+    await mapConcurrently(unknown, this.#context.concurrency, async (messageId) => {
+      const key = `${tenant}\u0000${messageId}`;
+      const pending = this.#messageReads.get(key);
+      // A read sent before this call began may have missed a message tracked since: only a
+      // shared answer that found the message is taken as is.
+      const message =
+        (pending && (await pending)) ?? (await this.#readMessage(key, tenant, messageId));
+      if (message !== undefined) found.set(messageId, message);
+    });
+    return found;
+  }
+
+  /** One read of a message, shared with the calls that want it meanwhile. */
+  async #readMessage(
+    key: string,
+    tenant: string,
+    messageId: string,
+  ): Promise<TrackedMessage | undefined> {
+    const reading = (async () => {
+      const row = (
+        await this.#context.session.execute(this.#cql.getMessage, [tenant, messageId], read)
+      ).first();
+      if (!row) return undefined;
+      const message = messageFromRow(row);
+      this.#messages?.set(key, message);
+      return message;
+    })();
+    this.#messageReads.set(key, reading);
+    try {
+      return await reading;
+    } finally {
+      if (this.#messageReads.get(key) === reading) this.#messageReads.delete(key);
+    }
+  }
+
+  async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
+    const { session, long, concurrency } = this.#context;
+    const conversations = new Map(messages.map((m) => [m.conversationId, m]));
+    await mapConcurrently([...conversations.values()], concurrency, async (message) => {
+      if ((await this.getConversation(tenant, message.conversationId)) !== undefined) return;
+      const pair = c2cParticipants(message);
+      const { conversationId, conversationType } = message;
+      // First writer wins (IF NOT EXISTS), as with INSERT OR IGNORE; the domain checked the
+      // data beforehand. Either way the answer says what is stored for good.
+      const result = await session.execute(
+        this.#cql.insertConversation,
+        [tenant, conversationId, conversationType, pair[0] ?? "", pair[1] ?? ""],
+        write,
+      );
+      this.#conversations?.set(
+        `${tenant}\u0000${conversationId}`,
+        result.wasApplied()
+          ? { conversationId, type: conversationType, participants: pair }
+          : conversationFromRow(conversationId, result.first()),
+      );
+    });
+
+    const existing = new Set<string>();
+    await mapConcurrently(messages, concurrency, async (message) => {
+      const trackId = types.Uuid.random();
+      const result = await session.execute(
+        this.#cql.insertMessage,
+        [
+          tenant,
+          message.messageId,
+          message.conversationId,
+          message.conversationType,
+          message.senderId,
+          long(message.sentAt),
+          message.receiverId,
+          trackId,
+        ],
+        write, // a retry finds its own track_id
+      );
+      let stored = message;
+      if (!result.wasApplied()) {
+        const row = result.first();
+        if (String(row.get("track_id")) !== String(trackId)) {
+          existing.add(message.messageId);
+          stored = messageFromRow(row);
+        }
+      }
+      // Always (re)written from the stored message: finishes a tracking cut short.
+      const bucket = bucketOf(stored.sentAt);
+      await Promise.all([
+        session.execute(
+          this.#cql.insertBucket,
+          [tenant, stored.conversationId, long(bucket)],
+          write,
+        ),
+        session.execute(
+          this.#cql.insertMessageByConversation,
+          [
+            tenant,
+            stored.conversationId,
+            long(bucket),
+            long(stored.sentAt),
+            stored.messageId,
+            stored.conversationType,
+            stored.senderId,
+            stored.receiverId,
+          ],
+          write,
+        ),
+      ]);
+      this.#messages?.set(`${tenant}\u0000${stored.messageId}`, stored);
+    });
+    return existing;
+  }
+
+  async listMessagesSentBetween(
+    tenant: string,
+    conversationId: string,
+    range: { readonly after: number | undefined; readonly upTo: number },
+    cursor: MessageCursor | undefined,
+    limit: number,
+  ): Promise<TrackedMessage[]> {
+    const { session, long } = this.#context;
+    const from = cursor?.sentAt ?? range.after ?? 0;
+    if (from > range.upTo || limit <= 0) return [];
+    const buckets = await session.execute(
+      this.#cql.bucketsBetween,
+      [tenant, conversationId, long(bucketOf(from)), long(bucketOf(range.upTo))],
+      read,
+    );
+    const found: TrackedMessage[] = [];
+    for (const bucketRow of buckets.rows) {
+      const bucket = bucketRow.get("bucket");
+      const remaining = limit - found.length;
+      const upTo = long(range.upTo);
+      const result =
+        cursor !== undefined
+          ? await session.execute(
+              this.#cql.messagesAfterCursor,
+              [
+                tenant,
+                conversationId,
+                bucket,
+                long(cursor.sentAt),
+                cursor.messageId,
+                upTo,
+                remaining,
+              ],
+              read,
+            )
+          : range.after !== undefined
+            ? await session.execute(
+                this.#cql.messagesBetween,
+                [tenant, conversationId, bucket, long(range.after), upTo, remaining],
+                read,
+              )
+            : await session.execute(
+                this.#cql.messagesUpTo,
+                [tenant, conversationId, bucket, upTo, remaining],
+                read,
+              );
+      found.push(...result.rows.map(messageFromRow));
+      if (found.length >= limit) break;
+    }
+    return found;
+  }
+}
+
+function messageFromRow(row: types.Row): TrackedMessage {
+  return {
+    conversationId: row.get("conversation_id") as string,
+    conversationType: row.get("conversation_type") as ConversationType,
+    messageId: row.get("message_id") as string,
+    senderId: row.get("sender_id") as string,
+    sentAt: toNumber(row.get("sent_at")),
+    receiverId: row.get("receiver_id") as string,
+  };
+}
+
+function conversationFromRow(conversationId: string, row: types.Row): Conversation {
+  const type = row.get("type") as ConversationType;
+  const participants = [row.get("participant_a") as string, row.get("participant_b") as string];
+  return { conversationId, type, participants: type === "c2c" ? participants : [] };
+}
+
+function statements(keyspace: string) {
+  const t = (table: string) => `${keyspace}.${table}`;
+  const messageColumns =
+    "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
+  const byConversation = `SELECT ${messageColumns}
+    FROM ${t("messages_by_conversation")} WHERE tenant = ? AND conversation_id = ? AND bucket = ?`;
+  return {
+    getConversation: `SELECT type, participant_a, participant_b FROM ${t("conversations")}
+      WHERE tenant = ? AND conversation_id = ?`,
+    insertConversation: `INSERT INTO ${t("conversations")}
+      (tenant, conversation_id, type, participant_a, participant_b) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`,
+    getMessage: `SELECT ${messageColumns} FROM ${t("messages")} WHERE tenant = ? AND message_id = ?`,
+    insertMessage: `INSERT INTO ${t("messages")}
+      (tenant, message_id, conversation_id, conversation_type, sender_id, sent_at, receiver_id, track_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+    insertBucket: `INSERT INTO ${t("conversation_buckets")} (tenant, conversation_id, bucket) VALUES (?, ?, ?)`,
+    bucketsBetween: `SELECT bucket FROM ${t("conversation_buckets")}
+      WHERE tenant = ? AND conversation_id = ? AND bucket >= ? AND bucket <= ?`,
+    insertMessageByConversation: `INSERT INTO ${t("messages_by_conversation")}
+      (tenant, conversation_id, bucket, sent_at, message_id, conversation_type, sender_id, receiver_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    messagesAfterCursor: `${byConversation} AND (sent_at, message_id) > (?, ?) AND sent_at <= ? LIMIT ?`,
+    messagesBetween: `${byConversation} AND sent_at > ? AND sent_at <= ? LIMIT ?`,
+    messagesUpTo: `${byConversation} AND sent_at <= ? LIMIT ?`,
+  };
+}

@@ -1,0 +1,214 @@
+import type { Member, PendingChange, ReadMember, TrackedMessage } from "../domain/model.js";
+import { mapConcurrently } from "./map-concurrently.js";
+import type {
+  FirstPageRequest,
+  HorizonStore,
+  MembershipHistory,
+  MembershipProbe,
+  MessageCursor,
+  MessageStore,
+  NewReceipt,
+  OutboxStore,
+  ReceiptLedger,
+  ReceiptStore,
+} from "./receipt-store.js";
+
+/** What a backend is made of: one module per concern, and the queries that need two. */
+export interface StoreParts {
+  readonly messages: MessageStore;
+  readonly ledger: Omit<ReceiptLedger, "listFirstPages">;
+  readonly horizons: HorizonStore;
+  readonly history: Omit<MembershipHistory, "listUnreadMembers">;
+  readonly outbox: OutboxStore;
+  /** Members at the message's sent_at minus its readers: the history and the ledger at once. */
+  readonly listUnreadMembers: MembershipHistory["listUnreadMembers"];
+  /** First pages of listFirstPages read at once. */
+  readonly firstPagesInFlight: number;
+  readonly ping: () => Promise<void>;
+  readonly close: () => Promise<void>;
+}
+
+/**
+ * The store port answered by a backend's parts: each method goes to the part of its concern,
+ * and listFirstPages, the same for every backend, is composed here from the listings.
+ * Each backend's store (CassandraReceiptStore, SqliteReceiptStore) builds its parts and
+ * extends this.
+ */
+export class PartsReceiptStore implements ReceiptStore {
+  readonly #parts: StoreParts;
+
+  constructor(parts: StoreParts) {
+    this.#parts = parts;
+  }
+
+  // --- conversations and messages ---
+
+  getConversation(tenant: string, conversationId: string) {
+    return this.#parts.messages.getConversation(tenant, conversationId);
+  }
+
+  getMessages(tenant: string, messageIds: readonly string[]) {
+    return this.#parts.messages.getMessages(tenant, messageIds);
+  }
+
+  insertMessages(tenant: string, messages: readonly TrackedMessage[]) {
+    return this.#parts.messages.insertMessages(tenant, messages);
+  }
+
+  listMessagesSentBetween(
+    tenant: string,
+    conversationId: string,
+    range: { readonly after: number | undefined; readonly upTo: number },
+    cursor: MessageCursor | undefined,
+    limit: number,
+  ) {
+    return this.#parts.messages.listMessagesSentBetween(
+      tenant,
+      conversationId,
+      range,
+      cursor,
+      limit,
+    );
+  }
+
+  // --- receipts ---
+
+  insertReceipts(tenant: string, readerId: string, receipts: readonly NewReceipt[]) {
+    return this.#parts.ledger.insertReceipts(tenant, readerId, receipts);
+  }
+
+  readCounts(tenant: string, messages: readonly TrackedMessage[]) {
+    return this.#parts.ledger.readCounts(tenant, messages);
+  }
+
+  listReaders(tenant: string, message: TrackedMessage, after: string | undefined, limit: number) {
+    return this.#parts.ledger.listReaders(tenant, message, after, limit);
+  }
+
+  receiverReadTimes(tenant: string, messages: readonly TrackedMessage[]) {
+    return this.#parts.ledger.receiverReadTimes(tenant, messages);
+  }
+
+  listFirstPages(
+    tenant: string,
+    pages: readonly FirstPageRequest[],
+    limit: number,
+  ): Promise<ReadMember[][]> {
+    return mapConcurrently(pages, this.#parts.firstPagesInFlight, async ({ message, filter }) =>
+      filter === "read"
+        ? this.listReaders(tenant, message, undefined, limit)
+        : (await this.listUnreadMembers(tenant, message, undefined, limit)).map((userId) => ({
+            userId,
+          })),
+    );
+  }
+
+  hasRead(tenant: string, readerId: string, messageIds: readonly string[]) {
+    return this.#parts.ledger.hasRead(tenant, readerId, messageIds);
+  }
+
+  deleteReceiptsFrom(tenant: string, groupId: string, userId: string, fromSentAt: number) {
+    return this.#parts.ledger.deleteReceiptsFrom(tenant, groupId, userId, fromSentAt);
+  }
+
+  // --- read horizons ---
+
+  getHorizon(tenant: string, conversationId: string, readerId: string) {
+    return this.#parts.horizons.getHorizon(tenant, conversationId, readerId);
+  }
+
+  advanceHorizon(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    upTo: number,
+    at: number,
+  ) {
+    return this.#parts.horizons.advanceHorizon(tenant, conversationId, readerId, upTo, at);
+  }
+
+  horizonsFrom(tenant: string, conversationId: string, at: number) {
+    return this.#parts.horizons.horizonsFrom(tenant, conversationId, at);
+  }
+
+  noteHorizonSet(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    readUpTo: number,
+    setAt: number,
+  ) {
+    return this.#parts.horizons.noteHorizonSet(tenant, conversationId, readerId, readUpTo, setAt);
+  }
+
+  horizonSetTimes(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    times: readonly number[],
+  ) {
+    return this.#parts.horizons.horizonSetTimes(tenant, conversationId, readerId, times);
+  }
+
+  // --- membership history ---
+
+  latestMemberships(tenant: string, groupId: string, userIds: readonly string[]) {
+    return this.#parts.history.latestMemberships(tenant, groupId, userIds);
+  }
+
+  openMemberships(tenant: string, groupId: string, userIds: readonly string[], joinedAt: number) {
+    return this.#parts.history.openMemberships(tenant, groupId, userIds, joinedAt);
+  }
+
+  closeMemberships(tenant: string, groupId: string, userIds: readonly string[], leftAt: number) {
+    return this.#parts.history.closeMemberships(tenant, groupId, userIds, leftAt);
+  }
+
+  wasMemberAt(tenant: string, groupId: string, userId: string, times: readonly number[]) {
+    return this.#parts.history.wasMemberAt(tenant, groupId, userId, times);
+  }
+
+  memberCountAt(tenant: string, groupId: string, at: number) {
+    return this.#parts.history.memberCountAt(tenant, groupId, at);
+  }
+
+  membershipAt(tenant: string, groupId: string, probes: readonly MembershipProbe[]) {
+    return this.#parts.history.membershipAt(tenant, groupId, probes);
+  }
+
+  listUnreadMembers(
+    tenant: string,
+    message: TrackedMessage,
+    afterUserId: string | undefined,
+    limit: number,
+  ): Promise<string[]> {
+    return this.#parts.listUnreadMembers(tenant, message, afterUserId, limit);
+  }
+
+  listCurrentMembers(
+    tenant: string,
+    groupId: string,
+    afterUserId: string | undefined,
+    limit: number,
+  ): Promise<Member[]> {
+    return this.#parts.history.listCurrentMembers(tenant, groupId, afterUserId, limit);
+  }
+
+  // --- outbox ---
+
+  pendingChanges(before: number, limit: number): Promise<PendingChange[]> {
+    return this.#parts.outbox.pendingChanges(before, limit);
+  }
+
+  clearPendingChanges(changes: readonly PendingChange[]): Promise<void> {
+    return this.#parts.outbox.clearPendingChanges(changes);
+  }
+
+  ping(): Promise<void> {
+    return this.#parts.ping();
+  }
+
+  close(): Promise<void> {
+    return this.#parts.close();
+  }
+}

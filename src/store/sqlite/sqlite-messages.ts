@@ -1,0 +1,152 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { type ConversationType, c2cParticipants, type TrackedMessage } from "../../domain/model.js";
+import { chunk } from "../chunk.js";
+import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
+import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
+
+interface MessageRow {
+  conversation_id: string;
+  conversation_type: string;
+  message_id: string;
+  sender_id: string;
+  sent_at: number;
+  receiver_id: string;
+}
+
+const messageFromRow = (row: MessageRow): TrackedMessage => ({
+  conversationId: row.conversation_id,
+  conversationType: row.conversation_type as ConversationType,
+  messageId: row.message_id,
+  senderId: row.sender_id,
+  sentAt: row.sent_at,
+  receiverId: row.receiver_id,
+});
+
+const messageColumns =
+  "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
+
+/** SQLite caps bound parameters per statement; id lists are bounded well below this anyway. */
+const maxInList = 500;
+
+/** Conversations and tracked messages (tables conversations, messages). */
+export class SqliteMessages implements MessageStore {
+  readonly #db: DatabaseSync;
+  readonly #writes: SqliteWriteBatcher;
+  readonly #sql: ReturnType<typeof prepareStatements>;
+  readonly #byIdsStatements = new Map<number, StatementSync>();
+
+  constructor(db: DatabaseSync, writes: SqliteWriteBatcher) {
+    this.#db = db;
+    this.#writes = writes;
+    this.#sql = prepareStatements(db);
+  }
+
+  async getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined> {
+    const row = this.#sql.getConversation.get(tenant, conversationId) as
+      | { type: string; participant_a: string; participant_b: string }
+      | undefined;
+    if (row === undefined) return undefined;
+    return {
+      conversationId,
+      type: row.type as ConversationType,
+      participants: row.type === "c2c" ? [row.participant_a, row.participant_b] : [],
+    };
+  }
+
+  async getMessages(
+    tenant: string,
+    messageIds: readonly string[],
+  ): Promise<Map<string, TrackedMessage>> {
+    const found = new Map<string, TrackedMessage>();
+    for (const ids of chunk([...new Set(messageIds)], maxInList)) {
+      const rows = this.#messagesByIds(ids.length).all(tenant, ...ids) as unknown as MessageRow[];
+      for (const row of rows) found.set(row.message_id, messageFromRow(row));
+    }
+    return found;
+  }
+
+  /** Prepared once per list length: GetReceipts and SendReceipts ask with 1 to 100 ids. */
+  #messagesByIds(count: number): StatementSync {
+    let statement = this.#byIdsStatements.get(count);
+    if (statement === undefined) {
+      statement = this.#db.prepare(
+        `SELECT ${messageColumns} FROM messages WHERE tenant = ? AND message_id IN (${placeholders(count)})`,
+      );
+      this.#byIdsStatements.set(count, statement);
+    }
+    return statement;
+  }
+
+  async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
+    const existing = new Set<string>();
+    await this.#writes.write(() => {
+      for (const message of messages) {
+        const pair = c2cParticipants(message);
+        this.#sql.insertConversation.run(
+          tenant,
+          message.conversationId,
+          message.conversationType,
+          pair[0] ?? "",
+          pair[1] ?? "",
+        );
+        const result = this.#sql.insertMessage.run(
+          tenant,
+          message.messageId,
+          message.conversationId,
+          message.conversationType,
+          message.senderId,
+          message.sentAt,
+          message.receiverId,
+        );
+        if (result.changes === 0) existing.add(message.messageId);
+      }
+    });
+    return existing;
+  }
+
+  async listMessagesSentBetween(
+    tenant: string,
+    conversationId: string,
+    range: { readonly after: number | undefined; readonly upTo: number },
+    cursor: MessageCursor | undefined,
+    limit: number,
+  ): Promise<TrackedMessage[]> {
+    const rows = this.#sql.messagesBetween.all({
+      tenant,
+      conversation: conversationId,
+      after: range.after ?? -1,
+      upTo: range.upTo,
+      cursorSentAt: cursor?.sentAt ?? -1,
+      cursorId: cursor?.messageId ?? "",
+      limit,
+    }) as unknown as MessageRow[];
+    return rows.map(messageFromRow);
+  }
+}
+
+function prepareStatements(db: DatabaseSync) {
+  const q = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    getConversation: q(
+      "SELECT type, participant_a, participant_b FROM conversations WHERE tenant = ? AND conversation_id = ?",
+    ),
+    insertConversation: q(
+      "INSERT OR IGNORE INTO conversations (tenant, conversation_id, type, participant_a, participant_b) VALUES (?, ?, ?, ?, ?)",
+    ),
+    insertMessage: q(
+      `INSERT OR IGNORE INTO messages (tenant, message_id, conversation_id, conversation_type, sender_id, sent_at, receiver_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    messagesBetween: q(
+      `SELECT ${messageColumns} FROM messages
+       WHERE tenant = $tenant AND conversation_id = $conversation
+         AND sent_at > $after AND sent_at <= $upTo
+         AND (sent_at > $cursorSentAt OR (sent_at = $cursorSentAt AND message_id > $cursorId))
+       ORDER BY sent_at, message_id LIMIT $limit`,
+    ),
+  };
+}
+
+function placeholders(count: number): string {
+  return Array.from({ length: count }, () => "?").join(", ");
+}

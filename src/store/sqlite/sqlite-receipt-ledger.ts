@@ -1,0 +1,150 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { pendingReceipt, type ReadMember, type TrackedMessage } from "../../domain/model.js";
+import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
+import type { SqliteOutbox } from "./sqlite-outbox.js";
+import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
+
+/**
+ * Receipts (table receipts) and each message's read count (messages.read_count), changed
+ * in the transaction that inserts or deletes the receipt, so that it is exact.
+ */
+export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"> {
+  readonly #writes: SqliteWriteBatcher;
+  readonly #outbox: SqliteOutbox;
+  readonly #sql: ReturnType<typeof prepareStatements>;
+
+  constructor(db: DatabaseSync, writes: SqliteWriteBatcher, outbox: SqliteOutbox) {
+    this.#writes = writes;
+    this.#outbox = outbox;
+    this.#sql = prepareStatements(db);
+  }
+
+  async insertReceipts(
+    tenant: string,
+    readerId: string,
+    receipts: readonly NewReceipt[],
+  ): Promise<RecordedReceipt[]> {
+    return this.#writes.write(() =>
+      receipts.map(({ message, readAt }) => {
+        const inserted =
+          this.#sql.insertReceipt.run(
+            tenant,
+            message.messageId,
+            readerId,
+            readAt,
+            message.conversationId,
+            message.sentAt,
+          ).changes > 0;
+        if (inserted) {
+          this.#sql.addToReadCount.run(1, tenant, message.messageId);
+          this.#outbox.keep(pendingReceipt(tenant, readerId, message, readAt));
+        }
+        const { read_count } = this.#sql.readCount.get(tenant, message.messageId) as {
+          read_count: number;
+        };
+        return { messageId: message.messageId, inserted, readCount: read_count };
+      }),
+    );
+  }
+
+  async readCounts(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const message of messages) {
+      const row = this.#sql.readCount.get(tenant, message.messageId) as
+        | { read_count: number }
+        | undefined;
+      counts.set(message.messageId, row?.read_count ?? 0);
+    }
+    return counts;
+  }
+
+  async listReaders(
+    tenant: string,
+    message: TrackedMessage,
+    afterUserId: string | undefined,
+    limit: number,
+  ): Promise<ReadMember[]> {
+    const rows = this.#sql.listReaders.all(
+      tenant,
+      message.messageId,
+      afterUserId ?? "",
+      limit,
+    ) as unknown as { reader_id: string; read_at: number }[];
+    return rows.map((row) => ({ userId: row.reader_id, readAt: row.read_at }));
+  }
+
+  async receiverReadTimes(
+    tenant: string,
+    messages: readonly TrackedMessage[],
+  ): Promise<Map<string, number>> {
+    const times = new Map<string, number>();
+    for (const { messageId, receiverId } of messages) {
+      const row = this.#sql.readAt.get(tenant, messageId, receiverId) as
+        | { read_at: number }
+        | undefined;
+      if (row !== undefined) times.set(messageId, row.read_at);
+    }
+    return times;
+  }
+
+  async hasRead(
+    tenant: string,
+    readerId: string,
+    messageIds: readonly string[],
+  ): Promise<Set<string>> {
+    const read = new Set<string>();
+    for (const messageId of messageIds) {
+      if (this.#sql.hasReceipt.get(tenant, messageId, readerId) !== undefined) read.add(messageId);
+    }
+    return read;
+  }
+
+  async deleteReceiptsFrom(
+    tenant: string,
+    groupId: string,
+    userId: string,
+    fromSentAt: number,
+  ): Promise<string[]> {
+    return this.#writes.write(() => {
+      const doomed = this.#sql.receiptsOfReaderFrom.all(
+        tenant,
+        groupId,
+        userId,
+        fromSentAt,
+      ) as unknown as { message_id: string }[];
+      for (const { message_id } of doomed) {
+        this.#sql.deleteReceipt.run(tenant, message_id, userId);
+        this.#sql.addToReadCount.run(-1, tenant, message_id);
+      }
+      return doomed.map((row) => row.message_id);
+    });
+  }
+}
+
+function prepareStatements(db: DatabaseSync) {
+  const q = (sql: string): StatementSync => db.prepare(sql);
+  return {
+    insertReceipt: q(
+      `INSERT OR IGNORE INTO receipts (tenant, message_id, reader_id, read_at, conversation_id, sent_at)
+       VALUES (?, ?, ?, ?, ?, ?)`,
+    ),
+    deleteReceipt: q("DELETE FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
+    addToReadCount: q(
+      "UPDATE messages SET read_count = read_count + ? WHERE tenant = ? AND message_id = ?",
+    ),
+    readCount: q("SELECT read_count FROM messages WHERE tenant = ? AND message_id = ?"),
+    listReaders: q(
+      `SELECT reader_id, read_at FROM receipts
+       WHERE tenant = ? AND message_id = ? AND reader_id > ? ORDER BY reader_id LIMIT ?`,
+    ),
+    readAt: q("SELECT read_at FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
+    hasReceipt: q("SELECT 1 FROM receipts WHERE tenant = ? AND message_id = ? AND reader_id = ?"),
+    receiptsOfReaderFrom: q(
+      `SELECT message_id FROM receipts
+       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at >= ?`,
+    ),
+  };
+}

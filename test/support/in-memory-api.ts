@@ -1,0 +1,56 @@
+import { createRouterTransport, type Transport } from "@connectrpc/connect";
+import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
+import { openAccessControl } from "../../src/auth/access-control.js";
+import { MembershipService } from "../../src/domain/membership-service.js";
+import { ReceiptService } from "../../src/domain/receipt-service.js";
+import { ReceiptWatcher } from "../../src/domain/receipt-watcher.js";
+import { silentLogger } from "../../src/logger.js";
+import { SqliteChangeFeed } from "../../src/store/sqlite/sqlite-change-feed.js";
+import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-database.js";
+import { SqliteReceiptStore } from "../../src/store/sqlite/sqlite-receipt-store.js";
+import { SqliteWriteBatcher } from "../../src/store/sqlite/sqlite-write-batcher.js";
+
+export interface InMemoryApi {
+  /** The API's routes, served in memory (no socket, no HTTP). */
+  readonly transport: Transport;
+  close(): Promise<void>;
+}
+
+/**
+ * The API as src/app.ts wires it (development mode: no tenants, the default tenant), on an
+ * in-memory embedded store and change feed, behind connect's in-memory router transport.
+ */
+export async function openInMemoryApi(): Promise<InMemoryApi> {
+  const db = openSqliteDatabase(":memory:");
+  const writes = new SqliteWriteBatcher(db);
+  const store = new SqliteReceiptStore(db, writes);
+  const feed = new SqliteChangeFeed(db, writes, { retentionMs: 3_600_000 });
+  const receipts = new ReceiptService({ store, feed });
+  const membership = new MembershipService({ store, feed });
+  const watcher = new ReceiptWatcher({
+    feed,
+    heartbeatMs: 60_000,
+    bufferLimit: 100,
+    maxStreams: 10,
+  });
+  const access = await openAccessControl({
+    sources: { file: undefined, json: undefined, pollIntervalMs: 60_000 },
+    rateLimits: { kind: "embedded", redisUrl: "", keyPrefix: "" },
+    store,
+    logger: silentLogger,
+  });
+  const deps = { receipts, membership, watcher, policy: access.policy, logger: silentLogger };
+  const transport = createRouterTransport((router) => registerRoutes(router, deps), {
+    router: { interceptors: [...access.interceptors, errorMappingInterceptor(silentLogger)] },
+  });
+  return {
+    transport,
+    async close() {
+      watcher.close();
+      await receipts.announcer.close();
+      await access.close();
+      await feed.close();
+      await store.close();
+    },
+  };
+}
