@@ -47,6 +47,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
             ...config.cassandra,
             redis: {
               url: config.redisUrl,
+              clusterNodes: config.redisClusterNodes,
               keyPrefix: config.redisKeyPrefix,
               cacheTtlMs: config.cassandra.cacheTtlMs,
               onCacheLookup: (hits, misses) => {
@@ -62,6 +63,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
     config.changeFeed === "redis"
       ? await RedisChangeFeed.open({
           url: config.redisUrl,
+          clusterNodes: config.redisClusterNodes,
           keyPrefix: config.redisKeyPrefix,
           retentionMs: config.watch.retentionMs,
           logger,
@@ -103,6 +105,7 @@ export async function startApp(
     rateLimits: {
       kind: config.rateLimiter,
       redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes,
       keyPrefix: `${config.redisKeyPrefix}rate:`,
     },
     store: backend.store,

@@ -31,6 +31,11 @@ export interface Config {
   /** Where WatchReceipts changes are logged and fanned out: in process, or through Redis. */
   readonly changeFeed: "embedded" | "redis";
   readonly redisUrl: string;
+  /**
+   * Some nodes (`host:port`) of a Redis Cluster to use instead of the one server of redisUrl,
+   * whose credentials and scheme then apply to every node; empty for a single server.
+   */
+  readonly redisClusterNodes: readonly string[];
   /** Starts every Redis key and channel of this service, so that deployments can share a Redis. */
   readonly redisKeyPrefix: string;
   readonly dataDir: string;
@@ -117,6 +122,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     }
     return Object.freeze(listed);
   };
+  const clusterNodes = (name: string): readonly string[] => {
+    const listed = text(name, "")
+      .split(",")
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== "");
+    for (const node of listed) {
+      const port = Number(/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(node)?.[1]);
+      if (!(port >= 1 && port <= 65_535)) {
+        problems.push(`${name}: ${node} is not a host:port like 10.0.0.5:6379`);
+      }
+    }
+    return Object.freeze(listed);
+  };
   const origins = (name: string): readonly string[] => {
     const listed = text(name, "")
       .split(",")
@@ -158,6 +176,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       ["embedded", "redis"] as const,
     ),
     redisUrl: text("RECEIPTS_REDIS_URL", "redis://127.0.0.1:6379"),
+    redisClusterNodes: clusterNodes("RECEIPTS_REDIS_CLUSTER_NODES"),
     redisKeyPrefix: text("RECEIPTS_REDIS_KEY_PREFIX", "receipts:"),
     dataDir: text("RECEIPTS_DATA_DIR", ".data"),
     logLevel: oneOf("RECEIPTS_LOG_LEVEL", "info", logLevels),

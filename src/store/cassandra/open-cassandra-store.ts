@@ -1,6 +1,6 @@
 import type { Logger } from "../../logger.js";
 import type { ReceiptStore } from "../receipt-store.js";
-import { connectRedis } from "../redis/redis-connection.js";
+import { connectRedis, type RedisEndpoint } from "../redis/redis-connection.js";
 import { RedisReadCountCache } from "../redis/redis-read-count-cache.js";
 import { createCassandraClient } from "./cassandra-client.js";
 import { CassandraReceiptStore } from "./cassandra-receipt-store.js";
@@ -16,8 +16,7 @@ export interface CassandraBackendOptions {
   readonly serialConsistency: SerialConsistency;
   /** See CassandraReceiptStoreOptions.localCacheEntries. */
   readonly localCacheEntries: number;
-  readonly redis: {
-    readonly url: string;
+  readonly redis: RedisEndpoint & {
     readonly keyPrefix: string;
     readonly cacheTtlMs: number;
     /** Told the hits and misses of each read-count lookup (metrics). */
@@ -47,7 +46,7 @@ export async function openCassandraStore(
     throw error;
   }
   let lastRedisError = 0;
-  const redis = connectRedis(options.redis.url, {
+  const redis = connectRedis(options.redis, {
     onError: (error) => {
       // One line per minute at most: the cache is optional, its outage is not news every retry.
       if (Date.now() - lastRedisError < 60_000) return;

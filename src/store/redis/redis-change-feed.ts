@@ -1,13 +1,18 @@
-import { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { type PositionedChange, type ReceiptChange, withReadCount } from "../../domain/model.js";
 import type { Logger } from "../../logger.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { TurnSharedReads } from "../turn-shared-reads.js";
+import {
+  createNodeConnection,
+  createRedisClient,
+  type RedisClient,
+  type RedisEndpoint,
+} from "./redis-connection.js";
 
-export interface RedisChangeFeedOptions {
-  /** `redis://` or `rediss://` URL. */
-  readonly url: string;
+/** `url` is a `redis://` or `rediss://` URL; `clusterNodes` for a Redis Cluster. */
+export interface RedisChangeFeedOptions extends RedisEndpoint {
   /** Starts every key and channel, so that deployments (and tests) can share one Redis. */
   readonly keyPrefix: string;
   readonly retentionMs: number;
@@ -171,7 +176,7 @@ interface Tap {
  * clock skew between them only shifts the window by the skew.
  */
 export class RedisChangeFeed implements ChangeFeed {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #commands: FeedCommands;
   readonly #subscriber: Redis;
   readonly #prefix: string;
@@ -189,7 +194,7 @@ export class RedisChangeFeed implements ChangeFeed {
 
   /** Connects both connections; rejects when Redis cannot be reached at start. */
   static async open(options: RedisChangeFeedOptions): Promise<RedisChangeFeed> {
-    const redis = new Redis(options.url, {
+    const redis = createRedisClient(options, {
       lazyConnect: true,
       connectionName: "receipts-feed",
       // Fail fast while Redis is away. No per-command timeout: under a burst of new streams the
@@ -199,10 +204,15 @@ export class RedisChangeFeed implements ChangeFeed {
       scripts: { appendChanges: { numberOfKeys: 2, lua: appendScript } },
     });
     // Subscriptions wait for Redis however long it takes, then are renewed.
-    const subscriber = redis.duplicate({
-      connectionName: "receipts-feed-bell",
-      maxRetriesPerRequest: null,
-    });
+    const bell = { connectionName: "receipts-feed-bell", maxRetriesPerRequest: null };
+    const subscriber =
+      redis instanceof Cluster
+        ? createNodeConnection(redis, options, {
+            ...bell,
+            lazyConnect: true,
+            socketTimeout: options.socketTimeoutMs ?? 10_000,
+          })
+        : redis.duplicate(bell);
     const feed = new RedisChangeFeed(redis, subscriber, options);
     try {
       await Promise.all([redis.connect(), subscriber.connect()]);
@@ -216,7 +226,7 @@ export class RedisChangeFeed implements ChangeFeed {
     return feed;
   }
 
-  private constructor(redis: Redis, subscriber: Redis, options: RedisChangeFeedOptions) {
+  private constructor(redis: RedisClient, subscriber: Redis, options: RedisChangeFeedOptions) {
     this.#redis = redis;
     this.#commands = redis as unknown as FeedCommands;
     this.#subscriber = subscriber;
