@@ -92,6 +92,18 @@ for port in "${PORTS[@]}"; do
   done
 done
 
+# A replica that has not synced with its master yet would refuse to take over from it.
+for port in "${PORTS[@]}"; do
+  until ! redis-cli -h "$HOST" -p "$port" info replication | grep -q '^role:slave' ||
+    redis-cli -h "$HOST" -p "$port" info replication | grep -q '^master_link_status:up'; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      log "replica $port has not synced with its master after ${TIMEOUT}s"
+      exit 1
+    fi
+    sleep 0.2
+  done
+done
+
 nodes="$(printf "$HOST:%s," "${PORTS[@]}")"
 echo "${nodes%,}" >"$DIR/nodes"
 log "cluster ok"

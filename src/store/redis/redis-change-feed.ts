@@ -281,17 +281,20 @@ export class RedisChangeFeed implements ChangeFeed {
     if (changes.length === 0) return [];
     const cutoff = Math.max(0, Math.floor(this.#clock() - this.#retentionMs));
     const payloads = changes.map((change) => JSON.stringify(change));
+    const args: Parameters<FeedCommands["appendChanges"]> = [
+      this.#key(tenant, "changes"),
+      this.#key(tenant, "trimmed-through"),
+      String(cutoff),
+      this.#key(tenant, "bell"),
+      this.#statePrefix(tenant),
+      String(Math.max(1, Math.ceil(this.#retentionMs))),
+      ...changes.flatMap((change, i) => [...appendArgs(change), payloads[i] as string]),
+    ];
     const ids = await this.#call(
       () =>
-        this.#commands.appendChanges(
-          this.#key(tenant, "changes"),
-          this.#key(tenant, "trimmed-through"),
-          String(cutoff),
-          this.#key(tenant, "bell"),
-          this.#statePrefix(tenant),
-          String(Math.max(1, Math.ceil(this.#retentionMs))),
-          ...changes.flatMap((change, i) => [...appendArgs(change), payloads[i] as string]),
-        ),
+        this.#redis instanceof Cluster
+          ? this.#appendReplicated(this.#redis, args)
+          : this.#commands.appendChanges(...args),
       this.#publishTimeoutMs,
     );
     // Local listeners need not wait for the doorbell's round trip.
@@ -301,6 +304,31 @@ export class RedisChangeFeed implements ChangeFeed {
       const id = ids[i];
       return typeof id === "string" ? [{ position: id, change }] : [];
     });
+  }
+
+  /**
+   * On a cluster, a change counts as logged once a replica has it too (WAIT, on the same
+   * connection as the append). Else a master paused past its failover would, on waking, still
+   * take appends and answer "already logged" to the outbox's retries, then drop it all when it
+   * learns it was replaced: acknowledged receipts would never reach a watcher (seen in
+   * test/redis-cluster-faults.test.ts). Without a replica the append stays pending in the outbox.
+   */
+  async #appendReplicated(
+    cluster: Cluster,
+    args: Parameters<FeedCommands["appendChanges"]>,
+  ): Promise<(string | null)[]> {
+    const pipeline = cluster.pipeline() as unknown as FeedCommands & {
+      wait(replicas: number, timeoutMs: number): unknown;
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    pipeline.appendChanges(...args);
+    pipeline.wait(1, Math.max(1, Math.floor(this.#publishTimeoutMs / 2)));
+    const [appended, replicated] = (await pipeline.exec()) ?? [];
+    if (appended?.[0]) throw appended[0];
+    if (replicated?.[0]) throw replicated[0];
+    if (Number(replicated?.[1]) < 1)
+      throw new Error("no replica acknowledged the change log's append");
+    return appended?.[1] as (string | null)[];
   }
 
   async forgetReceipts(
@@ -459,12 +487,19 @@ export class RedisChangeFeed implements ChangeFeed {
       do {
         tap.again = false;
         for (;;) {
-          const entries = await this.#redis.xrange(
-            this.#key(tap.tenant, "changes"),
-            `(${tap.cursor}`,
-            "+",
-            "COUNT",
-            readBatch,
+          // Bounded: on a cluster, a read held by a paused master may be answered after its
+          // replica took over, from a history the new master does not share; past the timeout
+          // it is not used, and the read is retried where the cluster now says.
+          const entries = await this.#call(
+            () =>
+              this.#redis.xrange(
+                this.#key(tap.tenant, "changes"),
+                `(${tap.cursor}`,
+                "+",
+                "COUNT",
+                readBatch,
+              ),
+            this.#readTimeoutMs,
           );
           if (!live()) return;
           tap.failing = false;
