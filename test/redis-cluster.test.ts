@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.js";
 import type { ReceiptChange } from "../src/domain/model.js";
+import { RedisRateLimiter } from "../src/limits/redis-rate-limiter.js";
 import { silentLogger } from "../src/logger.js";
 import { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
@@ -138,6 +140,47 @@ describe("the read-count cache on a Redis Cluster", () => {
     } finally {
       await cache.close();
       redis.disconnect();
+    }
+  });
+});
+
+describe("the rate limiter on a Redis Cluster", () => {
+  it("takes from a tenant's bucket and its user's bucket in one script, and refuses when empty", async () => {
+    const redis = connectCluster();
+    const limiter = new RedisRateLimiter(redis, { keyPrefix: "rate:" });
+    try {
+      await ready(redis);
+      const tenant = `t-${randomUUID()}`;
+      // A CROSSSLOT error would let every call through (fail open): the refusal proves the
+      // two keys met in one slot. Tenants land on different masters.
+      const decisions = [];
+      for (const user of ["a", "a", "a", "b"]) {
+        decisions.push(
+          await limiter.take([
+            { key: `{${tenant}}`, ratePerSecond: 0.001, burst: 3 },
+            { key: `{${tenant}}/u/${user}`, ratePerSecond: 0.001, burst: 2 },
+          ]),
+        );
+      }
+      expect(decisions.map((decision) => decision.allowed)).toEqual([true, true, false, true]);
+      expect(await redis.exists(`rate:{${tenant}}`, `rate:{${tenant}}/u/a`)).toBe(2);
+    } finally {
+      await limiter.close();
+    }
+  });
+});
+
+describe("RECEIPTS_REDIS_CLUSTER_NODES", () => {
+  it("takes host:port nodes and names the variable for anything else", () => {
+    expect(
+      loadConfig({ RECEIPTS_REDIS_CLUSTER_NODES: "10.0.0.5:6379, redis-2:7000,[::1]:7001" })
+        .redisClusterNodes,
+    ).toEqual(["10.0.0.5:6379", "redis-2:7000", "[::1]:7001"]);
+    expect(loadConfig({}).redisClusterNodes).toEqual([]);
+    for (const bad of ["10.0.0.5", "redis://10.0.0.5:6379", "host:0", "host:65536", "a b:1"]) {
+      expect(() => loadConfig({ RECEIPTS_REDIS_CLUSTER_NODES: bad }), bad).toThrow(
+        `RECEIPTS_REDIS_CLUSTER_NODES: ${bad} is not a host:port`,
+      );
     }
   });
 });
