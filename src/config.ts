@@ -112,21 +112,21 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     }
     return value as T;
   };
-  const hostPorts = (name: string, fallback: string): readonly string[] => {
-    const listed = text(name, fallback)
+  /** A comma-separated list, entries trimmed, empty ones dropped. */
+  const list = (name: string, fallback: string): string[] =>
+    text(name, fallback)
       .split(",")
       .map((entry) => entry.trim())
       .filter((entry) => entry !== "");
+  const hostPorts = (name: string, fallback: string): readonly string[] => {
+    const listed = list(name, fallback);
     if (listed.length === 0 || listed.some((entry) => !/^[A-Za-z0-9.\-:[\]]+$/.test(entry))) {
       problems.push(`${name}=${env[name]}: must be comma-separated host or host:port entries`);
     }
     return Object.freeze(listed);
   };
   const clusterNodes = (name: string): readonly string[] => {
-    const listed = text(name, "")
-      .split(",")
-      .map((entry) => entry.trim())
-      .filter((entry) => entry !== "");
+    const listed = list(name, "");
     for (const node of listed) {
       const port = Number(/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(node)?.[1]);
       if (!(port >= 1 && port <= 65_535)) {
@@ -136,10 +136,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     return Object.freeze(listed);
   };
   const origins = (name: string): readonly string[] => {
-    const listed = text(name, "")
-      .split(",")
-      .map((origin) => origin.trim())
-      .filter((origin) => origin !== "");
+    const listed = list(name, "");
     for (const origin of listed) {
       // An origin has no path, no trailing slash and no wildcard: browsers send exactly this form.
       if (!/^https?:\/\/[^/]+$/.test(origin) || URL.parse(origin)?.origin !== origin) {

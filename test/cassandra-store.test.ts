@@ -26,6 +26,7 @@ import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
+import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
 import {
   cassandraLocalDc,
   connectTestClient,
@@ -104,23 +105,13 @@ async function readAll(store: CassandraReceiptStore, tenant: string, message: Tr
   return (await store.readCounts(tenant, [message])).get(message.messageId);
 }
 
-const openCassandraBackend = async () => {
-  const redis = connectRedis(sharedRedisUrl);
-  const cache = new RedisReadCountCache(redis, { keyPrefix: sharedPrefix, ttlMs: 60_000 });
-  const store = cassandraStore(keyspace.client, { cache });
-  const db = openSqliteDatabase(":memory:");
-  const feed = new SqliteChangeFeed(db, { retentionMs: 86_400_000 });
-  return {
-    store,
-    feed,
-    async close() {
-      await feed.close();
-      await cache.close();
-      redis.disconnect();
-      db.close();
-    },
-  };
-};
+const openCassandraBackend = async () =>
+  cassandraCacheBackend(
+    keyspace.client,
+    keyspace.keyspace,
+    connectRedis(sharedRedisUrl),
+    sharedPrefix,
+  );
 
 describeReceiptContract("Cassandra + Redis", openCassandraBackend);
 describeReadMembersBatchContract("Cassandra + Redis", openCassandraBackend);

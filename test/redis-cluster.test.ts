@@ -9,10 +9,10 @@ import { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { connectRedis, type RedisClient } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
-import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { describeReceiptContract } from "./store-contract.js";
+import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
 import { groupMessage, minutes, users } from "./support/fixtures.js";
 import { RedisClusterProcesses } from "./support/redis-cluster.js";
@@ -67,21 +67,8 @@ const connectCluster = () =>
 
 describeReceiptContract("Cassandra + Redis Cluster", async () => {
   const redis = connectCluster();
-  const cache = new RedisReadCountCache(redis, { keyPrefix: "contract:", ttlMs: 60_000 });
-  const store = new CassandraReceiptStore(keyspace.client, { keyspace: keyspace.keyspace, cache });
-  const db = openSqliteDatabase(":memory:");
-  const feed = new SqliteChangeFeed(db, { retentionMs: 86_400_000 });
   await ready(redis);
-  return {
-    store,
-    feed,
-    async close() {
-      await feed.close();
-      await cache.close();
-      redis.disconnect();
-      db.close();
-    },
-  };
+  return cassandraCacheBackend(keyspace.client, keyspace.keyspace, redis, "contract:");
 });
 
 describe("the read-count cache on a Redis Cluster", () => {
