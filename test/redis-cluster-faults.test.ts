@@ -269,6 +269,34 @@ describe("two instances on a Redis Cluster", () => {
     ).toEqual([1, 2, 3, 4, 5]);
   }, 30_000);
 
+  it("moves the doorbell to another node when its node is killed, and streams stay open", async () => {
+    const [bellNode] = await cluster.nodesWithClient("receipts-feed-bell");
+    expect(bellNode).toBeDefined();
+    const readers = users("bell-r", 30);
+    const [messageId] = await seed("bell", readers, 1);
+    const watcher = watchResuming(grpc(watched.baseUrl), "bell");
+    await watcher.opened;
+    cluster.kill(bellNode as number);
+    // Settled: the bell reconnected elsewhere (and a killed master was replaced).
+    await sleep(4_000);
+    expect(await cluster.nodesWithClient("receipts-feed-bell")).not.toContain(bellNode);
+    const endedBefore = watcher.endings.length;
+    for (const readerId of readers) {
+      await grpc(writer.baseUrl).sendReceipts({
+        conversationId: "bell",
+        readerId,
+        messageIds: [messageId as string],
+      });
+      await sleep(100);
+    }
+    for (let i = 0; i < 100 && watcher.updates.length < readers.length; i++) await sleep(50);
+    await watcher.stop();
+    expect(watcher.updates.map(pairOf)).toEqual(readers.map((r) => `${r}/${messageId}`));
+    // Live from the doorbell's new node, not replayed by streams ended again and again.
+    expect(watcher.endings.slice(endedBefore)).toEqual([]);
+    await cluster.restartStopped();
+  }, 60_000);
+
   it("loses no acknowledged receipt when the change log's master is killed (-9) and its replica takes over", async () => {
     const master = await cluster.masterOf(streamKey);
     const { endings } = await underFault(

@@ -53,6 +53,26 @@ export class RedisClusterProcesses {
     });
   }
 
+  /** Ports of the nodes with a client connection named `name` (CLIENT SETNAME). */
+  async nodesWithClient(name: string): Promise<number[]> {
+    const found: number[] = [];
+    for (const port of this.ports) {
+      const redis = new Redis(port, "127.0.0.1", {
+        maxRetriesPerRequest: 0,
+        commandTimeout: 2_000,
+      });
+      redis.on("error", () => undefined);
+      try {
+        if (String(await redis.client("LIST")).includes(` name=${name} `)) found.push(port);
+      } catch {
+        // Down or paused: it holds no client we could use.
+      } finally {
+        redis.disconnect();
+      }
+    }
+    return found;
+  }
+
   /** Ports of the masters now, as every node that answers agrees. */
   async masters(): Promise<number[]> {
     return this.#ask(async (redis) => {
@@ -117,8 +137,8 @@ export class RedisClusterProcesses {
         lazyConnect: true,
         maxRetriesPerRequest: 0,
         retryStrategy: () => null,
-        commandTimeout: 300,
-        connectTimeout: 300,
+        commandTimeout: 1_000,
+        connectTimeout: 1_000,
       });
       redis.on("error", () => undefined);
       try {
