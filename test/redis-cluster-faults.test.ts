@@ -122,6 +122,7 @@ function watchResuming(client: Receipts, conversationId: string) {
 interface Call {
   readonly readerId: string;
   readonly messageId: string;
+  readonly startedAt: number;
   outcome: "ok" | "failed" | "pending";
 }
 
@@ -139,7 +140,7 @@ async function sendUntil(
       while (!stop()) {
         const next = pairs.next();
         if (next.done) return;
-        const call: Call = { ...next.value, outcome: "pending" };
+        const call: Call = { ...next.value, startedAt: Date.now(), outcome: "pending" };
         calls.push(call);
         try {
           await client.sendReceipts(
@@ -188,6 +189,7 @@ async function underFault(group: string, fault: () => Promise<void>, loadMs: num
     () => Date.now() - startedAt > loadMs,
   );
   await sleep(1_000);
+  const faultAt = Date.now();
   await fault();
   await loadDone;
 
@@ -205,7 +207,10 @@ async function underFault(group: string, fault: () => Promise<void>, loadMs: num
 
   const delivered = watcher.updates.map(pairOf);
   const sent = new Set(calls.map((call) => `${call.readerId}/${call.messageId}`));
-  expect(acknowledged.length).toBeGreaterThan(50);
+  // The load ran through the fault: acknowledged calls before it and after it began. (A floor
+  // on throughput would fail on a loaded machine without telling anything about the fault.)
+  expect(acknowledged.filter((call) => call.startedAt < faultAt).length).toBeGreaterThan(0);
+  expect(acknowledged.filter((call) => call.startedAt > faultAt).length).toBeGreaterThan(0);
   const missing = [...wanted].filter((pair) => !delivered.includes(pair));
   expect(missing).toEqual([]);
   expect(delivered.length).toBe(new Set(delivered).size); // exactly once
