@@ -16,6 +16,9 @@
 #                            lean test node, or set it to CASSANDRA_HEAP for
 #                            production-like behaviour.
 #   CASSANDRA_LOG_DIR        logs + pid file (default: <repo>/cassandra/logs)
+#   CASSANDRA_CONF_DIR       cassandra.yaml + logback.xml (default: <repo>/cassandra/conf)
+#   CASSANDRA_CQL_HOST       address whose CQL port tells that the node is up (default:
+#                            127.0.0.1); scripts/cassandra-cluster-start.sh sets both
 #   CASSANDRA_START_TIMEOUT  seconds to wait for CQL (default: 180)
 #   CASSANDRA_JMX_PORT       enable local-only JMX on this port (default: off)
 #   CASSANDRA_JAVA           java binary (default: first Java 17 among $JAVA_HOME,
@@ -27,7 +30,7 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 CASS_HOME="$REPO_ROOT/cassandra"
-CONF_DIR="$CASS_HOME/conf"
+CONF_DIR="${CASSANDRA_CONF_DIR:-$CASS_HOME/conf}"
 LIB_DIR="$CASS_HOME/lib"
 LOG_DIR="${CASSANDRA_LOG_DIR:-$CASS_HOME/logs}"
 DATA_DIR="${CASSANDRA_DATA_DIR:-$CASS_HOME/data}"
@@ -35,7 +38,7 @@ HEAP="${CASSANDRA_HEAP:-1G}"
 HEAP_MIN="${CASSANDRA_HEAP_MIN:-256M}"
 TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
 PID_FILE="$LOG_DIR/cassandra.pid"
-CQL_HOST=127.0.0.1
+CQL_HOST="${CASSANDRA_CQL_HOST:-127.0.0.1}"
 CQL_PORT=9042
 
 log() { printf '[cassandra-start] %s\n' "$*"; }

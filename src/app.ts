@@ -62,6 +62,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
             ...config.cassandra,
             redis: {
               url: config.redisUrl,
+              clusterNodes: config.redisClusterNodes,
               keyPrefix: config.redisKeyPrefix,
               cacheTtlMs: config.cassandra.cacheTtlMs,
               onCacheLookup: (hits, misses) => {
@@ -77,6 +78,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
     config.changeFeed === "redis"
       ? await RedisChangeFeed.open({
           url: config.redisUrl,
+          clusterNodes: config.redisClusterNodes,
           keyPrefix: config.redisKeyPrefix,
           retentionMs: config.watch.retentionMs,
           logger,
@@ -132,6 +134,7 @@ export async function startApp(
     rateLimits: {
       kind: config.rateLimiter,
       redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes,
       keyPrefix: `${config.redisKeyPrefix}rate:`,
     },
     store: backend.store,

@@ -25,6 +25,11 @@ export interface Config {
   /** Where WatchReceipts changes are logged and fanned out: in process, or through Redis. */
   readonly changeFeed: "embedded" | "redis";
   readonly redisUrl: string;
+  /**
+   * Some nodes (`host:port`) of a Redis Cluster to use instead of the one server of redisUrl,
+   * whose credentials and scheme then apply to every node; empty for a single server.
+   */
+  readonly redisClusterNodes: readonly string[];
   /** Starts every Redis key and channel of this service, so that deployments can share a Redis. */
   readonly redisKeyPrefix: string;
   readonly dataDir: string;
@@ -120,21 +125,31 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     }
     return value as T;
   };
-  const hostPorts = (name: string, fallback: string): readonly string[] => {
-    const listed = text(name, fallback)
+  /** A comma-separated list, entries trimmed, empty ones dropped. */
+  const list = (name: string, fallback: string): string[] =>
+    text(name, fallback)
       .split(",")
       .map((entry) => entry.trim())
       .filter((entry) => entry !== "");
+  const hostPorts = (name: string, fallback: string): readonly string[] => {
+    const listed = list(name, fallback);
     if (listed.length === 0 || listed.some((entry) => !/^[A-Za-z0-9.\-:[\]]+$/.test(entry))) {
       problems.push(`${name}=${env[name]}: must be comma-separated host or host:port entries`);
     }
     return Object.freeze(listed);
   };
+  const clusterNodes = (name: string): readonly string[] => {
+    const listed = list(name, "");
+    for (const node of listed) {
+      const port = Number(/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(node)?.[1]);
+      if (!(port >= 1 && port <= 65_535)) {
+        problems.push(`${name}: ${node} is not a host:port like 10.0.0.5:6379`);
+      }
+    }
+    return Object.freeze(listed);
+  };
   const origins = (name: string): readonly string[] => {
-    const listed = text(name, "")
-      .split(",")
-      .map((origin) => origin.trim())
-      .filter((origin) => origin !== "");
+    const listed = list(name, "");
     for (const origin of listed) {
       // An origin has no path, no trailing slash and no wildcard: browsers send exactly this form.
       if (!/^https?:\/\/[^/]+$/.test(origin) || URL.parse(origin)?.origin !== origin) {
@@ -171,6 +186,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       ["embedded", "redis"] as const,
     ),
     redisUrl: text("RECEIPTS_REDIS_URL", "redis://127.0.0.1:6379"),
+    redisClusterNodes: clusterNodes("RECEIPTS_REDIS_CLUSTER_NODES"),
     redisKeyPrefix: text("RECEIPTS_REDIS_KEY_PREFIX", "receipts:"),
     dataDir: text("RECEIPTS_DATA_DIR", ".data"),
     logLevel: oneOf("RECEIPTS_LOG_LEVEL", "info", logLevels),

@@ -13,14 +13,10 @@ import {
 import { ConfigError, loadConfig } from "../src/config.js";
 import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
-import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
-import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
-import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
-import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
+import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
 import {
-  cassandraStore,
   keyspace,
   sharedPrefix,
   sharedRedisUrl,
@@ -33,23 +29,13 @@ import { startTestServer } from "./support/test-server.js";
 /** The store contract on Cassandra + Redis, the service on it over the network, its schema and configuration. */
 useCassandraKeyspace();
 
-const openCassandraBackend = async () => {
-  const redis = connectRedis(sharedRedisUrl);
-  const cache = new RedisReadCountCache(redis, { keyPrefix: sharedPrefix, ttlMs: 60_000 });
-  const store = cassandraStore(keyspace.client, { cache });
-  const db = openSqliteDatabase(":memory:");
-  const feed = new SqliteChangeFeed(db, new SqliteWriteBatcher(db), { retentionMs: 86_400_000 });
-  return {
-    store,
-    feed,
-    async close() {
-      await feed.close();
-      await cache.close();
-      redis.disconnect();
-      db.close();
-    },
-  };
-};
+const openCassandraBackend = async () =>
+  cassandraCacheBackend(
+    keyspace.client,
+    keyspace.keyspace,
+    connectRedis(sharedRedisUrl),
+    sharedPrefix,
+  );
 
 describeReceiptContract("Cassandra + Redis", openCassandraBackend);
 describeReadMembersBatchContract("Cassandra + Redis", openCassandraBackend);

@@ -8,6 +8,8 @@ import { RedisRateLimiter } from "./redis-rate-limiter.js";
 export interface RateLimiterOptions {
   readonly kind: "embedded" | "redis";
   readonly redisUrl: string;
+  /** Set for a Redis Cluster: see RedisEndpoint. */
+  readonly redisClusterNodes?: readonly string[];
   /** Bucket keys start with it, e.g. `receipts:rate:`. */
   readonly keyPrefix: string;
 }
@@ -31,10 +33,13 @@ export async function openRateLimiter(
     quietUntil = now + 10_000;
     logger.warn({ err: error }, message);
   };
-  const redis = connectRedis(options.redisUrl, {
-    commandTimeoutMs: 200,
-    onError: (error) => warn(error, "rate-limit Redis connection failed"),
-  });
+  const redis = connectRedis(
+    { url: options.redisUrl, clusterNodes: options.redisClusterNodes },
+    {
+      commandTimeoutMs: 200,
+      onError: (error) => warn(error, "rate-limit Redis connection failed"),
+    },
+  );
   try {
     await once(redis, "ready", { signal: AbortSignal.timeout(readyTimeoutMs) });
   } catch (error) {

@@ -1,5 +1,5 @@
-import type { Redis, Result } from "ioredis";
-import { StallGuard } from "../store/redis/redis-connection.js";
+import type { Result } from "ioredis";
+import { type RedisClient, StallGuard } from "../store/redis/redis-connection.js";
 import type { BucketRule, RateDecision, RateLimiter } from "./rate-limiter.js";
 
 /**
@@ -66,12 +66,12 @@ export interface RedisRateLimiterOptions {
  * Redis should not take it down.
  */
 export class RedisRateLimiter implements RateLimiter {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #guard: StallGuard;
   readonly #keyPrefix: string;
   readonly #onUnavailable: (error: unknown) => void;
 
-  constructor(redis: Redis, options: RedisRateLimiterOptions = {}) {
+  constructor(redis: RedisClient, options: RedisRateLimiterOptions = {}) {
     this.#redis = redis;
     this.#guard = new StallGuard(redis);
     this.#keyPrefix = options.keyPrefix ?? "receipts:rate:";

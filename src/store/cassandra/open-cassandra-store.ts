@@ -1,7 +1,7 @@
 import type { Config } from "../../config.js";
 import type { Logger } from "../../logger.js";
 import type { ReceiptStore } from "../receipt-store.js";
-import { connectRedis } from "../redis/redis-connection.js";
+import { connectRedis, type RedisEndpoint } from "../redis/redis-connection.js";
 import { RedisReadCountCache } from "../redis/redis-read-count-cache.js";
 import { createCassandraClient } from "./cassandra-client.js";
 import { CassandraReceiptStore } from "./cassandra-receipt-store.js";
@@ -9,8 +9,7 @@ import { applyCassandraSchema } from "./cassandra-schema.js";
 
 /** The configured Cassandra settings (see CassandraReceiptStoreOptions), and the cache's Redis. */
 export interface CassandraBackendOptions extends Omit<Config["cassandra"], "cacheTtlMs"> {
-  readonly redis: {
-    readonly url: string;
+  readonly redis: RedisEndpoint & {
     readonly keyPrefix: string;
     readonly cacheTtlMs: number;
     /** Told the hits and misses of each read-count lookup (metrics). */
@@ -40,7 +39,7 @@ export async function openCassandraStore(
     throw error;
   }
   let lastRedisError = 0;
-  const redis = connectRedis(options.redis.url, {
+  const redis = connectRedis(options.redis, {
     onError: (error) => {
       // One line per minute at most: the cache is optional, its outage is not news every retry.
       if (Date.now() - lastRedisError < 60_000) return;

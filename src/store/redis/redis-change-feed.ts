@@ -1,13 +1,18 @@
-import { Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import { StoreUnavailableError } from "../../domain/errors.js";
 import { type PositionedChange, type ReceiptChange, withReadCount } from "../../domain/model.js";
 import type { Logger } from "../../logger.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { TurnSharedReads } from "../turn-shared-reads.js";
+import {
+  createNodeConnection,
+  createRedisClient,
+  type RedisClient,
+  type RedisEndpoint,
+} from "./redis-connection.js";
 
-export interface RedisChangeFeedOptions {
-  /** `redis://` or `rediss://` URL. */
-  readonly url: string;
+/** `url` is a `redis://` or `rediss://` URL; `clusterNodes` for a Redis Cluster. */
+export interface RedisChangeFeedOptions extends RedisEndpoint {
   /** Starts every key and channel, so that deployments (and tests) can share one Redis. */
   readonly keyPrefix: string;
   readonly retentionMs: number;
@@ -171,7 +176,7 @@ interface Tap {
  * clock skew between them only shifts the window by the skew.
  */
 export class RedisChangeFeed implements ChangeFeed {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #commands: FeedCommands;
   readonly #subscriber: Redis;
   readonly #prefix: string;
@@ -189,7 +194,7 @@ export class RedisChangeFeed implements ChangeFeed {
 
   /** Connects both connections; rejects when Redis cannot be reached at start. */
   static async open(options: RedisChangeFeedOptions): Promise<RedisChangeFeed> {
-    const redis = new Redis(options.url, {
+    const redis = createRedisClient(options, {
       lazyConnect: true,
       connectionName: "receipts-feed",
       // Fail fast while Redis is away. No per-command timeout: under a burst of new streams the
@@ -199,10 +204,15 @@ export class RedisChangeFeed implements ChangeFeed {
       scripts: { appendChanges: { numberOfKeys: 2, lua: appendScript } },
     });
     // Subscriptions wait for Redis however long it takes, then are renewed.
-    const subscriber = redis.duplicate({
-      connectionName: "receipts-feed-bell",
-      maxRetriesPerRequest: null,
-    });
+    const bell = { connectionName: "receipts-feed-bell", maxRetriesPerRequest: null };
+    const subscriber =
+      redis instanceof Cluster
+        ? createNodeConnection(redis, options, {
+            ...bell,
+            lazyConnect: true,
+            socketTimeout: options.socketTimeoutMs ?? 10_000,
+          })
+        : redis.duplicate(bell);
     const feed = new RedisChangeFeed(redis, subscriber, options);
     try {
       await Promise.all([redis.connect(), subscriber.connect()]);
@@ -216,7 +226,7 @@ export class RedisChangeFeed implements ChangeFeed {
     return feed;
   }
 
-  private constructor(redis: Redis, subscriber: Redis, options: RedisChangeFeedOptions) {
+  private constructor(redis: RedisClient, subscriber: Redis, options: RedisChangeFeedOptions) {
     this.#redis = redis;
     this.#commands = redis as unknown as FeedCommands;
     this.#subscriber = subscriber;
@@ -271,17 +281,20 @@ export class RedisChangeFeed implements ChangeFeed {
     if (changes.length === 0) return [];
     const cutoff = Math.max(0, Math.floor(this.#clock() - this.#retentionMs));
     const payloads = changes.map((change) => JSON.stringify(change));
+    const args: Parameters<FeedCommands["appendChanges"]> = [
+      this.#key(tenant, "changes"),
+      this.#key(tenant, "trimmed-through"),
+      String(cutoff),
+      this.#key(tenant, "bell"),
+      this.#statePrefix(tenant),
+      String(Math.max(1, Math.ceil(this.#retentionMs))),
+      ...changes.flatMap((change, i) => [...appendArgs(change), payloads[i] as string]),
+    ];
     const ids = await this.#call(
       () =>
-        this.#commands.appendChanges(
-          this.#key(tenant, "changes"),
-          this.#key(tenant, "trimmed-through"),
-          String(cutoff),
-          this.#key(tenant, "bell"),
-          this.#statePrefix(tenant),
-          String(Math.max(1, Math.ceil(this.#retentionMs))),
-          ...changes.flatMap((change, i) => [...appendArgs(change), payloads[i] as string]),
-        ),
+        this.#redis instanceof Cluster
+          ? this.#appendReplicated(this.#redis, args)
+          : this.#commands.appendChanges(...args),
       this.#publishTimeoutMs,
     );
     // Local listeners need not wait for the doorbell's round trip.
@@ -291,6 +304,31 @@ export class RedisChangeFeed implements ChangeFeed {
       const id = ids[i];
       return typeof id === "string" ? [{ position: id, change }] : [];
     });
+  }
+
+  /**
+   * On a cluster, a change counts as logged once a replica has it too (WAIT, on the same
+   * connection as the append). Else a master paused past its failover would, on waking, still
+   * take appends and answer "already logged" to the outbox's retries, then drop it all when it
+   * learns it was replaced: acknowledged receipts would never reach a watcher (seen in
+   * test/redis-cluster-faults.test.ts). Without a replica the append stays pending in the outbox.
+   */
+  async #appendReplicated(
+    cluster: Cluster,
+    args: Parameters<FeedCommands["appendChanges"]>,
+  ): Promise<(string | null)[]> {
+    const pipeline = cluster.pipeline() as unknown as FeedCommands & {
+      wait(replicas: number, timeoutMs: number): unknown;
+      exec(): Promise<[Error | null, unknown][] | null>;
+    };
+    pipeline.appendChanges(...args);
+    pipeline.wait(1, Math.max(1, Math.floor(this.#publishTimeoutMs / 2)));
+    const [appended, replicated] = (await pipeline.exec()) ?? [];
+    if (appended?.[0]) throw appended[0];
+    if (replicated?.[0]) throw replicated[0];
+    if (Number(replicated?.[1]) < 1)
+      throw new Error("no replica acknowledged the change log's append");
+    return appended?.[1] as (string | null)[];
   }
 
   async forgetReceipts(
@@ -449,12 +487,19 @@ export class RedisChangeFeed implements ChangeFeed {
       do {
         tap.again = false;
         for (;;) {
-          const entries = await this.#redis.xrange(
-            this.#key(tap.tenant, "changes"),
-            `(${tap.cursor}`,
-            "+",
-            "COUNT",
-            readBatch,
+          // Bounded: on a cluster, a read held by a paused master may be answered after its
+          // replica took over, from a history the new master does not share; past the timeout
+          // it is not used, and the read is retried where the cluster now says.
+          const entries = await this.#call(
+            () =>
+              this.#redis.xrange(
+                this.#key(tap.tenant, "changes"),
+                `(${tap.cursor}`,
+                "+",
+                "COUNT",
+                readBatch,
+              ),
+            this.#readTimeoutMs,
           );
           if (!live()) return;
           tap.failing = false;

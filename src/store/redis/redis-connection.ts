@@ -1,4 +1,95 @@
-import { Redis } from "ioredis";
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+
+/**
+ * Where Redis is: one server (`url`), or a Redis Cluster reached through some of its nodes
+ * (`clusterNodes`, `host:port`; the rest are discovered), with the URL's credentials and
+ * scheme (`rediss:` means TLS) applied to every node.
+ */
+export interface RedisEndpoint {
+  readonly url: string;
+  readonly clusterNodes?: readonly string[];
+}
+
+/** A connection to one server or to a cluster: both speak the same commands. */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * The one place where Redis connections are made. On a cluster, `options` apply to the
+ * connection to each node; what the cluster decides itself (offline queue, auto-pipelining,
+ * scripts) is lifted to the cluster, and commands follow MOVED and failovers.
+ */
+export function createRedisClient(endpoint: RedisEndpoint, options: RedisOptions): RedisClient {
+  const nodes = endpoint.clusterNodes ?? [];
+  if (nodes.length === 0) return new Redis(endpoint.url, options);
+  const { enableOfflineQueue, enableAutoPipelining, lazyConnect, scripts, ...perNode } = options;
+  const clusterOptions: ClusterOptions = {
+    redisOptions: { ...credentials(endpoint.url), ...perNode },
+    enableOfflineQueue,
+    enableAutoPipelining,
+    lazyConnect,
+    scripts,
+    // A failed-over slot is asked again after the slots are re-read, not failed at once.
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    // Keep trying a cluster that is wholly away, as a single connection would.
+    clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2_000),
+    // Notices a failover that no command has run into yet (e.g. a replica promoted).
+    slotsRefreshInterval: 2_000,
+  };
+  return new Cluster(nodes.map(parseNode), clusterOptions);
+}
+
+/**
+ * A plain connection to one node of the cluster, for Pub/Sub: PUBLISH reaches every node of
+ * a cluster, so any node hears every doorbell. When its node goes away the connection moves
+ * on to the next node the cluster knows (then the configured ones), so a dead node is not
+ * waited for; the caller's 'ready' handler renews its subscriptions there.
+ */
+export function createNodeConnection(
+  cluster: Cluster,
+  endpoint: RedisEndpoint,
+  options: RedisOptions,
+): Redis {
+  const configured = (endpoint.clusterNodes ?? []).map(parseNode);
+  const candidates = () => {
+    const known = cluster.nodes("all").map(({ options: { host, port } }) => ({ host, port }));
+    return [...known, ...configured];
+  };
+  let turn = 0;
+  const first = candidates()[0] ?? { host: "127.0.0.1", port: 6379 };
+  const connection: Redis = new Redis({
+    ...credentials(endpoint.url),
+    ...options,
+    host: first.host,
+    port: first.port,
+    retryStrategy: (attempt) => {
+      // ioredis reads host and port from its options at each reconnect.
+      const list = candidates();
+      const next = list[++turn % Math.max(list.length, 1)];
+      if (next !== undefined) Object.assign(connection.options, next);
+      return Math.min(50 * 2 ** Math.min(attempt, 5), 1_000);
+    },
+  });
+  return connection;
+}
+
+/** `host:port`, `[v6]:port`. */
+function parseNode(node: string): { host: string; port: number } {
+  const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(node);
+  if (match === null) throw new Error(`not a host:port Redis node: ${node}`);
+  return { host: match[1] as string, port: Number(match[2]) };
+}
+
+function credentials(url: string): RedisOptions {
+  const parsed = URL.parse(url);
+  if (parsed === null) return {};
+  return {
+    ...(parsed.username && { username: decodeURIComponent(parsed.username) }),
+    ...(parsed.password && { password: decodeURIComponent(parsed.password) }),
+    ...(parsed.protocol === "rediss:" && { tls: {} }),
+  };
+}
 
 export interface RedisConnectionOptions {
   /** A command without a reply after this long fails (and the cache treats it as a miss). */
@@ -14,8 +105,16 @@ export interface RedisConnectionOptions {
  * cut off by a disconnect fails instead of being resent; the client keeps
  * reconnecting in the background for as long as the process runs.
  */
-export function connectRedis(url: string, options: RedisConnectionOptions = {}): Redis {
-  const redis = new Redis(url, {
+export function connectRedis(url: string, options?: RedisConnectionOptions): Redis;
+export function connectRedis(
+  endpoint: RedisEndpoint,
+  options?: RedisConnectionOptions,
+): RedisClient;
+export function connectRedis(
+  endpoint: string | RedisEndpoint,
+  options: RedisConnectionOptions = {},
+): RedisClient {
+  const redis = createRedisClient(typeof endpoint === "string" ? { url: endpoint } : endpoint, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
@@ -41,11 +140,11 @@ export function connectRedis(url: string, options: RedisConnectionOptions = {}):
  * then costs the calls in flight when it began one timeout, not every call.
  */
 export class StallGuard {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #probeMs: number;
   #stalled = false;
 
-  constructor(redis: Redis, probeMs = 250) {
+  constructor(redis: RedisClient, probeMs = 250) {
     this.#redis = redis;
     this.#probeMs = probeMs;
   }
@@ -66,7 +165,10 @@ export class StallGuard {
       await new Promise((resolve) => setTimeout(resolve, this.#probeMs).unref());
       if (this.#redis.status === "end") return;
       try {
-        await this.#redis.ping();
+        // On a cluster every master must answer: a stalled one holds a share of the keys.
+        await (this.#redis instanceof Cluster
+          ? Promise.all(this.#redis.nodes("master").map((node) => node.ping()))
+          : this.#redis.ping());
         this.#stalled = false;
       } catch {
         // Still stalled (or down): probe again.

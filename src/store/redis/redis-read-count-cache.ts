@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
 import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
-import { StallGuard } from "./redis-connection.js";
+import { type RedisClient, StallGuard } from "./redis-connection.js";
 
 export interface RedisReadCountCacheOptions {
   /** Prefix of every key, so that several services (and tests) share one Redis. */
@@ -45,7 +44,7 @@ export interface RedisReadCountCacheOptions {
  * Every Redis failure is a cache miss: the store then counts in Cassandra.
  */
 export class RedisReadCountCache implements ReadCountCache {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #guard: StallGuard;
   readonly #prefix: string;
   readonly #ttlMs: number;
@@ -62,7 +61,7 @@ export class RedisReadCountCache implements ReadCountCache {
   #clock = 0;
   readonly #onReady = () => void this.#dropSuspects();
 
-  constructor(redis: Redis, options: RedisReadCountCacheOptions) {
+  constructor(redis: RedisClient, options: RedisReadCountCacheOptions) {
     this.#redis = redis;
     this.#guard = new StallGuard(redis);
     this.#prefix = options.keyPrefix;
@@ -90,20 +89,24 @@ export class RedisReadCountCache implements ReadCountCache {
       return counts;
     }
     const ids = messageIds.filter((id) => !this.#suspect.has(this.#entry(tenant, id)));
-    let replies: [Error | null, unknown][] | null;
-    try {
-      const pipeline = this.#redis.pipeline() as unknown as ScriptPipeline;
-      for (const id of ids) pipeline.rrCount(this.#keys(tenant, id).live);
-      replies = await pipeline.exec();
-    } catch (error) {
-      this.#guard.failed(error);
+    // One command per entry, not a pipeline: on a cluster the entries live in different slots.
+    // Auto-pipelining still sends the commands of this turn in one write per node.
+    const replies = await Promise.allSettled(
+      ids.map((id) => this.#scripts().rrCount(this.#keys(tenant, id).live)),
+    );
+    const lost = replies.find(
+      (reply): reply is PromiseRejectedResult =>
+        reply.status === "rejected" && !isReplyError(reply.reason),
+    );
+    if (lost !== undefined) {
+      this.#guard.failed(lost.reason);
       this.#onLookup(0, messageIds.length);
       return counts;
     }
     const cold: string[] = [];
     ids.forEach((id, i) => {
-      const [error, reply] = replies?.[i] ?? [null, -1];
-      if (error === null && typeof reply === "number" && reply >= 0) counts.set(id, reply);
+      const reply = replies[i];
+      if (reply?.status === "fulfilled" && reply.value >= 0) counts.set(id, reply.value);
       else cold.push(id);
     });
     this.#onLookup(counts.size, messageIds.length - counts.size);
@@ -340,6 +343,7 @@ const keyCounts: Record<ScriptName, number> = {
 };
 
 interface ScriptCommands {
+  rrCount(live: string): Promise<number>;
   rrAdd(live: string, staging: string, readerId: string): Promise<number>;
   rrBegin(
     live: string,
@@ -364,7 +368,7 @@ interface ScriptCommands {
   rrDrop(live: string, staging: string, token: string): Promise<number>;
 }
 
-interface ScriptPipeline {
-  rrCount(live: string): ScriptPipeline;
-  exec(): Promise<[Error | null, unknown][] | null>;
+/** An answer from Redis (e.g. a script error), as opposed to no answer. */
+function isReplyError(error: unknown): boolean {
+  return error instanceof Error && error.name === "ReplyError";
 }
