@@ -1,7 +1,7 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import { pendingChangeKey } from "../store/pending-change-key.js";
 import type { OutboxStore } from "../store/receipt-store.js";
-import type { PendingChange, ReceiptChange } from "./model.js";
+import { type PendingChange, pendingChangeTime, type ReceiptChange } from "./model.js";
 
 /** What describing a pending change found: the change to announce, or why there is none yet. */
 export type PendingOutcome =
@@ -140,7 +140,10 @@ export class ChangeAnnouncer {
           if (outcome?.kind === "announce") {
             changes.push(outcome.change);
             done.push(change);
-          } else if (outcome?.kind === "gone" || now - timeOf(change) > this.#abandonAfterMs) {
+          } else if (
+            outcome?.kind === "gone" ||
+            now - pendingChangeTime(change) > this.#abandonAfterMs
+          ) {
             done.push(change);
           } else {
             skipped.add(identity(change)); // not stored yet: looked at again next sweep
@@ -155,9 +158,6 @@ export class ChangeAnnouncer {
     }
   }
 }
-
-const timeOf = (change: PendingChange): number =>
-  change.kind === "receipt" ? change.readAt : change.at;
 
 const identity = (change: PendingChange): string =>
   `${change.tenant}\u0000${pendingChangeKey(change)}`;

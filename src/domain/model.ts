@@ -107,6 +107,10 @@ export type PendingChange =
       readonly at: number;
     };
 
+/** When a pending change's fact happened: a receipt's read time, a horizon's move. */
+export const pendingChangeTime = (change: PendingChange): number =>
+  change.kind === "receipt" ? change.readAt : change.at;
+
 /** The pending change of a reader's first receipt for a message. */
 export function pendingReceipt(
   tenant: string,

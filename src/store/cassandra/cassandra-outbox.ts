@@ -1,4 +1,4 @@
-import type { PendingChange } from "../../domain/model.js";
+import { type PendingChange, pendingChangeTime } from "../../domain/model.js";
 import { pendingChangeKey } from "../pending-change-key.js";
 import type { CqlSession, StatementOptions } from "./cql-session.js";
 
@@ -19,8 +19,6 @@ const write: StatementOptions = { idempotent: true };
 const read: StatementOptions = { idempotent: true };
 
 const bucketOf = (ms: number): number => Math.floor(ms / bucketMs);
-const timeOf = (change: PendingChange): number =>
-  change.kind === "receipt" ? change.readAt : change.at;
 
 /** The changes of one reader land in one shard, so a call's receipts are one partition. */
 function shardOf(change: PendingChange): number {
@@ -71,13 +69,13 @@ export class CassandraOutbox {
         const entries = result.rows.map(
           (row) => JSON.parse(row.get("payload") as string) as PendingChange,
         );
-        found.push(...entries.filter((change) => timeOf(change) < before));
+        found.push(...entries.filter((change) => pendingChangeTime(change) < before));
         empty &&= entries.length === 0;
         // A closed bucket found empty stays empty: the mark moves past it.
         if (empty && bucket <= lastClosed) await this.#markSwept(shard, bucket + 1);
       }
     }
-    return found.sort((a, b) => timeOf(a) - timeOf(b));
+    return found.sort((a, b) => pendingChangeTime(a) - pendingChangeTime(b));
   }
 
   clear(changes: readonly PendingChange[]): Promise<void> {
@@ -92,11 +90,14 @@ export class CassandraOutbox {
   ): Promise<void> {
     const key = (c: PendingChange) => [
       shardOf(c),
-      bucketOf(timeOf(c)),
+      bucketOf(pendingChangeTime(c)),
       c.tenant,
       pendingChangeKey(c),
     ];
-    const byPartition = Map.groupBy(changes, (c) => `${shardOf(c)}:${bucketOf(timeOf(c))}`);
+    const byPartition = Map.groupBy(
+      changes,
+      (c) => `${shardOf(c)}:${bucketOf(pendingChangeTime(c))}`,
+    );
     await Promise.all(
       [...byPartition.values()].map((group) =>
         this.#session.batch(

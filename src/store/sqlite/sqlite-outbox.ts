@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { PendingChange } from "../../domain/model.js";
+import { type PendingChange, pendingChangeTime } from "../../domain/model.js";
 import { pendingChangeKey } from "../pending-change-key.js";
 import type { OutboxStore } from "../receipt-store.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
@@ -24,7 +24,7 @@ export class SqliteOutbox implements OutboxStore {
 
   /** Inside the write that stores the fact: the fact and its pending change commit together. */
   keep(change: PendingChange): void {
-    const at = change.kind === "receipt" ? change.readAt : change.at;
+    const at = pendingChangeTime(change);
     this.#sql.keep.run(change.tenant, pendingChangeKey(change), JSON.stringify(change), at);
   }
 
