@@ -3,6 +3,7 @@ import { once } from "node:events";
 import {
   chmodSync,
   chownSync,
+  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -10,12 +11,11 @@ import {
   readFileSync,
   rmSync,
   statSync,
-  symlinkSync,
 } from "node:fs";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildService, node, root } from "./support/built-service.js";
+import { buildService, root } from "./support/built-service.js";
 import { freePort } from "./support/free-port.js";
 
 /**
@@ -137,10 +137,12 @@ describe("the container image, replayed from the Dockerfile without Docker", () 
     data = join(work, "data");
     mkdirSync(data);
     chownSync(data, nobody.uid, nobody.gid);
-    // The base image's /usr/local/bin/node: this machine's Node 24, outside the app.
+    // The base image's /usr/local/bin/node: this machine's Node 24, outside the app. Copied, not
+    // linked: the repository may sit in a folder the image's user cannot enter (a private clone).
     bin = join(work, "bin");
     mkdirSync(bin);
-    symlinkSync(node, join(bin, "node"));
+    copyFileSync(process.execPath, join(bin, "node"));
+    chmodSync(join(bin, "node"), 0o755);
   }, 600_000);
 
   afterAll(() => {
