@@ -67,6 +67,8 @@ export interface Config {
     readonly backoffMaxMs: number;
     /** How long an instance's hold on an endpoint lasts unless renewed (takeover after a crash). */
     readonly leaseMs: number;
+    /** How long a failed delivery stays listable and replayable before it is pruned. */
+    readonly keepFailedMs: number;
   };
   /** Where request-rate buckets live: this process, or Redis (shared by every instance). */
   readonly rateLimiter: "embedded" | "redis";
@@ -216,6 +218,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       backoffBaseMs: integer("RECEIPTS_WEBHOOKS_BACKOFF_BASE_MS", 1_000, 1, 60_000),
       backoffMaxMs: integer("RECEIPTS_WEBHOOKS_BACKOFF_MAX_SECONDS", 600, 1, 86_400) * 1000,
       leaseMs: integer("RECEIPTS_WEBHOOKS_LEASE_SECONDS", 15, 1, 300) * 1000,
+      keepFailedMs: integer("RECEIPTS_WEBHOOKS_KEEP_FAILED_DAYS", 30, 1, 3_650) * 86_400_000,
     },
     rateLimiter: oneOf(
       "RECEIPTS_RATE_LIMITER",

@@ -9,6 +9,7 @@ import { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { connectRedis, type RedisClient } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
+import { RedisWebhookState } from "../src/store/redis/redis-webhook-state.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
@@ -18,6 +19,7 @@ import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
 import { groupMessage, minutes, users } from "./support/fixtures.js";
 import { RedisClusterProcesses } from "./support/redis-cluster.js";
 import { describeWatchContract } from "./watch-contract.js";
+import { describeWebhookState, untilAnswering } from "./webhook-state-contract.js";
 
 /** The change feed and the read-count cache on a real Redis Cluster of this file's own. */
 const hour = 3_600_000;
@@ -42,6 +44,15 @@ const openFeed = (clock?: () => number) =>
     logger: silentLogger,
     clock,
   });
+
+describeWebhookState("Redis on a Redis Cluster", async () => {
+  const state = RedisWebhookState.open({
+    endpoint: { url: "redis://", clusterNodes: cluster.nodes.split(",") },
+    keyPrefix: `webhooks-${randomUUID()}:`,
+  });
+  await untilAnswering(state);
+  return state;
+});
 
 describeWatchContract("the Redis feed on a Redis Cluster", async () => {
   const db = openSqliteDatabase(":memory:");

@@ -4,7 +4,7 @@ export interface EndpointKey {
   readonly endpoint: string;
 }
 
-/** A delivery given up after the retry period; kept until replayed or expired. */
+/** A delivery given up after the retry period; kept until replayed or pruned (RECEIPTS_WEBHOOKS_KEEP_FAILED_DAYS). */
 export interface FailedDelivery {
   /** The webhook-id: a replay sends it again, so receivers still drop duplicates. */
   readonly webhookId: string;
@@ -51,5 +51,10 @@ export interface WebhookStateStore {
   /** Failed deliveries of the endpoint marked for replay, oldest first. */
   replays(key: EndpointKey, limit: number): Promise<FailedDelivery[]>;
   removeFailed(key: EndpointKey, webhookId: string): Promise<void>;
+  /**
+   * Removes up to `limit` of the tenant's failed deliveries that failed before `failedBefore`,
+   * oldest first; resolves with how many went (fewer than `limit`: none older is left).
+   */
+  pruneFailed(tenant: string, failedBefore: number, limit: number): Promise<number>;
   close(): Promise<void>;
 }

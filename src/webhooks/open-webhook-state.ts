@@ -14,7 +14,7 @@ export function openWebhookState(
 ): WebhookStateStore {
   return config.changeFeed === "redis"
     ? RedisWebhookState.open({
-        url: config.redisUrl,
+        endpoint: { url: config.redisUrl, clusterNodes: config.redisClusterNodes },
         keyPrefix: config.redisKeyPrefix,
         onError: (error) => logger.debug({ err: error }, "webhook state: Redis error"),
       })

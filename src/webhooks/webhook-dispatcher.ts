@@ -17,6 +17,8 @@ export interface WebhookDispatcherOptions {
   readonly backoffMaxMs: number;
   /** How long a lease lasts unless renewed: how long a dead instance's endpoints wait. */
   readonly leaseMs: number;
+  /** How long a failed delivery is kept for listing and replay before it is pruned. */
+  readonly keepFailedMs: number;
   readonly observer: DeliveryObserver;
   readonly logger: Logger;
   readonly pollMs?: number;
@@ -43,6 +45,7 @@ export class WebhookDispatcher {
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #closed = false;
+  #prunedAt = 0;
 
   constructor(options: WebhookDispatcherOptions) {
     this.#o = options;
@@ -78,6 +81,7 @@ export class WebhookDispatcher {
           wanted.set(id(tenant, endpoint.id), { key: { tenant, endpoint: endpoint.id }, endpoint });
       }
     }
+    await this.#pruneFailedWhenDue();
     for (const [name, running] of this.#running) {
       if (!wanted.has(name) || running.delivery.stopped) await this.#stopOne(name, running);
     }
@@ -88,6 +92,25 @@ export class WebhookDispatcher {
         ),
       ),
     );
+  }
+
+  /**
+   * Every instance prunes (it is idempotent), at most once per prune interval, in bounded
+   * chunks so a backlog of old failures never holds the tick up for long.
+   */
+  async #pruneFailedWhenDue(): Promise<void> {
+    const now = Date.now();
+    if (now - this.#prunedAt < pruneIntervalMs) return;
+    this.#prunedAt = now;
+    for (const tenant of this.#o.endpoints().keys()) {
+      let pruned = 0;
+      for (let removed = pruneChunk; removed === pruneChunk && pruned < pruneMaxPerTick; ) {
+        removed = await this.#o.state.pruneFailed(tenant, now - this.#o.keepFailedMs, pruneChunk);
+        pruned += removed;
+      }
+      if (pruned > 0)
+        this.#o.logger.info({ tenant, pruned }, "webhooks: pruned old failed deliveries");
+    }
   }
 
   async #keep(name: string, key: EndpointKey, endpoint: WebhookEndpoint): Promise<void> {
@@ -155,5 +178,9 @@ export class WebhookDispatcher {
     this.#sender.close();
   }
 }
+
+const pruneIntervalMs = 10 * 60_000;
+const pruneChunk = 500;
+const pruneMaxPerTick = 10_000;
 
 const id = (tenant: string, endpoint: string): string => `${tenant}\u0000${endpoint}`;

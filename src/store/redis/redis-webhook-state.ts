@@ -1,6 +1,5 @@
-import type { Redis } from "ioredis";
 import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../webhook-state.js";
-import { connectRedis } from "./redis-connection.js";
+import { connectRedis, type RedisClient, type RedisEndpoint } from "./redis-connection.js";
 
 // Takes the lease when free, renews it when ours: one instance per endpoint at a time.
 const acquireScript = `
@@ -31,22 +30,25 @@ return 0`;
  * instance sees the same leases and cursors. Failed deliveries are a hash per
  * endpoint (id to delivery), a per-tenant index by failure time and a
  * per-endpoint set of those asked to be replayed.
+ *
+ * Every key of a tenant carries the tenant as its hash tag, so the scripts and transactions
+ * that touch several keys stay in one slot of a Redis Cluster.
  */
 export class RedisWebhookState implements WebhookStateStore {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #prefix: string;
 
-  private constructor(redis: Redis, keyPrefix: string) {
+  private constructor(redis: RedisClient, keyPrefix: string) {
     this.#redis = redis;
     this.#prefix = `${keyPrefix}webhooks:`;
   }
 
   static open(options: {
-    readonly url: string;
+    readonly endpoint: RedisEndpoint;
     readonly keyPrefix: string;
     readonly onError?: (error: Error) => void;
   }): RedisWebhookState {
-    const redis = connectRedis(options.url, {
+    const redis = connectRedis(options.endpoint, {
       commandTimeoutMs: 2_000,
       ...(options.onError === undefined ? {} : { onError: options.onError }),
     });
@@ -54,7 +56,18 @@ export class RedisWebhookState implements WebhookStateStore {
   }
 
   #key(kind: string, key: EndpointKey): string {
+    return `${this.#prefix}{${key.tenant}}:${kind}:${key.endpoint}`;
+  }
+
+  /** Where cursors and 410 marks were kept before keys carried a hash tag; read, never written. */
+  #legacyKey(kind: "cursor" | "disabled", key: EndpointKey): string {
     return `${this.#prefix}${kind}:${key.tenant}:${key.endpoint}`;
+  }
+
+  /** The value under the current key, else under the one an older version wrote. */
+  async #getWithLegacy(kind: "cursor" | "disabled", key: EndpointKey): Promise<string | undefined> {
+    const current = await this.#redis.get(this.#key(kind, key));
+    return current ?? (await this.#redis.get(this.#legacyKey(kind, key))) ?? undefined;
   }
 
   async acquireLease(key: EndpointKey, owner: string, ttlMs: number): Promise<boolean> {
@@ -65,8 +78,8 @@ export class RedisWebhookState implements WebhookStateStore {
     await this.#redis.eval(releaseScript, 1, this.#key("lease", key), owner);
   }
 
-  async cursor(key: EndpointKey): Promise<string | undefined> {
-    return (await this.#redis.get(this.#key("cursor", key))) ?? undefined;
+  cursor(key: EndpointKey): Promise<string | undefined> {
+    return this.#getWithLegacy("cursor", key);
   }
 
   async saveCursor(key: EndpointKey, owner: string, position: string): Promise<boolean> {
@@ -74,13 +87,17 @@ export class RedisWebhookState implements WebhookStateStore {
     return (await this.#redis.eval(saveCursorScript, 2, ...keys, owner, position)) === 1;
   }
 
-  async disabledUrl(key: EndpointKey): Promise<string | undefined> {
-    return (await this.#redis.get(this.#key("disabled", key))) ?? undefined;
+  disabledUrl(key: EndpointKey): Promise<string | undefined> {
+    return this.#getWithLegacy("disabled", key);
   }
 
   async setDisabled(key: EndpointKey, url: string | undefined): Promise<void> {
-    if (url === undefined) await this.#redis.del(this.#key("disabled", key));
-    else await this.#redis.set(this.#key("disabled", key), url);
+    if (url === undefined) {
+      await this.#redis.del(this.#key("disabled", key));
+      await this.#redis.del(this.#legacyKey("disabled", key));
+    } else {
+      await this.#redis.set(this.#key("disabled", key), url);
+    }
   }
 
   async addFailed(delivery: FailedDelivery): Promise<void> {
@@ -150,12 +167,28 @@ export class RedisWebhookState implements WebhookStateStore {
       .exec();
   }
 
+  async pruneFailed(tenant: string, failedBefore: number, limit: number): Promise<number> {
+    const members = await this.#redis.zrangebyscore(
+      this.#index(tenant),
+      "-inf",
+      `(${failedBefore}`,
+      "LIMIT",
+      0,
+      limit,
+    );
+    for (const m of members) {
+      const [endpoint, webhookId] = m.split("\n") as [string, string];
+      await this.removeFailed({ tenant, endpoint }, webhookId);
+    }
+    return members.length;
+  }
+
   async close(): Promise<void> {
     this.#redis.disconnect();
   }
 
   #index(tenant: string): string {
-    return `${this.#prefix}failed-index:${tenant}`;
+    return `${this.#prefix}{${tenant}}:failed-index`;
   }
 }
 

@@ -62,7 +62,8 @@ export class SqliteWebhookState implements WebhookStateStore {
     | "replayAll"
     | "replayOne"
     | "replays"
-    | "removeFailed",
+    | "removeFailed"
+    | "pruneFailed",
     StatementSync
   >;
 
@@ -117,6 +118,11 @@ export class SqliteWebhookState implements WebhookStateStore {
       ),
       removeFailed: db.prepare(
         "DELETE FROM webhook_failures WHERE tenant = ? AND endpoint = ? AND webhook_id = ?",
+      ),
+      pruneFailed: db.prepare(
+        `DELETE FROM webhook_failures WHERE (tenant, endpoint, webhook_id) IN (
+           SELECT tenant, endpoint, webhook_id FROM webhook_failures
+           WHERE tenant = ? AND failed_at < ? ORDER BY failed_at LIMIT ?)`,
       ),
     };
   }
@@ -205,6 +211,12 @@ export class SqliteWebhookState implements WebhookStateStore {
 
   async removeFailed(key: EndpointKey, webhookId: string): Promise<void> {
     await this.#write(() => this.#sql.removeFailed.run(key.tenant, key.endpoint, webhookId));
+  }
+
+  pruneFailed(tenant: string, failedBefore: number, limit: number): Promise<number> {
+    return this.#write(() =>
+      Number(this.#sql.pruneFailed.run(tenant, failedBefore, limit).changes),
+    );
   }
 
   async close(): Promise<void> {

@@ -1,16 +1,10 @@
-import { afterAll, describe, expect, it } from "vitest";
-import { RedisWebhookState } from "../src/store/redis/redis-webhook-state.js";
-import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
-import { SqliteWebhookState } from "../src/store/sqlite/sqlite-webhook-state.js";
-import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
+import { describe, expect, it } from "vitest";
 import type { FailedDelivery, WebhookStateStore } from "../src/store/webhook-state.js";
-import { retryDelayMs } from "../src/webhooks/retry-delay.js";
-import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The same promises from every backend of webhook state. */
-function describeWebhookState(name: string, open: () => Promise<WebhookStateStore>): void {
+export function describeWebhookState(name: string, open: () => Promise<WebhookStateStore>): void {
   describe(`webhook state in ${name}`, () => {
     const key = { tenant: "acme", endpoint: "crm" };
     /** Runs `check` on a freshly opened state, closed afterwards. */
@@ -100,46 +94,56 @@ function describeWebhookState(name: string, open: () => Promise<WebhookStateStor
         ]);
       });
     });
+    it("prunes failed deliveries older than a time, oldest first, in chunks", async () => {
+      const failedAt = (webhookId: string, endpoint: string, at: number): FailedDelivery => ({
+        webhookId,
+        tenant: "prune",
+        endpoint,
+        body: "{}",
+        eventCount: 1,
+        firstAttemptAt: at - 1,
+        failedAt: at,
+        attempts: 1,
+        lastError: "timeout",
+        replayRequested: endpoint === "crm",
+      });
+      await withState(async (state) => {
+        for (const [id, endpoint, at] of [
+          ["old_1", "crm", 100],
+          ["old_2", "ops", 200],
+          ["old_3", "crm", 300],
+          ["new_1", "crm", 400],
+        ] as const) {
+          await state.addFailed(failedAt(id, endpoint, at));
+        }
+        await state.addFailed({ ...failedAt("other", "crm", 1), tenant: "acme-other" });
+        expect(await state.pruneFailed("prune", 400, 2)).toBe(2);
+        expect(await state.pruneFailed("prune", 400, 2)).toBe(1);
+        expect(await state.pruneFailed("prune", 400, 2)).toBe(0);
+        expect((await state.listFailed("prune", undefined, 10)).map((f) => f.webhookId)).toEqual([
+          "new_1",
+        ]);
+        // A pruned delivery is no longer waiting to be replayed either.
+        expect(
+          (await state.replays({ tenant: "prune", endpoint: "crm" }, 10)).map((f) => f.webhookId),
+        ).toEqual(["new_1"]);
+        expect(await state.listFailed("acme-other", undefined, 10)).toHaveLength(1);
+      });
+    });
   });
 }
 
-describeWebhookState("SQLite", async () => {
-  const db = openSqliteDatabase(":memory:");
-  return new SqliteWebhookState(db, new SqliteWriteBatcher(db));
-});
-
-const redisPrefixes: string[] = [];
-afterAll(async () => {
-  for (const prefix of redisPrefixes) await deleteKeys(prefix);
-});
-
-describeWebhookState("Redis", async () => {
-  const keyPrefix = uniquePrefix("webhook-state");
-  redisPrefixes.push(keyPrefix);
-  const state = RedisWebhookState.open({ url: sharedRedisUrl, keyPrefix });
-  // Without an offline queue, commands fail until the connection is up.
+/** Without an offline queue, a Redis-backed state fails commands until its connection is up. */
+export async function untilAnswering(state: WebhookStateStore): Promise<void> {
   const probe = { tenant: "-", endpoint: "-" };
-  for (
-    let i = 0;
-    i < 100 &&
-    !(await state.cursor(probe).then(
-      () => true,
-      () => false,
-    ));
-    i++
-  ) {
+  for (let i = 0; i < 100; i++) {
+    if (
+      await state.cursor(probe).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     await sleep(20);
   }
-  return state;
-});
-
-describe("retry delays", () => {
-  it("are full-jitter exponential: between 0 and min(max, base * 2^(attempt-1))", () => {
-    expect(retryDelayMs(1, 100, 10_000, () => 0.999)).toBe(99);
-    expect(retryDelayMs(4, 100, 10_000, () => 0.999)).toBe(799);
-    expect(retryDelayMs(30, 100, 10_000, () => 0.999)).toBe(9_990);
-    expect(retryDelayMs(5, 100, 10_000, () => 0)).toBe(0);
-    const spread = new Set(Array.from({ length: 50 }, () => retryDelayMs(10, 100, 10_000)));
-    expect(spread.size).toBeGreaterThan(10);
-  });
-});
+}
