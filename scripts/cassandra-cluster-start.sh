@@ -15,14 +15,23 @@
 # and a keyspace at RF 3, e.g.
 # RECEIPTS_CASSANDRA_REPLICATION="{'class': 'NetworkTopologyStrategy', 'datacenter1': 3}".
 #
-# NOT YET RUN on this machine (three JVMs booting take minutes of CPU, and the
-# machine was shared when this was written): the generated configurations were
-# checked with CASSANDRA_CLUSTER_DRY_RUN=1 only.
+# On this machine kind (2 cores) the three nodes answer CQL about 35 s after
+# the start, one ring of three tokens (test/cassandra-cluster-faults.test.ts).
+#
+# `--node N` (re)starts node N alone with the configuration written before,
+# e.g. after it was killed: the others are left as they are.
 #
 # Environment overrides:
 #   CASSANDRA_CLUSTER_DIR      folder of the cluster: node<N>/{conf,data,logs} (default: <repo>/cassandra/cluster)
 #   CASSANDRA_CLUSTER_ADDRESSES three addresses, space separated (default: 127.0.0.2 127.0.0.3 127.0.0.4)
 #   CASSANDRA_HEAP             per node (default here: 512M); CASSANDRA_HEAP_MIN (default here: 256M)
+#   CASSANDRA_RING_DELAY_MS    per node (default here: 30000): a node that restarts first asks
+#                              the seed about the ring, and gives up after this long (the dev
+#                              node's 100 ms made a restart on a loaded machine fail in 3 s)
+#   CASSANDRA_UNSAFE_SYSTEM    per node (default here: false): the system tables are durable, so
+#                              a node killed with -9 comes back knowing every keyspace (with the
+#                              dev node's `true`, a killed node forgot the test keyspace made
+#                              seconds before and failed every write to it)
 #   CASSANDRA_CLUSTER_DRY_RUN  1: write the configurations, start nothing
 #   and everything scripts/cassandra-start.sh reads (CASSANDRA_JAVA, CASSANDRA_START_TIMEOUT, ...)
 set -euo pipefail
@@ -37,6 +46,12 @@ TOKENS=(-9223372036854775808 -3074457345618258603 3074457345618258602)
 log() { printf '[cassandra-cluster-start] %s\n' "$*"; }
 
 [ "${#ADDRESSES[@]}" -eq 3 ] || { log "need three addresses, have: ${ADDRESSES[*]}"; exit 1; }
+
+ONLY=""
+if [ "${1:-}" = --node ]; then
+  ONLY="${2:-}"
+  [[ "$ONLY" =~ ^[123]$ ]] || { log "--node takes 1, 2 or 3, not '${ONLY}'"; exit 1; }
+fi
 
 for i in 0 1 2; do
   node="$DIR/node$((i + 1))"
@@ -67,10 +82,13 @@ fi
 
 # One at a time, the seed first: each call returns once its node answers CQL.
 for i in 0 1 2; do
+  [ -z "$ONLY" ] || [ "$ONLY" = $((i + 1)) ] || continue
   node="$DIR/node$((i + 1))"
   log "starting node $((i + 1)) on ${ADDRESSES[$i]}"
   CASSANDRA_CONF_DIR="$node/conf" CASSANDRA_DATA_DIR="$node/data" CASSANDRA_LOG_DIR="$node/logs" \
     CASSANDRA_CQL_HOST="${ADDRESSES[$i]}" CASSANDRA_HEAP="${CASSANDRA_HEAP:-512M}" \
-    CASSANDRA_HEAP_MIN="${CASSANDRA_HEAP_MIN:-256M}" "$SCRIPT_DIR/cassandra-start.sh"
+    CASSANDRA_HEAP_MIN="${CASSANDRA_HEAP_MIN:-256M}" \
+    CASSANDRA_RING_DELAY_MS="${CASSANDRA_RING_DELAY_MS:-30000}" \
+    CASSANDRA_UNSAFE_SYSTEM="${CASSANDRA_UNSAFE_SYSTEM:-false}" "$SCRIPT_DIR/cassandra-start.sh"
 done
-log "three nodes answer CQL: ${ADDRESSES[*]} (port 9042)"
+if [ -z "$ONLY" ]; then log "three nodes answer CQL: ${ADDRESSES[*]} (port 9042)"; fi

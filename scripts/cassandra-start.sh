@@ -20,6 +20,11 @@
 #   CASSANDRA_CQL_HOST       address whose CQL port tells that the node is up (default:
 #                            127.0.0.1); scripts/cassandra-cluster-start.sh sets both
 #   CASSANDRA_START_TIMEOUT  seconds to wait for CQL (default: 180)
+#   CASSANDRA_RING_DELAY_MS  how long a node waits to hear its peers (default: 100, for a node
+#                            alone; a node of a cluster must outwait its seed's first answer)
+#   CASSANDRA_UNSAFE_SYSTEM  true (default): system tables skip the commit log, for a fast
+#                            disposable node; false for a node that must survive kill -9 (a
+#                            killed node forgot the schema of keyspaces made just before)
 #   CASSANDRA_JMX_PORT       enable local-only JMX on this port (default: off)
 #   CASSANDRA_JAVA           java binary (default: first Java 17 among $JAVA_HOME,
 #                            java on PATH, /usr/lib/jvm/*17*)
@@ -243,9 +248,9 @@ JVM_OPTS=(
   -Dcassandra-foreground=yes
   # fast single-node boot for tests
   -Dcassandra.skip_wait_for_gossip_to_settle=0
-  -Dcassandra.ring_delay_ms=100
+  -Dcassandra.ring_delay_ms="${CASSANDRA_RING_DELAY_MS:-100}"
   -Dcassandra.superuser_setup_delay_ms=0
-  -Dcassandra.unsafesystem=true
+  -Dcassandra.unsafesystem="${CASSANDRA_UNSAFE_SYSTEM:-true}"
   -Dcassandra.shutdown_announce_in_ms=0
   -Dcassandra.triggers_dir="$DATA_DIR/triggers"
 )

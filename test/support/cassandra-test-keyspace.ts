@@ -9,15 +9,26 @@ export const cassandraContactPoints = (
 export const cassandraLocalDc = process.env.RECEIPTS_CASSANDRA_LOCAL_DC ?? "datacenter1";
 export const testReplication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
-/** A fresh keyspace with the schema applied, so that test files never see each other's data. */
-export async function createTestKeyspace(): Promise<{
+/**
+ * A fresh keyspace with the schema applied, so that test files never see each other's data;
+ * on the shared node unless a cluster of the test's own is given.
+ */
+export async function createTestKeyspace(
+  on: { readonly contactPoints: readonly string[]; readonly replication: string } = {
+    contactPoints: cassandraContactPoints,
+    replication: testReplication,
+  },
+): Promise<{
   readonly client: Client;
   readonly keyspace: string;
   drop(): Promise<void>;
 }> {
   const keyspace = `receipts_test_${randomBytes(6).toString("hex")}`;
-  const client = connectTestClient();
-  await applyCassandraSchema(client, { keyspace, replication: testReplication });
+  const client = createCassandraClient({
+    contactPoints: on.contactPoints,
+    localDataCenter: cassandraLocalDc,
+  });
+  await applyCassandraSchema(client, { keyspace, replication: on.replication });
   return {
     client,
     keyspace,

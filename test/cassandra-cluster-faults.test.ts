@@ -1,0 +1,178 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildService, type ServiceProcess, startBuiltService } from "./support/built-service.js";
+import { CassandraClusterProcesses } from "./support/cassandra-cluster.js";
+import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
+import {
+  type Call,
+  countsThrough,
+  expectCountsWithinRecord,
+  expectEveryAcknowledgedDelivered,
+  grpc,
+  receiptPairs,
+  recount,
+  seed,
+  sendUntil,
+  sleep,
+  watchResuming,
+} from "./support/fault-load.js";
+import { users } from "./support/fixtures.js";
+import { deleteKeys, sharedRedisUrl } from "./support/shared-redis.js";
+
+/**
+ * Two service processes on a three-node Cassandra cluster of this file's own, keyspace at
+ * RF 3 with LOCAL_QUORUM (the service's default), the change feed on Redis. Receipts go in
+ * through both instances while a watcher follows on one; then a Cassandra node or a service
+ * instance is killed with SIGKILL. Every call is recorded, and what the record promises is
+ * checked: every acknowledged receipt is stored, counted once and reaches the watcher once.
+ */
+const keyPrefix = `cassandra-cluster-${randomBytes(3).toString("hex")}:`;
+let cluster: CassandraClusterProcesses;
+let keyspace: Awaited<ReturnType<typeof createTestKeyspace>>;
+let build: ReturnType<typeof buildService>;
+let env: Record<string, string>;
+const instances: ServiceProcess[] = [];
+
+beforeAll(async () => {
+  build = buildService("cassandra-cluster");
+  cluster = await CassandraClusterProcesses.start();
+  keyspace = await createTestKeyspace({
+    contactPoints: cluster.contactPoints,
+    replication: CassandraClusterProcesses.replication,
+  });
+  await CassandraClusterProcesses.untilEveryReplicaAnswers(keyspace.client, keyspace.keyspace);
+  env = {
+    RECEIPTS_STORE: "cassandra",
+    RECEIPTS_CASSANDRA_CONTACT_POINTS: cluster.contactPoints.join(","),
+    RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,
+    RECEIPTS_CASSANDRA_REPLICATION: CassandraClusterProcesses.replication,
+    RECEIPTS_REDIS_URL: sharedRedisUrl,
+    RECEIPTS_REDIS_KEY_PREFIX: keyPrefix,
+  };
+  instances.push(
+    ...(await Promise.all([startBuiltService(build.dir, env), startBuiltService(build.dir, env)])),
+  );
+}, 900_000);
+
+afterAll(async () => {
+  for (const instance of instances) instance.child.kill("SIGKILL");
+  await keyspace?.drop();
+  await cluster?.stop();
+  build?.remove();
+  await deleteKeys(keyPrefix);
+}, 300_000);
+
+interface Run {
+  readonly calls: Call[];
+  readonly faultAt: number;
+  readonly messageIds: string[];
+  readonly watcher: ReturnType<typeof watchResuming>;
+}
+
+/**
+ * Load through both instances (callers alternate; `alive()` lists who may be called) with a
+ * resuming watcher on the last of them, `fault` a second in, the load kept until the fault is
+ * over and at least `loadMs`.
+ */
+async function underFault(
+  group: string,
+  alive: () => readonly ServiceProcess[],
+  fault: () => Promise<void>,
+  loadMs: number,
+): Promise<Run> {
+  const readers = users(`${group}-r`, 20);
+  const messageIds = await seed(alive()[0]?.baseUrl as string, group, readers, 400);
+  const instanceFor = (n: number) => {
+    const up = alive();
+    return grpc((up[n % up.length] as ServiceProcess).baseUrl);
+  };
+  const watcher = watchResuming(() => grpc((alive().at(-1) as ServiceProcess).baseUrl), group);
+  await watcher.opened;
+  const calls: Call[] = [];
+  const startedAt = Date.now();
+  let faultOver = false;
+  const loadDone = sendUntil(
+    instanceFor,
+    group,
+    receiptPairs(readers, messageIds),
+    calls,
+    () => faultOver && Date.now() - startedAt > loadMs,
+  );
+  await sleep(1_000);
+  const faultAt = Date.now();
+  await fault();
+  faultOver = true;
+  await loadDone;
+  const acknowledged = calls.filter((call) => call.outcome === "ok");
+  expect(acknowledged.filter((call) => call.startedAt < faultAt).length).toBeGreaterThan(0);
+  expect(acknowledged.filter((call) => call.startedAt > faultAt).length).toBeGreaterThan(0);
+  return { calls, faultAt, messageIds, watcher };
+}
+
+/** Counts through every instance equal a recount from Cassandra, within what the record allows. */
+async function expectCountsExact(group: string, run: Run): Promise<void> {
+  const touched = [...new Set(run.calls.map((call) => call.messageId))];
+  const truth = await recount(keyspace, group, run.messageIds, touched);
+  for (const instance of instances) {
+    expect(await countsThrough(grpc(instance.baseUrl), group, touched)).toEqual(truth);
+  }
+  expectCountsWithinRecord(truth, run.calls);
+}
+
+const summary = (calls: readonly Call[]) =>
+  `${calls.length} calls: ${calls.filter((c) => c.outcome === "ok").length} ok, ${calls.filter((c) => c.outcome === "failed").length} failed`;
+
+describe("two instances on a three-node Cassandra cluster (RF 3, LOCAL_QUORUM)", () => {
+  it("loses no acknowledged receipt and keeps answering when a Cassandra node is killed (-9), then restarted", async () => {
+    let restartedAt = 0;
+    const run = await underFault(
+      "node-killed",
+      () => instances,
+      async () => {
+        cluster.kill(2);
+        await sleep(6_000); // load on two of three nodes
+        await cluster.restart(2);
+        await CassandraClusterProcesses.untilEveryReplicaAnswers(
+          keyspace.client,
+          keyspace.keyspace,
+        );
+        restartedAt = Date.now();
+      },
+      10_000,
+    );
+    // With two of three replicas a quorum answers: only calls in flight when the node died
+    // (or while the driver learnt it was gone) may fail.
+    const failedLater = run.calls.filter(
+      (call) => call.outcome === "failed" && call.startedAt > run.faultAt + 2_000,
+    );
+    expect(failedLater).toEqual([]);
+    await expectEveryAcknowledgedDelivered(run.watcher, run.calls);
+    await expectCountsExact("node-killed", run);
+    console.log(
+      `kill -9 of Cassandra node 2: ${summary(run.calls)}; node back after ${restartedAt - run.faultAt} ms; watcher streams ended ${JSON.stringify(run.watcher.endings)}`,
+    );
+  }, 300_000);
+
+  it("loses no acknowledged receipt when a service instance is killed (-9) mid-load; its watcher resumes on the other", async () => {
+    const [survivor, victim] = instances as [ServiceProcess, ServiceProcess];
+    let victimUp = true;
+    const run = await underFault(
+      "instance-killed",
+      () => (victimUp ? [survivor, victim] : [survivor]),
+      async () => {
+        victim.child.kill("SIGKILL");
+        victimUp = false;
+      },
+      6_000,
+    );
+    // Receipts the dead instance acknowledged but had not yet logged are in the outbox, which
+    // the survivor sweeps: they reach the watcher, now on the survivor, all the same.
+    await expectEveryAcknowledgedDelivered(run.watcher, run.calls);
+    // The victim restarted, as an orchestrator would: every instance counts the same.
+    instances[1] = await startBuiltService(build.dir, env);
+    await expectCountsExact("instance-killed", run);
+    console.log(
+      `kill -9 of a service instance: ${summary(run.calls)}; watcher streams ended ${JSON.stringify(run.watcher.endings)}`,
+    );
+  }, 300_000);
+});
