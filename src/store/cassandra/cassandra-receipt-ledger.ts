@@ -224,8 +224,33 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
         read,
       )
     ).rows;
-    await mapConcurrently(doomed, this.#context.concurrency, (row) =>
-      this.#deleteReceipt(tenant, conversationId, readerId, row),
+    // As #deleteReceipt does row by row, in three rounds: the readers rows (a partition each),
+    // the cached counts at once, then the records, one partition, in batches.
+    const { session, writeClock, concurrency, long } = this.#context;
+    const times = doomed.map((row) =>
+      Math.max(writeClock.nextMicros(), toNumber(row.get("write_ts")) + 1),
+    );
+    const ids = doomed.map((row) => row.get("message_id") as string);
+    await mapConcurrently(ids, concurrency, (messageId, i) =>
+      session.execute(this.#cql.deleteReader, [tenant, messageId, readerId], {
+        ...write,
+        timestamp: times[i] as number,
+      }),
+    );
+    await this.#cache?.readersDeleted(tenant, ids);
+    const records = doomed.map((row, i) => ({
+      cql: this.#cql.deleteReceiptByReaderAt,
+      params: [
+        long(times[i] as number),
+        tenant,
+        conversationId,
+        readerId,
+        row.get("sent_at"),
+        ids[i],
+      ] as Params,
+    }));
+    await mapConcurrently(chunk(records, receiptBatch), concurrency, (batch) =>
+      session.batch(batch, { ...write, logged: false }),
     );
     return doomed.length;
   }
@@ -455,6 +480,8 @@ function statements(keyspace: string) {
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at >= ?`,
     receiptsOfReader: `SELECT sent_at, message_id, read_at, write_ts FROM ${t("receipts_by_reader")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? LIMIT ?`,
+    deleteReceiptByReaderAt: `DELETE FROM ${t("receipts_by_reader")} USING TIMESTAMP ?
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at = ? AND message_id = ?`,
     deleteReceiptByReader: `DELETE FROM ${t("receipts_by_reader")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at = ? AND message_id = ?`,
   };
