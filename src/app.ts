@@ -164,7 +164,14 @@ export async function startApp(
       receipts,
       membership,
       watcher,
-      userData: { erasure: new UserErasure({ store: ops.store }), store: ops.store },
+      userData: {
+        erasure: new UserErasure({
+          store: ops.store,
+          chunkSize: config.erasure.chunkRows,
+          callBudgetMs: config.erasure.callBudgetMs,
+        }),
+        store: ops.store,
+      },
       policy: access.policy,
       logger,
     },

@@ -33,7 +33,7 @@ export function userDataRoutes(
   return {
     async eraseUser(request, context) {
       policy.requireService(context.values.get(callerKey), "EraseUser");
-      const progress = await userData.erasure.eraseUser(tenantOf(context), request);
+      const progress = await userData.erasure.eraseUser(tenantOf(context), request, context.signal);
       return create(EraseUserResponseSchema, {
         done: progress.done,
         step: progress.step,

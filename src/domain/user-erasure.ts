@@ -78,12 +78,17 @@ export class UserErasure {
     this.#callBudgetMs = options.callBudgetMs ?? 2_000;
   }
 
-  async eraseUser(tenant: string, request: { userId: string }): Promise<ErasureProgress> {
+  /** Goes on until done, out of budget, or `signal` aborts (the caller gave up), between chunks. */
+  async eraseUser(
+    tenant: string,
+    request: { userId: string },
+    signal?: AbortSignal,
+  ): Promise<ErasureProgress> {
     const userId = requireId("user_id", request.userId);
     const deadline = this.#clock() + this.#callBudgetMs;
     let record = await this.#begin(tenant, userId);
     for (let chunks = 0; record.state === "erasing"; chunks++) {
-      if (chunks > 0 && this.#clock() >= deadline) break;
+      if (chunks > 0 && (this.#clock() >= deadline || signal?.aborted)) break;
       const next = await this.#nextChunk(tenant, userId, record);
       if (await this.#store.saveErasure(tenant, userId, next, record.version)) record = next;
       // Another call recorded a chunk first: go on from its record, this chunk's rows were its.
