@@ -42,6 +42,7 @@ describeReceiptContract("Cassandra + Redis", openCassandraBackend);
 describeReadMembersBatchContract("Cassandra + Redis", openCassandraBackend);
 describeUserDataContract("Cassandra + Redis", openCassandraBackend, {
   largeGroup: { members: 100_000, messages: 10_000 },
+  openPeer: openCassandraBackend,
 });
 
 describe("the service on Cassandra + Redis, over the network", () => {

@@ -20,6 +20,8 @@ import {
 export interface UserDataContractOptions {
   /** Members of the large group and messages its erased member read (issue #16: 100,000 and 10,000). */
   readonly largeGroup: { readonly members: number; readonly messages: number };
+  /** Another instance on the same data (its own memory), where a backend can have several. */
+  readonly openPeer?: () => Promise<ContractBackend>;
 }
 
 /** Erases a user to the end, a call at a time, as the CLI does; returns every answer. */
@@ -171,8 +173,37 @@ export function describeUserDataContract(
       );
     });
 
+    /** The audience of each message once u is erased: members at sent_at minus the sender. */
+    const expected: Record<string, { read: string[]; unread: string[] }> = {
+      m1: { read: ["a"], unread: ["b"] },
+      m2: { read: [], unread: ["a", "b", "c"] },
+      m3: { read: [], unread: ["a", "b", "c"] },
+      m4: { read: ["a", "s"], unread: ["c"] },
+      m5: { read: ["a"], unread: ["c"] },
+    };
+    const countsOf = async (service: ReceiptService) =>
+      (
+        await service.getReceipts(tenant, {
+          conversationId: "g",
+          messageIds: Object.keys(expected),
+        })
+      ).map((r) => [r.message.messageId, r.readCount, r.unreadCount]);
+    const expectedCounts = Object.entries(expected).map(([id, { read, unread }]) => [
+      id,
+      read.length,
+      unread.length,
+    ]);
+
     it("erases every receipt, horizon and membership of the user; every other count stays exact", async () => {
       await setUpUser();
+      // Counts read before: whatever this instance remembers of the group must not outlive it.
+      expect(await countsOf(receipts)).toEqual([
+        ["m1", 2, 1],
+        ["m2", 1, 3],
+        ["m3", 0, 3],
+        ["m4", 2, 1],
+        ["m5", 2, 1],
+      ]);
       const answers = await eraseToTheEnd(erasure, tenant, "u");
       const last = answers.at(-1) as ErasureProgress;
       expect(last).toMatchObject({ done: true, step: "" });
@@ -185,14 +216,7 @@ export function describeUserDataContract(
       });
       expect(await collect(exportUserData(store, tenant, { userId: "u" }))).toEqual([]);
 
-      // The audience of each message: members at sent_at minus the sender, never u.
-      const expected: Record<string, { read: string[]; unread: string[] }> = {
-        m1: { read: ["a"], unread: ["b"] },
-        m2: { read: [], unread: ["a", "b", "c"] },
-        m3: { read: [], unread: ["a", "b", "c"] },
-        m4: { read: ["a", "s"], unread: ["c"] },
-        m5: { read: ["a"], unread: ["c"] },
-      };
+      expect(await countsOf(receipts)).toEqual(expectedCounts);
       for (const [messageId, { read, unread }] of Object.entries(expected)) {
         expect(await receiptOf("g", messageId), messageId).toMatchObject({
           readCount: read.length,
@@ -234,6 +258,23 @@ export function describeUserDataContract(
       const ofA = await collect(exportUserData(store, tenant, { userId: "a" }));
       expect(ofA.filter((r) => r.kind === "receipt")).toHaveLength(3);
     });
+
+    it.runIf(options.openPeer !== undefined)(
+      "leaves nothing stale on another instance that remembered the group and the counts",
+      async () => {
+        const peer = await (options.openPeer as () => Promise<ContractBackend>)();
+        try {
+          await setUpUser();
+          const there = new ReceiptService(peer);
+          expect((await countsOf(there))[0]).toEqual(["m1", 2, 1]);
+          await eraseToTheEnd(erasure, tenant, "u");
+          expect(await countsOf(there)).toEqual(expectedCounts);
+          expect(await peer.store.memberCountAt(tenant, "g", minutes(10))).toBe(3);
+        } finally {
+          await peer.close();
+        }
+      },
+    );
 
     it("is idempotent: erasing again finds nothing and keeps the totals", async () => {
       await setUpUser();
