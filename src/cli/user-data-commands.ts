@@ -33,7 +33,7 @@ export async function eraseUser(context: CommandContext, stop: AbortSignal): Pro
       }
       answer = await context.userData.eraseUser({ userId }, context.call);
       calls++;
-      progress.show(progressText(userId, answer, calls, context.output.errIsTerminal));
+      progress.show(erasureProgressText(userId, answer, calls, context.output.errIsTerminal));
     }
   } finally {
     progress.end();
@@ -47,7 +47,13 @@ export async function eraseUser(context: CommandContext, stop: AbortSignal): Pro
   );
 }
 
-function progressText(userId: string, answer: EraseUserResponse, calls: number, bar: boolean) {
+/** One progress line: the bar (a share per step) on a terminal, then the step and the counts. */
+export function erasureProgressText(
+  userId: string,
+  answer: EraseUserResponse,
+  calls: number,
+  bar: boolean,
+): string {
   const steps = Object.keys(answer.removed);
   const at = answer.done ? steps.length : Math.max(0, steps.indexOf(answer.step));
   const state = answer.done ? "done" : `step ${at + 1}/${steps.length} ${answer.step}`;
