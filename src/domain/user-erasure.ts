@@ -118,12 +118,11 @@ export class UserErasure {
 
   async #nextChunk(tenant: string, userId: string, record: ErasureRecord): Promise<ErasureRecord> {
     // A step no longer in the list (renamed in a later version): start the pass over.
-    const index = Math.max(
-      0,
-      this.#steps.findIndex((s) => s.name === record.step),
-    );
+    const known = this.#steps.findIndex((s) => s.name === record.step);
+    const index = Math.max(0, known);
     const step = this.#steps[index] as ErasureStep;
-    const chunk = await step.eraseChunk(tenant, userId, record.cursor, this.#chunkSize);
+    const cursor = known < 0 ? undefined : record.cursor;
+    const chunk = await step.eraseChunk(tenant, userId, cursor, this.#chunkSize);
     const removed = {
       ...record.removed,
       [step.name]: (record.removed[step.name] ?? 0) + chunk.removed,
