@@ -1,6 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { ConversationType, TrackedMessage } from "../../domain/model.js";
 import type { UserDataRecord } from "../user-data-store.js";
+import { type MessageRow, messageColumns, messageFromRow } from "./sqlite-messages.js";
 
 /** Rows read per page of an export. */
 const exportPage = 1_000;
@@ -89,24 +89,6 @@ export class SqliteUserDataExport {
   }
 }
 
-interface MessageRow {
-  conversation_id: string;
-  conversation_type: string;
-  message_id: string;
-  sender_id: string;
-  sent_at: number;
-  receiver_id: string;
-}
-
-const messageFromRow = (row: MessageRow): TrackedMessage => ({
-  conversationId: row.conversation_id,
-  conversationType: row.conversation_type as ConversationType,
-  messageId: row.message_id,
-  senderId: row.sender_id,
-  sentAt: row.sent_at,
-  receiverId: row.receiver_id,
-});
-
 /** Keyset pages: each page read after the last row of the previous one, never one long read. */
 async function* pages<Row>(
   page: (last: Row | undefined) => Row[],
@@ -123,8 +105,6 @@ async function* pages<Row>(
 
 function prepareStatements(db: DatabaseSync) {
   const q = (sql: string): StatementSync => db.prepare(sql);
-  const messageColumns =
-    "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
   return {
     exportReceipts: q(
       `SELECT conversation_id, message_id, read_at FROM receipts
