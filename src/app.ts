@@ -8,6 +8,7 @@ import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
+import { UserErasure } from "./domain/user-erasure.js";
 import { loadSheddingInterceptor } from "./limits/load-shedding-interceptor.js";
 import { type Logger, silentLogger } from "./logger.js";
 import { shuttingDown } from "./ops/drain-interceptor.js";
@@ -159,7 +160,21 @@ export async function startApp(
   webhooks?.start();
   const shutdown = new AbortController();
   const server: ReceiptServer = createReceiptServer(
-    { receipts, membership, watcher, policy: access.policy, logger },
+    {
+      receipts,
+      membership,
+      watcher,
+      userData: {
+        erasure: new UserErasure({
+          store: ops.store,
+          chunkSize: config.erasure.chunkRows,
+          callBudgetMs: config.erasure.callBudgetMs,
+        }),
+        store: ops.store,
+      },
+      policy: access.policy,
+      logger,
+    },
     {
       shutdownSignal: shutdown.signal,
       corsOrigins: config.corsOrigins,

@@ -47,6 +47,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** The longest a unary call may take, whatever deadline its client set (DEADLINE_EXCEEDED). */
   readonly maxCallMs: number;
+  /** EraseUser: rows one chunk removes at most, and how long one call goes on starting chunks. */
+  readonly erasure: { readonly chunkRows: number; readonly callBudgetMs: number };
   /** After SIGTERM, how long to stay up not ready (answering probes) before closing. */
   readonly shutdownDelayMs: number;
   /** Browser origins (scheme://host[:port]) allowed to call the service cross-origin. */
@@ -202,6 +204,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     },
     shutdownGraceMs: integer("RECEIPTS_SHUTDOWN_GRACE_SECONDS", 10, 0, 3_600) * 1000,
     maxCallMs: integer("RECEIPTS_MAX_CALL_SECONDS", 30, 1, 3_600) * 1000,
+    erasure: {
+      chunkRows: integer("RECEIPTS_ERASURE_CHUNK_ROWS", 1_000, 1, 100_000),
+      callBudgetMs: integer("RECEIPTS_ERASURE_CALL_MS", 2_000, 0, 60_000),
+    },
     shutdownDelayMs: integer("RECEIPTS_SHUTDOWN_DELAY_SECONDS", 0, 0, 300) * 1000,
     corsOrigins: origins("RECEIPTS_CORS_ORIGINS"),
     tenants: {

@@ -221,6 +221,53 @@ describe("Cassandra store: failures and recovery", () => {
     expect(fence.first()?.get("aborted")).toBe(true);
   });
 
+  it("completes a user's erasure from a group that crashed half way, from its plan", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(keyspace.client, { membershipLockLeaseMs: 1_000 });
+    await store.openMemberships(tenant, "g", ["a", "b", "u"], minutes(0));
+    await store.openMemberships(tenant, "g", ["c"], minutes(10));
+    const ks = keyspace.keyspace;
+    const run = (cql: string, params: unknown[]) =>
+      keyspace.client.execute(cql, params, { prepare: true });
+    // The erasure of u wrote its plan and one of its three rows, then died holding the lock.
+    const crashed = types.Uuid.random();
+    const ts = Date.now() * 1000 + 1_000;
+    const plan = {
+      kind: "erase",
+      ts,
+      at: minutes(0),
+      users: [["u", minutes(0)]],
+      sizes: [
+        [minutes(0), 2],
+        [minutes(10), 3],
+      ],
+    };
+    await run(
+      `UPDATE ${ks}.group_sizes SET lock_op = ?, lock_since = ? WHERE tenant = ? AND group_id = ? IF lock_op = null`,
+      [crashed, BigInt(Date.now() - 60_000), tenant, "g"],
+    );
+    await run(
+      `INSERT INTO ${ks}.membership_changes (tenant, group_id, op_id, aborted, plan) VALUES (?, ?, ?, false, ?)`,
+      [tenant, "g", crashed, JSON.stringify(plan)],
+    );
+    await run(
+      `INSERT INTO ${ks}.group_sizes (tenant, group_id, changed_at, members) VALUES (?, ?, ?, ?) USING TIMESTAMP ${ts}`,
+      [tenant, "g", BigInt(minutes(0)), 2],
+    );
+    // The next reader of the count finds the lock stale and completes the erasure.
+    expect(await store.memberCountAt(tenant, "g", minutes(11))).toBe(3);
+    expect(await store.memberCountAt(tenant, "g", minutes(5))).toBe(2);
+    expect(await store.wasMemberAt(tenant, "g", "u", [minutes(5), minutes(11)])).toEqual([
+      false,
+      false,
+    ]);
+    // The erasure's own retry then finds nothing more of u in the group.
+    expect(await store.eraseMembershipsOf(tenant, "u", undefined, 100)).toEqual({
+      removed: 0,
+      cursor: undefined,
+    });
+  });
+
   it("keeps the member count exact under backdated and concurrent changes", async () => {
     const tenant = newTenant();
     const store = cassandraStore(keyspace.client);

@@ -25,6 +25,7 @@ import {
 import { testReplication } from "./support/cassandra-test-keyspace.js";
 import { minutes } from "./support/fixtures.js";
 import { startTestServer } from "./support/test-server.js";
+import { describeUserDataContract } from "./user-data-contract.js";
 
 /** The store contract on Cassandra + Redis, the service on it over the network, its schema and configuration. */
 useCassandraKeyspace();
@@ -39,6 +40,10 @@ const openCassandraBackend = async () =>
 
 describeReceiptContract("Cassandra + Redis", openCassandraBackend);
 describeReadMembersBatchContract("Cassandra + Redis", openCassandraBackend);
+describeUserDataContract("Cassandra + Redis", openCassandraBackend, {
+  largeGroup: { members: 100_000, messages: 10_000 },
+  openPeer: openCassandraBackend,
+});
 
 describe("the service on Cassandra + Redis, over the network", () => {
   it("serves every write and count through RECEIPTS_STORE=cassandra", async () => {

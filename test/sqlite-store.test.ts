@@ -4,6 +4,7 @@ import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js"
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
+import { describeUserDataContract } from "./user-data-contract.js";
 
 const openSqliteBackend = async () => {
   const db = openSqliteDatabase(":memory:");
@@ -22,3 +23,6 @@ const openSqliteBackend = async () => {
 
 describeReceiptContract("the embedded SQLite store", openSqliteBackend);
 describeReadMembersBatchContract("the embedded SQLite store", openSqliteBackend);
+describeUserDataContract("the embedded SQLite store", openSqliteBackend, {
+  largeGroup: { members: 100_000, messages: 10_000 },
+});

@@ -11,6 +11,7 @@ export const unitTests = [
   "src/**/*.test.ts",
   "test/auth-credentials.test.ts",
   "test/auth-policy.property.test.ts",
+  "test/cli-user-data-output.test.ts",
   "test/cql-values.test.ts",
   "test/domain-model.test.ts",
   "test/map-concurrently.test.ts",
@@ -18,6 +19,7 @@ export const unitTests = [
   "test/partition-write-coalescer.test.ts",
   "test/rpc-in-memory.test.ts",
   "test/sqlite-store.test.ts",
+  "test/user-erasure.test.ts",
   "test/watch.test.ts",
 ];
 

@@ -16,6 +16,8 @@ export const retryableProcedures: ReadonlySet<string> = new Set([
   "receipts.v1.ReadReceiptService/ListReadMembers",
   "receipts.v1.ReadReceiptService/MarkConversationRead",
   "receipts.v1.MembershipService/ListMembers",
+  // Its progress is kept by the service: a retry goes on where the lost call got to.
+  "receipts.v1.UserDataService/EraseUser",
 ]);
 
 export interface RetryOptions extends BackoffOptions {

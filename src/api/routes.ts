@@ -1,6 +1,7 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { MembershipService as MembershipServiceDesc } from "../../gen/receipts/v1/membership_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
+import { UserDataService } from "../../gen/receipts/v1/user_data_pb.js";
 import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
 import type { ReceiptService } from "../domain/receipt-service.js";
@@ -9,11 +10,14 @@ import type { Logger } from "../logger.js";
 import { toConnectError } from "./error-mapping.js";
 import { membershipRoutes } from "./membership-routes.js";
 import { receiptRoutes } from "./receipt-routes.js";
+import { type UserDataDeps, userDataRoutes } from "./user-data-routes.js";
 
 export interface ApiDeps {
   readonly receipts: ReceiptService;
   readonly membership: MembershipService;
   readonly watcher: ReceiptWatcher;
+  /** Export and erasure of one user's data. */
+  readonly userData: UserDataDeps;
   /** Who may do what; checked by every handler before it calls the domain. */
   readonly policy: AccessPolicy;
   readonly logger: Logger;
@@ -23,6 +27,7 @@ export interface ApiDeps {
 export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
   router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher, deps.policy));
   router.service(MembershipServiceDesc, membershipRoutes(deps.membership, deps.policy));
+  router.service(UserDataService, userDataRoutes(deps.userData, deps.policy));
 }
 
 /** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */

@@ -12,6 +12,7 @@ import {
   SendReceiptsResponseSchema,
   TrackMessagesResponseSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
+import type { UserDataService } from "../../gen/receipts/v1/user_data_pb.js";
 import { usageError } from "./cli-error.js";
 import {
   describeReceipt,
@@ -26,6 +27,7 @@ import {
 export interface CommandContext {
   readonly client: Client<typeof ReadReceiptService>;
   readonly membership: Client<typeof MembershipService>;
+  readonly userData: Client<typeof UserDataService>;
   /** The client package's resuming WatchReceipts. */
   readonly watch: ReceiptsClient["watch"];
   readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;

@@ -6,6 +6,7 @@ import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { type TrackedMessage, TrackedMessageSchema } from "../../gen/receipts/v1/receipts_pb.js";
 import { CliError, exitCodeFor, exitCodes, usageError } from "./cli-error.js";
 import { type CommandContext, wholeNumber } from "./commands.js";
+import { ProgressLine } from "./progress-line.js";
 
 /** TrackMessages takes at most this many messages per call. */
 export const maxBatchSize = 1_000;
@@ -136,13 +137,15 @@ function inBatch(error: unknown, batch: Batch, name: string, before: number): un
 
 /** Progress on stderr: one line per batch, or one rewritten line on a terminal. */
 class Progress {
-  #open = false;
+  readonly #line: ProgressLine;
 
   constructor(
-    private readonly context: CommandContext,
+    context: CommandContext,
     private readonly totalBytes: number | undefined,
     private readonly input: NodeJS.ReadableStream,
-  ) {}
+  ) {
+    this.#line = new ProgressLine(context.output);
+  }
 
   report(messages: number, tracked: number): void {
     const bytes = (this.input as ReadStream).bytesRead;
@@ -150,17 +153,10 @@ class Progress {
       this.totalBytes === undefined || this.totalBytes === 0 || bytes === undefined
         ? ""
         : ` (${Math.min(100, Math.floor((bytes / this.totalBytes) * 100))}% of the file read)`;
-    const line = `imported ${messages} messages, ${tracked} newly tracked${share}`;
-    if (this.context.output.errIsTerminal) {
-      process.stderr.write(`\r${line}`);
-      this.#open = true;
-    } else {
-      this.context.output.err(line);
-    }
+    this.#line.show(`imported ${messages} messages, ${tracked} newly tracked${share}`);
   }
 
   end(): void {
-    if (this.#open) process.stderr.write("\n");
-    this.#open = false;
+    this.#line.end();
   }
 }

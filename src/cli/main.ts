@@ -17,6 +17,7 @@ import { importMessages } from "./import-messages.js";
 import { addMembers, listMembers, removeMembers } from "./membership-commands.js";
 import type { Output } from "./output.js";
 import { whoRead } from "./read-members-batch.js";
+import { eraseUser, exportUser } from "./user-data-commands.js";
 import { webhooks } from "./webhook-commands.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -126,6 +127,22 @@ const commands: Record<string, Command> = {
     options: { tenant: text, endpoint: text, limit: text },
     run: webhooks,
   },
+  "erase-user": {
+    usage: "--user ID",
+    summary:
+      "Erases everything stored about a user (right to erasure), a chunk per call, with progress; run again to go on after an interruption.",
+    example: "receipts erase-user --user carol",
+    options: { user: text },
+    run: eraseUser,
+  },
+  "export-user": {
+    usage: "[--user ID] [--out FILE]",
+    summary:
+      "Writes everything stored about a user as JSON Lines (right of access): receipts, horizons, memberships, messages.",
+    example: "receipts export-user --user carol --out carol.jsonl",
+    options: { user: text, out: text },
+    run: exportUser,
+  },
   "members add": {
     usage: "--group ID USER_ID... [--joined-at TIME]",
     summary:
@@ -154,7 +171,7 @@ const commonHelp = `Options for every command, before or after it:
   --url URL            the service (default $RECEIPTS_URL or http://127.0.0.1:8080)
   --token T, --key K   sent as "Authorization: Bearer ..." (default $RECEIPTS_TOKEN)
   --protocol P         connect (default), grpc or grpc-web
-  --timeout SECONDS    deadline of each call (default 30; none for watch)
+  --timeout SECONDS    deadline of each call (default 30; none for watch, export-user)
   --json               results as JSON, one document per line
   -h, --help           help (of a command: receipts <command> --help)
 
@@ -284,7 +301,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
   const timeout = options.timeout as string | undefined;
   const timeoutMs =
     timeout === undefined
-      ? name === "watch"
+      ? name === "watch" || name === "export-user"
         ? undefined
         : 30_000
       : wholeNumber("timeout", timeout, 1, 86_400) * 1000;
@@ -305,6 +322,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
       {
         client: service.receipts,
         membership: service.membership,
+        userData: service.userData,
         watch: service.watch,
         options,
         positionals: parsed.positionals,

@@ -29,16 +29,20 @@ export function jsonLine<Desc extends DescMessage>(
 export const formatTime = (time: Timestamp | undefined): string =>
   time === undefined ? "-" : timestampDate(time).toISOString();
 
+/** A user id as people read it: the empty id of an erased user (EraseUser) says so. */
+const userName = (userId: string): string => (userId === "" ? "(erased user)" : userId);
+
 /** `m1  read by 2 of 3  (group team, from alice, sent 2026-01-02T10:00:00.000Z)` */
 export function describeReceipt(receipt: MessageReceipt): string {
   const c2c = receipt.conversationType === ConversationType.C2C;
+  const receiver = userName(receipt.receiverId);
   const state = c2c
     ? receipt.receiverRead
-      ? `read by ${receipt.receiverId}${receipt.receiverReadAt === undefined ? "" : ` at ${formatTime(receipt.receiverReadAt)}`}`
-      : `unread by ${receipt.receiverId}`
+      ? `read by ${receiver}${receipt.receiverReadAt === undefined ? "" : ` at ${formatTime(receipt.receiverReadAt)}`}`
+      : `unread by ${receiver}`
     : `read by ${receipt.readCount} of ${receipt.readCount + receipt.unreadCount}`;
   const kind = c2c ? "c2c" : "group";
-  return `${receipt.messageId}  ${state}  (${kind} ${receipt.conversationId}, from ${receipt.senderId}, sent ${formatTime(receipt.sentAt)})`;
+  return `${receipt.messageId}  ${state}  (${kind} ${receipt.conversationId}, from ${userName(receipt.senderId)}, sent ${formatTime(receipt.sentAt)})`;
 }
 
 /**

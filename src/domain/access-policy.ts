@@ -1,4 +1,5 @@
 import type { Conversation, ReceiptStore } from "../store/receipt-store.js";
+import { refuseUsersBeingErased } from "./erasure-guard.js";
 import { AccessEndedError, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { MembershipMonitor } from "./membership-monitor.js";
@@ -70,7 +71,11 @@ export class AccessPolicy {
   async authorizeTrackMessages(
     tenant: string,
     caller: Caller,
-    messages: readonly { readonly conversationType: ConversationType | undefined }[],
+    messages: readonly {
+      readonly conversationType: ConversationType | undefined;
+      readonly senderId?: string;
+      readonly receiverId?: string;
+    }[],
   ): Promise<void> {
     this.requireService(caller, "TrackMessages");
     const { receipts } = this.#settingsOf(tenant);
@@ -80,6 +85,22 @@ export class AccessPolicy {
         throw receiptsOff(type, `messages[${i}].conversation_type`);
       }
     }
+    const people = messages.flatMap((m, i) =>
+      (["sender_id", "receiver_id"] as const).flatMap((name) => {
+        const userId = name === "sender_id" ? m.senderId : m.receiverId;
+        return userId ? [{ userId, field: `messages[${i}].${name}` }] : [];
+      }),
+    );
+    await refuseUsersBeingErased(this.#store, tenant, people);
+  }
+
+  /** ExportUserData: the tenant's backend for anyone, a user for itself only. Returns the user. */
+  authorizeExportUserData(caller: Caller, userId: string): string {
+    if (caller.kind === "service") return userId;
+    if (userId !== "" && userId !== caller.userId) {
+      throw new ReceiptError("permission_denied", "a user may export only its own data", "user_id");
+    }
+    return caller.userId;
   }
 
   /** Returns the reader to record: the request's, or the token's user when it left it empty. */
@@ -99,6 +120,7 @@ export class AccessPolicy {
       await this.#requireMessagesOf(tenant, conversationId, ids, "message_ids");
     }
     this.#requireReceiptsOn(tenant, conversation);
+    await refuseUsersBeingErased(this.#store, tenant, [{ userId: readerId, field: "reader_id" }]);
     return readerId;
   }
 
@@ -117,6 +139,7 @@ export class AccessPolicy {
       throw notYours("conversation_id");
     }
     this.#requireReceiptsOn(tenant, conversation);
+    await refuseUsersBeingErased(this.#store, tenant, [{ userId: readerId, field: "reader_id" }]);
     return readerId;
   }
 

@@ -1,5 +1,5 @@
 import type { MembershipAt, MembershipHistory } from "../store/receipt-store.js";
-import type { MessageReceipt, TrackedMessage } from "./model.js";
+import { erasedUserId, type MessageReceipt, type TrackedMessage } from "./model.js";
 
 /** Audience sizes already asked for within one call, by message id. */
 export type AudienceSizes = Map<string, Promise<number>>;
@@ -11,6 +11,11 @@ export interface AudienceMeasure {
 }
 
 const c2cMeasure: Promise<AudienceMeasure> = Promise.resolve({ memberCount: 2, audienceSize: 1 });
+/** A C2C message whose receiver was erased: nobody is left to read it. */
+const erasedReceiverMeasure: Promise<AudienceMeasure> = Promise.resolve({
+  memberCount: 1,
+  audienceSize: 0,
+});
 
 /**
  * Who a message's audience is: for C2C its receiver; for a group the members
@@ -78,7 +83,11 @@ export class Audience {
   }
 
   #measure(tenant: string, messages: readonly TrackedMessage[]): Promise<AudienceMeasure>[] {
-    const result: Promise<AudienceMeasure>[] = messages.map(() => c2cMeasure);
+    const result: Promise<AudienceMeasure>[] = messages.map((m) =>
+      m.receiverId === erasedUserId && m.conversationType === "c2c"
+        ? erasedReceiverMeasure
+        : c2cMeasure,
+    );
     const byGroup = Map.groupBy(
       messages.flatMap((m, i) => (m.conversationType === "group" ? [i] : [])),
       (i) => (messages[i] as TrackedMessage).conversationId,

@@ -1,5 +1,7 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { MembershipHistory, MessageStore, ReceiptLedger } from "../store/receipt-store.js";
+import type { UserDataStore } from "../store/user-data-store.js";
+import { refuseUsersBeingErased } from "./erasure-guard.js";
 import { ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { Member, Page } from "./model.js";
@@ -9,7 +11,8 @@ import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 /** What membership changes read and write: the history, the group, the withdrawn receipts. */
 type MembershipServiceStore = MembershipHistory &
   Pick<MessageStore, "getConversation"> &
-  Pick<ReceiptLedger, "deleteReceiptsFrom">;
+  Pick<ReceiptLedger, "deleteReceiptsFrom"> &
+  Pick<UserDataStore, "erasureOf">;
 
 /**
  * Membership history of groups: each user has non-overlapping intervals
@@ -45,6 +48,11 @@ export class MembershipService {
       request,
       "joined_at",
       request.joinedAt,
+    );
+    await refuseUsersBeingErased(
+      this.#store,
+      tenant,
+      userIds.map((userId, i) => ({ userId, field: `user_ids[${i}]` })),
     );
     const latest = await this.#store.latestMemberships(tenant, groupId, userIds);
     const joining: string[] = [];

@@ -2,6 +2,12 @@
 
 export type ConversationType = "c2c" | "group";
 
+/**
+ * The sender (or C2C receiver) id of a message whose user was erased: empty, which no caller
+ * can name (ids are never empty), so it is nobody's message and in nobody's audience.
+ */
+export const erasedUserId = "";
+
 export interface TrackedMessage {
   readonly conversationId: string;
   readonly conversationType: ConversationType;

@@ -12,6 +12,7 @@ import type {
   ReceiptLedger,
   ReceiptStore,
 } from "./receipt-store.js";
+import type { Cursor, ErasureRecord, UserDataStore } from "./user-data-store.js";
 
 /** What a backend is made of: one module per concern, and the queries that need two. */
 export interface StoreParts {
@@ -20,6 +21,8 @@ export interface StoreParts {
   readonly horizons: HorizonStore;
   readonly history: Omit<MembershipHistory, "listUnreadMembers">;
   readonly outbox: OutboxStore;
+  /** One user's data, by user: export and erasure. */
+  readonly userData: UserDataStore;
   /** Members at the message's sent_at minus its readers: the history and the ledger at once. */
   readonly listUnreadMembers: MembershipHistory["listUnreadMembers"];
   /** First pages of listFirstPages read at once. */
@@ -202,6 +205,49 @@ export class PartsReceiptStore implements ReceiptStore {
 
   clearPendingChanges(changes: readonly PendingChange[]): Promise<void> {
     return this.#parts.outbox.clearPendingChanges(changes);
+  }
+
+  // --- one user's data ---
+
+  erasureOf(tenant: string, userId: string) {
+    return this.#parts.userData.erasureOf(tenant, userId);
+  }
+
+  saveErasure(
+    tenant: string,
+    userId: string,
+    record: ErasureRecord,
+    expectedVersion: number | undefined,
+  ) {
+    return this.#parts.userData.saveErasure(tenant, userId, record, expectedVersion);
+  }
+
+  eraseHorizonsOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
+    return this.#parts.userData.eraseHorizonsOf(tenant, userId, cursor, limit);
+  }
+
+  eraseHorizonSetTimesOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
+    return this.#parts.userData.eraseHorizonSetTimesOf(tenant, userId, cursor, limit);
+  }
+
+  eraseReceiptsOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
+    return this.#parts.userData.eraseReceiptsOf(tenant, userId, cursor, limit);
+  }
+
+  eraseMembershipsOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
+    return this.#parts.userData.eraseMembershipsOf(tenant, userId, cursor, limit);
+  }
+
+  pseudonymiseMessagesOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
+    return this.#parts.userData.pseudonymiseMessagesOf(tenant, userId, cursor, limit);
+  }
+
+  eraseUserIndexOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
+    return this.#parts.userData.eraseUserIndexOf(tenant, userId, cursor, limit);
+  }
+
+  exportUserData(tenant: string, userId: string) {
+    return this.#parts.userData.exportUserData(tenant, userId);
   }
 
   ping(): Promise<void> {

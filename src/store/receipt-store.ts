@@ -6,6 +6,7 @@ import type {
   ReadMember,
   TrackedMessage,
 } from "../domain/model.js";
+import type { UserDataStore } from "./user-data-store.js";
 
 /**
  * The storage port. It speaks domain types only; every backend (embedded
@@ -20,7 +21,8 @@ export interface ReceiptStore
     ReceiptLedger,
     HorizonStore,
     MembershipHistory,
-    OutboxStore {
+    OutboxStore,
+    UserDataStore {
   /** Whether the store answers; used by readiness checks. */
   ping(): Promise<void>;
 

@@ -4,6 +4,7 @@ import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
 import { ReceiptService } from "../../src/domain/receipt-service.js";
 import { ReceiptWatcher } from "../../src/domain/receipt-watcher.js";
+import { UserErasure } from "../../src/domain/user-erasure.js";
 import { silentLogger } from "../../src/logger.js";
 import { SqliteChangeFeed } from "../../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../../src/store/sqlite/sqlite-database.js";
@@ -39,7 +40,14 @@ export async function openInMemoryApi(): Promise<InMemoryApi> {
     store,
     logger: silentLogger,
   });
-  const deps = { receipts, membership, watcher, policy: access.policy, logger: silentLogger };
+  const deps = {
+    receipts,
+    membership,
+    watcher,
+    userData: { erasure: new UserErasure({ store }), store },
+    policy: access.policy,
+    logger: silentLogger,
+  };
   const transport = createRouterTransport((router) => registerRoutes(router, deps), {
     router: { interceptors: [...access.interceptors, errorMappingInterceptor(silentLogger)] },
   });

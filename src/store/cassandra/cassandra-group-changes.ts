@@ -1,5 +1,6 @@
 import { types } from "cassandra-driver";
 import { StoreUnavailableError } from "../../domain/errors.js";
+import { isMemberAt } from "../../domain/model.js";
 import { chunk } from "../chunk.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { MembershipInterval } from "../receipt-store.js";
@@ -34,7 +35,8 @@ export function groupLockOf(row: types.Row | undefined | null): GroupLock | unde
 }
 
 interface MembershipPlan {
-  readonly kind: "open" | "close";
+  /** erase: deletes the users' intervals (users holds each interval's joined_at). */
+  readonly kind: "open" | "close" | "erase";
   /** Write time (µs) of every row of the change. */
   readonly ts: number;
   /** [user, joined_at]: of the new interval (open), of the interval it closes (close). */
@@ -86,11 +88,7 @@ export class CassandraGroupChanges {
     at: number,
   ): Promise<void> {
     if (userIds.length === 0) return;
-    const opId = types.Uuid.random();
-    try {
-      await this.#lockGroup(tenant, groupId, opId);
-      const lastTs = (await this.lockOf(tenant, groupId, { serial: true }))?.lastTs ?? 0;
-      const ts = Math.max(this.#context.writeClock.nextMicros(), lastTs + 1);
+    await this.#planned(tenant, groupId, async (ts) => {
       const latest = await this.#latestMemberships(tenant, groupId, userIds);
       const users: [string, number][] = [];
       for (const userId of new Set(userIds)) {
@@ -100,20 +98,78 @@ export class CassandraGroupChanges {
         if (kind === "close" && open) users.push([userId, interval.joinedAt]);
       }
       const changed = users.length;
-      if (changed === 0) {
-        await this.#unlockGroup(tenant, groupId, opId, undefined);
-        return;
-      }
+      if (changed === 0) return undefined;
       const sizes = await this.#plannedSizes(
         tenant,
         groupId,
         at,
         kind === "open" ? changed : -changed,
       );
-      const plan: MembershipPlan = { kind, ts, users, at, sizes };
+      return { kind, ts, users, at, sizes };
+    });
+  }
+
+  /**
+   * Erases every interval of the user in the group, and takes the user out of every member
+   * count it was in: each group_sizes row from a change inside one of its intervals. A new
+   * version of the group, like any change, so that no instance uses what it remembered.
+   * Returns how many intervals there were.
+   */
+  async erase(tenant: string, groupId: string, userId: string): Promise<number> {
+    const { session } = this.#context;
+    const any = await session.execute(this.#cql.membershipsOfUser, [tenant, groupId, userId], read);
+    // Not a member ever (a conversation the user only read in): no lock, no new version.
+    if (any.rows.length === 0) return 0;
+    let erased = 0;
+    await this.#planned(tenant, groupId, async (ts) => {
+      const { session, long } = this.#context;
+      const intervals = (
+        await session.execute(this.#cql.membershipsOfUser, [tenant, groupId, userId], read)
+      ).rows.map((row) => ({
+        joinedAt: toNumber(row.get("joined_at")),
+        leftAt: optionalNumber(row.get("left_at")),
+      }));
+      erased = intervals.length;
+      if (erased === 0) return undefined;
+      const from = Math.min(...intervals.map((i) => i.joinedAt));
+      const sizes: [number, number][] = [];
+      for await (const row of session.rows(this.#cql.sizesFrom, [tenant, groupId, long(from)], {
+        ...read,
+        fetchSize: 1_000,
+      })) {
+        const changedAt = toNumber(row.get("changed_at"));
+        if (isMemberAt(intervals, changedAt)) {
+          sizes.push([changedAt, Number(row.get("members") ?? 0) - 1]);
+        }
+      }
+      const users = intervals.map((i): [string, number] => [userId, i.joinedAt]);
+      return { kind: "erase", ts, users, at: from, sizes };
+    });
+    return erased;
+  }
+
+  /**
+   * Runs one change under the group's lock: `plan` reads the state and plans the rows at
+   * write time `ts` (undefined: nothing to do); the plan is stored, then its rows written.
+   */
+  async #planned(
+    tenant: string,
+    groupId: string,
+    plan: (ts: number) => Promise<MembershipPlan | undefined>,
+  ): Promise<void> {
+    const opId = types.Uuid.random();
+    try {
+      await this.#lockGroup(tenant, groupId, opId);
+      const lastTs = (await this.lockOf(tenant, groupId, { serial: true }))?.lastTs ?? 0;
+      const ts = Math.max(this.#context.writeClock.nextMicros(), lastTs + 1);
+      const planned = await plan(ts);
+      if (planned === undefined) {
+        await this.#unlockGroup(tenant, groupId, opId, undefined);
+        return;
+      }
       const inserted = await this.#context.session.execute(
         this.#cql.insertPlan,
-        [tenant, groupId, opId, JSON.stringify(plan)],
+        [tenant, groupId, opId, JSON.stringify(planned)],
         write, // a retry finds its own plan
       );
       if (!inserted.wasApplied() && inserted.first().get("aborted") === true) {
@@ -121,7 +177,7 @@ export class CassandraGroupChanges {
           `membership change of group ${groupId} took longer than its lock lease; retry`,
         );
       }
-      await this.#applyPlan(tenant, groupId, plan);
+      await this.#applyPlan(tenant, groupId, planned);
       await this.#unlockGroup(tenant, groupId, opId, ts);
     } catch (error) {
       // Complete or fence off the change now rather than block the group for a lease.
@@ -237,14 +293,12 @@ export class CassandraGroupChanges {
 
   async #applyPlan(tenant: string, groupId: string, plan: MembershipPlan): Promise<void> {
     const { session, long } = this.#context;
-    const rows = plan.users.map(([userId, joinedAt]) =>
-      plan.kind === "open"
-        ? { cql: this.#cql.openMembership, params: [tenant, groupId, userId, long(joinedAt)] }
-        : {
-            cql: this.#cql.closeMembership,
-            params: [long(plan.at), tenant, groupId, userId, long(joinedAt)],
-          },
-    );
+    const rows = plan.users.map(([userId, joinedAt]) => {
+      const key = [tenant, groupId, userId, long(joinedAt)];
+      if (plan.kind === "open") return { cql: this.#cql.openMembership, params: key };
+      if (plan.kind === "erase") return { cql: this.#cql.eraseMembership, params: key };
+      return { cql: this.#cql.closeMembership, params: [long(plan.at), ...key] };
+    });
     const sizes = plan.sizes.map(([changedAt, members]) => ({
       cql: this.#cql.putSize,
       params: [tenant, groupId, long(changedAt), members],
@@ -276,6 +330,10 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?)`,
     closeMembership: `UPDATE ${t("memberships")} SET left_at = ?
       WHERE tenant = ? AND group_id = ? AND user_id = ? AND joined_at = ?`,
+    eraseMembership: `DELETE FROM ${t("memberships")}
+      WHERE tenant = ? AND group_id = ? AND user_id = ? AND joined_at = ?`,
+    membershipsOfUser: `SELECT joined_at, left_at FROM ${t("memberships")}
+      WHERE tenant = ? AND group_id = ? AND user_id = ?`,
     sizeBefore: `SELECT members FROM ${t("group_sizes")}
       WHERE tenant = ? AND group_id = ? AND changed_at < ? LIMIT 1`,
     sizesFrom: `SELECT changed_at, members FROM ${t("group_sizes")}

@@ -1,6 +1,7 @@
 import { mapConcurrently } from "../map-concurrently.js";
 import type { HorizonStore } from "../receipt-store.js";
 import type { CassandraOutbox } from "./cassandra-outbox.js";
+import type { CassandraUserIndex } from "./cassandra-user-index.js";
 import { type CqlContext, read, toNumber, write } from "./cql-values.js";
 
 /**
@@ -12,9 +13,11 @@ export class CassandraHorizons implements HorizonStore {
   readonly #context: CqlContext;
   readonly #cql: ReturnType<typeof statements>;
   readonly #outbox: CassandraOutbox;
+  readonly #index: CassandraUserIndex;
 
-  constructor(context: CqlContext, outbox: CassandraOutbox) {
+  constructor(context: CqlContext, outbox: CassandraOutbox, index: CassandraUserIndex) {
     this.#context = context;
+    this.#index = index;
     this.#cql = statements(context.keyspace);
     this.#outbox = outbox;
   }
@@ -48,9 +51,13 @@ export class CassandraHorizons implements HorizonStore {
     for (;;) {
       if (expected !== undefined && expected >= upTo) return { previous, current: expected };
       if (!kept) {
-        // Before the horizon moves: a move acknowledged to the caller is always announced.
-        await this.#outbox.keep([
-          { kind: "horizon", tenant, conversationId, readerId, readUpTo: upTo, at },
+        // Before the horizon moves: a move acknowledged to the caller is always announced,
+        // and found by an export or an erasure of its reader.
+        await Promise.all([
+          this.#outbox.keep([
+            { kind: "horizon", tenant, conversationId, readerId, readUpTo: upTo, at },
+          ]),
+          this.#index.noteConversation(tenant, [readerId], conversationId),
         ]);
         kept = true;
       }
@@ -145,6 +152,60 @@ export class CassandraHorizons implements HorizonStore {
     });
   }
 
+  /**
+   * Erases the reader's horizon in the conversation with its index entries: the one of its
+   * value and those of every value it was set to (stale ones a crash may have left). The
+   * horizon row goes last, by the same lightweight transactions that move it. Returns 1 if
+   * there was a horizon.
+   */
+  async eraseReader(tenant: string, conversationId: string, readerId: string): Promise<number> {
+    const { session, long } = this.#context;
+    const current = await this.getHorizon(tenant, conversationId, readerId);
+    const values = new Set(
+      (await this.setsOf(tenant, conversationId, readerId)).map((s) => s.readUpTo),
+    );
+    if (current !== undefined) values.add(current);
+    await mapConcurrently([...values], this.#context.concurrency, (readUpTo) =>
+      session.execute(
+        this.#cql.deleteHorizonIndex,
+        [tenant, conversationId, long(readUpTo), readerId],
+        write,
+      ),
+    );
+    if (current === undefined) return 0;
+    await session.execute(this.#cql.deleteHorizon, [tenant, conversationId, readerId], write);
+    return 1;
+  }
+
+  /** Erases when the reader's horizon was set (one partition); returns how many notes there were. */
+  async eraseSetTimes(tenant: string, conversationId: string, readerId: string): Promise<number> {
+    const notes = await this.setsOf(tenant, conversationId, readerId);
+    if (notes.length === 0) return 0;
+    await this.#context.session.execute(
+      this.#cql.deleteHorizonSets,
+      [tenant, conversationId, readerId],
+      { ...write, timestamp: this.#context.writeClock.nextMicros() },
+    );
+    return notes.length;
+  }
+
+  /** Every noted set time of the reader's horizon, lowest horizon first. */
+  async setsOf(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+  ): Promise<{ readonly readUpTo: number; readonly setAt: number }[]> {
+    const notes: { readUpTo: number; setAt: number }[] = [];
+    for await (const row of this.#context.session.rows(
+      this.#cql.horizonSetsOf,
+      [tenant, conversationId, readerId],
+      { ...read, fetchSize: 1_000 },
+    )) {
+      notes.push({ readUpTo: toNumber(row.get("read_up_to")), setAt: toNumber(row.get("set_at")) });
+    }
+    return notes;
+  }
+
   async #dropHorizonIndex(
     tenant: string,
     conversationId: string,
@@ -180,6 +241,12 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?, ?)`,
     horizonSetAt: `SELECT set_at FROM ${t("horizon_sets")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND read_up_to >= ? LIMIT 1`,
+    deleteHorizon: `DELETE FROM ${t("horizons")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? IF EXISTS`,
+    horizonSetsOf: `SELECT read_up_to, set_at FROM ${t("horizon_sets")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ?`,
+    deleteHorizonSets: `DELETE FROM ${t("horizon_sets")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ?`,
     horizonIndexFrom: `SELECT reader_id FROM ${t("horizons_by_time")}
       WHERE tenant = ? AND conversation_id = ? AND read_up_to >= ?`,
   };

@@ -11,6 +11,7 @@ import type {
 } from "../receipt-store.js";
 import { TurnSharedReads } from "../turn-shared-reads.js";
 import { CassandraGroupChanges, groupLockOf } from "./cassandra-group-changes.js";
+import type { CassandraUserIndex } from "./cassandra-user-index.js";
 import { type CqlContext, optionalNumber, read, toNumber } from "./cql-values.js";
 import { MembershipMemory } from "./membership-memory.js";
 
@@ -28,6 +29,7 @@ export class CassandraMembershipHistory implements Omit<MembershipHistory, "list
   readonly #cql: ReturnType<typeof statements>;
   readonly #changes: CassandraGroupChanges;
   readonly #memory: MembershipMemory | undefined;
+  readonly #index: CassandraUserIndex;
   /** Group-version reads of this event-loop turn, by tenant and group id. */
   readonly #versionReads = new TurnSharedReads<number | undefined>();
 
@@ -38,9 +40,12 @@ export class CassandraMembershipHistory implements Omit<MembershipHistory, "list
       readonly lockLeaseMs: number;
       /** Membership facts kept in memory; 0 keeps none. */
       readonly memoryEntries: number;
+      /** Where each user's groups are noted before they join. */
+      readonly index: CassandraUserIndex;
     },
   ) {
     this.#context = context;
+    this.#index = options.index;
     this.#cql = statements(context.keyspace);
     this.#changes = new CassandraGroupChanges(context, {
       leaseMs: options.lockLeaseMs,
@@ -72,13 +77,24 @@ export class CassandraMembershipHistory implements Omit<MembershipHistory, "list
     return latest;
   }
 
-  openMemberships(
+  async openMemberships(
     tenant: string,
     groupId: string,
     userIds: readonly string[],
     joinedAt: number,
   ): Promise<void> {
-    return this.#changes.change(tenant, groupId, "open", userIds, joinedAt);
+    await this.#index.noteConversation(tenant, userIds, groupId);
+    await this.#changes.change(tenant, groupId, "open", userIds, joinedAt);
+  }
+
+  /** Erases the user's intervals in the group and its place in the group's counts. */
+  eraseUser(tenant: string, groupId: string, userId: string): Promise<number> {
+    return this.#changes.erase(tenant, groupId, userId);
+  }
+
+  /** Every interval of the user in the group, latest first. */
+  intervalsOfUser(tenant: string, groupId: string, userId: string): Promise<MembershipInterval[]> {
+    return this.#intervalsOf(tenant, groupId, userId);
   }
 
   closeMemberships(

@@ -1,8 +1,14 @@
 import { types } from "cassandra-driver";
 import { LRUCache } from "lru-cache";
-import { type ConversationType, c2cParticipants, type TrackedMessage } from "../../domain/model.js";
+import {
+  type ConversationType,
+  c2cParticipants,
+  erasedUserId,
+  type TrackedMessage,
+} from "../../domain/model.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
+import type { CassandraUserIndex } from "./cassandra-user-index.js";
 import { type CqlContext, read, toNumber, write } from "./cql-values.js";
 
 /** Tracked messages of a conversation are partitioned by 30-day bucket of sent_at. */
@@ -13,7 +19,8 @@ const bucketOf = (sentAt: number): number => Math.floor(sentAt / bucketMs);
  * Messages and conversations (tables conversations, messages,
  * conversation_buckets, messages_by_conversation). A tracked message and a
  * conversation never change once stored (the first write wins), so what this
- * process once read stays true and is kept in memory.
+ * process once read stays true and is kept in memory; the one exception is an erasure of
+ * their user (pseudonymise), which this process forgets at once.
  */
 export class CassandraMessages implements MessageStore {
   readonly #context: CqlContext;
@@ -23,9 +30,12 @@ export class CassandraMessages implements MessageStore {
   /** Message reads in flight, by tenant and message id. */
   readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
 
+  readonly #index: CassandraUserIndex;
+
   /** `cacheEntries`: messages and as many conversations kept in memory; 0 keeps none. */
-  constructor(context: CqlContext, cacheEntries: number) {
+  constructor(context: CqlContext, cacheEntries: number, index: CassandraUserIndex) {
     this.#context = context;
+    this.#index = index;
     this.#cql = statements(context.keyspace);
     if (cacheEntries > 0) {
       this.#messages = new LRUCache({ max: cacheEntries });
@@ -97,6 +107,8 @@ export class CassandraMessages implements MessageStore {
 
   async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
     const { session, long, concurrency } = this.#context;
+    // Before the messages: found by an export or an erasure of their sender and receiver.
+    await this.#index.noteMessages(tenant, messages);
     const conversations = new Map(messages.map((m) => [m.conversationId, m]));
     await mapConcurrently([...conversations.values()], concurrency, async (message) => {
       if ((await this.getConversation(tenant, message.conversationId)) !== undefined) return;
@@ -168,6 +180,60 @@ export class CassandraMessages implements MessageStore {
       this.#messages?.set(`${tenant}\u0000${stored.messageId}`, stored);
     });
     return existing;
+  }
+
+  /**
+   * Replaces the user's id in the message (sender, C2C receiver), its row by conversation and
+   * its C2C conversation with `erasedUserId`, and forgets them here. Other instances may
+   * remember the message as it was until they evict it or restart (docs/operations.md).
+   * Returns whether the message named the user.
+   */
+  async pseudonymise(tenant: string, messageId: string, userId: string): Promise<boolean> {
+    const { session, long } = this.#context;
+    const row = (await session.execute(this.#cql.getMessage, [tenant, messageId], read)).first();
+    if (!row) return false;
+    const stored = messageFromRow(row);
+    if (stored.senderId !== userId && stored.receiverId !== userId) return false;
+    const erased = (id: string) => (id === userId ? erasedUserId : id);
+    const message = {
+      ...stored,
+      senderId: erased(stored.senderId),
+      receiverId: erased(stored.receiverId),
+    };
+    await session.execute(
+      this.#cql.pseudonymiseMessage,
+      [message.senderId, message.receiverId, tenant, messageId],
+      write,
+    );
+    await session.execute(
+      this.#cql.insertMessageByConversation,
+      [
+        tenant,
+        message.conversationId,
+        long(bucketOf(message.sentAt)),
+        long(message.sentAt),
+        messageId,
+        message.conversationType,
+        message.senderId,
+        message.receiverId,
+      ],
+      { ...write, timestamp: this.#context.writeClock.nextMicros() },
+    );
+    this.#messages?.delete(`${tenant}\u0000${messageId}`);
+    if (message.conversationType === "c2c") {
+      this.#conversations?.delete(`${tenant}\u0000${message.conversationId}`);
+      const conversation = await this.getConversation(tenant, message.conversationId);
+      if (conversation?.participants.includes(userId)) {
+        const [a, b] = conversation.participants.map(erased);
+        await session.execute(
+          this.#cql.pseudonymiseConversation,
+          [a ?? "", b ?? "", tenant, message.conversationId],
+          write,
+        );
+      }
+      this.#conversations?.delete(`${tenant}\u0000${message.conversationId}`);
+    }
+    return true;
   }
 
   async listMessagesSentBetween(
@@ -261,6 +327,10 @@ function statements(keyspace: string) {
     insertMessageByConversation: `INSERT INTO ${t("messages_by_conversation")}
       (tenant, conversation_id, bucket, sent_at, message_id, conversation_type, sender_id, receiver_id)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    pseudonymiseMessage: `UPDATE ${t("messages")} SET sender_id = ?, receiver_id = ?
+      WHERE tenant = ? AND message_id = ? IF EXISTS`,
+    pseudonymiseConversation: `UPDATE ${t("conversations")} SET participant_a = ?, participant_b = ?
+      WHERE tenant = ? AND conversation_id = ? IF EXISTS`,
     messagesAfterCursor: `${byConversation} AND (sent_at, message_id) > (?, ?) AND sent_at <= ? LIMIT ?`,
     messagesBetween: `${byConversation} AND sent_at > ? AND sent_at <= ? LIMIT ?`,
     messagesUpTo: `${byConversation} AND sent_at <= ? LIMIT ?`,

@@ -5,6 +5,7 @@ import { mapConcurrently } from "../map-concurrently.js";
 import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
 import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
 import type { CassandraOutbox } from "./cassandra-outbox.js";
+import type { CassandraUserIndex } from "./cassandra-user-index.js";
 import type { Params } from "./cql-session.js";
 import { type CqlContext, optionalNumber, read, toNumber, write } from "./cql-values.js";
 import { PartitionWriteCoalescer } from "./partition-write-coalescer.js";
@@ -47,11 +48,18 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
   readonly #cql: ReturnType<typeof statements>;
   readonly #outbox: CassandraOutbox;
   readonly #cache: ReadCountCache | undefined;
+  readonly #index: CassandraUserIndex;
   readonly #readerCalls = new SerialPerKey();
   readonly #readerRows: PartitionWriteCoalescer;
 
-  constructor(context: CqlContext, outbox: CassandraOutbox, cache: ReadCountCache | undefined) {
+  constructor(
+    context: CqlContext,
+    outbox: CassandraOutbox,
+    cache: ReadCountCache | undefined,
+    index: CassandraUserIndex,
+  ) {
     this.#context = context;
+    this.#index = index;
     this.#cql = statements(context.keyspace);
     this.#outbox = outbox;
     this.#cache = cache;
@@ -185,7 +193,7 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     userId: string,
     fromSentAt: number,
   ): Promise<string[]> {
-    const { session, long, writeClock } = this.#context;
+    const { session, long } = this.#context;
     const doomed = (
       await session.execute(
         this.#cql.receiptsOfReaderFrom,
@@ -193,23 +201,112 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
         read,
       )
     ).rows;
-    await mapConcurrently(doomed, this.#context.concurrency, async (row) => {
-      const messageId = row.get("message_id") as string;
-      // Later than the receipt's own write time, so that no rewrite of it survives.
-      const ts = Math.max(writeClock.nextMicros(), toNumber(row.get("write_ts")) + 1);
-      await session.execute(this.#cql.deleteReader, [tenant, messageId, userId], {
-        ...write,
-        timestamp: ts,
-      });
-      await this.#cache?.readersDeleted(tenant, [messageId]);
-      // The record goes last: a retry after a failure finds the rest again.
-      await session.execute(
-        this.#cql.deleteReceiptByReader,
-        [tenant, groupId, userId, row.get("sent_at"), messageId],
-        { ...write, timestamp: ts },
-      );
-    });
+    await mapConcurrently(doomed, this.#context.concurrency, (row) =>
+      this.#deleteReceipt(tenant, groupId, userId, row),
+    );
     return doomed.map((row) => row.get("message_id") as string);
+  }
+
+  /**
+   * Deletes the first `limit` receipts of the reader in the conversation (an erasure);
+   * returns how many there were.
+   */
+  async eraseReaderIn(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+    limit: number,
+  ): Promise<number> {
+    const doomed = (
+      await this.#context.session.execute(
+        this.#cql.receiptsOfReader,
+        [tenant, conversationId, readerId, limit],
+        read,
+      )
+    ).rows;
+    // As #deleteReceipt does row by row, in three rounds: the readers rows (a partition each),
+    // the cached counts at once, then the records, one partition, in batches.
+    const { session, writeClock, concurrency, long } = this.#context;
+    const times = doomed.map((row) =>
+      Math.max(writeClock.nextMicros(), toNumber(row.get("write_ts")) + 1),
+    );
+    const ids = doomed.map((row) => row.get("message_id") as string);
+    await mapConcurrently(ids, concurrency, (messageId, i) =>
+      session.execute(this.#cql.deleteReader, [tenant, messageId, readerId], {
+        ...write,
+        timestamp: times[i] as number,
+      }),
+    );
+    await this.#cache?.readersDeleted(tenant, ids);
+    const records = doomed.map((row, i) => ({
+      cql: this.#cql.deleteReceiptByReaderAt,
+      params: [
+        long(times[i] as number),
+        tenant,
+        conversationId,
+        readerId,
+        row.get("sent_at"),
+        ids[i],
+      ] as Params,
+    }));
+    await mapConcurrently(chunk(records, receiptBatch), concurrency, (batch) =>
+      session.batch(batch, { ...write, logged: false }),
+    );
+    return doomed.length;
+  }
+
+  /** The reader's receipt records in the conversation (export): message, sent and read times. */
+  async *receiptsOf(
+    tenant: string,
+    conversationId: string,
+    readerId: string,
+  ): AsyncGenerator<{ messageId: string; readAt: number | undefined }> {
+    for await (const row of this.#context.session.rows(
+      this.#cql.receiptsOfReader,
+      [tenant, conversationId, readerId, 1_000_000_000],
+      { ...read, fetchSize: 1_000 },
+    )) {
+      yield {
+        messageId: row.get("message_id") as string,
+        readAt: optionalNumber(row.get("read_at")),
+      };
+    }
+  }
+
+  /** The read time of the reader's receipt for the message, if it has one. */
+  async readAtOf(tenant: string, messageId: string, readerId: string): Promise<number | undefined> {
+    const row = (
+      await this.#context.session.execute(
+        this.#cql.getReaderReadAt,
+        [tenant, messageId, readerId],
+        read,
+      )
+    ).first();
+    return row ? toNumber(row.get("read_at")) : undefined;
+  }
+
+  /** One receipt's readers row, its cached count, then its record (found again if cut short). */
+  async #deleteReceipt(
+    tenant: string,
+    conversationId: string,
+    userId: string,
+    row: types.Row,
+  ): Promise<void> {
+    const { session, writeClock } = this.#context;
+    const messageId = row.get("message_id") as string;
+    // Later than the receipt's own write time, so that no rewrite of it survives.
+    const ts = Math.max(writeClock.nextMicros(), toNumber(row.get("write_ts")) + 1);
+    await session.execute(this.#cql.deleteReader, [tenant, messageId, userId], {
+      ...write,
+      timestamp: ts,
+    });
+    await this.#cache?.readersDeleted(tenant, [messageId]);
+    // The record goes last: a retry after a failure finds the rest again.
+    await session.execute(
+      this.#cql.deleteReceiptByReader,
+      [tenant, conversationId, userId, row.get("sent_at"), messageId],
+      { ...write, timestamp: ts },
+    );
   }
 
   async #insertReceipts(
@@ -232,10 +329,20 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
       if (known === undefined) fresh.push({ message, readAt, writeTs });
       byMessage.set(message.messageId, { message, ...(known ?? { readAt, writeTs }) });
     }
-    // Before the receipts: a receipt acknowledged to the caller is always announced.
-    await this.#outbox.keep(
-      fresh.map(({ message, readAt }) => pendingReceipt(tenant, readerId, message, readAt)),
-    );
+    // Before the receipts: a receipt acknowledged to the caller is always announced, and
+    // found by an export or an erasure of its reader.
+    await Promise.all([
+      this.#outbox.keep(
+        fresh.map(({ message, readAt }) => pendingReceipt(tenant, readerId, message, readAt)),
+      ),
+      fresh.length === 0
+        ? undefined
+        : this.#index.noteConversationsOf(
+            tenant,
+            readerId,
+            fresh.map((r) => r.message.conversationId),
+          ),
+    ]);
     await mapConcurrently(this.#recordBatches(tenant, readerId, fresh), concurrency, (batch) =>
       session.batch(batch, { ...write, logged: false }),
     );
@@ -371,6 +478,10 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
     receiptsOfReaderFrom: `SELECT sent_at, message_id, write_ts FROM ${t("receipts_by_reader")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at >= ?`,
+    receiptsOfReader: `SELECT sent_at, message_id, read_at, write_ts FROM ${t("receipts_by_reader")}
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? LIMIT ?`,
+    deleteReceiptByReaderAt: `DELETE FROM ${t("receipts_by_reader")} USING TIMESTAMP ?
+      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at = ? AND message_id = ?`,
     deleteReceiptByReader: `DELETE FROM ${t("receipts_by_reader")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at = ? AND message_id = ?`,
   };

@@ -7,6 +7,8 @@ import { CassandraMessages } from "./cassandra-messages.js";
 import { CassandraOutbox } from "./cassandra-outbox.js";
 import { CassandraReceiptLedger } from "./cassandra-receipt-ledger.js";
 import { unreadMembersOf } from "./cassandra-unread-members.js";
+import { CassandraUserData } from "./cassandra-user-data.js";
+import { CassandraUserIndex } from "./cassandra-user-index.js";
 import { type Consistency, CqlSession, type SerialConsistency } from "./cql-session.js";
 import { type CqlContext, longEncoderOf, read, WriteClock } from "./cql-values.js";
 
@@ -70,16 +72,21 @@ export class CassandraReceiptStore extends PartsReceiptStore {
     };
     const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
     const outbox = new CassandraOutbox(session, options.keyspace);
-    const ledger = new CassandraReceiptLedger(context, outbox, options.cache);
+    const index = new CassandraUserIndex(context);
+    const ledger = new CassandraReceiptLedger(context, outbox, options.cache, index);
     const history = new CassandraMembershipHistory(context, {
       lockLeaseMs: options.membershipLockLeaseMs ?? 30_000,
       memoryEntries: entries,
+      index,
     });
+    const messages = new CassandraMessages(context, entries, index);
+    const horizons = new CassandraHorizons(context, outbox, index);
     super({
-      messages: new CassandraMessages(context, entries),
+      messages,
       ledger,
-      horizons: new CassandraHorizons(context, outbox),
+      horizons,
       history,
+      userData: new CassandraUserData(context, { index, messages, ledger, horizons, history }),
       outbox: {
         pendingChanges: (before, limit) => outbox.pending(before, limit),
         clearPendingChanges: (changes) => outbox.clear(changes),

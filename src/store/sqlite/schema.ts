@@ -143,4 +143,22 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (tenant, conversation_id, reader_id, read_up_to)
   ) WITHOUT ROWID;
   `,
+  // 4: everything about one user, by user (ExportUserData, EraseUser), and each erasure's progress.
+  `
+  CREATE INDEX receipts_of_reader ON receipts (tenant, reader_id, message_id);
+  CREATE INDEX horizons_of_reader ON horizons (tenant, reader_id, conversation_id);
+  CREATE INDEX horizon_sets_of_reader ON horizon_sets (tenant, reader_id, conversation_id);
+  CREATE INDEX memberships_of_user ON memberships (tenant, user_id, group_id);
+  CREATE INDEX messages_of_sender ON messages (tenant, sender_id, message_id);
+  CREATE INDEX messages_of_receiver ON messages (tenant, receiver_id, message_id);
+
+  -- The progress of each user's erasure (JSON, see ErasureRecord), saved by compare-and-set on version.
+  CREATE TABLE user_erasures (
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (tenant, user_id)
+  ) WITHOUT ROWID;
+  `,
 ];

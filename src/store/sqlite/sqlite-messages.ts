@@ -4,7 +4,8 @@ import { chunk } from "../chunk.js";
 import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
-interface MessageRow {
+/** A row of messages, as the statements that read whole messages select it (messageColumns). */
+export interface MessageRow {
   conversation_id: string;
   conversation_type: string;
   message_id: string;
@@ -13,7 +14,7 @@ interface MessageRow {
   receiver_id: string;
 }
 
-const messageFromRow = (row: MessageRow): TrackedMessage => ({
+export const messageFromRow = (row: MessageRow): TrackedMessage => ({
   conversationId: row.conversation_id,
   conversationType: row.conversation_type as ConversationType,
   messageId: row.message_id,
@@ -22,7 +23,7 @@ const messageFromRow = (row: MessageRow): TrackedMessage => ({
   receiverId: row.receiver_id,
 });
 
-const messageColumns =
+export const messageColumns =
   "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
 
 /** SQLite caps bound parameters per statement; id lists are bounded well below this anyway. */

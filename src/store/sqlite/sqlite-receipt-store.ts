@@ -5,6 +5,7 @@ import { SqliteMembershipHistory } from "./sqlite-membership-history.js";
 import { SqliteMessages } from "./sqlite-messages.js";
 import { SqliteOutbox } from "./sqlite-outbox.js";
 import { SqliteReceiptLedger } from "./sqlite-receipt-ledger.js";
+import { SqliteUserData } from "./sqlite-user-data.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /**
@@ -37,6 +38,7 @@ export class SqliteReceiptStore extends PartsReceiptStore {
       horizons: new SqliteHorizons(db, writes, outbox),
       history: new SqliteMembershipHistory(db, writes),
       outbox,
+      userData: new SqliteUserData(db, writes),
       async listUnreadMembers(tenant, message, afterUserId, limit) {
         const rows = unreadMembers.all({
           tenant,
