@@ -6,6 +6,8 @@ import { TenantConfigError } from "./auth/tenant-config.js";
 import { type Config, ConfigError } from "./config.js";
 import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
+import { PrivacyService } from "./domain/privacy-service.js";
+import { defaultTenantPrivacy, ReceiptPrivacy } from "./domain/receipt-privacy.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
 import { loadSheddingInterceptor } from "./limits/load-shedding-interceptor.js";
@@ -113,13 +115,6 @@ export async function startApp(
   extraRoutes?: (router: ConnectRouter) => void,
 ): Promise<App> {
   const ops = createOperations({ ...backend, logger, maxCallMs: config.maxCallMs });
-  const receipts = new ReceiptService({
-    ...ops,
-    onAnnounceError: (error, what) =>
-      // Not lost: the change stays in the store's outbox and the next sweep publishes it.
-      logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
-  });
-  receipts.announcer.start();
   const memberships = new MembershipMonitor({
     store: ops.store,
     intervalMs: config.watch.accessCheckMs,
@@ -144,6 +139,19 @@ export async function startApp(
   }).catch((error: unknown) => {
     throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
   });
+  // One privacy decider for receipts and settings: a change made here is decided with at once.
+  const privacy = new ReceiptPrivacy({
+    store: ops.store,
+    privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
+  });
+  const receipts = new ReceiptService({
+    ...ops,
+    privacy,
+    onAnnounceError: (error, what) =>
+      // Not lost: the change stays in the store's outbox and the next sweep publishes it.
+      logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
+  });
+  receipts.announcer.start();
   const webhooks =
     backend.webhookState === undefined
       ? undefined
@@ -159,7 +167,14 @@ export async function startApp(
   webhooks?.start();
   const shutdown = new AbortController();
   const server: ReceiptServer = createReceiptServer(
-    { receipts, membership, watcher, policy: access.policy, logger },
+    {
+      receipts,
+      membership,
+      privacy: new PrivacyService({ store: ops.store, privacy }),
+      watcher,
+      policy: access.policy,
+      logger,
+    },
     {
       shutdownSignal: shutdown.signal,
       corsOrigins: config.corsOrigins,

@@ -67,7 +67,11 @@ export function receiptRoutes(
 
     async getReceipts(request, context) {
       await policy.authorizeGetReceipts(tenantOf(context), callerOf(context), request);
-      const found = await receipts.getReceipts(tenantOf(context), request);
+      const found = await receipts.getReceipts(tenantOf(context), {
+        conversationId: request.conversationId,
+        messageIds: request.messageIds,
+        viewerId: policy.viewerOf(callerOf(context), request.viewerId),
+      });
       return create(GetReceiptsResponseSchema, { receipts: found.map(receiptToProto) });
     },
 
@@ -153,6 +157,7 @@ export function receiptRoutes(
           conversationIds: request.conversationIds,
           senderId: request.senderId,
           resumeToken: request.resumeToken,
+          readerId: request.readerId,
         },
         signal,
       );

@@ -1,5 +1,5 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
+import type { ReceiptStore } from "../store/receipt-store.js";
 import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
 import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
 import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
@@ -18,17 +18,18 @@ import {
   type TrackedMessage,
 } from "./model.js";
 import { decodePageToken } from "./page-token.js";
+import { PrivateReads, type RecordedRead } from "./private-reads.js";
 import { firstPages, firstPagesToRead, pageOf, readMembersScope } from "./read-member-pages.js";
-import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
+import { ReaderView } from "./reader-view.js";
+import { ReceiptPrivacy } from "./receipt-privacy.js";
+import {
+  alreadyTracked,
+  type TrackedMessageInput,
+  validateTrackedMessage,
+} from "./tracked-message-input.js";
+import { optionalId, pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
-export interface TrackedMessageInput {
-  readonly conversationId: string;
-  readonly conversationType: ConversationType | undefined;
-  readonly messageId: string;
-  readonly senderId: string;
-  readonly sentAt: number | undefined;
-  readonly receiverId: string;
-}
+export type { TrackedMessageInput } from "./tracked-message-input.js";
 
 export interface ReceiptServiceDeps {
   readonly store: ReceiptStore;
@@ -38,6 +39,8 @@ export interface ReceiptServiceDeps {
   readonly onAnnounceError?: (error: unknown, what: string) => void;
   /** The outbox sweep's timing (see ChangeAnnouncer). */
   readonly announce?: { readonly graceMs?: number; readonly sweepMs?: number };
+  /** Decides which reads are private (shared with PrivacyService); default: the store's settings. */
+  readonly privacy?: ReceiptPrivacy;
 }
 
 /** How many messages MarkConversationRead materialises per store round trip. */
@@ -51,6 +54,9 @@ export class ReceiptService {
   readonly #store: ReceiptStore;
   readonly #clock: () => number;
   readonly #audience: Audience;
+  readonly #privacy: ReceiptPrivacy;
+  readonly #privateReads: PrivateReads;
+  readonly #view: ReaderView;
   /** Gets every stored change into the change log; its sweep is started by the app. */
   readonly announcer: ChangeAnnouncer;
 
@@ -66,6 +72,11 @@ export class ReceiptService {
       onError: deps.onAnnounceError,
       ...deps.announce,
     });
+    this.#privacy = deps.privacy ?? new ReceiptPrivacy({ store: deps.store });
+    const describe = (tenant: string, messages: readonly TrackedMessage[]) =>
+      this.#describe(tenant, messages);
+    this.#privateReads = new PrivateReads({ ...deps, announcer: this.announcer, describe });
+    this.#view = new ReaderView(deps.store, this.#privacy);
   }
 
   async trackMessages(
@@ -150,7 +161,9 @@ export class ReceiptService {
     sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
     const readAt = this.#clock();
     const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
-    const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
+    const counts = new Map(
+      recorded.flatMap((r) => (r.readCount === undefined ? [] : [[r.messageId, r.readCount]])),
+    );
     const readTimes = new Map(
       recorded.flatMap((r) => (r.inserted ? [[r.messageId, readAt] as const] : [])),
     );
@@ -166,7 +179,7 @@ export class ReceiptService {
       for (const [id, at] of state.readTimes) readTimes.set(id, at);
     }
     const audienceSizes = await sized;
-    return messages.map((m, i) =>
+    const answer = messages.map((m, i) =>
       this.#audience.describe(
         m,
         counts.get(m.messageId) ?? 0,
@@ -174,16 +187,22 @@ export class ReceiptService {
         readTimes.get(m.messageId),
       ),
     );
+    // Private reads: the reader's own view, its read counted.
+    const hidden = recorded.some((r) => r.readCount === undefined);
+    return hidden ? this.#view.asSeenBy(tenant, readerId, answer) : answer;
   }
 
   async getReceipts(
     tenant: string,
-    request: { conversationId: string; messageIds: readonly string[] },
+    /** viewerId: answer as that user sees them (its private reads, reciprocity). */
+    request: { conversationId: string; messageIds: readonly string[]; viewerId?: string },
   ): Promise<MessageReceipt[]> {
     const conversationId = requireId("conversation_id", request.conversationId);
     const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
+    const viewerId = optionalId("viewer_id", request.viewerId ?? "");
     const messages = await this.#messagesOf(tenant, conversationId, ids);
-    return this.#describe(tenant, messages);
+    const receipts = await this.#describe(tenant, messages);
+    return viewerId === undefined ? receipts : this.#view.asSeenBy(tenant, viewerId, receipts);
   }
 
   async listReadMembers(
@@ -319,24 +338,33 @@ export class ReceiptService {
     if (horizon.current !== horizon.previous) {
       const readUpTo = horizon.current;
       await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now);
+      const hidden = await this.#privacy.hidesInConversation(tenant, readerId, conversationId);
       this.announcer.announce(
         tenant,
-        [{ kind: "horizon", conversationId, readerId, readUpTo }],
+        [{ kind: "horizon", conversationId, readerId, readUpTo, ...(hidden && privateChange) }],
         [{ kind: "horizon", tenant, conversationId, readerId, readUpTo, at: now }],
       );
     }
     return { readUpTo: horizon.current, markedCount };
   }
 
-  /** Records receipts and announces the new ones; says of each whether it was new, and its count. */
+  /**
+   * Records reads of one conversation, shown or private as the reader's privacy decides now,
+   * and announces the new ones; says of each whether it was new, and (shown) its count.
+   */
   async #record(
     tenant: string,
     readerId: string,
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
     readAt = this.#clock(),
-  ): Promise<RecordedReceipt[]> {
-    if (messages.length === 0) return [];
+  ): Promise<RecordedRead[]> {
+    const [first] = messages;
+    if (first === undefined) return [];
+    const conversation = { conversationId: first.conversationId, type: first.conversationType };
+    if (await this.#privacy.hides(tenant, readerId, conversation)) {
+      return this.#privateReads.record(tenant, readerId, messages, readAt);
+    }
     const recorded = await this.#store.insertReceipts(
       tenant,
       readerId,
@@ -409,9 +437,16 @@ export class ReceiptService {
           continue;
         }
         const { conversationId, readerId, readUpTo } = change;
+        const hidden = await this.#privacy.hidesInConversation(tenant, readerId, conversationId);
         outcomes.push({
           kind: "announce",
-          change: { kind: "horizon", conversationId, readerId, readUpTo },
+          change: {
+            kind: "horizon",
+            conversationId,
+            readerId,
+            readUpTo,
+            ...(hidden && privateChange),
+          },
         });
         continue;
       }
@@ -599,42 +634,5 @@ export class ReceiptService {
   }
 }
 
-function validateTrackedMessage(input: TrackedMessageInput, at: string): TrackedMessage {
-  const conversationId = requireId(`${at}.conversation_id`, input.conversationId);
-  const messageId = requireId(`${at}.message_id`, input.messageId);
-  const senderId = requireId(`${at}.sender_id`, input.senderId);
-  if (input.conversationType === undefined) {
-    throw invalidArgument(
-      `${at}.conversation_type`,
-      "must be CONVERSATION_TYPE_C2C or CONVERSATION_TYPE_GROUP",
-    );
-  }
-  if (input.sentAt === undefined) throw invalidArgument(`${at}.sent_at`, "must be set");
-  const sentAt = requireTime(`${at}.sent_at`, input.sentAt, 0);
-  let receiverId = "";
-  if (input.conversationType === "c2c") {
-    receiverId = requireId(`${at}.receiver_id`, input.receiverId);
-    if (receiverId === senderId) {
-      throw invalidArgument(`${at}.receiver_id`, "must differ from sender_id");
-    }
-  } else if (input.receiverId !== "") {
-    throw invalidArgument(`${at}.receiver_id`, "must be empty for group messages");
-  }
-  return {
-    conversationId,
-    conversationType: input.conversationType,
-    messageId,
-    senderId,
-    sentAt,
-    receiverId,
-  };
-}
-
-function alreadyTracked(all: readonly TrackedMessage[], message: TrackedMessage): ReceiptError {
-  const index = all.findIndex((m) => m.messageId === message.messageId);
-  return new ReceiptError(
-    "already_exists",
-    `message ${message.messageId} is already tracked with different data`,
-    `messages[${index}]`,
-  );
-}
+/** Spread into a change whose reads are private. */
+const privateChange = { private: true } as const;

@@ -7,13 +7,15 @@ import {
   ReceiptError,
 } from "./errors.js";
 import { limits } from "./limits.js";
-import type { PositionedChange, ReceiptChange } from "./model.js";
+import { asSeenByItsReader, type PositionedChange, type ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
 
 export interface WatchRequest {
   readonly conversationIds: readonly string[];
   readonly senderId: string;
   readonly resumeToken: string;
+  /** Only this reader's changes, its private ones included ("" for everyone's shown ones). */
+  readonly readerId?: string;
 }
 
 export type WatchEvent =
@@ -98,7 +100,9 @@ export class ReceiptWatcher {
           const batch = await readAfter(feed, tenant, position, replayBatch);
           for (const { position: at, change } of batch) {
             position = at;
-            if (matches(filter, change)) yield { kind: "change", change, resumeToken: token(at) };
+            if (matches(filter, change)) {
+              yield { kind: "change", change: asSeenByItsReader(change), resumeToken: token(at) };
+            }
           }
           if (batch.length < replayBatch) break;
         }
@@ -124,7 +128,8 @@ export class ReceiptWatcher {
           if (feed.comparePositions(next.position, position) <= 0) continue;
           position = next.position;
           if (matches(filter, next.change)) {
-            yield { kind: "change", change: next.change, resumeToken: token(position) };
+            const change = asSeenByItsReader(next.change);
+            yield { kind: "change", change, resumeToken: token(position) };
           }
           continue;
         }
@@ -213,6 +218,7 @@ class Subscription {
 interface Filter {
   readonly conversations: ReadonlySet<string> | undefined;
   readonly senderId: string | undefined;
+  readonly readerId: string | undefined;
 }
 
 function validateFilter(request: WatchRequest): Filter {
@@ -227,6 +233,7 @@ function validateFilter(request: WatchRequest): Filter {
     conversations:
       request.conversationIds.length > 0 ? new Set(request.conversationIds) : undefined,
     senderId: optionalId("sender_id", request.senderId),
+    readerId: optionalId("reader_id", request.readerId ?? ""),
   };
 }
 
@@ -234,6 +241,9 @@ function matches(filter: Filter, change: ReceiptChange): boolean {
   const conversationId =
     change.kind === "receipt" ? change.receipt.message.conversationId : change.conversationId;
   if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) return false;
+  // A private read reaches only its reader's own streams.
+  if (change.private === true && change.readerId !== filter.readerId) return false;
+  if (filter.readerId !== undefined && change.readerId !== filter.readerId) return false;
   if (filter.senderId === undefined) return true;
   // Horizon changes have no sender; a sender's watch sees their effect as receipt updates.
   return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId;

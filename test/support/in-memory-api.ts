@@ -2,6 +2,8 @@ import { createRouterTransport, type Transport } from "@connectrpc/connect";
 import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
 import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
+import { PrivacyService } from "../../src/domain/privacy-service.js";
+import { defaultTenantPrivacy, ReceiptPrivacy } from "../../src/domain/receipt-privacy.js";
 import { ReceiptService } from "../../src/domain/receipt-service.js";
 import { ReceiptWatcher } from "../../src/domain/receipt-watcher.js";
 import { silentLogger } from "../../src/logger.js";
@@ -17,15 +19,15 @@ export interface InMemoryApi {
 }
 
 /**
- * The API as src/app.ts wires it (development mode: no tenants, the default tenant), on an
- * in-memory embedded store and change feed, behind connect's in-memory router transport.
+ * The API as src/app.ts wires it (development mode without `tenantsJson`: no tenants, the
+ * default tenant), on an in-memory embedded store and change feed, behind connect's in-memory
+ * router transport.
  */
-export async function openInMemoryApi(): Promise<InMemoryApi> {
+export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi> {
   const db = openSqliteDatabase(":memory:");
   const writes = new SqliteWriteBatcher(db);
   const store = new SqliteReceiptStore(db, writes);
   const feed = new SqliteChangeFeed(db, writes, { retentionMs: 3_600_000 });
-  const receipts = new ReceiptService({ store, feed });
   const membership = new MembershipService({ store, feed });
   const watcher = new ReceiptWatcher({
     feed,
@@ -34,12 +36,24 @@ export async function openInMemoryApi(): Promise<InMemoryApi> {
     maxStreams: 10,
   });
   const access = await openAccessControl({
-    sources: { file: undefined, json: undefined, pollIntervalMs: 60_000 },
+    sources: { file: undefined, json: tenantsJson, pollIntervalMs: 60_000 },
     rateLimits: { kind: "embedded", redisUrl: "", keyPrefix: "" },
     store,
     logger: silentLogger,
   });
-  const deps = { receipts, membership, watcher, policy: access.policy, logger: silentLogger };
+  const privacy = new ReceiptPrivacy({
+    store,
+    privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
+  });
+  const receipts = new ReceiptService({ store, feed, privacy });
+  const deps = {
+    receipts,
+    membership,
+    privacy: new PrivacyService({ store, privacy }),
+    watcher,
+    policy: access.policy,
+    logger: silentLogger,
+  };
   const transport = createRouterTransport((router) => registerRoutes(router, deps), {
     router: { interceptors: [...access.interceptors, errorMappingInterceptor(silentLogger)] },
   });

@@ -1,0 +1,80 @@
+import type { PrivacyStore, ReceiptLedger } from "../store/receipt-store.js";
+import { type MessageReceipt, withOwnRead } from "./model.js";
+import type { ReceiptPrivacy } from "./receipt-privacy.js";
+
+/**
+ * Receipts as one user sees them. Everyone sees the shown reads; the viewer also sees its own
+ * private reads (counted as read), and in C2C, when the tenant makes privacy reciprocal, a
+ * viewer whose reads are private there does not see the other's read of what it sent.
+ * read_count + unread_count stays the audience in every view.
+ */
+export class ReaderView {
+  readonly #store: Pick<PrivacyStore, "privateReadTimes"> & Pick<ReceiptLedger, "hasRead">;
+  readonly #privacy: ReceiptPrivacy;
+
+  constructor(
+    store: Pick<PrivacyStore, "privateReadTimes"> & Pick<ReceiptLedger, "hasRead">,
+    privacy: ReceiptPrivacy,
+  ) {
+    this.#store = store;
+    this.#privacy = privacy;
+  }
+
+  async asSeenBy(
+    tenant: string,
+    viewerId: string,
+    receipts: readonly MessageReceipt[],
+  ): Promise<MessageReceipt[]> {
+    const ids = receipts.flatMap((r) =>
+      r.message.senderId === viewerId ? [] : [r.message.messageId],
+    );
+    const privateTimes =
+      ids.length === 0
+        ? new Map<string, number>()
+        : await this.#store.privateReadTimes(tenant, viewerId, ids);
+    // A private read later made again while shown is counted once, among the shown.
+    const shown =
+      privateTimes.size === 0
+        ? new Set<string>()
+        : await this.#store.hasRead(tenant, viewerId, [...privateTimes.keys()]);
+    const withheld = await this.#reciprocallyWithheld(tenant, viewerId, receipts);
+    return receipts.map((receipt) => {
+      const { messageId } = receipt.message;
+      if (receipt.message.senderId === viewerId && withheld.has(receipt.message.conversationId)) {
+        return unread(receipt);
+      }
+      const readAt = privateTimes.get(messageId);
+      return readAt === undefined || shown.has(messageId) ? receipt : withOwnRead(receipt, readAt);
+    });
+  }
+
+  /** C2C conversations where the viewer sent messages and, hiding its reads, sees none of the other's. */
+  async #reciprocallyWithheld(
+    tenant: string,
+    viewerId: string,
+    receipts: readonly MessageReceipt[],
+  ): Promise<Set<string>> {
+    const withheld = new Set<string>();
+    if (!this.#privacy.tenantPrivacy(tenant).reciprocalC2c) return withheld;
+    const sentByViewer = receipts.filter(
+      (r) => r.message.conversationType === "c2c" && r.message.senderId === viewerId,
+    );
+    for (const conversationId of new Set(sentByViewer.map((r) => r.message.conversationId))) {
+      if (await this.#privacy.hides(tenant, viewerId, { conversationId, type: "c2c" })) {
+        withheld.add(conversationId);
+      }
+    }
+    return withheld;
+  }
+}
+
+/** A C2C receipt with the receiver's read withheld: its one reader counted unread. */
+function unread(receipt: MessageReceipt): MessageReceipt {
+  const { receiverReadAt: _, ...rest } = receipt;
+  return {
+    ...rest,
+    readCount: 0,
+    unreadCount: receipt.readCount + receipt.unreadCount,
+    receiverRead: false,
+  };
+}
