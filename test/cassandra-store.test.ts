@@ -13,6 +13,7 @@ import {
 import { ConfigError, loadConfig } from "../src/config.js";
 import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
+import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
@@ -39,6 +40,7 @@ const openCassandraBackend = async () =>
 
 describeReceiptContract("Cassandra + Redis", openCassandraBackend);
 describeReadMembersBatchContract("Cassandra + Redis", openCassandraBackend);
+describePrivacyContract("Cassandra + Redis", openCassandraBackend);
 
 describe("the service on Cassandra + Redis, over the network", () => {
   it("serves every write and count through RECEIPTS_STORE=cassandra", async () => {

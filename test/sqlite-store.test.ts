@@ -2,6 +2,7 @@ import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
+import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 
@@ -22,3 +23,4 @@ const openSqliteBackend = async () => {
 
 describeReceiptContract("the embedded SQLite store", openSqliteBackend);
 describeReadMembersBatchContract("the embedded SQLite store", openSqliteBackend);
+describePrivacyContract("the embedded SQLite store", openSqliteBackend);
