@@ -16,6 +16,7 @@ export const unitTests = [
   "test/map-concurrently.test.ts",
   "test/membership-monitor.test.ts",
   "test/partition-write-coalescer.test.ts",
+  "test/privacy-rpc.test.ts",
   "test/rpc-in-memory.test.ts",
   "test/sqlite-store.test.ts",
   "test/watch.test.ts",

@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { StoreUnavailableError } from "../src/domain/errors.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { ReceiptChange, TrackedMessage } from "../src/domain/model.js";
+import { ReceiptPrivacy } from "../src/domain/receipt-privacy.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
 import {
   encodeResumeToken,
@@ -159,6 +160,52 @@ export function describeWatchContract(
         "receipt",
         "horizon",
       ]);
+    });
+
+    it("carries a private read to its reader's streams only, and a later shown read of it to all", async () => {
+      const privacy = new ReceiptPrivacy({ store: backend.store });
+      const deciding = new ReceiptService({ ...backend, privacy });
+      try {
+        const w = watcher();
+        const conversation = reader(watch(w, { conversationIds: ["g"] }));
+        const bobs = reader(watch(w, { readerId: "bob" }));
+        await Promise.all([conversation.first(), bobs.first()]);
+        const setBob = async (visibility: "private" | "shared") => {
+          await backend.store.putReceiptSettings(tenant, "bob", [
+            { conversationId: "", visibility },
+          ]);
+          privacy.forget(tenant, "bob");
+        };
+        const bobReads = () =>
+          deciding.sendReceipts(tenant, {
+            conversationId: "g",
+            readerId: "bob",
+            messageIds: ["m1"],
+          });
+        await setBob("private");
+        await bobReads();
+        await setBob("shared");
+        await bobReads();
+        const own = await bobs.take(2);
+        expect(
+          own.map((e) => [
+            e.change.private ?? false,
+            e.change.kind === "receipt" && e.change.receipt.readCount,
+          ]),
+        ).toEqual([
+          [true, 1],
+          [false, 1],
+        ]);
+        const [shown] = await conversation.take(1);
+        expect(shown?.change).toMatchObject({
+          kind: "receipt",
+          readerId: "bob",
+          receipt: { readCount: 1 },
+        });
+        expect(shown?.change.private).toBeUndefined();
+      } finally {
+        await deciding.announcer.close();
+      }
     });
 
     it("resumes after a disconnect with exactly the missed updates, in order, then live ones", async () => {
