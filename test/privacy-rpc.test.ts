@@ -8,7 +8,6 @@ import {
   type MessageReceipt,
   ReadFilter,
   ReadReceiptService,
-  type WatchReceiptsRequest,
   type WatchReceiptsResponse,
 } from "../gen/receipts/v1/receipts_pb.js";
 import { parseTenants, TenantConfigError } from "../src/auth/tenant-config.js";
@@ -113,7 +112,7 @@ async function receiptAs(caller: Caller, conversationId: string, messageId: stri
 }
 
 /** Opens a stream, waits for its first heartbeat, and collects the receipt updates that follow. */
-async function follow(caller: Caller, request: Partial<WatchReceiptsRequest>) {
+async function follow(caller: Caller, request: { senderId?: string; readerId?: string }) {
   const abort = new AbortController();
   const updates: WatchReceiptsResponse[] = [];
   let opened: () => void = () => {};
@@ -284,9 +283,9 @@ describe("PrivacyService authorization and validation", () => {
 describe("private reads through the API", () => {
   it("a private reader is unread for the sender and read in its own view and stream", async () => {
     const { group, g1 } = await seed(tenants.choice);
-    const [alice, bob, carol] = await Promise.all(
-      ["alice", "bob", "carol"].map((id) => user(tenants.choice, id)),
-    );
+    const alice = await user(tenants.choice, "alice");
+    const bob = await user(tenants.choice, "bob");
+    const carol = await user(tenants.choice, "carol");
     await bob.privacy.setReceiptSettings(
       { conversations: [{ conversationId: group, visibility: ReceiptVisibility.PRIVATE }] },
       bob.call,
@@ -356,7 +355,8 @@ describe("private reads through the API", () => {
 
   it("'always' shows a private user's group reads; 'never' hides every C2C read", async () => {
     const { group, c2c, g1, c1 } = await seed(tenants.work);
-    const [alice, bob] = await Promise.all(["alice", "bob"].map((id) => user(tenants.work, id)));
+    const alice = await user(tenants.work, "alice");
+    const bob = await user(tenants.work, "bob");
     await bob.privacy.setReceiptSettings(
       { defaultVisibility: ReceiptVisibility.PRIVATE },
       bob.call,
@@ -375,7 +375,8 @@ describe("private reads through the API", () => {
 
   it("reciprocity: a user hiding its C2C reads does not see receiver_read of others", async () => {
     const { c2c, c1 } = await seed(tenants.choice);
-    const [alice, bob] = await Promise.all(["alice", "bob"].map((id) => user(tenants.choice, id)));
+    const alice = await user(tenants.choice, "alice");
+    const bob = await user(tenants.choice, "bob");
     await bob.privacy.setReceiptSettings({ defaultVisibility: ReceiptVisibility.SHARED }, bob.call);
     await bob.receipts.sendReceipts({ conversationId: c2c, messageIds: [c1] }, bob.call);
     const shown = await receiptAs(alice, c2c, c1);
