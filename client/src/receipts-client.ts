@@ -1,5 +1,6 @@
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
+import { PrivacyService } from "../../gen/receipts/v1/privacy_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { bearerInterceptor, type Credentials } from "./credentials.js";
 import { typedErrors } from "./receipts-error.js";
@@ -24,6 +25,8 @@ export interface ReceiptsClient {
   readonly receipts: Client<typeof ReadReceiptService>;
   /** AddMembers, RemoveMembers, ListMembers. */
   readonly membership: Client<typeof MembershipService>;
+  /** SetReceiptSettings, GetReceiptSettings: whether a user's reads are shown or private. */
+  readonly privacy: Client<typeof PrivacyService>;
   /**
    * Follows WatchReceipts for as long as it is iterated: resumes after every
    * disconnect and drain, never delivers an update twice, and says when the
@@ -69,6 +72,7 @@ export function buildReceiptsClient(
   return {
     receipts,
     membership: createClient(MembershipService, transport),
+    privacy: createClient(PrivacyService, transport),
     watch: (filter, watchOptions) => new ReceiptWatch(receipts, filter, watchOptions),
   };
 }

@@ -16,6 +16,8 @@ export const retryableProcedures: ReadonlySet<string> = new Set([
   "receipts.v1.ReadReceiptService/ListReadMembers",
   "receipts.v1.ReadReceiptService/MarkConversationRead",
   "receipts.v1.MembershipService/ListMembers",
+  "receipts.v1.PrivacyService/GetReceiptSettings",
+  "receipts.v1.PrivacyService/SetReceiptSettings",
 ]);
 
 export interface RetryOptions extends BackoffOptions {
