@@ -7,6 +7,7 @@ import { type Config, ConfigError } from "./config.js";
 import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
 import { PrivacyService } from "./domain/privacy-service.js";
+import { ReaderView } from "./domain/reader-view.js";
 import { defaultTenantPrivacy, ReceiptPrivacy } from "./domain/receipt-privacy.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
@@ -123,7 +124,6 @@ export async function startApp(
     ...ops,
     onMembersRemoved: (tenant, groupId) => void memberships.recheck(tenant, groupId),
   });
-  const watcher = new ReceiptWatcher({ feed: ops.feed, ...config.watch });
   const access = await openAccessControl({
     sources: config.tenants,
     rateLimits: {
@@ -143,6 +143,11 @@ export async function startApp(
   const privacy = new ReceiptPrivacy({
     store: ops.store,
     privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
+  });
+  const watcher = new ReceiptWatcher({
+    feed: ops.feed,
+    ...config.watch,
+    views: new ReaderView(ops.store, privacy),
   });
   const receipts = new ReceiptService({
     ...ops,

@@ -112,7 +112,10 @@ async function receiptAs(caller: Caller, conversationId: string, messageId: stri
 }
 
 /** Opens a stream, waits for its first heartbeat, and collects the receipt updates that follow. */
-async function follow(caller: Caller, request: { senderId?: string; readerId?: string }) {
+async function follow(
+  caller: Caller,
+  request: { senderId?: string; readerId?: string; conversationIds?: string[] },
+) {
   const abort = new AbortController();
   const updates: WatchReceiptsResponse[] = [];
   let opened: () => void = () => {};
@@ -391,5 +394,46 @@ describe("private reads through the API", () => {
     expect(withheld?.receiverReadAt).toBeUndefined();
     // The tenant's backend, without a viewer, sees the shared view.
     expect(await receiptAs(service(tenants.choice), c2c, c1)).toMatchObject({ receiverRead: true });
+  });
+
+  it("reciprocity on streams: a user hiding its C2C reads is not sent the other's reads", async () => {
+    const { c2c } = await seed(tenants.choice);
+    const alice = await user(tenants.choice, "alice");
+    const bob = await user(tenants.choice, "bob");
+    await bob.privacy.setReceiptSettings({ defaultVisibility: ReceiptVisibility.SHARED }, bob.call);
+    await alice.privacy.setReceiptSettings(
+      { conversations: [{ conversationId: c2c, visibility: ReceiptVisibility.PRIVATE }] },
+      alice.call,
+    );
+    const admin = service(tenants.choice);
+    await admin.receipts.trackMessages(
+      {
+        messages: ["c-a", "c-b"].map((messageId, i) => ({
+          conversationId: c2c,
+          conversationType: ConversationType.C2C,
+          messageId: `${c2c}-${messageId}`,
+          senderId: i === 0 ? "alice" : "bob",
+          receiverId: i === 0 ? "bob" : "alice",
+          sentAt: timestampFromMs(minutes(5 + i)),
+        })),
+      },
+      admin.call,
+    );
+    const alices = await follow(alice, { conversationIds: [c2c] });
+    const services = await follow(admin, { conversationIds: [c2c] });
+    await bob.receipts.sendReceipts({ conversationId: c2c, messageIds: [`${c2c}-c-a`] }, bob.call);
+    await alice.receipts.sendReceipts(
+      { conversationId: c2c, messageIds: [`${c2c}-c-b`] },
+      alice.call,
+    );
+    await services.until(1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // alice sees her own (private) read of bob's message only when following her reads; bob's
+    // read of hers is withheld from her; the backend sees bob's shown read.
+    expect(alices.updates).toEqual([]);
+    expect(
+      services.updates.map((u) => u.update.case === "receipt" && u.update.value.readerId),
+    ).toEqual(["bob"]);
+    await Promise.all([alices.stop(), services.stop()]);
   });
 });

@@ -158,6 +158,8 @@ export function receiptRoutes(
           senderId: request.senderId,
           resumeToken: request.resumeToken,
           readerId: request.readerId,
+          // A user's stream is its own view; a service caller's the shared one.
+          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         signal,
       );

@@ -1,5 +1,5 @@
 import type { PrivacyStore, ReceiptLedger } from "../store/receipt-store.js";
-import { type MessageReceipt, withOwnRead } from "./model.js";
+import { type MessageReceipt, type ReceiptChange, withOwnRead } from "./model.js";
 import type { ReceiptPrivacy } from "./receipt-privacy.js";
 
 /**
@@ -46,6 +46,20 @@ export class ReaderView {
       const readAt = privateTimes.get(messageId);
       return readAt === undefined || shown.has(messageId) ? receipt : withOwnRead(receipt, readAt);
     });
+  }
+
+  /**
+   * A change on the viewer's stream: withheld (undefined) when it is the other's read of a C2C
+   * message the viewer sent and the viewer's reads there are private under reciprocity.
+   */
+  async changeSeenBy(
+    tenant: string,
+    viewerId: string,
+    change: ReceiptChange,
+  ): Promise<ReceiptChange | undefined> {
+    if (change.kind !== "receipt") return change;
+    const withheld = await this.#reciprocallyWithheld(tenant, viewerId, [change.receipt]);
+    return withheld.size === 0 ? change : undefined;
   }
 
   /** C2C conversations where the viewer sent messages and, hiding its reads, sees none of the other's. */

@@ -8,6 +8,7 @@ import {
 } from "./errors.js";
 import { limits } from "./limits.js";
 import { asSeenByItsReader, type PositionedChange, type ReceiptChange } from "./model.js";
+import type { ReaderView } from "./reader-view.js";
 import { optionalId, requireId } from "./validate.js";
 
 export interface WatchRequest {
@@ -16,6 +17,8 @@ export interface WatchRequest {
   readonly resumeToken: string;
   /** Only this reader's changes, its private ones included ("" for everyone's shown ones). */
   readonly readerId?: string;
+  /** The user the stream is for (a user caller): its reciprocal privacy applies (ReaderView). */
+  readonly viewerId?: string;
 }
 
 export type WatchEvent =
@@ -31,6 +34,8 @@ export interface WatcherOptions {
   /** Streams open at once in this process. */
   readonly maxStreams: number;
   readonly clock?: () => number;
+  /** What a viewer may see of a change; without it every stream sees every shown change. */
+  readonly views?: Pick<ReaderView, "changeSeenBy">;
 }
 
 const replayBatch = 500;
@@ -65,6 +70,7 @@ export class ReceiptWatcher {
     const resumeFrom =
       request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed, tenant);
     const token = (position: string) => encodeResumeToken(tenant, position);
+    const viewed = (change: ReceiptChange) => this.#viewed(tenant, request.viewerId, change);
     if (this.#closing) throw shuttingDown(request.resumeToken);
     if (this.#open.size >= this.#options.maxStreams) {
       throw new ReceiptError(
@@ -100,9 +106,8 @@ export class ReceiptWatcher {
           const batch = await readAfter(feed, tenant, position, replayBatch);
           for (const { position: at, change } of batch) {
             position = at;
-            if (matches(filter, change)) {
-              yield { kind: "change", change: asSeenByItsReader(change), resumeToken: token(at) };
-            }
+            const seen = matches(filter, change) ? await viewed(change) : undefined;
+            if (seen !== undefined) yield { kind: "change", change: seen, resumeToken: token(at) };
           }
           if (batch.length < replayBatch) break;
         }
@@ -128,8 +133,9 @@ export class ReceiptWatcher {
           if (feed.comparePositions(next.position, position) <= 0) continue;
           position = next.position;
           if (matches(filter, next.change)) {
-            const change = asSeenByItsReader(next.change);
-            yield { kind: "change", change, resumeToken: token(position) };
+            const change = await viewed(next.change);
+            if (change !== undefined)
+              yield { kind: "change", change, resumeToken: token(position) };
           }
           continue;
         }
@@ -153,6 +159,19 @@ export class ReceiptWatcher {
       unlisten();
       this.#open.delete(subscription);
     }
+  }
+
+  /** The change as the stream's viewer sees it; undefined when it is withheld from it. */
+  async #viewed(
+    tenant: string,
+    viewerId: string | undefined,
+    change: ReceiptChange,
+  ): Promise<ReceiptChange | undefined> {
+    const own = asSeenByItsReader(change);
+    const views = this.#options.views;
+    return viewerId === undefined || views === undefined
+      ? own
+      : views.changeSeenBy(tenant, viewerId, own);
   }
 
   /** Ends every open stream with UNAVAILABLE and a resume token; refuses new ones. */

@@ -3,6 +3,7 @@ import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js
 import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
 import { PrivacyService } from "../../src/domain/privacy-service.js";
+import { ReaderView } from "../../src/domain/reader-view.js";
 import { defaultTenantPrivacy, ReceiptPrivacy } from "../../src/domain/receipt-privacy.js";
 import { ReceiptService } from "../../src/domain/receipt-service.js";
 import { ReceiptWatcher } from "../../src/domain/receipt-watcher.js";
@@ -29,12 +30,6 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
   const store = new SqliteReceiptStore(db, writes);
   const feed = new SqliteChangeFeed(db, writes, { retentionMs: 3_600_000 });
   const membership = new MembershipService({ store, feed });
-  const watcher = new ReceiptWatcher({
-    feed,
-    heartbeatMs: 60_000,
-    bufferLimit: 100,
-    maxStreams: 10,
-  });
   const access = await openAccessControl({
     sources: { file: undefined, json: tenantsJson, pollIntervalMs: 60_000 },
     rateLimits: { kind: "embedded", redisUrl: "", keyPrefix: "" },
@@ -46,6 +41,13 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
     privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
   });
   const receipts = new ReceiptService({ store, feed, privacy });
+  const watcher = new ReceiptWatcher({
+    feed,
+    heartbeatMs: 60_000,
+    bufferLimit: 100,
+    maxStreams: 10,
+    views: new ReaderView(store, privacy),
+  });
   const deps = {
     receipts,
     membership,
