@@ -392,6 +392,25 @@ describe("private reads through the API", () => {
     const withheld = await receiptAs(alice, c2c, c1);
     expect(withheld).toMatchObject({ receiverRead: false, readCount: 0, unreadCount: 1 });
     expect(withheld?.receiverReadAt).toBeUndefined();
+    // Her listings agree: bob is listed unread, in ListReadMembers and BatchGetReadMembers.
+    const list = (filter: ReadFilter) =>
+      alice.receipts.listReadMembers({ conversationId: c2c, messageId: c1, filter }, alice.call);
+    expect((await list(ReadFilter.READ)).members).toEqual([]);
+    expect((await list(ReadFilter.UNREAD)).members.map((m) => m.userId)).toEqual(["bob"]);
+    const [batch] = (
+      await alice.receipts.batchGetReadMembers(
+        { conversationId: c2c, messageIds: [c1] },
+        alice.call,
+      )
+    ).messageReadMembers;
+    expect(batch?.receipt).toMatchObject({ receiverRead: false, unreadCount: 1 });
+    expect(batch?.readMembers).toEqual([]);
+    expect(batch?.unreadMembers.map((m) => m.userId)).toEqual(["bob"]);
+    const byService = await service(tenants.choice).receipts.listReadMembers(
+      { conversationId: c2c, messageId: c1, filter: ReadFilter.READ },
+      service(tenants.choice).call,
+    );
+    expect(byService.members.map((m) => m.userId)).toEqual(["bob"]);
     // The tenant's backend, without a viewer, sees the shared view.
     expect(await receiptAs(service(tenants.choice), c2c, c1)).toMatchObject({ receiverRead: true });
   });

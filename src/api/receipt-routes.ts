@@ -85,6 +85,7 @@ export function receiptRoutes(
           filter: readFilterToDomain(request.filter),
           pageSize: request.pageSize,
           pageToken: request.pageToken,
+          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         context.signal,
       );
@@ -108,6 +109,7 @@ export function receiptRoutes(
           messageIds: request.messageIds,
           pageSize: request.pageSize,
           maxGroupSize,
+          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         context.signal,
       );

@@ -147,6 +147,9 @@ export function withReadCount(
   };
 }
 
+/** Spread into a change whose reads are private. */
+export const privateChange = { private: true } as const;
+
 /**
  * A private receipt change as its own reader sees it: published with the count everyone else
  * sees, it adds the reader's own read (the reader had no shown read of it, see PrivateReads).

@@ -1,5 +1,12 @@
 import type { PrivacyStore, ReceiptLedger } from "../store/receipt-store.js";
-import { type MessageReceipt, type ReceiptChange, withOwnRead } from "./model.js";
+import {
+  type MessageReceipt,
+  type ReadFilter,
+  type ReadMember,
+  type ReceiptChange,
+  type TrackedMessage,
+  withOwnRead,
+} from "./model.js";
 import type { ReceiptPrivacy } from "./receipt-privacy.js";
 
 /**
@@ -37,15 +44,47 @@ export class ReaderView {
       privateTimes.size === 0
         ? new Set<string>()
         : await this.#store.hasRead(tenant, viewerId, [...privateTimes.keys()]);
-    const withheld = await this.#reciprocallyWithheld(tenant, viewerId, receipts);
-    return receipts.map((receipt) => {
+    const seen = await this.reciprocal(tenant, viewerId, receipts);
+    return seen.map((receipt) => {
       const { messageId } = receipt.message;
-      if (receipt.message.senderId === viewerId && withheld.has(receipt.message.conversationId)) {
-        return unread(receipt);
-      }
       const readAt = privateTimes.get(messageId);
       return readAt === undefined || shown.has(messageId) ? receipt : withOwnRead(receipt, readAt);
     });
+  }
+
+  /**
+   * Receipts with the reciprocal rule only (for listings, which stay the shared view otherwise):
+   * a viewer hiding its C2C reads sees what it sent there unread.
+   */
+  async reciprocal(
+    tenant: string,
+    viewerId: string | undefined,
+    receipts: readonly MessageReceipt[],
+  ): Promise<MessageReceipt[]> {
+    if (viewerId === undefined) return [...receipts];
+    const withheld = await this.#reciprocallyWithheld(
+      tenant,
+      viewerId,
+      receipts.map((r) => r.message),
+    );
+    return receipts.map((r) =>
+      r.message.senderId === viewerId && withheld.has(r.message.conversationId) ? unread(r) : r,
+    );
+  }
+
+  /** A ListReadMembers page as the viewer sees it: a withheld C2C receiver is listed unread. */
+  async membersSeenBy(
+    tenant: string,
+    viewerId: string | undefined,
+    page: { message: TrackedMessage; filter: ReadFilter; after: string | undefined },
+    rows: ReadMember[],
+  ): Promise<ReadMember[]> {
+    const { message, filter, after } = page;
+    if (viewerId === undefined || message.senderId !== viewerId) return rows;
+    const withheld = await this.#reciprocallyWithheld(tenant, viewerId, [message]);
+    if (withheld.size === 0) return rows;
+    if (filter === "read" || (after !== undefined && message.receiverId <= after)) return [];
+    return [{ userId: message.receiverId }];
   }
 
   /**
@@ -58,7 +97,7 @@ export class ReaderView {
     change: ReceiptChange,
   ): Promise<ReceiptChange | undefined> {
     if (change.kind !== "receipt") return change;
-    const withheld = await this.#reciprocallyWithheld(tenant, viewerId, [change.receipt]);
+    const withheld = await this.#reciprocallyWithheld(tenant, viewerId, [change.receipt.message]);
     return withheld.size === 0 ? change : undefined;
   }
 
@@ -66,14 +105,14 @@ export class ReaderView {
   async #reciprocallyWithheld(
     tenant: string,
     viewerId: string,
-    receipts: readonly MessageReceipt[],
+    messages: readonly TrackedMessage[],
   ): Promise<Set<string>> {
     const withheld = new Set<string>();
     if (!this.#privacy.tenantPrivacy(tenant).reciprocalC2c) return withheld;
-    const sentByViewer = receipts.filter(
-      (r) => r.message.conversationType === "c2c" && r.message.senderId === viewerId,
+    const sentByViewer = messages.filter(
+      (m) => m.conversationType === "c2c" && m.senderId === viewerId,
     );
-    for (const conversationId of new Set(sentByViewer.map((r) => r.message.conversationId))) {
+    for (const conversationId of new Set(sentByViewer.map((m) => m.conversationId))) {
       if (await this.#privacy.hides(tenant, viewerId, { conversationId, type: "c2c" })) {
         withheld.add(conversationId);
       }

@@ -4,6 +4,7 @@ import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.j
 import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
 import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
+import { checkMayMarkRead } from "./mark-read-access.js";
 import {
   type ConversationType,
   type MessageReadMembers,
@@ -11,6 +12,7 @@ import {
   type Page,
   type PendingChange,
   pendingReceipt,
+  privateChange,
   type ReadFilter,
   type ReadMember,
   type ReceiptChange,
@@ -213,6 +215,8 @@ export class ReceiptService {
       filter: ReadFilter | undefined;
       pageSize: number;
       pageToken: string;
+      /** The user the page is for: reciprocity applies (C2C). */
+      viewerId?: string;
     },
     /** Aborted when the caller gives up (deadline, cancel): no store call starts after that. */
     signal?: AbortSignal,
@@ -235,7 +239,12 @@ export class ReceiptService {
       filter === "read"
         ? await this.#store.listReaders(tenant, message, after, size + 1)
         : await this.#unreadMembers(tenant, message, after, size + 1);
-    return pageOf(rows, size, scope);
+    const seen = { message, filter, after };
+    return pageOf(
+      await this.#view.membersSeenBy(tenant, request.viewerId, seen, rows),
+      size,
+      scope,
+    );
   }
 
   /**
@@ -253,6 +262,7 @@ export class ReceiptService {
       pageSize: number;
       /** The tenant's largest group with member lists (readMembers.maxGroupSize). */
       maxGroupSize: number;
+      viewerId?: string;
     },
     signal?: AbortSignal,
   ): Promise<MessageReadMembers[]> {
@@ -273,7 +283,7 @@ export class ReceiptService {
     }
     signal?.throwIfAborted();
     const { counts, readTimes } = await this.#readState(tenant, messages);
-    const receipts = messages.map((m, i) =>
+    const shared = messages.map((m, i) =>
       this.#audience.describe(
         m,
         counts.get(m.messageId) ?? 0,
@@ -282,6 +292,8 @@ export class ReceiptService {
       ),
     );
 
+    // C2C pages follow from the receipts: a receiver withheld by reciprocity is listed unread.
+    const receipts = await this.#view.reciprocal(tenant, request.viewerId, shared);
     const read = firstPagesToRead(receipts);
     signal?.throwIfAborted();
     // One extra row per page tells whether another page follows.
@@ -302,7 +314,7 @@ export class ReceiptService {
     if (upTo > now + limits.maxFutureSkewMs) {
       throw invalidArgument("read_up_to", "must not be in the future");
     }
-    await this.#checkMayMarkRead(tenant, conversationId, readerId);
+    await checkMayMarkRead(this.#store, tenant, conversationId, readerId);
 
     // Receipts first, horizon last: if this call dies half way, a retry redoes the range.
     const previous = await this.#store.getHorizon(tenant, conversationId, readerId);
@@ -576,34 +588,6 @@ export class ReceiptService {
     }
   }
 
-  async #checkMayMarkRead(tenant: string, conversationId: string, readerId: string): Promise<void> {
-    const conversation = await this.#store.getConversation(tenant, conversationId);
-    if (conversation?.type === "c2c") {
-      if (!conversation.participants.includes(readerId)) {
-        throw new ReceiptError(
-          "permission_denied",
-          `reader ${readerId} is not a participant of conversation ${conversationId}`,
-          "reader_id",
-        );
-      }
-      return;
-    }
-    const history = await this.#store.latestMemberships(tenant, conversationId, [readerId]);
-    if (history.has(readerId)) return;
-    if (conversation === undefined) {
-      throw new ReceiptError(
-        "not_found",
-        `conversation ${conversationId} has no tracked messages and no members`,
-        "conversation_id",
-      );
-    }
-    throw new ReceiptError(
-      "permission_denied",
-      `reader ${readerId} was never a member of group ${conversationId}`,
-      "reader_id",
-    );
-  }
-
   /**
    * Messages tracked after a reader already marked the conversation read past
    * their sent_at count as read by that reader.
@@ -633,6 +617,3 @@ export class ReceiptService {
     }
   }
 }
-
-/** Spread into a change whose reads are private. */
-const privateChange = { private: true } as const;
