@@ -472,6 +472,49 @@ export function describeWatchContract(
       expect(next?.change).toMatchObject({ readerId: "r000004", receipt: { readCount: 2 } });
       await service.announcer.close();
     });
+
+    it("publishes a private reader's horizon kept while the log was down as private", async () => {
+      let down = true;
+      const failingFeed: ChangeFeed = Object.create(backend.feed, {
+        publish: {
+          value: (t: string, changes: readonly ReceiptChange[]) =>
+            down
+              ? Promise.reject(new StoreUnavailableError("the log is down"))
+              : backend.feed.publish(t, changes),
+        },
+      });
+      const service = new ReceiptService({
+        store: backend.store,
+        feed: failingFeed,
+        privacy: new ReceiptPrivacy({ store: backend.store }),
+        onAnnounceError: () => {},
+        announce: { graceMs: 0 },
+      });
+      await backend.store.putReceiptSettings(tenant, "r000005", [
+        { conversationId: "g", visibility: "private" },
+      ]);
+      const w = watcher();
+      const conversation = reader(watch(w, { conversationIds: ["g"] }));
+      const own = reader(watch(w, { readerId: "r000005" }));
+      await Promise.all([conversation.first(), own.first()]);
+      await service.markConversationRead(tenant, {
+        conversationId: "g",
+        readerId: "r000005",
+        readUpTo: minutes(2),
+      });
+      down = false;
+      expect(await service.announcer.sweep()).toBe(1);
+      const [horizon] = await own.take(1);
+      expect(horizon?.change).toMatchObject({
+        kind: "horizon",
+        readerId: "r000005",
+        private: true,
+      });
+      await read("m1", "r000004");
+      const [next] = await conversation.take(1);
+      expect(next?.change).toMatchObject({ kind: "receipt", readerId: "r000004" });
+      await service.announcer.close();
+    });
   });
 }
 
