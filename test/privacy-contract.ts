@@ -95,26 +95,18 @@ export function describePrivacyContract(
       return receipt;
     };
     const counts = (r: MessageReceipt) => [r.readCount, r.unreadCount];
-    const readers = async (messageId: string) =>
+    const listed = async (messageId: string, filter: "read" | "unread") =>
       (
         await receipts.listReadMembers(tenant, {
           conversationId: "g",
           messageId,
-          filter: "read",
+          filter,
           pageSize: 100,
           pageToken: "",
         })
       ).items.map((m) => m.userId);
-    const unreaders = async (messageId: string) =>
-      (
-        await receipts.listReadMembers(tenant, {
-          conversationId: "g",
-          messageId,
-          filter: "unread",
-          pageSize: 100,
-          pageToken: "",
-        })
-      ).items.map((m) => m.userId);
+    const readers = (messageId: string) => listed(messageId, "read");
+    const unreaders = (messageId: string) => listed(messageId, "unread");
     const watch = (request: { conversationIds?: string[]; readerId?: string }) => {
       const abort = new AbortController();
       aborts.push(abort);

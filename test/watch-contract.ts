@@ -423,19 +423,11 @@ export function describeWatchContract(
     });
 
     it("keeps a receipt acknowledged while the log cannot be written, and logs it once the log answers", async () => {
-      let down = true;
-      const failingFeed: ChangeFeed = Object.create(backend.feed, {
-        publish: {
-          value: (t: string, changes: readonly ReceiptChange[]) =>
-            down
-              ? Promise.reject(new StoreUnavailableError("the log is down"))
-              : backend.feed.publish(t, changes),
-        },
-      });
+      const log = feedDownUntilUp(backend.feed);
       const errors: unknown[] = [];
       const service = new ReceiptService({
         store: backend.store,
-        feed: failingFeed,
+        feed: log.feed,
         onAnnounceError: (error) => errors.push(error),
         announce: { graceMs: 0 },
       });
@@ -453,7 +445,7 @@ export function describeWatchContract(
       );
       expect(pending).toMatchObject([{ kind: "receipt", messageId: "m1", readerId: "r000003" }]);
 
-      down = false;
+      log.up();
       expect(await service.announcer.sweep()).toBeGreaterThanOrEqual(1);
       const [delivered] = await stream.take(1);
       expect(delivered?.change).toMatchObject({
@@ -474,20 +466,13 @@ export function describeWatchContract(
     });
 
     it("publishes a private reader's horizon kept while the log was down as private", async () => {
-      let down = true;
-      const failingFeed: ChangeFeed = Object.create(backend.feed, {
-        publish: {
-          value: (t: string, changes: readonly ReceiptChange[]) =>
-            down
-              ? Promise.reject(new StoreUnavailableError("the log is down"))
-              : backend.feed.publish(t, changes),
-        },
-      });
+      const log = feedDownUntilUp(backend.feed);
+      const errors: unknown[] = [];
       const service = new ReceiptService({
         store: backend.store,
-        feed: failingFeed,
+        feed: log.feed,
         privacy: new ReceiptPrivacy({ store: backend.store }),
-        onAnnounceError: () => {},
+        onAnnounceError: (error) => errors.push(error),
         announce: { graceMs: 0 },
       });
       await backend.store.putReceiptSettings(tenant, "r000005", [
@@ -502,7 +487,11 @@ export function describeWatchContract(
         readerId: "r000005",
         readUpTo: minutes(2),
       });
-      down = false;
+      // The call's own publishes (its private receipts, its horizon) failed; the sweep takes
+      // entries older than now.
+      await vi.waitFor(() => expect(errors).toHaveLength(2));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      log.up();
       expect(await service.announcer.sweep()).toBe(1);
       const [horizon] = await own.take(1);
       expect(horizon?.change).toMatchObject({
@@ -516,6 +505,25 @@ export function describeWatchContract(
       await service.announcer.close();
     });
   });
+}
+
+/** The feed, its publish failing until up() (as when the log cannot be reached). */
+function feedDownUntilUp(feed: ChangeFeed): { feed: ChangeFeed; up(): void } {
+  let down = true;
+  const failing: ChangeFeed = Object.create(feed, {
+    publish: {
+      value: (t: string, changes: readonly ReceiptChange[]) =>
+        down
+          ? Promise.reject(new StoreUnavailableError("the log is down"))
+          : feed.publish(t, changes),
+    },
+  });
+  return {
+    feed: failing,
+    up: () => {
+      down = false;
+    },
+  };
 }
 
 const horizonChange = (

@@ -6,6 +6,7 @@ import type {
   ReceiptVisibility,
   StoredReceiptSettings,
 } from "../receipt-store.js";
+import { storedReceiptSettings } from "../stored-receipt-settings.js";
 import { type CqlContext, read, toNumber, write } from "./cql-values.js";
 
 /** Message ids per `message_id IN ?` read. */
@@ -28,15 +29,12 @@ export class CassandraPrivacy implements PrivacyStore {
 
   async getReceiptSettings(tenant: string, userId: string): Promise<StoredReceiptSettings> {
     const result = await this.#context.session.execute(this.#cql.settings, [tenant, userId], read);
-    const conversations = new Map<string, ReceiptVisibility>();
-    let defaultVisibility: ReceiptVisibility | undefined;
-    for (const row of result.rows) {
-      const conversationId = row.get("conversation_id") as string;
-      const visibility = row.get("visibility") as ReceiptVisibility;
-      if (conversationId === "") defaultVisibility = visibility;
-      else conversations.set(conversationId, visibility);
-    }
-    return { defaultVisibility, conversations };
+    return storedReceiptSettings(
+      result.rows.map((row) => ({
+        conversationId: row.get("conversation_id") as string,
+        visibility: row.get("visibility") as ReceiptVisibility,
+      })),
+    );
   }
 
   async putReceiptSettings(

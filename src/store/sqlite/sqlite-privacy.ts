@@ -7,6 +7,7 @@ import type {
   ReceiptVisibility,
   StoredReceiptSettings,
 } from "../receipt-store.js";
+import { storedReceiptSettings } from "../stored-receipt-settings.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /** Receipt settings (table receipt_settings) and private reads (private_receipts). */
@@ -24,13 +25,9 @@ export class SqlitePrivacy implements PrivacyStore {
       conversation_id: string;
       visibility: ReceiptVisibility;
     }[];
-    const conversations = new Map<string, ReceiptVisibility>();
-    let defaultVisibility: ReceiptVisibility | undefined;
-    for (const row of rows) {
-      if (row.conversation_id === "") defaultVisibility = row.visibility;
-      else conversations.set(row.conversation_id, row.visibility);
-    }
-    return { defaultVisibility, conversations };
+    return storedReceiptSettings(
+      rows.map((row) => ({ conversationId: row.conversation_id, visibility: row.visibility })),
+    );
   }
 
   async putReceiptSettings(
