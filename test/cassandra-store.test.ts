@@ -103,6 +103,46 @@ describe("the service on Cassandra + Redis, over the network", () => {
   });
 });
 
+describe("private reads on Cassandra", () => {
+  it("erasing a reader removes its entries of the by-message index too (they name the user)", async () => {
+    const backend = await openCassandraBackend();
+    try {
+      const tenant = `t-${randomUUID()}`;
+      const message = {
+        conversationId: "g",
+        conversationType: "group" as const,
+        messageId: "m1",
+        senderId: "alice",
+        sentAt: minutes(1),
+        receiverId: "",
+      };
+      for (const readerId of ["bob", "carol"]) {
+        await backend.store.insertPrivateReceipts(tenant, readerId, [
+          { message, readAt: minutes(2) },
+        ]);
+      }
+      const indexed = async () =>
+        (
+          await keyspace.client.execute(
+            `SELECT reader_id FROM ${keyspace.keyspace}.private_readers_by_message WHERE tenant = ? AND message_id = ?`,
+            [tenant, "m1"],
+            { prepare: true },
+          )
+        ).rows.map((row) => row.get("reader_id") as string);
+      expect(await indexed()).toEqual(["bob", "carol"]);
+      expect(await backend.store.eraseUserPrivacy(tenant, "bob")).toEqual({
+        settings: 0,
+        privateReceipts: 1,
+      });
+      expect(await indexed()).toEqual(["carol"]);
+      expect(await backend.store.deletePrivateReceiptsOf(tenant, ["m1"])).toBe(1);
+      expect(await indexed()).toEqual([]);
+    } finally {
+      await backend.close();
+    }
+  });
+});
+
 describe("Cassandra schema and configuration", () => {
   it("applies the versioned CQL files once: a second start changes nothing", async () => {
     const files = loadSchemaFiles();

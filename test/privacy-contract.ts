@@ -369,5 +369,22 @@ export function describePrivacyContract(
         privateReceipts: 0,
       });
     });
+
+    it("deletes the private reads of deleted messages, every reader's, and only theirs", async () => {
+      await setDefault("bob", "private");
+      await setDefault("carol", "private");
+      await read("bob", ["m1", "m2"]);
+      await read("carol", ["m1"]);
+      await read("dave", ["m1"]);
+      expect(await backend.store.deletePrivateReceiptsOf(tenant, ["m1", "nope"])).toBe(2);
+      expect([
+        ...(await backend.store.privateReadTimes(tenant, "bob", ["m1", "m2"])).keys(),
+      ]).toEqual(["m2"]);
+      expect((await backend.store.privateReadTimes(tenant, "carol", ["m1"])).size).toBe(0);
+      // Shown reads are not the privacy store's.
+      expect(await readers("m1")).toEqual(["dave"]);
+      // Again: nothing left, nothing removed.
+      expect(await backend.store.deletePrivateReceiptsOf(tenant, ["m1"])).toBe(0);
+    });
   });
 }

@@ -234,6 +234,10 @@ export class PartsReceiptStore implements ReceiptStore {
     return this.#parts.privacy.listPrivateReceipts(tenant, readerId, afterMessageId, limit);
   }
 
+  deletePrivateReceiptsOf(tenant: string, messageIds: readonly string[]) {
+    return this.#parts.privacy.deletePrivateReceiptsOf(tenant, messageIds);
+  }
+
   eraseUserPrivacy(tenant: string, userId: string) {
     return this.#parts.privacy.eraseUserPrivacy(tenant, userId);
   }

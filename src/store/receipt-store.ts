@@ -281,6 +281,9 @@ export interface PrivacyStore {
     limit: number,
   ): Promise<PrivateReceipt[]>;
 
+  /** Removes every private read of these messages (deleted messages); says how many. */
+  deletePrivateReceiptsOf(tenant: string, messageIds: readonly string[]): Promise<number>;
+
   /** Removes every setting and private read of the user (erasure); says how many of each. */
   eraseUserPrivacy(
     tenant: string,

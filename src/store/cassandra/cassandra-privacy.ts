@@ -1,3 +1,4 @@
+import { mapConcurrently } from "../map-concurrently.js";
 import type {
   NewReceipt,
   PrivacyStore,
@@ -68,13 +69,28 @@ export class CassandraPrivacy implements PrivacyStore {
       seen.add(message.messageId);
       return true;
     });
-    const { session, long, writeClock } = this.#context;
+    const { session, long, writeClock, concurrency } = this.#context;
+    const timestamp = writeClock.nextMicros();
+    // The index first: a message's deletion must find every private read of it.
+    await mapConcurrently(fresh, concurrency, ({ message }) =>
+      session.execute(this.#cql.insertIndex, [tenant, message.messageId, readerId], {
+        ...write,
+        timestamp,
+      }),
+    );
     await session.batch(
       fresh.map(({ message, readAt }) => ({
         cql: this.#cql.insertReceipt,
-        params: [tenant, readerId, message.messageId, message.conversationId, long(readAt)],
+        params: [
+          tenant,
+          readerId,
+          message.messageId,
+          message.conversationId,
+          long(message.sentAt),
+          long(readAt),
+        ],
       })),
-      { ...write, timestamp: writeClock.nextMicros(), logged: false },
+      { ...write, timestamp, logged: false },
     );
     const inserted = new Set(fresh);
     return receipts.map((receipt) => inserted.has(receipt));
@@ -118,32 +134,74 @@ export class CassandraPrivacy implements PrivacyStore {
     }));
   }
 
+  async deletePrivateReceiptsOf(tenant: string, messageIds: readonly string[]): Promise<number> {
+    const { session, writeClock, concurrency } = this.#context;
+    const removed = await mapConcurrently(
+      [...new Set(messageIds)],
+      concurrency,
+      async (messageId) => {
+        const readers = (
+          await session.execute(this.#cql.indexOf, [tenant, messageId], read)
+        ).rows.map((row) => row.get("reader_id") as string);
+        const existing = await mapConcurrently(readers, concurrency, async (readerId) => {
+          const times = await this.privateReadTimes(tenant, readerId, [messageId]);
+          const timestamp = writeClock.nextMicros();
+          await session.execute(this.#cql.deleteReceipt, [tenant, readerId, messageId], {
+            ...write,
+            timestamp,
+          });
+          return times.size;
+        });
+        // The index last: a deletion cut short is found again by the next one.
+        await session.execute(this.#cql.deleteIndexOf, [tenant, messageId], {
+          ...write,
+          timestamp: writeClock.nextMicros(),
+        });
+        return existing.reduce((a, b) => a + b, 0);
+      },
+    );
+    return removed.reduce((a, b) => a + b, 0);
+  }
+
   async eraseUserPrivacy(
     tenant: string,
     userId: string,
   ): Promise<{ readonly settings: number; readonly privateReceipts: number }> {
-    const { session, writeClock } = this.#context;
-    const settings = await this.#count(this.#cql.settingKeys, [tenant, userId]);
-    const privateReceipts = await this.#count(this.#cql.receiptKeys, [tenant, userId]);
+    const { session, writeClock, concurrency } = this.#context;
+    const settings = (await this.#keys(this.#cql.settingKeys, [tenant, userId])).length;
+    const messageIds = await this.#keys(this.#cql.receiptKeys, [tenant, userId]);
+    // The index entries name the user too; the user's partitions go last, so a retry after a
+    // crash finds what is left.
+    await mapConcurrently(messageIds, concurrency, (messageId) =>
+      session.execute(this.#cql.deleteIndexEntry, [tenant, messageId, userId], {
+        ...write,
+        timestamp: writeClock.nextMicros(),
+      }),
+    );
     // Whole partitions: one tombstone each, whatever the user had.
     const timestamp = writeClock.nextMicros();
     await session.execute(this.#cql.eraseSettings, [tenant, userId], { ...write, timestamp });
     await session.execute(this.#cql.eraseReceipts, [tenant, userId], { ...write, timestamp });
-    return { settings, privateReceipts };
+    return { settings, privateReceipts: messageIds.length };
   }
 
-  async #count(cql: string, params: readonly unknown[]): Promise<number> {
-    let count = 0;
-    for await (const _ of this.#context.session.rows(cql, params, { ...read, fetchSize: 5_000 })) {
-      count++;
+  /** The first column of every row of a query, paged. */
+  async #keys(cql: string, params: readonly unknown[]): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const row of this.#context.session.rows(cql, params, {
+      ...read,
+      fetchSize: 5_000,
+    })) {
+      keys.push(row.values()[0] as string);
     }
-    return count;
+    return keys;
   }
 }
 
 function statements(keyspace: string) {
   const settings = `${keyspace}.receipt_settings_by_user`;
   const receipts = `${keyspace}.private_receipts_by_reader`;
+  const byMessage = `${keyspace}.private_readers_by_message`;
   return {
     settings: `SELECT conversation_id, visibility FROM ${settings} WHERE tenant = ? AND user_id = ?`,
     settingKeys: `SELECT conversation_id FROM ${settings} WHERE tenant = ? AND user_id = ?`,
@@ -151,8 +209,13 @@ function statements(keyspace: string) {
       VALUES (?, ?, ?, ?)`,
     dropSetting: `DELETE FROM ${settings} WHERE tenant = ? AND user_id = ? AND conversation_id = ?`,
     eraseSettings: `DELETE FROM ${settings} WHERE tenant = ? AND user_id = ?`,
-    insertReceipt: `INSERT INTO ${receipts} (tenant, reader_id, message_id, conversation_id, read_at)
-      VALUES (?, ?, ?, ?, ?)`,
+    insertReceipt: `INSERT INTO ${receipts}
+      (tenant, reader_id, message_id, conversation_id, sent_at, read_at) VALUES (?, ?, ?, ?, ?, ?)`,
+    deleteReceipt: `DELETE FROM ${receipts} WHERE tenant = ? AND reader_id = ? AND message_id = ?`,
+    insertIndex: `INSERT INTO ${byMessage} (tenant, message_id, reader_id) VALUES (?, ?, ?)`,
+    indexOf: `SELECT reader_id FROM ${byMessage} WHERE tenant = ? AND message_id = ?`,
+    deleteIndexOf: `DELETE FROM ${byMessage} WHERE tenant = ? AND message_id = ?`,
+    deleteIndexEntry: `DELETE FROM ${byMessage} WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     readTimes: `SELECT message_id, read_at FROM ${receipts}
       WHERE tenant = ? AND reader_id = ? AND message_id IN ?`,
     list: `SELECT message_id, conversation_id, read_at FROM ${receipts}

@@ -160,8 +160,10 @@ export const migrations: readonly string[] = [
     reader_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
     read_at INTEGER NOT NULL,
     PRIMARY KEY (tenant, reader_id, message_id)
   ) WITHOUT ROWID;
+  CREATE INDEX private_receipts_by_message ON private_receipts (tenant, message_id);
   `,
 ];

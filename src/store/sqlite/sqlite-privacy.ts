@@ -56,6 +56,7 @@ export class SqlitePrivacy implements PrivacyStore {
             readerId,
             message.messageId,
             message.conversationId,
+            message.sentAt,
             readAt,
           ).changes > 0,
       ),
@@ -95,6 +96,16 @@ export class SqlitePrivacy implements PrivacyStore {
     }));
   }
 
+  async deletePrivateReceiptsOf(tenant: string, messageIds: readonly string[]): Promise<number> {
+    return this.#writes.write(() =>
+      messageIds.reduce(
+        (removed, messageId) =>
+          removed + Number(this.#sql.deleteOfMessage.run(tenant, messageId).changes),
+        0,
+      ),
+    );
+  }
+
   async eraseUserPrivacy(
     tenant: string,
     userId: string,
@@ -120,8 +131,8 @@ function prepareStatements(db: DatabaseSync) {
       "DELETE FROM receipt_settings WHERE tenant = ? AND user_id = ? AND conversation_id = ?",
     ),
     insertReceipt: q(
-      `INSERT OR IGNORE INTO private_receipts (tenant, reader_id, message_id, conversation_id, read_at)
-       VALUES (?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO private_receipts
+         (tenant, reader_id, message_id, conversation_id, sent_at, read_at) VALUES (?, ?, ?, ?, ?, ?)`,
     ),
     readAt: q(
       "SELECT read_at FROM private_receipts WHERE tenant = ? AND reader_id = ? AND message_id = ?",
@@ -130,6 +141,7 @@ function prepareStatements(db: DatabaseSync) {
       `SELECT message_id, conversation_id, read_at FROM private_receipts
        WHERE tenant = ? AND reader_id = ? AND message_id > ? ORDER BY message_id LIMIT ?`,
     ),
+    deleteOfMessage: q("DELETE FROM private_receipts WHERE tenant = ? AND message_id = ?"),
     eraseSettings: q("DELETE FROM receipt_settings WHERE tenant = ? AND user_id = ?"),
     eraseReceipts: q("DELETE FROM private_receipts WHERE tenant = ? AND reader_id = ?"),
   };
