@@ -6,6 +6,9 @@ import { TenantConfigError } from "./auth/tenant-config.js";
 import { type Config, ConfigError } from "./config.js";
 import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
+import { PrivacyService } from "./domain/privacy-service.js";
+import { ReaderView } from "./domain/reader-view.js";
+import { defaultTenantPrivacy, ReceiptPrivacy } from "./domain/receipt-privacy.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
 import { UserErasure } from "./domain/user-erasure.js";
@@ -114,13 +117,6 @@ export async function startApp(
   extraRoutes?: (router: ConnectRouter) => void,
 ): Promise<App> {
   const ops = createOperations({ ...backend, logger, maxCallMs: config.maxCallMs });
-  const receipts = new ReceiptService({
-    ...ops,
-    onAnnounceError: (error, what) =>
-      // Not lost: the change stays in the store's outbox and the next sweep publishes it.
-      logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
-  });
-  receipts.announcer.start();
   const memberships = new MembershipMonitor({
     store: ops.store,
     intervalMs: config.watch.accessCheckMs,
@@ -129,7 +125,6 @@ export async function startApp(
     ...ops,
     onMembersRemoved: (tenant, groupId) => void memberships.recheck(tenant, groupId),
   });
-  const watcher = new ReceiptWatcher({ feed: ops.feed, ...config.watch });
   const access = await openAccessControl({
     sources: config.tenants,
     rateLimits: {
@@ -145,6 +140,24 @@ export async function startApp(
   }).catch((error: unknown) => {
     throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
   });
+  // One privacy decider for receipts and settings: a change made here is decided with at once.
+  const privacy = new ReceiptPrivacy({
+    store: ops.store,
+    privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
+  });
+  const watcher = new ReceiptWatcher({
+    feed: ops.feed,
+    ...config.watch,
+    views: new ReaderView(ops.store, privacy),
+  });
+  const receipts = new ReceiptService({
+    ...ops,
+    privacy,
+    onAnnounceError: (error, what) =>
+      // Not lost: the change stays in the store's outbox and the next sweep publishes it.
+      logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
+  });
+  receipts.announcer.start();
   const webhooks =
     backend.webhookState === undefined
       ? undefined
@@ -172,6 +185,7 @@ export async function startApp(
         }),
         store: ops.store,
       },
+      privacy: new PrivacyService({ store: ops.store, privacy }),
       policy: access.policy,
       logger,
     },

@@ -256,6 +256,11 @@ describe("tenant configuration", () => {
       receipts: { c2c: true, group: true },
       maxGroupSizeForMemberLists: 10_000,
       readMembersOpenToMembers: false,
+      privacy: {
+        policy: { c2c: "user-choice", group: "user-choice" },
+        defaultVisibility: "shared",
+        reciprocalC2c: false,
+      },
     });
     expect(tenant?.limits).toEqual({
       tenantRequestsPerSecond: 1_000,

@@ -13,6 +13,7 @@ import {
 import { ConfigError, loadConfig } from "../src/config.js";
 import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
+import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
@@ -44,6 +45,7 @@ describeUserDataContract("Cassandra + Redis", openCassandraBackend, {
   largeGroup: { members: 100_000, messages: 10_000 },
   openPeer: openCassandraBackend,
 });
+describePrivacyContract("Cassandra + Redis", openCassandraBackend);
 
 describe("the service on Cassandra + Redis, over the network", () => {
   it("serves every write and count through RECEIPTS_STORE=cassandra", async () => {
@@ -102,6 +104,46 @@ describe("the service on Cassandra + Redis, over the network", () => {
       expect(missing).toMatchObject({ code: Code.NotFound });
     } finally {
       await server.stop();
+    }
+  });
+});
+
+describe("private reads on Cassandra", () => {
+  it("erasing a reader removes its entries of the by-message index too (they name the user)", async () => {
+    const backend = await openCassandraBackend();
+    try {
+      const tenant = `t-${randomUUID()}`;
+      const message = {
+        conversationId: "g",
+        conversationType: "group" as const,
+        messageId: "m1",
+        senderId: "alice",
+        sentAt: minutes(1),
+        receiverId: "",
+      };
+      for (const readerId of ["bob", "carol"]) {
+        await backend.store.insertPrivateReceipts(tenant, readerId, [
+          { message, readAt: minutes(2) },
+        ]);
+      }
+      const indexed = async () =>
+        (
+          await keyspace.client.execute(
+            `SELECT reader_id FROM ${keyspace.keyspace}.private_readers_by_message WHERE tenant = ? AND message_id = ?`,
+            [tenant, "m1"],
+            { prepare: true },
+          )
+        ).rows.map((row) => row.get("reader_id") as string);
+      expect(await indexed()).toEqual(["bob", "carol"]);
+      expect(await backend.store.eraseUserPrivacy(tenant, "bob")).toEqual({
+        settings: 0,
+        privateReceipts: 1,
+      });
+      expect(await indexed()).toEqual(["carol"]);
+      expect(await backend.store.deletePrivateReceiptsOf(tenant, ["m1"])).toBe(1);
+      expect(await indexed()).toEqual([]);
+    } finally {
+      await backend.close();
     }
   });
 });

@@ -252,6 +252,53 @@ describe("the receipts CLI against a running server", () => {
     expect(noSub.stderr).toContain("receipts readers --conversation ID --message ID");
   }, 120_000);
 
+  it("sets and prints a user's receipt settings; a private reader stays unread for others", async () => {
+    const set = await cli([
+      "privacy",
+      "set",
+      "--user",
+      "u5",
+      "--default",
+      "private",
+      "--conversation",
+      "g=private",
+      "--conversation",
+      "team=shared",
+    ]);
+    expect(set).toMatchObject({ code: 0, stderr: "" });
+    expect(lines(set.stdout)).toEqual([
+      "u5: private by default (set); tenant policy c2c user-choice, group user-choice",
+      "  g  private",
+      "  team  shared",
+    ]);
+    await cli(["privacy", "set", "--user", "u5", "--conversation", "team=inherit"]);
+    const got = await cli(["privacy", "get", "--json", "--user", "u5"]);
+    expect(JSON.parse(got.stdout).settings).toMatchObject({
+      userId: "u5",
+      defaultVisibility: "RECEIPT_VISIBILITY_PRIVATE",
+      conversations: [{ conversationId: "g", visibility: "RECEIPT_VISIBILITY_PRIVATE" }],
+    });
+    await cli(["track", "--conversation", "g", "--message", "private-1", "--sender", "s"]);
+    const sent = await cli(["send", "--conversation", "g", "--reader", "u5", "private-1"]);
+    expect(sent.stdout).toContain("read by 1 of 5");
+    expect((await cli(["get", "--conversation", "g", "private-1"])).stdout).toContain(
+      "read by 0 of 5",
+    );
+    await refusedUsage(["privacy", "set", "--user", "u5"], "give --default");
+    await refusedUsage(
+      ["privacy", "set", "--user", "u5", "--default", "hidden"],
+      "--default hidden: must be shared, private or inherit",
+    );
+    await refusedUsage(
+      ["privacy", "set", "--conversation", "g"],
+      "must be ID=shared|private|inherit",
+    );
+    await refusedUsage(["privacy"], "privacy needs get or set");
+    const noUser = await cli(["privacy", "get"]);
+    expect(noUser.code).toBe(1);
+    expect(noUser.stderr).toMatch(/^receipts: invalid_argument: user_id: must not be empty/);
+  }, 120_000);
+
   it("takes the options of every command before the command as well as after it", async () => {
     const before = await cli([
       "--url",

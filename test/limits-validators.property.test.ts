@@ -7,6 +7,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
+import { PrivacyService } from "../gen/receipts/v1/privacy_pb.js";
 import {
   ConversationType,
   ReadFilter,
@@ -396,6 +397,7 @@ describe("the request validators (property-based, over the network)", () => {
     const procedures = [
       ...ReadReceiptService.methods.map((m) => `receipts.v1.ReadReceiptService/${m.name}`),
       ...MembershipService.methods.map((m) => `receipts.v1.MembershipService/${m.name}`),
+      ...PrivacyService.methods.map((m) => `receipts.v1.PrivacyService/${m.name}`),
     ];
     await fc.assert(
       fc.asyncProperty(

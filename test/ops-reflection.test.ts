@@ -42,6 +42,8 @@ const apiMethods = [
   "receipts.v1.MembershipService/AddMembers",
   "receipts.v1.MembershipService/ListMembers",
   "receipts.v1.MembershipService/RemoveMembers",
+  "receipts.v1.PrivacyService/GetReceiptSettings",
+  "receipts.v1.PrivacyService/SetReceiptSettings",
   "receipts.v1.ReadReceiptService/BatchGetReadMembers",
   "receipts.v1.ReadReceiptService/GetReceipts",
   "receipts.v1.ReadReceiptService/ListReadMembers",
@@ -235,6 +237,7 @@ describe("server reflection", () => {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
         "receipts.v1.MembershipService",
+        "receipts.v1.PrivacyService",
         "receipts.v1.ReadReceiptService",
       ]);
       expect(extensions?.messageResponse).toMatchObject({

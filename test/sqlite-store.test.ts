@@ -2,6 +2,7 @@ import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
+import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import { describeUserDataContract } from "./user-data-contract.js";
@@ -26,3 +27,4 @@ describeReadMembersBatchContract("the embedded SQLite store", openSqliteBackend)
 describeUserDataContract("the embedded SQLite store", openSqliteBackend, {
   largeGroup: { members: 100_000, messages: 10_000 },
 });
+describePrivacyContract("the embedded SQLite store", openSqliteBackend);

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AccessPolicy, serviceCaller } from "../src/domain/access-policy.js";
 import { MembershipService } from "../src/domain/membership-service.js";
-import type { MessageReceipt, ReadMember } from "../src/domain/model.js";
+import type { MessageReceipt, ReadMember, TrackedMessage } from "../src/domain/model.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
 import { exportUserData } from "../src/domain/user-data-export.js";
 import { type ErasureProgress, UserErasure } from "../src/domain/user-erasure.js";
@@ -193,6 +193,28 @@ export function describeUserDataContract(
       read.length,
       unread.length,
     ]);
+
+    it("erases the user's receipt settings and private reads, and no one else's", async () => {
+      await setUpUser();
+      await store.putReceiptSettings(tenant, "u", [
+        { conversationId: "", visibility: "private" },
+        { conversationId: "g", visibility: "shared" },
+      ]);
+      await store.putReceiptSettings(tenant, "a", [{ conversationId: "", visibility: "private" }]);
+      const m3 = (await store.getMessages(tenant, ["m3"])).get("m3") as TrackedMessage;
+      await store.insertPrivateReceipts(tenant, "u", [{ message: m3, readAt: minutes(31) }]);
+      await store.insertPrivateReceipts(tenant, "a", [{ message: m3, readAt: minutes(32) }]);
+      const last = (await eraseToTheEnd(erasure, tenant, "u")).at(-1) as ErasureProgress;
+      expect(last.removed).toMatchObject({ privacy: 3 });
+      expect(await store.getReceiptSettings(tenant, "u")).toMatchObject({
+        defaultVisibility: undefined,
+      });
+      expect(await store.listPrivateReceipts(tenant, "u", undefined, 10)).toEqual([]);
+      expect(await store.getReceiptSettings(tenant, "a")).toMatchObject({
+        defaultVisibility: "private",
+      });
+      expect(await store.listPrivateReceipts(tenant, "a", undefined, 10)).toHaveLength(1);
+    });
 
     it("erases every receipt, horizon and membership of the user; every other count stays exact", async () => {
       await setUpUser();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type ErasureStep, UserErasure } from "../src/domain/user-erasure.js";
+import { type ErasableStore, type ErasureStep, UserErasure } from "../src/domain/user-erasure.js";
 import type { Chunk, Cursor, ErasureRecord, UserDataStore } from "../src/store/user-data-store.js";
 
 type RecordStore = Pick<UserDataStore, "erasureOf" | "saveErasure">;
@@ -34,7 +34,7 @@ function rowsStep(name: string, rows: number, cursors: Cursor[] = []): ErasureSt
   };
 }
 
-const store = (r: RecordStore) => r as unknown as UserDataStore;
+const store = (r: RecordStore) => r as unknown as ErasableStore;
 
 describe("UserErasure, the runner of the erasure's steps", () => {
   it("runs every step of its list in order, a new one included, and names each in the answer", async () => {

@@ -17,6 +17,8 @@ export const unitTests = [
   "test/map-concurrently.test.ts",
   "test/membership-monitor.test.ts",
   "test/partition-write-coalescer.test.ts",
+  "test/privacy-rpc.test.ts",
+  "test/receipt-privacy.test.ts",
   "test/rpc-in-memory.test.ts",
   "test/sqlite-store.test.ts",
   "test/user-erasure.test.ts",

@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { StoreUnavailableError } from "../src/domain/errors.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { ReceiptChange, TrackedMessage } from "../src/domain/model.js";
+import { ReceiptPrivacy } from "../src/domain/receipt-privacy.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
 import {
   encodeResumeToken,
@@ -159,6 +160,52 @@ export function describeWatchContract(
         "receipt",
         "horizon",
       ]);
+    });
+
+    it("carries a private read to its reader's streams only, and a later shown read of it to all", async () => {
+      const privacy = new ReceiptPrivacy({ store: backend.store });
+      const deciding = new ReceiptService({ ...backend, privacy });
+      try {
+        const w = watcher();
+        const conversation = reader(watch(w, { conversationIds: ["g"] }));
+        const bobs = reader(watch(w, { readerId: "bob" }));
+        await Promise.all([conversation.first(), bobs.first()]);
+        const setBob = async (visibility: "private" | "shared") => {
+          await backend.store.putReceiptSettings(tenant, "bob", [
+            { conversationId: "", visibility },
+          ]);
+          privacy.forget(tenant, "bob");
+        };
+        const bobReads = () =>
+          deciding.sendReceipts(tenant, {
+            conversationId: "g",
+            readerId: "bob",
+            messageIds: ["m1"],
+          });
+        await setBob("private");
+        await bobReads();
+        await setBob("shared");
+        await bobReads();
+        const own = await bobs.take(2);
+        expect(
+          own.map((e) => [
+            e.change.private ?? false,
+            e.change.kind === "receipt" && e.change.receipt.readCount,
+          ]),
+        ).toEqual([
+          [true, 1],
+          [false, 1],
+        ]);
+        const [shown] = await conversation.take(1);
+        expect(shown?.change).toMatchObject({
+          kind: "receipt",
+          readerId: "bob",
+          receipt: { readCount: 1 },
+        });
+        expect(shown?.change.private).toBeUndefined();
+      } finally {
+        await deciding.announcer.close();
+      }
     });
 
     it("resumes after a disconnect with exactly the missed updates, in order, then live ones", async () => {
@@ -376,19 +423,11 @@ export function describeWatchContract(
     });
 
     it("keeps a receipt acknowledged while the log cannot be written, and logs it once the log answers", async () => {
-      let down = true;
-      const failingFeed: ChangeFeed = Object.create(backend.feed, {
-        publish: {
-          value: (t: string, changes: readonly ReceiptChange[]) =>
-            down
-              ? Promise.reject(new StoreUnavailableError("the log is down"))
-              : backend.feed.publish(t, changes),
-        },
-      });
+      const log = feedDownUntilUp(backend.feed);
       const errors: unknown[] = [];
       const service = new ReceiptService({
         store: backend.store,
-        feed: failingFeed,
+        feed: log.feed,
         onAnnounceError: (error) => errors.push(error),
         announce: { graceMs: 0 },
       });
@@ -406,7 +445,7 @@ export function describeWatchContract(
       );
       expect(pending).toMatchObject([{ kind: "receipt", messageId: "m1", readerId: "r000003" }]);
 
-      down = false;
+      log.up();
       expect(await service.announcer.sweep()).toBeGreaterThanOrEqual(1);
       const [delivered] = await stream.take(1);
       expect(delivered?.change).toMatchObject({
@@ -425,7 +464,66 @@ export function describeWatchContract(
       expect(next?.change).toMatchObject({ readerId: "r000004", receipt: { readCount: 2 } });
       await service.announcer.close();
     });
+
+    it("publishes a private reader's horizon kept while the log was down as private", async () => {
+      const log = feedDownUntilUp(backend.feed);
+      const errors: unknown[] = [];
+      const service = new ReceiptService({
+        store: backend.store,
+        feed: log.feed,
+        privacy: new ReceiptPrivacy({ store: backend.store }),
+        onAnnounceError: (error) => errors.push(error),
+        announce: { graceMs: 0 },
+      });
+      await backend.store.putReceiptSettings(tenant, "r000005", [
+        { conversationId: "g", visibility: "private" },
+      ]);
+      const w = watcher();
+      const conversation = reader(watch(w, { conversationIds: ["g"] }));
+      const own = reader(watch(w, { readerId: "r000005" }));
+      await Promise.all([conversation.first(), own.first()]);
+      await service.markConversationRead(tenant, {
+        conversationId: "g",
+        readerId: "r000005",
+        readUpTo: minutes(2),
+      });
+      // The call's own publishes (its private receipts, its horizon) failed; the sweep takes
+      // entries older than now.
+      await vi.waitFor(() => expect(errors).toHaveLength(2));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      log.up();
+      expect(await service.announcer.sweep()).toBe(1);
+      const [horizon] = await own.take(1);
+      expect(horizon?.change).toMatchObject({
+        kind: "horizon",
+        readerId: "r000005",
+        private: true,
+      });
+      await read("m1", "r000004");
+      const [next] = await conversation.take(1);
+      expect(next?.change).toMatchObject({ kind: "receipt", readerId: "r000004" });
+      await service.announcer.close();
+    });
   });
+}
+
+/** The feed, its publish failing until up() (as when the log cannot be reached). */
+function feedDownUntilUp(feed: ChangeFeed): { feed: ChangeFeed; up(): void } {
+  let down = true;
+  const failing: ChangeFeed = Object.create(feed, {
+    publish: {
+      value: (t: string, changes: readonly ReceiptChange[]) =>
+        down
+          ? Promise.reject(new StoreUnavailableError("the log is down"))
+          : feed.publish(t, changes),
+    },
+  });
+  return {
+    feed: failing,
+    up: () => {
+      down = false;
+    },
+  };
 }
 
 const horizonChange = (

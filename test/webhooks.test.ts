@@ -1,7 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
+import { PrivacyService, ReceiptVisibility } from "../gen/receipts/v1/privacy_pb.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteWebhookState } from "../src/store/sqlite/sqlite-webhook-state.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
@@ -126,6 +129,31 @@ describe("webhooks on the embedded store", () => {
       seen.set(stream, index);
     }
   }
+
+  it("never sends a private read or a private reader's horizon", async () => {
+    const { hooks, server, t, clients } = await endpointWith(undefined, { messages: 3 });
+    const privacy = createClient(
+      PrivacyService,
+      createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" }),
+    );
+    await privacy.setReceiptSettings(
+      { userId: "r1", defaultVisibility: ReceiptVisibility.PRIVATE },
+      { headers: { authorization: `Bearer ${t.apiKey}` } },
+    );
+    await read(clients, "r1", [0, 1]);
+    await clients.receipts.markConversationRead({ conversationId: "g0", readerId: "r1" });
+    await read(clients, "r0", [0]);
+    await clients.receipts.markConversationRead({ conversationId: "g0", readerId: "r2" });
+    // r2's horizon marks m0..m2: three receipts and one conversation.read, all shown.
+    await hooks.until(() => hooks.events().length >= 5);
+    await sleep(500); // room for anything private to show
+    const events = hooks.events();
+    expect(receiptKeys(events).sort()).toEqual(
+      ["g0/g0m0/r0", "g0/g0m0/r2", "g0/g0m1/r2", "g0/g0m2/r2"].sort(),
+    );
+    expect(events.filter((e) => e.type === "conversation.read")).toHaveLength(1);
+    expect(JSON.stringify(events)).not.toContain('"r1"');
+  });
 
   it("delivers every acknowledged receipt exactly once, signed with every current secret", async () => {
     const hooks = await receiver();

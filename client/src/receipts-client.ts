@@ -1,5 +1,6 @@
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
+import { PrivacyService } from "../../gen/receipts/v1/privacy_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { UserDataService } from "../../gen/receipts/v1/user_data_pb.js";
 import { bearerInterceptor, type Credentials } from "./credentials.js";
@@ -27,6 +28,8 @@ export interface ReceiptsClient {
   readonly membership: Client<typeof MembershipService>;
   /** EraseUser (the tenant's backend only), ExportUserData. */
   readonly userData: Client<typeof UserDataService>;
+  /** SetReceiptSettings, GetReceiptSettings: whether a user's reads are shown or private. */
+  readonly privacy: Client<typeof PrivacyService>;
   /**
    * Follows WatchReceipts for as long as it is iterated: resumes after every
    * disconnect and drain, never delivers an update twice, and says when the
@@ -73,6 +76,7 @@ export function buildReceiptsClient(
     receipts,
     membership: createClient(MembershipService, transport),
     userData: createClient(UserDataService, transport),
+    privacy: createClient(PrivacyService, transport),
     watch: (filter, watchOptions) => new ReceiptWatch(receipts, filter, watchOptions),
   };
 }

@@ -18,6 +18,8 @@ export const retryableProcedures: ReadonlySet<string> = new Set([
   "receipts.v1.MembershipService/ListMembers",
   // Its progress is kept by the service: a retry goes on where the lost call got to.
   "receipts.v1.UserDataService/EraseUser",
+  "receipts.v1.PrivacyService/GetReceiptSettings",
+  "receipts.v1.PrivacyService/SetReceiptSettings",
 ]);
 
 export interface RetryOptions extends BackoffOptions {

@@ -12,6 +12,8 @@ import { ReceiptsError } from "./receipts-error.js";
 export interface WatchFilter {
   readonly conversationIds?: readonly string[];
   readonly senderId?: string;
+  /** Only this reader's reads, its private ones included (a user: only itself). */
+  readonly readerId?: string;
 }
 
 export interface WatchOptions extends BackoffOptions {
@@ -127,6 +129,7 @@ export class ReceiptWatch implements AsyncIterable<WatchEvent> {
           {
             conversationIds: [...(this.#filter.conversationIds ?? [])],
             senderId: this.#filter.senderId ?? "",
+            readerId: this.#filter.readerId ?? "",
             resumeToken: this.#resumeToken,
           },
           { signal: connection.signal },

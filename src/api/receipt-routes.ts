@@ -67,7 +67,11 @@ export function receiptRoutes(
 
     async getReceipts(request, context) {
       await policy.authorizeGetReceipts(tenantOf(context), callerOf(context), request);
-      const found = await receipts.getReceipts(tenantOf(context), request);
+      const found = await receipts.getReceipts(tenantOf(context), {
+        conversationId: request.conversationId,
+        messageIds: request.messageIds,
+        viewerId: policy.viewerOf(callerOf(context), request.viewerId),
+      });
       return create(GetReceiptsResponseSchema, { receipts: found.map(receiptToProto) });
     },
 
@@ -81,6 +85,7 @@ export function receiptRoutes(
           filter: readFilterToDomain(request.filter),
           pageSize: request.pageSize,
           pageToken: request.pageToken,
+          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         context.signal,
       );
@@ -104,6 +109,7 @@ export function receiptRoutes(
           messageIds: request.messageIds,
           pageSize: request.pageSize,
           maxGroupSize,
+          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         context.signal,
       );
@@ -153,6 +159,9 @@ export function receiptRoutes(
           conversationIds: request.conversationIds,
           senderId: request.senderId,
           resumeToken: request.resumeToken,
+          readerId: request.readerId,
+          // A user's stream is its own view; a service caller's the shared one.
+          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         signal,
       );

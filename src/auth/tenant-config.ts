@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { TenantSettings } from "../domain/access-policy.js";
+import type { ReceiptPolicy } from "../domain/receipt-privacy.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
 import { urlProblem } from "../webhooks/url-policy.js";
 import {
@@ -74,6 +75,14 @@ const tokenKey = z.discriminatedUnion("alg", [
 const perSecond = z.number().positive().max(1_000_000);
 const burst = z.int().min(1).max(10_000_000);
 
+/** On (true: the user's choice), off (false: no receipts at all), or a privacy policy. */
+const receiptPolicy = z.union([z.boolean(), z.enum(["user-choice", "always", "never"])], {
+  error: 'must be true, false, "user-choice", "always" or "never"',
+});
+
+const policyOf = (value: boolean | ReceiptPolicy): ReceiptPolicy =>
+  typeof value === "boolean" ? "user-choice" : value;
+
 const tenantSchema = z
   .strictObject({
     id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1 to 64 characters of [A-Za-z0-9._-]"),
@@ -91,7 +100,14 @@ const tenantSchema = z
       })
       .optional(),
     receipts: z
-      .strictObject({ c2c: z.boolean().default(true), group: z.boolean().default(true) })
+      .strictObject({
+        c2c: receiptPolicy.default(true),
+        group: receiptPolicy.default(true),
+        defaultVisibility: z
+          .enum(["shared", "private"], { error: 'must be "shared" or "private"' })
+          .default("shared"),
+        reciprocalC2c: z.boolean().default(false),
+      })
       .prefault({}),
     readMembers: z
       .strictObject({
@@ -163,7 +179,12 @@ export function parseTenants(
             maxLifetimeSeconds: t.userTokens.maxLifetimeSeconds,
           },
     settings: {
-      receipts: t.receipts,
+      receipts: { c2c: t.receipts.c2c !== false, group: t.receipts.group !== false },
+      privacy: {
+        policy: { c2c: policyOf(t.receipts.c2c), group: policyOf(t.receipts.group) },
+        defaultVisibility: t.receipts.defaultVisibility,
+        reciprocalC2c: t.receipts.reciprocalC2c,
+      },
       maxGroupSizeForMemberLists: t.readMembers.maxGroupSize,
       readMembersOpenToMembers: t.readMembers.openToMembers,
     },

@@ -2,6 +2,7 @@ import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { CallOptions, Client } from "@connectrpc/connect";
 import type { ReceiptsClient } from "../../client/src/node.js";
 import type { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
+import type { PrivacyService } from "../../gen/receipts/v1/privacy_pb.js";
 import {
   ConversationType,
   GetReceiptsResponseSchema,
@@ -28,6 +29,7 @@ export interface CommandContext {
   readonly client: Client<typeof ReadReceiptService>;
   readonly membership: Client<typeof MembershipService>;
   readonly userData: Client<typeof UserDataService>;
+  readonly privacy: Client<typeof PrivacyService>;
   /** The client package's resuming WatchReceipts. */
   readonly watch: ReceiptsClient["watch"];
   readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;
@@ -206,6 +208,7 @@ export async function watch(context: CommandContext, stop: AbortSignal): Promise
     {
       conversationIds: Array.isArray(conversations) ? conversations : [],
       senderId: optional(context, "sender") ?? "",
+      readerId: optional(context, "reader") ?? "",
     },
     { resumeToken: optional(context, "resume-token") ?? "", signal: stop },
   );

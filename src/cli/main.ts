@@ -16,6 +16,7 @@ import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
 import { addMembers, listMembers, removeMembers } from "./membership-commands.js";
 import type { Output } from "./output.js";
+import { getPrivacy, setPrivacy } from "./privacy-commands.js";
 import { whoRead } from "./read-members-batch.js";
 import { eraseUser, exportUser } from "./user-data-commands.js";
 import { webhooks } from "./webhook-commands.js";
@@ -100,13 +101,14 @@ const commands: Record<string, Command> = {
     run: markRead,
   },
   watch: {
-    usage: "[--conversation ID]... [--sender ID] [--resume-token T] [--limit N]",
+    usage: "[--conversation ID]... [--sender ID] [--reader ID] [--resume-token T] [--limit N]",
     summary:
       "Prints receipt updates as they happen; reconnects and resumes until Ctrl-C or --limit updates.",
     example: "receipts watch --conversation team --limit 10",
     options: {
       conversation: { type: "string", multiple: true },
       sender: text,
+      reader: text,
       "resume-token": text,
       limit: text,
     },
@@ -142,6 +144,23 @@ const commands: Record<string, Command> = {
     example: "receipts export-user --user carol --out carol.jsonl",
     options: { user: text, out: text },
     run: exportUser,
+  },
+  "privacy get": {
+    usage: "[--user ID]",
+    summary:
+      "Prints a user's receipt settings: its default, its per-conversation ones, the tenant's policy.",
+    example: "receipts privacy get --user bob",
+    options: { user: text },
+    run: getPrivacy,
+  },
+  "privacy set": {
+    usage:
+      "[--user ID] [--default shared|private|inherit] [--conversation ID=shared|private|inherit]...",
+    summary:
+      "Sets whether a user's reads are shown (shared) or private, by default and per conversation.",
+    example: "receipts privacy set --user bob --default private --conversation team=shared",
+    options: { user: text, default: text, conversation: { type: "string", multiple: true } },
+    run: setPrivacy,
   },
   "members add": {
     usage: "--group ID USER_ID... [--joined-at TIME]",
@@ -204,6 +223,12 @@ ${commandList("members ")}
 Run receipts members <add|remove|list> --help for options and an example. Who has read a
 message is \`receipts readers\`.`;
 
+const privacyUsage = `Usage: receipts privacy get|set [options]
+
+${commandList("privacy ")}
+
+A user token sets and reads only its own settings (--user left out or itself).`;
+
 function commandHelp(name: string): string {
   const command = commands[name] as Command;
   return `Usage: receipts ${name} ${command.usage}
@@ -244,11 +269,11 @@ function splitCommand(argv: readonly string[]): { name: string; rest: string[] }
   if (word === undefined) return undefined;
   const at = [first];
   let name = word;
-  if (word === "members") {
+  if (word === "members" || word === "privacy") {
     const second = nextWord(argv, first + 1, true);
-    if (commands[`members ${argv[second]}`] !== undefined) {
+    if (commands[`${word} ${argv[second]}`] !== undefined) {
       at.push(second);
-      name = `members ${argv[second]}`;
+      name = `${word} ${argv[second]}`;
     }
   }
   return { name, rest: argv.filter((_, i) => !at.includes(i)) };
@@ -275,6 +300,13 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
         ? "members needs add, remove or list; who has read a message is `receipts readers --conversation ID --message ID`"
         : "members needs add, remove or list",
     );
+  }
+  if (name === "privacy") {
+    if (wantsHelp(rest)) {
+      output.out(privacyUsage);
+      return exitCodes.ok;
+    }
+    throw usageError("privacy needs get or set");
   }
   const command = commands[name];
   if (command === undefined) throw usageError(`unknown command ${name}`);
@@ -323,6 +355,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
         client: service.receipts,
         membership: service.membership,
         userData: service.userData,
+        privacy: service.privacy,
         watch: service.watch,
         options,
         positionals: parsed.positionals,

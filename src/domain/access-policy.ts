@@ -4,6 +4,7 @@ import { AccessEndedError, memberListsWithheld, ReceiptError } from "./errors.js
 import { limits } from "./limits.js";
 import type { MembershipMonitor } from "./membership-monitor.js";
 import type { ConversationType } from "./model.js";
+import type { TenantPrivacy } from "./receipt-privacy.js";
 import { optionalId, requireId, requireIdList } from "./validate.js";
 
 /** Who is calling: a tenant's backend (API key) or one of its users (user token). */
@@ -24,6 +25,8 @@ export interface TenantSettings {
   readonly maxGroupSizeForMemberLists: number;
   /** Whether any current member, not only the sender, may list who has read a message. */
   readonly readMembersOpenToMembers: boolean;
+  /** Private reads: policy per conversation type, the default setting, reciprocity (C2C). */
+  readonly privacy?: TenantPrivacy;
 }
 
 export const defaultTenantSettings: TenantSettings = Object.freeze({
@@ -66,6 +69,23 @@ export class AccessPolicy {
     if (caller.kind !== "service") {
       throw new ReceiptError("permission_denied", `${rpc} is for the tenant's backend only`);
     }
+  }
+
+  /**
+   * SetReceiptSettings and GetReceiptSettings: returns the user whose settings they are. A user
+   * sets and reads only its own (an empty user_id meaning itself).
+   */
+  authorizeReceiptSettings(caller: Caller, userId: string): string {
+    return actingAs(caller, userId, "user_id");
+  }
+
+  /**
+   * GetReceipts (after authorizeGetReceipts): whose view to answer with. A user sees its own;
+   * a service caller the one it names, or everyone's shared view.
+   */
+  viewerOf(caller: Caller, viewerId: string): string | undefined {
+    if (caller.kind === "service") return viewerId === "" ? undefined : viewerId;
+    return actingAs(caller, viewerId, "viewer_id");
   }
 
   async authorizeTrackMessages(
@@ -255,10 +275,20 @@ export class AccessPolicy {
   async authorizeWatchReceipts(
     tenant: string,
     caller: Caller,
-    request: { conversationIds: readonly string[]; senderId: string },
+    request: { conversationIds: readonly string[]; senderId: string; readerId?: string },
     signal: AbortSignal = new AbortController().signal,
   ): Promise<AbortSignal> {
     if (caller.kind === "service") return signal;
+    const readerId = optionalId("reader_id", request.readerId ?? "");
+    if (readerId !== undefined) {
+      // A user's own reads (its private ones too) are its own to follow, in any conversation.
+      if (readerId === caller.userId) return signal;
+      throw new ReceiptError(
+        "permission_denied",
+        "a user may follow only its own reads",
+        "reader_id",
+      );
+    }
     const senderId = optionalId("sender_id", request.senderId);
     if (senderId !== undefined) {
       if (senderId !== caller.userId) {
@@ -355,10 +385,10 @@ export class AccessPolicy {
 }
 
 /** The reader a call acts as: users only as themselves, empty meaning the token's user. */
-function actingAs(caller: Caller, readerId: string): string {
+function actingAs(caller: Caller, readerId: string, field = "reader_id"): string {
   if (caller.kind === "service") return readerId;
   if (readerId !== "" && readerId !== caller.userId) {
-    throw new ReceiptError("permission_denied", "a user may act only as themselves", "reader_id");
+    throw new ReceiptError("permission_denied", "a user may act only as themselves", field);
   }
   return caller.userId;
 }

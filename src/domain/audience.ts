@@ -128,7 +128,7 @@ export class Audience {
       // A reader stays counted until its receipt is deleted; never report a negative.
       unreadCount: Math.max(audienceSize - readCount, 0),
       receiverRead,
-      // Private reads (not yet a setting) will leave this unset for everyone but the receiver.
+      // A private read is not counted here: only its reader sees it (ReaderView).
       ...(receiverRead && receiverReadAt !== undefined ? { receiverReadAt } : {}),
     };
   }

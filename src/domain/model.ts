@@ -25,8 +25,8 @@ export interface MessageReceipt {
   /** C2C only: whether the receiver has read the message. */
   readonly receiverRead: boolean;
   /**
-   * C2C only, when read: the time of the receiver's read (its receipt's read_at).
-   * Private reads, once they exist, leave it unset for everyone but the receiver.
+   * C2C only, when read: the time of the receiver's read (its receipt's read_at). A private
+   * read is in the receiver's own view only (ReaderView).
    */
   readonly receiverReadAt?: number;
 }
@@ -64,12 +64,15 @@ export type ReceiptChange =
       readonly receipt: MessageReceipt;
       readonly readerId: string;
       readonly readAt: number;
+      /** A private read: only streams filtered on its reader see it (receipt: the shared view). */
+      readonly private?: true;
     }
   | {
       readonly kind: "horizon";
       readonly conversationId: string;
       readonly readerId: string;
       readonly readUpTo: number;
+      readonly private?: true;
     };
 
 /** A change with its opaque position in the tenant's change log. */
@@ -147,6 +150,30 @@ export function withReadCount(
       unreadCount: Math.max(0, audience - readCount),
       receiverRead: receipt.message.conversationType === "c2c" ? readCount > 0 : false,
     },
+  };
+}
+
+/** Spread into a change whose reads are private. */
+export const privateChange = { private: true } as const;
+
+/**
+ * A private receipt change as its own reader sees it: published with the count everyone else
+ * sees, it adds the reader's own read (the reader had no shown read of it, see PrivateReads).
+ */
+export function asSeenByItsReader(change: ReceiptChange): ReceiptChange {
+  if (change.kind !== "receipt" || change.private !== true) return change;
+  return { ...change, receipt: withOwnRead(change.receipt, change.readAt) };
+}
+
+/** A receipt with the viewer's own private read (made at `readAt`) counted as read. */
+export function withOwnRead(receipt: MessageReceipt, readAt: number): MessageReceipt {
+  const c2c = receipt.message.conversationType === "c2c";
+  return {
+    ...receipt,
+    readCount: receipt.readCount + 1,
+    unreadCount: Math.max(0, receipt.unreadCount - 1),
+    receiverRead: c2c,
+    ...(c2c ? { receiverReadAt: readAt } : {}),
   };
 }
 

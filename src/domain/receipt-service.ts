@@ -1,9 +1,10 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
+import type { ReceiptStore } from "../store/receipt-store.js";
 import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
 import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
 import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
+import { checkMayMarkRead } from "./mark-read-access.js";
 import {
   type ConversationType,
   type MessageReadMembers,
@@ -11,6 +12,7 @@ import {
   type Page,
   type PendingChange,
   pendingReceipt,
+  privateChange,
   type ReadFilter,
   type ReadMember,
   type ReceiptChange,
@@ -18,17 +20,18 @@ import {
   type TrackedMessage,
 } from "./model.js";
 import { decodePageToken } from "./page-token.js";
+import { PrivateReads, type RecordedRead } from "./private-reads.js";
 import { firstPages, firstPagesToRead, pageOf, readMembersScope } from "./read-member-pages.js";
-import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
+import { ReaderView } from "./reader-view.js";
+import { ReceiptPrivacy } from "./receipt-privacy.js";
+import {
+  alreadyTracked,
+  type TrackedMessageInput,
+  validateTrackedMessage,
+} from "./tracked-message-input.js";
+import { optionalId, pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
-export interface TrackedMessageInput {
-  readonly conversationId: string;
-  readonly conversationType: ConversationType | undefined;
-  readonly messageId: string;
-  readonly senderId: string;
-  readonly sentAt: number | undefined;
-  readonly receiverId: string;
-}
+export type { TrackedMessageInput } from "./tracked-message-input.js";
 
 export interface ReceiptServiceDeps {
   readonly store: ReceiptStore;
@@ -38,6 +41,8 @@ export interface ReceiptServiceDeps {
   readonly onAnnounceError?: (error: unknown, what: string) => void;
   /** The outbox sweep's timing (see ChangeAnnouncer). */
   readonly announce?: { readonly graceMs?: number; readonly sweepMs?: number };
+  /** Decides which reads are private (shared with PrivacyService); default: the store's settings. */
+  readonly privacy?: ReceiptPrivacy;
 }
 
 /** How many messages MarkConversationRead materialises per store round trip. */
@@ -51,6 +56,9 @@ export class ReceiptService {
   readonly #store: ReceiptStore;
   readonly #clock: () => number;
   readonly #audience: Audience;
+  readonly #privacy: ReceiptPrivacy;
+  readonly #privateReads: PrivateReads;
+  readonly #view: ReaderView;
   /** Gets every stored change into the change log; its sweep is started by the app. */
   readonly announcer: ChangeAnnouncer;
 
@@ -66,6 +74,11 @@ export class ReceiptService {
       onError: deps.onAnnounceError,
       ...deps.announce,
     });
+    this.#privacy = deps.privacy ?? new ReceiptPrivacy({ store: deps.store });
+    const describe = (tenant: string, messages: readonly TrackedMessage[]) =>
+      this.#describe(tenant, messages);
+    this.#privateReads = new PrivateReads({ ...deps, announcer: this.announcer, describe });
+    this.#view = new ReaderView(deps.store, this.#privacy);
   }
 
   async trackMessages(
@@ -150,7 +163,9 @@ export class ReceiptService {
     sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
     const readAt = this.#clock();
     const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
-    const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
+    const counts = new Map(
+      recorded.flatMap((r) => (r.readCount === undefined ? [] : [[r.messageId, r.readCount]])),
+    );
     const readTimes = new Map(
       recorded.flatMap((r) => (r.inserted ? [[r.messageId, readAt] as const] : [])),
     );
@@ -166,7 +181,7 @@ export class ReceiptService {
       for (const [id, at] of state.readTimes) readTimes.set(id, at);
     }
     const audienceSizes = await sized;
-    return messages.map((m, i) =>
+    const answer = messages.map((m, i) =>
       this.#audience.describe(
         m,
         counts.get(m.messageId) ?? 0,
@@ -174,16 +189,22 @@ export class ReceiptService {
         readTimes.get(m.messageId),
       ),
     );
+    // Private reads: the reader's own view, its read counted.
+    const hidden = recorded.some((r) => r.readCount === undefined);
+    return hidden ? this.#view.asSeenBy(tenant, readerId, answer) : answer;
   }
 
   async getReceipts(
     tenant: string,
-    request: { conversationId: string; messageIds: readonly string[] },
+    /** viewerId: answer as that user sees them (its private reads, reciprocity). */
+    request: { conversationId: string; messageIds: readonly string[]; viewerId?: string },
   ): Promise<MessageReceipt[]> {
     const conversationId = requireId("conversation_id", request.conversationId);
     const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
+    const viewerId = optionalId("viewer_id", request.viewerId ?? "");
     const messages = await this.#messagesOf(tenant, conversationId, ids);
-    return this.#describe(tenant, messages);
+    const receipts = await this.#describe(tenant, messages);
+    return viewerId === undefined ? receipts : this.#view.asSeenBy(tenant, viewerId, receipts);
   }
 
   async listReadMembers(
@@ -194,6 +215,8 @@ export class ReceiptService {
       filter: ReadFilter | undefined;
       pageSize: number;
       pageToken: string;
+      /** The user the page is for: reciprocity applies (C2C). */
+      viewerId?: string;
     },
     /** Aborted when the caller gives up (deadline, cancel): no store call starts after that. */
     signal?: AbortSignal,
@@ -216,7 +239,12 @@ export class ReceiptService {
       filter === "read"
         ? await this.#store.listReaders(tenant, message, after, size + 1)
         : await this.#unreadMembers(tenant, message, after, size + 1);
-    return pageOf(rows, size, scope);
+    const seen = { message, filter, after };
+    return pageOf(
+      await this.#view.membersSeenBy(tenant, request.viewerId, seen, rows),
+      size,
+      scope,
+    );
   }
 
   /**
@@ -234,6 +262,7 @@ export class ReceiptService {
       pageSize: number;
       /** The tenant's largest group with member lists (readMembers.maxGroupSize). */
       maxGroupSize: number;
+      viewerId?: string;
     },
     signal?: AbortSignal,
   ): Promise<MessageReadMembers[]> {
@@ -254,7 +283,7 @@ export class ReceiptService {
     }
     signal?.throwIfAborted();
     const { counts, readTimes } = await this.#readState(tenant, messages);
-    const receipts = messages.map((m, i) =>
+    const shared = messages.map((m, i) =>
       this.#audience.describe(
         m,
         counts.get(m.messageId) ?? 0,
@@ -263,6 +292,8 @@ export class ReceiptService {
       ),
     );
 
+    // C2C pages follow from the receipts: a receiver withheld by reciprocity is listed unread.
+    const receipts = await this.#view.reciprocal(tenant, request.viewerId, shared);
     const read = firstPagesToRead(receipts);
     signal?.throwIfAborted();
     // One extra row per page tells whether another page follows.
@@ -283,7 +314,7 @@ export class ReceiptService {
     if (upTo > now + limits.maxFutureSkewMs) {
       throw invalidArgument("read_up_to", "must not be in the future");
     }
-    await this.#checkMayMarkRead(tenant, conversationId, readerId);
+    await checkMayMarkRead(this.#store, tenant, conversationId, readerId);
 
     // Receipts first, horizon last: if this call dies half way, a retry redoes the range.
     const previous = await this.#store.getHorizon(tenant, conversationId, readerId);
@@ -319,24 +350,33 @@ export class ReceiptService {
     if (horizon.current !== horizon.previous) {
       const readUpTo = horizon.current;
       await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now);
+      const hidden = await this.#privacy.hidesInConversation(tenant, readerId, conversationId);
       this.announcer.announce(
         tenant,
-        [{ kind: "horizon", conversationId, readerId, readUpTo }],
+        [{ kind: "horizon", conversationId, readerId, readUpTo, ...(hidden && privateChange) }],
         [{ kind: "horizon", tenant, conversationId, readerId, readUpTo, at: now }],
       );
     }
     return { readUpTo: horizon.current, markedCount };
   }
 
-  /** Records receipts and announces the new ones; says of each whether it was new, and its count. */
+  /**
+   * Records reads of one conversation, shown or private as the reader's privacy decides now,
+   * and announces the new ones; says of each whether it was new, and (shown) its count.
+   */
   async #record(
     tenant: string,
     readerId: string,
     messages: readonly TrackedMessage[],
     sizes: AudienceSizes = new Map(),
     readAt = this.#clock(),
-  ): Promise<RecordedReceipt[]> {
-    if (messages.length === 0) return [];
+  ): Promise<RecordedRead[]> {
+    const [first] = messages;
+    if (first === undefined) return [];
+    const conversation = { conversationId: first.conversationId, type: first.conversationType };
+    if (await this.#privacy.hides(tenant, readerId, conversation)) {
+      return this.#privateReads.record(tenant, readerId, messages, readAt);
+    }
     const recorded = await this.#store.insertReceipts(
       tenant,
       readerId,
@@ -409,9 +449,16 @@ export class ReceiptService {
           continue;
         }
         const { conversationId, readerId, readUpTo } = change;
+        const hidden = await this.#privacy.hidesInConversation(tenant, readerId, conversationId);
         outcomes.push({
           kind: "announce",
-          change: { kind: "horizon", conversationId, readerId, readUpTo },
+          change: {
+            kind: "horizon",
+            conversationId,
+            readerId,
+            readUpTo,
+            ...(hidden && privateChange),
+          },
         });
         continue;
       }
@@ -541,34 +588,6 @@ export class ReceiptService {
     }
   }
 
-  async #checkMayMarkRead(tenant: string, conversationId: string, readerId: string): Promise<void> {
-    const conversation = await this.#store.getConversation(tenant, conversationId);
-    if (conversation?.type === "c2c") {
-      if (!conversation.participants.includes(readerId)) {
-        throw new ReceiptError(
-          "permission_denied",
-          `reader ${readerId} is not a participant of conversation ${conversationId}`,
-          "reader_id",
-        );
-      }
-      return;
-    }
-    const history = await this.#store.latestMemberships(tenant, conversationId, [readerId]);
-    if (history.has(readerId)) return;
-    if (conversation === undefined) {
-      throw new ReceiptError(
-        "not_found",
-        `conversation ${conversationId} has no tracked messages and no members`,
-        "conversation_id",
-      );
-    }
-    throw new ReceiptError(
-      "permission_denied",
-      `reader ${readerId} was never a member of group ${conversationId}`,
-      "reader_id",
-    );
-  }
-
   /**
    * Messages tracked after a reader already marked the conversation read past
    * their sent_at count as read by that reader.
@@ -597,44 +616,4 @@ export class ReceiptService {
       }
     }
   }
-}
-
-function validateTrackedMessage(input: TrackedMessageInput, at: string): TrackedMessage {
-  const conversationId = requireId(`${at}.conversation_id`, input.conversationId);
-  const messageId = requireId(`${at}.message_id`, input.messageId);
-  const senderId = requireId(`${at}.sender_id`, input.senderId);
-  if (input.conversationType === undefined) {
-    throw invalidArgument(
-      `${at}.conversation_type`,
-      "must be CONVERSATION_TYPE_C2C or CONVERSATION_TYPE_GROUP",
-    );
-  }
-  if (input.sentAt === undefined) throw invalidArgument(`${at}.sent_at`, "must be set");
-  const sentAt = requireTime(`${at}.sent_at`, input.sentAt, 0);
-  let receiverId = "";
-  if (input.conversationType === "c2c") {
-    receiverId = requireId(`${at}.receiver_id`, input.receiverId);
-    if (receiverId === senderId) {
-      throw invalidArgument(`${at}.receiver_id`, "must differ from sender_id");
-    }
-  } else if (input.receiverId !== "") {
-    throw invalidArgument(`${at}.receiver_id`, "must be empty for group messages");
-  }
-  return {
-    conversationId,
-    conversationType: input.conversationType,
-    messageId,
-    senderId,
-    sentAt,
-    receiverId,
-  };
-}
-
-function alreadyTracked(all: readonly TrackedMessage[], message: TrackedMessage): ReceiptError {
-  const index = all.findIndex((m) => m.messageId === message.messageId);
-  return new ReceiptError(
-    "already_exists",
-    `message ${message.messageId} is already tracked with different data`,
-    `messages[${index}]`,
-  );
 }

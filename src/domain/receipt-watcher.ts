@@ -7,13 +7,18 @@ import {
   ReceiptError,
 } from "./errors.js";
 import { limits } from "./limits.js";
-import type { PositionedChange, ReceiptChange } from "./model.js";
+import { asSeenByItsReader, type PositionedChange, type ReceiptChange } from "./model.js";
+import type { ReaderView } from "./reader-view.js";
 import { optionalId, requireId } from "./validate.js";
 
 export interface WatchRequest {
   readonly conversationIds: readonly string[];
   readonly senderId: string;
   readonly resumeToken: string;
+  /** Only this reader's changes, its private ones included ("" for everyone's shown ones). */
+  readonly readerId?: string;
+  /** The user the stream is for (a user caller): its reciprocal privacy applies (ReaderView). */
+  readonly viewerId?: string;
 }
 
 export type WatchEvent =
@@ -29,6 +34,8 @@ export interface WatcherOptions {
   /** Streams open at once in this process. */
   readonly maxStreams: number;
   readonly clock?: () => number;
+  /** What a viewer may see of a change; without it every stream sees every shown change. */
+  readonly views?: Pick<ReaderView, "changeSeenBy">;
 }
 
 const replayBatch = 500;
@@ -63,6 +70,7 @@ export class ReceiptWatcher {
     const resumeFrom =
       request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed, tenant);
     const token = (position: string) => encodeResumeToken(tenant, position);
+    const viewed = (change: ReceiptChange) => this.#viewed(tenant, request.viewerId, change);
     if (this.#closing) throw shuttingDown(request.resumeToken);
     if (this.#open.size >= this.#options.maxStreams) {
       throw new ReceiptError(
@@ -98,7 +106,8 @@ export class ReceiptWatcher {
           const batch = await readAfter(feed, tenant, position, replayBatch);
           for (const { position: at, change } of batch) {
             position = at;
-            if (matches(filter, change)) yield { kind: "change", change, resumeToken: token(at) };
+            const seen = matches(filter, change) ? await viewed(change) : undefined;
+            if (seen !== undefined) yield { kind: "change", change: seen, resumeToken: token(at) };
           }
           if (batch.length < replayBatch) break;
         }
@@ -124,7 +133,9 @@ export class ReceiptWatcher {
           if (feed.comparePositions(next.position, position) <= 0) continue;
           position = next.position;
           if (matches(filter, next.change)) {
-            yield { kind: "change", change: next.change, resumeToken: token(position) };
+            const change = await viewed(next.change);
+            if (change !== undefined)
+              yield { kind: "change", change, resumeToken: token(position) };
           }
           continue;
         }
@@ -148,6 +159,19 @@ export class ReceiptWatcher {
       unlisten();
       this.#open.delete(subscription);
     }
+  }
+
+  /** The change as the stream's viewer sees it; undefined when it is withheld from it. */
+  async #viewed(
+    tenant: string,
+    viewerId: string | undefined,
+    change: ReceiptChange,
+  ): Promise<ReceiptChange | undefined> {
+    const own = asSeenByItsReader(change);
+    const views = this.#options.views;
+    return viewerId === undefined || views === undefined
+      ? own
+      : views.changeSeenBy(tenant, viewerId, own);
   }
 
   /** Ends every open stream with UNAVAILABLE and a resume token; refuses new ones. */
@@ -213,6 +237,7 @@ class Subscription {
 interface Filter {
   readonly conversations: ReadonlySet<string> | undefined;
   readonly senderId: string | undefined;
+  readonly readerId: string | undefined;
 }
 
 function validateFilter(request: WatchRequest): Filter {
@@ -227,6 +252,7 @@ function validateFilter(request: WatchRequest): Filter {
     conversations:
       request.conversationIds.length > 0 ? new Set(request.conversationIds) : undefined,
     senderId: optionalId("sender_id", request.senderId),
+    readerId: optionalId("reader_id", request.readerId ?? ""),
   };
 }
 
@@ -234,6 +260,9 @@ function matches(filter: Filter, change: ReceiptChange): boolean {
   const conversationId =
     change.kind === "receipt" ? change.receipt.message.conversationId : change.conversationId;
   if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) return false;
+  // A private read reaches only its reader's own streams.
+  if (change.private === true && change.readerId !== filter.readerId) return false;
+  if (filter.readerId !== undefined && change.readerId !== filter.readerId) return false;
   if (filter.senderId === undefined) return true;
   // Horizon changes have no sender; a sender's watch sees their effect as receipt updates.
   return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId;

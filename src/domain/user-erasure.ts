@@ -1,4 +1,9 @@
+import type { PrivacyStore } from "../store/receipt-store.js";
 import type { Chunk, Cursor, ErasureRecord, UserDataStore } from "../store/user-data-store.js";
+
+/** What an erasure removes through: the user's data by user, and its privacy settings. */
+export type ErasableStore = UserDataStore & Pick<PrivacyStore, "eraseUserPrivacy">;
+
 import { requireId } from "./validate.js";
 
 /** One concern of an erasure: removes a bounded chunk of one kind of the user's rows per call. */
@@ -19,18 +24,29 @@ export interface ErasureStep {
  * - horizons first: a message tracked late under a horizon would otherwise get a new receipt;
  * - receipts before memberships: while the user is still a member of a message's audience and
  *   no longer a reader, it is counted unread, so read + unread stays the audience;
+ * - its private reads and settings with them (never counted for others: no count moves);
  * - messages next (their sender id, which is not a count), and the backend's lookups by user
  *   last, since every step before finds the user's rows through them.
  */
-export function erasureSteps(store: UserDataStore): readonly ErasureStep[] {
+export function erasureSteps(store: ErasableStore): readonly ErasureStep[] {
   return [
     { name: "horizons", eraseChunk: (...a) => store.eraseHorizonsOf(...a) },
     { name: "horizon_set_times", eraseChunk: (...a) => store.eraseHorizonSetTimesOf(...a) },
     { name: "receipts", eraseChunk: (...a) => store.eraseReceiptsOf(...a) },
+    { name: "privacy", eraseChunk: (tenant, userId) => erasePrivacy(store, tenant, userId) },
     { name: "memberships", eraseChunk: (...a) => store.eraseMembershipsOf(...a) },
     { name: "messages_pseudonymised", eraseChunk: (...a) => store.pseudonymiseMessagesOf(...a) },
     { name: "index_entries", eraseChunk: (...a) => store.eraseUserIndexOf(...a) },
   ];
+}
+
+/**
+ * One chunk for all of it: a user has few settings, and its private reads are removed by the
+ * store in one pass (not bounded; see the note in docs/operations.md).
+ */
+async function erasePrivacy(store: ErasableStore, tenant: string, userId: string): Promise<Chunk> {
+  const { settings, privateReceipts } = await store.eraseUserPrivacy(tenant, userId);
+  return { removed: settings + privateReceipts, cursor: undefined };
 }
 
 /** What an EraseUser call answers. */
@@ -46,7 +62,7 @@ export interface ErasureProgress {
 }
 
 export interface UserErasureOptions {
-  readonly store: UserDataStore;
+  readonly store: ErasableStore;
   /** Default: erasureSteps(store). */
   readonly steps?: readonly ErasureStep[];
   readonly clock?: () => number;
@@ -64,7 +80,7 @@ export interface UserErasureOptions {
  * a new pass, which finds nothing unless something arrived since (then it erases it too).
  */
 export class UserErasure {
-  readonly #store: UserDataStore;
+  readonly #store: ErasableStore;
   readonly #steps: readonly ErasureStep[];
   readonly #clock: () => number;
   readonly #chunkSize: number;

@@ -9,7 +9,9 @@ import type {
   MessageStore,
   NewReceipt,
   OutboxStore,
+  PrivacyStore,
   ReceiptLedger,
+  ReceiptSettingChange,
   ReceiptStore,
 } from "./receipt-store.js";
 import type { Cursor, ErasureRecord, UserDataStore } from "./user-data-store.js";
@@ -23,6 +25,7 @@ export interface StoreParts {
   readonly outbox: OutboxStore;
   /** One user's data, by user: export and erasure. */
   readonly userData: UserDataStore;
+  readonly privacy: PrivacyStore;
   /** Members at the message's sent_at minus its readers: the history and the ledger at once. */
   readonly listUnreadMembers: MembershipHistory["listUnreadMembers"];
   /** First pages of listFirstPages read at once. */
@@ -248,6 +251,41 @@ export class PartsReceiptStore implements ReceiptStore {
 
   exportUserData(tenant: string, userId: string) {
     return this.#parts.userData.exportUserData(tenant, userId);
+  }
+
+  // --- receipt settings and private reads ---
+
+  getReceiptSettings(tenant: string, userId: string) {
+    return this.#parts.privacy.getReceiptSettings(tenant, userId);
+  }
+
+  putReceiptSettings(tenant: string, userId: string, changes: readonly ReceiptSettingChange[]) {
+    return this.#parts.privacy.putReceiptSettings(tenant, userId, changes);
+  }
+
+  insertPrivateReceipts(tenant: string, readerId: string, receipts: readonly NewReceipt[]) {
+    return this.#parts.privacy.insertPrivateReceipts(tenant, readerId, receipts);
+  }
+
+  privateReadTimes(tenant: string, readerId: string, messageIds: readonly string[]) {
+    return this.#parts.privacy.privateReadTimes(tenant, readerId, messageIds);
+  }
+
+  listPrivateReceipts(
+    tenant: string,
+    readerId: string,
+    afterMessageId: string | undefined,
+    limit: number,
+  ) {
+    return this.#parts.privacy.listPrivateReceipts(tenant, readerId, afterMessageId, limit);
+  }
+
+  deletePrivateReceiptsOf(tenant: string, messageIds: readonly string[]) {
+    return this.#parts.privacy.deletePrivateReceiptsOf(tenant, messageIds);
+  }
+
+  eraseUserPrivacy(tenant: string, userId: string) {
+    return this.#parts.privacy.eraseUserPrivacy(tenant, userId);
   }
 
   ping(): Promise<void> {

@@ -224,7 +224,8 @@ export class EndpointDelivery {
       const entry: Entry = {
         position: positioned.position,
         at: change.kind === "receipt" ? Math.min(change.readAt, now) : now,
-        done: !endpoint.events.includes(event.type as never),
+        // A private read is for its reader's own devices only: never sent to the tenant's endpoints.
+        done: change.private === true || !endpoint.events.includes(event.type as never),
       };
       this.#window.push(entry);
       this.#lastRead = positioned.position;

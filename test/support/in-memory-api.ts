@@ -2,6 +2,9 @@ import { createRouterTransport, type Transport } from "@connectrpc/connect";
 import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
 import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
+import { PrivacyService } from "../../src/domain/privacy-service.js";
+import { ReaderView } from "../../src/domain/reader-view.js";
+import { defaultTenantPrivacy, ReceiptPrivacy } from "../../src/domain/receipt-privacy.js";
 import { ReceiptService } from "../../src/domain/receipt-service.js";
 import { ReceiptWatcher } from "../../src/domain/receipt-watcher.js";
 import { UserErasure } from "../../src/domain/user-erasure.js";
@@ -18,31 +21,38 @@ export interface InMemoryApi {
 }
 
 /**
- * The API as src/app.ts wires it (development mode: no tenants, the default tenant), on an
- * in-memory embedded store and change feed, behind connect's in-memory router transport.
+ * The API as src/app.ts wires it (development mode without `tenantsJson`: no tenants, the
+ * default tenant), on an in-memory embedded store and change feed, behind connect's in-memory
+ * router transport.
  */
-export async function openInMemoryApi(): Promise<InMemoryApi> {
+export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi> {
   const db = openSqliteDatabase(":memory:");
   const writes = new SqliteWriteBatcher(db);
   const store = new SqliteReceiptStore(db, writes);
   const feed = new SqliteChangeFeed(db, writes, { retentionMs: 3_600_000 });
-  const receipts = new ReceiptService({ store, feed });
   const membership = new MembershipService({ store, feed });
+  const access = await openAccessControl({
+    sources: { file: undefined, json: tenantsJson, pollIntervalMs: 60_000 },
+    rateLimits: { kind: "embedded", redisUrl: "", keyPrefix: "" },
+    store,
+    logger: silentLogger,
+  });
+  const privacy = new ReceiptPrivacy({
+    store,
+    privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
+  });
+  const receipts = new ReceiptService({ store, feed, privacy });
   const watcher = new ReceiptWatcher({
     feed,
     heartbeatMs: 60_000,
     bufferLimit: 100,
     maxStreams: 10,
-  });
-  const access = await openAccessControl({
-    sources: { file: undefined, json: undefined, pollIntervalMs: 60_000 },
-    rateLimits: { kind: "embedded", redisUrl: "", keyPrefix: "" },
-    store,
-    logger: silentLogger,
+    views: new ReaderView(store, privacy),
   });
   const deps = {
     receipts,
     membership,
+    privacy: new PrivacyService({ store, privacy }),
     watcher,
     userData: { erasure: new UserErasure({ store }), store },
     policy: access.policy,

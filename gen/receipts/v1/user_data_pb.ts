@@ -46,8 +46,8 @@ export type EraseUserResponse = Message<"receipts.v1.EraseUserResponse"> & {
 
   /**
    * The step the next call goes on with ("" when done): horizons,
-   * horizon_set_times, receipts, memberships, messages_pseudonymised,
-   * index_entries.
+   * horizon_set_times, receipts, privacy (receipt settings and private
+   * reads), memberships, messages_pseudonymised, index_entries.
    *
    * @generated from field: string step = 2;
    */

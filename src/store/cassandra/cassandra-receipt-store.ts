@@ -5,6 +5,7 @@ import { CassandraHorizons } from "./cassandra-horizons.js";
 import { CassandraMembershipHistory } from "./cassandra-membership-history.js";
 import { CassandraMessages } from "./cassandra-messages.js";
 import { CassandraOutbox } from "./cassandra-outbox.js";
+import { CassandraPrivacy } from "./cassandra-privacy.js";
 import { CassandraReceiptLedger } from "./cassandra-receipt-ledger.js";
 import { unreadMembersOf } from "./cassandra-unread-members.js";
 import { CassandraUserData } from "./cassandra-user-data.js";
@@ -49,7 +50,7 @@ const defaultLocalCacheEntries = 50_000;
  * messages (CassandraMessages), the receipt ledger (CassandraReceiptLedger),
  * read horizons (CassandraHorizons), membership history and its changes
  * (CassandraMembershipHistory, CassandraGroupChanges) and the outbox
- * (CassandraOutbox); unread members need two of them (unreadMembersOf).
+ * (CassandraOutbox), settings and private reads (CassandraPrivacy); unread members need two of them (unreadMembersOf).
  *
  * The Client (one per process) and the cache are the caller's, closed by
  * `release` if the caller hands them over; the Client may use either bigint
@@ -91,6 +92,7 @@ export class CassandraReceiptStore extends PartsReceiptStore {
         pendingChanges: (before, limit) => outbox.pending(before, limit),
         clearPendingChanges: (changes) => outbox.clear(changes),
       },
+      privacy: new CassandraPrivacy(context),
       listUnreadMembers: unreadMembersOf(history, ledger),
       firstPagesInFlight: context.concurrency,
       async ping() {

@@ -597,8 +597,11 @@ export class RedisChangeFeed implements ChangeFeed {
 
 /** The script's four arguments of a change before its payload (see appendScript). */
 function appendArgs(change: ReceiptChange): [string, string, string, string] {
+  // A private read and a later shown one of the same reader are two announcements.
+  const reader =
+    change.kind === "receipt" && change.private === true ? `p:${change.readerId}` : change.readerId;
   return change.kind === "receipt"
-    ? ["r", change.receipt.message.messageId, change.readerId, String(change.receipt.readCount)]
+    ? ["r", change.receipt.message.messageId, reader, String(change.receipt.readCount)]
     : ["h", change.conversationId, change.readerId, String(change.readUpTo)];
 }
 

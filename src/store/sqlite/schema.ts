@@ -161,4 +161,27 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (tenant, user_id)
   ) WITHOUT ROWID;
   `,
+  // 5: receipt settings and private reads, apart from receipts (whose counts mean shown reads).
+  `
+  -- A user's receipt settings: its default (conversation_id '') and per-conversation overrides.
+  CREATE TABLE receipt_settings (
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    visibility TEXT NOT NULL,
+    PRIMARY KEY (tenant, user_id, conversation_id)
+  ) WITHOUT ROWID;
+
+  -- Reads only their reader sees; never counted, listed or published to others.
+  CREATE TABLE private_receipts (
+    tenant TEXT NOT NULL,
+    reader_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    read_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, reader_id, message_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX private_receipts_by_message ON private_receipts (tenant, message_id);
+  `,
 ];

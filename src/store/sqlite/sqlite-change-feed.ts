@@ -213,7 +213,9 @@ export class SqliteChangeFeed implements ChangeFeed {
       return change;
     }
     const { messageId } = change.receipt.message;
-    const receiptKey = announcedKey.receipt(messageId, change.readerId);
+    // A private read and a later shown one of the same reader are two announcements.
+    const reader = change.private === true ? `p:${change.readerId}` : change.readerId;
+    const receiptKey = announcedKey.receipt(messageId, reader);
     if (seen(receiptKey) !== undefined) return undefined;
     remember(receiptKey, 1);
     const countKey = announcedKey.count(messageId);

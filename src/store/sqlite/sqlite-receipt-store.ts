@@ -4,6 +4,7 @@ import { SqliteHorizons } from "./sqlite-horizons.js";
 import { SqliteMembershipHistory } from "./sqlite-membership-history.js";
 import { SqliteMessages } from "./sqlite-messages.js";
 import { SqliteOutbox } from "./sqlite-outbox.js";
+import { SqlitePrivacy } from "./sqlite-privacy.js";
 import { SqliteReceiptLedger } from "./sqlite-receipt-ledger.js";
 import { SqliteUserData } from "./sqlite-user-data.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
@@ -16,7 +17,7 @@ import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
  * same connection shares.
  *
  * One module per concern, as in the Cassandra store: messages, the receipt
- * ledger, horizons, membership history and the outbox; unread members, which
+ * ledger, horizons, membership history, the outbox and privacy (settings, private reads); unread members, which
  * joins memberships and receipts, is one statement here.
  */
 export class SqliteReceiptStore extends PartsReceiptStore {
@@ -39,6 +40,7 @@ export class SqliteReceiptStore extends PartsReceiptStore {
       history: new SqliteMembershipHistory(db, writes),
       outbox,
       userData: new SqliteUserData(db, writes),
+      privacy: new SqlitePrivacy(db, writes),
       async listUnreadMembers(tenant, message, afterUserId, limit) {
         const rows = unreadMembers.all({
           tenant,
