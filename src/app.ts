@@ -4,8 +4,10 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { openAccessControl } from "./auth/access-control.js";
 import { TenantConfigError } from "./auth/tenant-config.js";
 import { type Config, ConfigError } from "./config.js";
+import type { TenantSettings } from "./domain/access-policy.js";
 import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
+import { MessageDeletion } from "./domain/message-deletion.js";
 import { ReceiptService } from "./domain/receipt-service.js";
 import { ReceiptWatcher } from "./domain/receipt-watcher.js";
 import { loadSheddingInterceptor } from "./limits/load-shedding-interceptor.js";
@@ -113,13 +115,17 @@ export async function startApp(
   extraRoutes?: (router: ConnectRouter) => void,
 ): Promise<App> {
   const ops = createOperations({ ...backend, logger, maxCallMs: config.maxCallMs });
+  // The tenants' settings are known once access control is open, below; asked per call.
+  let settingsOf: ((tenant: string) => TenantSettings) | undefined;
   const receipts = new ReceiptService({
     ...ops,
+    retentionOf: (tenant) => settingsOf?.(tenant).retentionMs,
     onAnnounceError: (error, what) =>
       // Not lost: the change stays in the store's outbox and the next sweep publishes it.
       logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
   });
   receipts.announcer.start();
+  const deletion = new MessageDeletion({ store: ops.store, announcer: receipts.announcer });
   const memberships = new MembershipMonitor({
     store: ops.store,
     intervalMs: config.watch.accessCheckMs,
@@ -144,6 +150,7 @@ export async function startApp(
   }).catch((error: unknown) => {
     throw error instanceof TenantConfigError ? new ConfigError(error.problems) : error;
   });
+  settingsOf = (tenant) => access.registry.settingsOf(tenant);
   const webhooks =
     backend.webhookState === undefined
       ? undefined
@@ -159,7 +166,7 @@ export async function startApp(
   webhooks?.start();
   const shutdown = new AbortController();
   const server: ReceiptServer = createReceiptServer(
-    { receipts, membership, watcher, policy: access.policy, logger },
+    { receipts, membership, deletion, watcher, policy: access.policy, logger },
     {
       shutdownSignal: shutdown.signal,
       corsOrigins: config.corsOrigins,

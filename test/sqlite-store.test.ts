@@ -2,6 +2,7 @@ import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
+import { describeLifecycleContract } from "./deletion-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 
@@ -13,6 +14,7 @@ const openSqliteBackend = async () => {
   return {
     store,
     feed,
+    prune: () => store.retention.prune(),
     async close() {
       await feed.close();
       await store.close();
@@ -22,3 +24,4 @@ const openSqliteBackend = async () => {
 
 describeReceiptContract("the embedded SQLite store", openSqliteBackend);
 describeReadMembersBatchContract("the embedded SQLite store", openSqliteBackend);
+describeLifecycleContract("the embedded SQLite store", openSqliteBackend);

@@ -1,18 +1,22 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { MessageLifecycleService } from "../../gen/receipts/v1/lifecycle_pb.js";
 import { MembershipService as MembershipServiceDesc } from "../../gen/receipts/v1/membership_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
+import type { MessageDeletion } from "../domain/message-deletion.js";
 import type { ReceiptService } from "../domain/receipt-service.js";
 import type { ReceiptWatcher } from "../domain/receipt-watcher.js";
 import type { Logger } from "../logger.js";
 import { toConnectError } from "./error-mapping.js";
+import { lifecycleRoutes } from "./lifecycle-routes.js";
 import { membershipRoutes } from "./membership-routes.js";
 import { receiptRoutes } from "./receipt-routes.js";
 
 export interface ApiDeps {
   readonly receipts: ReceiptService;
   readonly membership: MembershipService;
+  readonly deletion: MessageDeletion;
   readonly watcher: ReceiptWatcher;
   /** Who may do what; checked by every handler before it calls the domain. */
   readonly policy: AccessPolicy;
@@ -23,6 +27,7 @@ export interface ApiDeps {
 export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
   router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher, deps.policy));
   router.service(MembershipServiceDesc, membershipRoutes(deps.membership, deps.policy));
+  router.service(MessageLifecycleService, lifecycleRoutes(deps.deletion, deps.policy));
 }
 
 /** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */

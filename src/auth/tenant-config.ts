@@ -109,6 +109,14 @@ const tenantSchema = z
       })
       .prefault({}),
     webhooks: webhooksSchema,
+    // Messages sent longer ago are removed with their receipts (docs/operations.md, retention).
+    retentionDays: z.int().min(1).max(36_500).optional(),
+    // For tests only (seconds instead of days); never documented as a setting.
+    retentionSeconds: z.int().min(1).max(3_153_600_000).optional(),
+  })
+  .refine((t) => t.retentionDays === undefined || t.retentionSeconds === undefined, {
+    message: "set retentionDays or retentionSeconds, not both",
+    path: ["retentionDays"],
   })
   .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
     message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
@@ -166,6 +174,7 @@ export function parseTenants(
       receipts: t.receipts,
       maxGroupSizeForMemberLists: t.readMembers.maxGroupSize,
       readMembersOpenToMembers: t.readMembers.openToMembers,
+      ...retentionOf(t),
     },
     limits: t.limits,
     webhooks: t.webhooks,
@@ -191,6 +200,15 @@ export function mergeTenants(sources: readonly TenantConfig[][]): TenantConfig[]
   }
   if (problems.length > 0) throw new TenantConfigError(problems);
   return all;
+}
+
+function retentionOf(t: {
+  readonly retentionDays?: number | undefined;
+  readonly retentionSeconds?: number | undefined;
+}): { readonly retentionMs?: number } {
+  if (t.retentionDays !== undefined) return { retentionMs: t.retentionDays * 86_400_000 };
+  if (t.retentionSeconds !== undefined) return { retentionMs: t.retentionSeconds * 1000 };
+  return {};
 }
 
 function pathOf(path: readonly PropertyKey[]): string {

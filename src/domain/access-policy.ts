@@ -23,6 +23,8 @@ export interface TenantSettings {
   readonly maxGroupSizeForMemberLists: number;
   /** Whether any current member, not only the sender, may list who has read a message. */
   readonly readMembersOpenToMembers: boolean;
+  /** How long messages and their receipts are kept after sent_at (ms); undefined: until deleted. */
+  readonly retentionMs?: number;
 }
 
 export const defaultTenantSettings: TenantSettings = Object.freeze({
@@ -58,6 +60,11 @@ export class AccessPolicy {
     this.#store = deps.store;
     this.#settingsOf = deps.settingsOf ?? (() => defaultTenantSettings);
     this.#memberships = deps.memberships;
+  }
+
+  /** DeleteMessages: the messaging backend recalls messages; a user never deletes receipts. */
+  authorizeDeleteMessages(caller: Caller): void {
+    this.requireService(caller, "DeleteMessages");
   }
 
   /** TrackMessages and MembershipService: the tenant's backend only. */

@@ -10,6 +10,11 @@ export interface TrackedMessage {
   readonly sentAt: number;
   /** C2C only; "" for group messages. */
   readonly receiverId: string;
+  /**
+   * When the tenant's retention removes the message with its receipts (ms); undefined when
+   * it is kept until deleted. Fixed when the message is tracked; not part of its identity.
+   */
+  readonly expiresAt?: number;
 }
 
 export interface MessageReceipt {
@@ -64,7 +69,16 @@ export type ReceiptChange =
       readonly conversationId: string;
       readonly readerId: string;
       readonly readUpTo: number;
-    };
+    }
+  | MessagesDeleted;
+
+/** Messages of one conversation deleted (DeleteMessages), with their senders for sender watches. */
+export interface MessagesDeleted {
+  readonly kind: "deletion";
+  readonly conversationId: string;
+  readonly messages: readonly { readonly messageId: string; readonly senderId: string }[];
+  readonly deletedAt: number;
+}
 
 /** A change with its opaque position in the tenant's change log. */
 export interface PositionedChange {
@@ -105,11 +119,23 @@ export type PendingChange =
       readonly readUpTo: number;
       /** When the horizon moved: the outbox entry's time. */
       readonly at: number;
+    }
+  | {
+      readonly kind: "deletion";
+      readonly tenant: string;
+      readonly conversationId: string;
+      readonly messageId: string;
+      readonly senderId: string;
+      readonly deletedAt: number;
     };
 
 /** When a pending change's fact happened: a receipt's read time, a horizon's move. */
 export const pendingChangeTime = (change: PendingChange): number =>
-  change.kind === "receipt" ? change.readAt : change.at;
+  change.kind === "receipt"
+    ? change.readAt
+    : change.kind === "horizon"
+      ? change.at
+      : change.deletedAt;
 
 /** The pending change of a reader's first receipt for a message. */
 export function pendingReceipt(

@@ -2,6 +2,7 @@ import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore, RecordedReceipt } from "../store/receipt-store.js";
 import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
 import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
+import { describeDeletions, type PendingFact } from "./deletion-outcomes.js";
 import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import {
@@ -9,7 +10,6 @@ import {
   type MessageReadMembers,
   type MessageReceipt,
   type Page,
-  type PendingChange,
   pendingReceipt,
   type ReadFilter,
   type ReadMember,
@@ -19,16 +19,14 @@ import {
 } from "./model.js";
 import { decodePageToken } from "./page-token.js";
 import { firstPages, firstPagesToRead, pageOf, readMembersScope } from "./read-member-pages.js";
+import {
+  alreadyTracked,
+  type TrackedMessageInput,
+  trackedMessageOf,
+} from "./tracked-message-input.js";
 import { pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
-export interface TrackedMessageInput {
-  readonly conversationId: string;
-  readonly conversationType: ConversationType | undefined;
-  readonly messageId: string;
-  readonly senderId: string;
-  readonly sentAt: number | undefined;
-  readonly receiverId: string;
-}
+export type { TrackedMessageInput } from "./tracked-message-input.js";
 
 export interface ReceiptServiceDeps {
   readonly store: ReceiptStore;
@@ -38,6 +36,8 @@ export interface ReceiptServiceDeps {
   readonly onAnnounceError?: (error: unknown, what: string) => void;
   /** The outbox sweep's timing (see ChangeAnnouncer). */
   readonly announce?: { readonly graceMs?: number; readonly sweepMs?: number };
+  /** The tenant's retention (ms), asked on every call; undefined keeps messages until deleted. */
+  readonly retentionOf?: (tenant: string) => number | undefined;
 }
 
 /** How many messages MarkConversationRead materialises per store round trip. */
@@ -51,6 +51,7 @@ export class ReceiptService {
   readonly #store: ReceiptStore;
   readonly #clock: () => number;
   readonly #audience: Audience;
+  readonly #retentionOf: (tenant: string) => number | undefined;
   /** Gets every stored change into the change log; its sweep is started by the app. */
   readonly announcer: ChangeAnnouncer;
 
@@ -58,11 +59,15 @@ export class ReceiptService {
     this.#store = deps.store;
     this.#clock = deps.clock ?? Date.now;
     this.#audience = new Audience(deps.store);
+    this.#retentionOf = deps.retentionOf ?? (() => undefined);
     this.announcer = new ChangeAnnouncer({
       store: deps.store,
       feed: deps.feed,
       clock: this.#clock,
-      describe: (tenant, pending) => this.#describePending(tenant, pending),
+      describe: (tenant, pending) =>
+        describeDeletions(deps.store, tenant, pending, (others) =>
+          this.#describePending(tenant, others),
+        ),
       onError: deps.onAnnounceError,
       ...deps.announce,
     });
@@ -79,7 +84,8 @@ export class ReceiptService {
         `must hold at most ${limits.maxMessagesPerTrackCall} messages, got ${inputs.length}`,
       );
     }
-    const messages = inputs.map((input, i) => validateTrackedMessage(input, `messages[${i}]`));
+    const retention = { retentionMs: this.#retentionOf(tenant), now: this.#clock() };
+    const messages = inputs.map((input, i) => trackedMessageOf(input, `messages[${i}]`, retention));
 
     const firstIndex = new Map<string, number>();
     messages.forEach((message, i) => {
@@ -150,6 +156,8 @@ export class ReceiptService {
     sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
     const readAt = this.#clock();
     const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
+    const deleted = recorded.find((r) => r.deleted === true);
+    if (deleted !== undefined) throw deletedMeanwhile(deleted.messageId, ids);
     const counts = new Map(recorded.map((r) => [r.messageId, r.readCount]));
     const readTimes = new Map(
       recorded.flatMap((r) => (r.inserted ? [[r.messageId, readAt] as const] : [])),
@@ -318,7 +326,9 @@ export class ReceiptService {
     const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo, now);
     if (horizon.current !== horizon.previous) {
       const readUpTo = horizon.current;
-      await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now);
+      const retentionMs = this.#retentionOf(tenant);
+      const expiresAt = retentionMs === undefined ? undefined : readUpTo + retentionMs;
+      await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now, expiresAt);
       this.announcer.announce(
         tenant,
         [{ kind: "horizon", conversationId, readerId, readUpTo }],
@@ -376,7 +386,7 @@ export class ReceiptService {
    */
   async #describePending(
     tenant: string,
-    pending: readonly PendingChange[],
+    pending: readonly PendingFact[],
   ): Promise<PendingOutcome[]> {
     const receipts = pending.flatMap((p) => (p.kind === "receipt" ? [p] : []));
     const messages = await this.#store.getMessages(
@@ -599,42 +609,11 @@ export class ReceiptService {
   }
 }
 
-function validateTrackedMessage(input: TrackedMessageInput, at: string): TrackedMessage {
-  const conversationId = requireId(`${at}.conversation_id`, input.conversationId);
-  const messageId = requireId(`${at}.message_id`, input.messageId);
-  const senderId = requireId(`${at}.sender_id`, input.senderId);
-  if (input.conversationType === undefined) {
-    throw invalidArgument(
-      `${at}.conversation_type`,
-      "must be CONVERSATION_TYPE_C2C or CONVERSATION_TYPE_GROUP",
-    );
-  }
-  if (input.sentAt === undefined) throw invalidArgument(`${at}.sent_at`, "must be set");
-  const sentAt = requireTime(`${at}.sent_at`, input.sentAt, 0);
-  let receiverId = "";
-  if (input.conversationType === "c2c") {
-    receiverId = requireId(`${at}.receiver_id`, input.receiverId);
-    if (receiverId === senderId) {
-      throw invalidArgument(`${at}.receiver_id`, "must differ from sender_id");
-    }
-  } else if (input.receiverId !== "") {
-    throw invalidArgument(`${at}.receiver_id`, "must be empty for group messages");
-  }
-  return {
-    conversationId,
-    conversationType: input.conversationType,
-    messageId,
-    senderId,
-    sentAt,
-    receiverId,
-  };
-}
-
-function alreadyTracked(all: readonly TrackedMessage[], message: TrackedMessage): ReceiptError {
-  const index = all.findIndex((m) => m.messageId === message.messageId);
+/** A message deleted while its receipt was being recorded: as if it had never been tracked. */
+function deletedMeanwhile(messageId: string, ids: readonly string[]): ReceiptError {
   return new ReceiptError(
-    "already_exists",
-    `message ${message.messageId} is already tracked with different data`,
-    `messages[${index}]`,
+    "not_found",
+    `message ${messageId} is not tracked (it was deleted)`,
+    `message_ids[${ids.indexOf(messageId)}]`,
   );
 }

@@ -2,6 +2,7 @@ import { createRouterTransport, type Transport } from "@connectrpc/connect";
 import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
 import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
+import { MessageDeletion } from "../../src/domain/message-deletion.js";
 import { ReceiptService } from "../../src/domain/receipt-service.js";
 import { ReceiptWatcher } from "../../src/domain/receipt-watcher.js";
 import { silentLogger } from "../../src/logger.js";
@@ -39,7 +40,15 @@ export async function openInMemoryApi(): Promise<InMemoryApi> {
     store,
     logger: silentLogger,
   });
-  const deps = { receipts, membership, watcher, policy: access.policy, logger: silentLogger };
+  const deletion = new MessageDeletion({ store, announcer: receipts.announcer });
+  const deps = {
+    receipts,
+    membership,
+    deletion,
+    watcher,
+    policy: access.policy,
+    logger: silentLogger,
+  };
   const transport = createRouterTransport((router) => registerRoutes(router, deps), {
     router: { interceptors: [...access.interceptors, errorMappingInterceptor(silentLogger)] },
   });
