@@ -11,6 +11,12 @@ import { expectReceiptError, groupMessage, minutes, users } from "./support/fixt
 export interface LifecycleBackend extends ContractBackend {
   /** Runs the backend's retention job, if it has one (the embedded store); Cassandra expires by TTL. */
   readonly prune?: () => Promise<unknown>;
+  /** Receipt rows the backend keeps beside those hasRead reads (Cassandra's per-reader records). */
+  readonly otherReceiptRows?: (
+    tenant: string,
+    conversationId: string,
+    readerIds: readonly string[],
+  ) => Promise<number>;
 }
 
 /**
@@ -184,16 +190,17 @@ export function describeLifecycleContract(
     it("announces a deletion whose publish was lost through the outbox sweep", async () => {
       await setUpGroup(["m1"]);
       const head = await backend.feed.head(tenant);
-      // A deletion whose own announcement never happened (the process died after storing it).
-      const silent = new MessageDeletion({
+      // A deletion whose own announcement failed (the change log unreachable at that moment).
+      const unreachable = Object.create(backend.feed) as typeof backend.feed;
+      unreachable.publish = () => Promise.reject(new Error("change log unreachable"));
+      const failing = new ChangeAnnouncer({
         store: backend.store,
-        announcer: new ChangeAnnouncer({
-          store: backend.store,
-          feed: { ...backend.feed, publish: async () => [] },
-          describe: async () => [],
-        }),
+        feed: unreachable,
+        describe: async () => [],
       });
+      const silent = new MessageDeletion({ store: backend.store, announcer: failing });
       await silent.deleteMessages(tenant, { conversationId: "g", messageIds: ["m1"] });
+      await failing.idle();
       expect(await loggedAfter(head)).toEqual([]);
       const sweeper = new ReceiptService({ ...backend, announce: { graceMs: 0 } });
       while ((await loggedAfter(head)).length === 0) await sweeper.announcer.sweep();
@@ -204,28 +211,47 @@ export function describeLifecycleContract(
     it("leaves nothing counted or stored when receipts race the deletion", async () => {
       const ids = users("m", 20);
       await setUpGroup(ids);
-      const sends = readers.flatMap((reader) =>
-        ids.map((id) =>
-          read(reader, [id]).then(
-            () => "ok",
-            (error: unknown) => error,
-          ),
-        ),
-      );
-      const deletions = ids.map((id) =>
-        deletion.deleteMessages(tenant, { conversationId: "g", messageIds: [id] }),
-      );
-      const outcomes = await Promise.all(sends);
-      expect((await Promise.all(deletions)).map((d) => d.deletedCount)).toEqual(ids.map(() => 1));
+      // Each message is deleted once a few of its receipts are in, while the others are on the way.
+      const perMessage = ids.map(async (id) => {
+        let answered = 0;
+        let startDeletion = () => {};
+        const started = new Promise<void>((resolve) => {
+          startDeletion = resolve;
+        });
+        const sends = readers.map((reader, i) =>
+          turns(i)
+            .then(() => read(reader, [id]))
+            .then(
+              () => "ok",
+              (error: unknown) => error,
+            )
+            .finally(() => {
+              if (++answered === 3) startDeletion();
+            }),
+        );
+        await started;
+        const deleted = await deletion.deleteMessages(tenant, {
+          conversationId: "g",
+          messageIds: [id],
+        });
+        return { deleted, outcomes: await Promise.all(sends) };
+      });
+      const results = await Promise.all(perMessage);
+      expect(results.map((r) => r.deleted.deletedCount)).toEqual(ids.map(() => 1));
+      const outcomes = results.flatMap((r) => r.outcomes);
       for (const outcome of outcomes) {
         if (outcome !== "ok") await expectReceiptError(Promise.reject(outcome), "not_found");
       }
+      // Both sides of the race happened: receipts stored before the deletion, and refused after.
+      expect(outcomes.filter((o) => o === "ok").length).toBeGreaterThan(0);
+      expect(outcomes.filter((o) => o !== "ok").length).toBeGreaterThan(0);
       await receipts.announcer.idle();
       const markers = await backend.store.deletedMessages(tenant, ids);
       expect(markers.size).toBe(ids.length);
       for (const reader of readers) {
         expect(await backend.store.hasRead(tenant, reader, ids)).toEqual(new Set());
       }
+      expect((await backend.otherReceiptRows?.(tenant, "g", readers)) ?? 0).toBe(0);
       const counts = await backend.store.readCounts(tenant, [...markers.values()]);
       expect([...counts.values()]).toEqual(ids.map(() => 0));
       const afterwards = await logged();
@@ -272,3 +298,8 @@ export function describeLifecycleContract(
 
 const sleepUntil = (at: number) =>
   new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
+
+/** Resolves after `n` turns of the event loop: calls started apart land in different batches. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}

@@ -110,9 +110,9 @@ const tenantSchema = z
       .prefault({}),
     webhooks: webhooksSchema,
     // Messages sent longer ago are removed with their receipts (docs/operations.md, retention).
-    retentionDays: z.int().min(1).max(36_500).optional(),
+    retentionDays: z.int().min(1).max(7_300).optional(),
     // For tests only (seconds instead of days); never documented as a setting.
-    retentionSeconds: z.int().min(1).max(3_153_600_000).optional(),
+    retentionSeconds: z.int().min(1).max(630_720_000).optional(),
   })
   .refine((t) => t.retentionDays === undefined || t.retentionSeconds === undefined, {
     message: "set retentionDays or retentionSeconds, not both",

@@ -1,11 +1,14 @@
 import type { Client } from "cassandra-driver";
 import { PartsReceiptStore } from "../parts-receipt-store.js";
 import type { ReadCountCache } from "../read-count-cache.js";
+import { CassandraDeletionMarkers } from "./cassandra-deletion-markers.js";
 import { CassandraHorizons } from "./cassandra-horizons.js";
 import { CassandraMembershipHistory } from "./cassandra-membership-history.js";
+import { CassandraMessageDeletions } from "./cassandra-message-deletions.js";
 import { CassandraMessages } from "./cassandra-messages.js";
 import { CassandraOutbox } from "./cassandra-outbox.js";
 import { CassandraReceiptLedger } from "./cassandra-receipt-ledger.js";
+import { ReceiptTombstones } from "./cassandra-receipt-tombstones.js";
 import { unreadMembersOf } from "./cassandra-unread-members.js";
 import { type Consistency, CqlSession, type SerialConsistency } from "./cql-session.js";
 import { type CqlContext, longEncoderOf, read, WriteClock } from "./cql-values.js";
@@ -70,13 +73,20 @@ export class CassandraReceiptStore extends PartsReceiptStore {
     };
     const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
     const outbox = new CassandraOutbox(session, options.keyspace);
-    const ledger = new CassandraReceiptLedger(context, outbox, options.cache);
+    const markers = new CassandraDeletionMarkers(context);
+    const tombstones = new ReceiptTombstones(context, options.cache);
+    const ledger = new CassandraReceiptLedger(context, outbox, options.cache, {
+      markers,
+      tombstones,
+    });
+    const messages = new CassandraMessages(context, entries, markers);
     const history = new CassandraMembershipHistory(context, {
       lockLeaseMs: options.membershipLockLeaseMs ?? 30_000,
       memoryEntries: entries,
     });
     super({
-      messages: new CassandraMessages(context, entries),
+      messages,
+      deletions: new CassandraMessageDeletions(context, { messages, markers, tombstones, outbox }),
       ledger,
       horizons: new CassandraHorizons(context, outbox),
       history,
