@@ -109,7 +109,7 @@ export function removals(
 
 /**
  * Removes up to `limit` receipts of the message, and the message itself once none is left;
- * returns how many rows it removed.
+ * returns how many rows it removed (at most `limit`).
  */
 export function removeMessage(
   sql: ReturnType<typeof removals>,
@@ -117,6 +117,7 @@ export function removeMessage(
   messageId: string,
   limit = Number.MAX_SAFE_INTEGER,
 ): number {
+  if (limit <= 0) return 0;
   const receipts = Number(sql.dropReceipts.run({ tenant, message: messageId, limit }).changes);
   if (receipts >= limit) return receipts;
   sql.dropPending.run(tenant, `r\u0000${messageId}\u0000`, `r\u0000${messageId}\u0001`);

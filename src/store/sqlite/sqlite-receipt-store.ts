@@ -27,13 +27,18 @@ export class SqliteReceiptStore extends PartsReceiptStore {
   constructor(
     db: DatabaseSync,
     writes: SqliteWriteBatcher,
-    options: { readonly clock?: () => number; readonly pruneEveryMs?: number } = {},
+    options: {
+      readonly clock?: () => number;
+      readonly pruneEveryMs?: number;
+      readonly pruneChunkRows?: number;
+    } = {},
   ) {
     const clock = options.clock ?? Date.now;
     const outbox = new SqliteOutbox(db, writes);
     const retention = new SqliteRetention(db, writes, {
       clock,
       everyMs: options.pruneEveryMs ?? 60_000,
+      ...(options.pruneChunkRows === undefined ? {} : { chunkRows: options.pruneChunkRows }),
     });
     const unreadMembers = db.prepare(
       `SELECT m.user_id FROM memberships m

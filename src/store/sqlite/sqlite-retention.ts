@@ -43,8 +43,10 @@ export class SqliteRetention {
          WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
       ),
       dropLogged: db.prepare(
-        `DELETE FROM change_log
-         WHERE tenant = ? AND json_extract(payload, '$.receipt.message.messageId') = ?`,
+        `DELETE FROM change_log WHERE (tenant, position) IN (
+           SELECT tenant, position FROM change_log
+           WHERE tenant = $tenant AND json_extract(payload, '$.receipt.message.messageId') = $message
+           LIMIT $limit)`,
       ),
       dropMarkers: db.prepare(withoutRowid("deleted_messages", "tenant, message_id")),
       dropNotes: db.prepare(
@@ -86,19 +88,26 @@ export class SqliteRetention {
 
   /** One transaction: expired messages (receipts first), then markers and horizon notes. */
   #pruneChunk(now: number): number {
-    let budget = this.#chunkRows;
-    const expired = this.#sql.expired.all(now, budget) as unknown as {
+    let removed = 0;
+    const budget = () => this.#chunkRows - removed;
+    const expired = this.#sql.expired.all(now, this.#chunkRows) as unknown as {
       tenant: string;
       message_id: string;
     }[];
     for (const { tenant, message_id } of expired) {
-      if (budget <= 0) break;
-      budget -= Number(this.#sql.dropLogged.run(tenant, message_id).changes);
-      budget -= removeMessage(this.#sql, tenant, message_id, Math.max(1, budget));
+      if (budget() <= 0) break;
+      // Its log entries first, then its receipts, then the message: it is found again next
+      // chunk until all are gone.
+      const limit = budget();
+      const logged = Number(
+        this.#sql.dropLogged.run({ tenant, message: message_id, limit }).changes,
+      );
+      removed += logged;
+      if (logged < limit) removed += removeMessage(this.#sql, tenant, message_id, budget());
     }
     for (const statement of [this.#sql.dropMarkers, this.#sql.dropNotes]) {
-      if (budget > 0) budget -= Number(statement.run({ now, limit: budget }).changes);
+      if (budget() > 0) removed += Number(statement.run({ now, limit: budget() }).changes);
     }
-    return this.#chunkRows - Math.max(0, budget);
+    return removed;
   }
 }
