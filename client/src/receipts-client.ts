@@ -1,4 +1,5 @@
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { MessageLifecycleService } from "../../gen/receipts/v1/lifecycle_pb.js";
 import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { bearerInterceptor, type Credentials } from "./credentials.js";
@@ -24,6 +25,8 @@ export interface ReceiptsClient {
   readonly receipts: Client<typeof ReadReceiptService>;
   /** AddMembers, RemoveMembers, ListMembers. */
   readonly membership: Client<typeof MembershipService>;
+  /** DeleteMessages (the tenant's backend only). */
+  readonly lifecycle: Client<typeof MessageLifecycleService>;
   /**
    * Follows WatchReceipts for as long as it is iterated: resumes after every
    * disconnect and drain, never delivers an update twice, and says when the
@@ -69,6 +72,7 @@ export function buildReceiptsClient(
   return {
     receipts,
     membership: createClient(MembershipService, transport),
+    lifecycle: createClient(MessageLifecycleService, transport),
     watch: (filter, watchOptions) => new ReceiptWatch(receipts, filter, watchOptions),
   };
 }

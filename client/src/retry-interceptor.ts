@@ -16,6 +16,8 @@ export const retryableProcedures: ReadonlySet<string> = new Set([
   "receipts.v1.ReadReceiptService/ListReadMembers",
   "receipts.v1.ReadReceiptService/MarkConversationRead",
   "receipts.v1.MembershipService/ListMembers",
+  // Deleting twice deletes nothing more.
+  "receipts.v1.MessageLifecycleService/DeleteMessages",
 ]);
 
 export interface RetryOptions extends BackoffOptions {

@@ -26,6 +26,7 @@ import {
 export interface CommandContext {
   readonly client: Client<typeof ReadReceiptService>;
   readonly membership: Client<typeof MembershipService>;
+  readonly lifecycle: ReceiptsClient["lifecycle"];
   /** The client package's resuming WatchReceipts. */
   readonly watch: ReceiptsClient["watch"];
   readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;

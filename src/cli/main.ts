@@ -15,6 +15,7 @@ import {
 import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
 import { addMembers, listMembers, removeMembers } from "./membership-commands.js";
+import { deleteMessages } from "./message-commands.js";
 import type { Output } from "./output.js";
 import { whoRead } from "./read-members-batch.js";
 import { webhooks } from "./webhook-commands.js";
@@ -148,6 +149,14 @@ const commands: Record<string, Command> = {
     options: { group: text, ...paging },
     run: listMembers,
   },
+  "messages delete": {
+    usage: "--conversation ID MESSAGE_ID...",
+    summary:
+      "Deletes messages with their receipts for good (the tenant's API key); unknown ids are skipped.",
+    example: "receipts messages delete --conversation team m1 m2",
+    options: { conversation: text },
+    run: deleteMessages,
+  },
 };
 
 const commonHelp = `Options for every command, before or after it:
@@ -227,11 +236,11 @@ function splitCommand(argv: readonly string[]): { name: string; rest: string[] }
   if (word === undefined) return undefined;
   const at = [first];
   let name = word;
-  if (word === "members") {
+  if (word === "members" || word === "messages") {
     const second = nextWord(argv, first + 1, true);
-    if (commands[`members ${argv[second]}`] !== undefined) {
+    if (commands[`${word} ${argv[second]}`] !== undefined) {
       at.push(second);
-      name = `members ${argv[second]}`;
+      name = `${word} ${argv[second]}`;
     }
   }
   return { name, rest: argv.filter((_, i) => !at.includes(i)) };
@@ -258,6 +267,13 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
         ? "members needs add, remove or list; who has read a message is `receipts readers --conversation ID --message ID`"
         : "members needs add, remove or list",
     );
+  }
+  if (name === "messages") {
+    if (wantsHelp(rest)) {
+      output.out(`Usage: receipts messages delete [options]\n\n${commandList("messages ")}`);
+      return exitCodes.ok;
+    }
+    throw usageError("messages needs delete");
   }
   const command = commands[name];
   if (command === undefined) throw usageError(`unknown command ${name}`);
@@ -305,6 +321,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
       {
         client: service.receipts,
         membership: service.membership,
+        lifecycle: service.lifecycle,
         watch: service.watch,
         options,
         positionals: parsed.positionals,
