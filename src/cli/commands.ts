@@ -218,7 +218,8 @@ export async function watch(context: CommandContext, stop: AbortSignal): Promise
         const { line, toStderr } = describeWatchEvent(event);
         if (line !== undefined) (toStderr ? output.err : output.out)(line);
       }
-      if ((event.type === "receipt" || event.type === "readHorizon") && ++updates >= limit) break;
+      const isUpdate = ["receipt", "readHorizon", "messageDeleted"].includes(event.type);
+      if (isUpdate && ++updates >= limit) break;
     }
   } finally {
     if (!output.json && watching.resumeToken !== "") {
