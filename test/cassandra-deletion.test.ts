@@ -11,6 +11,7 @@ import {
   keyspace,
   newTenant,
   readAll,
+  receiptRecordCount,
   seedGroup,
   useCassandraKeyspace,
 } from "./support/cassandra-store-fixtures.js";
@@ -18,20 +19,6 @@ import { expectReceiptError, users } from "./support/fixtures.js";
 
 /** The Cassandra store's own deletion and retention rules: several instances, crashes, TTLs. */
 useCassandraKeyspace();
-
-const recordsOf = async (tenant: string, conversationId: string, readers: readonly string[]) => {
-  let rows = 0;
-  for (const readerId of readers) {
-    const result = await keyspace.client.execute(
-      `SELECT message_id FROM ${keyspace.keyspace}.receipts_by_reader
-       WHERE tenant = ? AND conversation_id = ? AND reader_id = ?`,
-      [tenant, conversationId, readerId],
-      { prepare: true },
-    );
-    rows += result.rowLength;
-  }
-  return rows;
-};
 
 describe("Cassandra store: deleting messages", () => {
   it("refuses a receipt sent through an instance that still remembers a message another deleted", async () => {
@@ -56,7 +43,7 @@ describe("Cassandra store: deleting messages", () => {
       "message_ids[0]",
     );
     // Its rows were written, then taken back: nothing is left and nothing counts.
-    expect(await recordsOf(tenant, "g", members)).toBe(0);
+    expect(await receiptRecordCount(tenant, "g", members)).toBe(0);
     expect(await readAll(remembering, tenant, message)).toBe(0);
     expect(await remembering.hasRead(tenant, "u000001", [message.messageId])).toEqual(new Set());
     await service.announcer.close();
@@ -71,7 +58,7 @@ describe("Cassandra store: deleting messages", () => {
     for (const reader of members.slice(1)) {
       await store.insertReceipts(tenant, reader, [{ message, readAt: Date.now() }]);
     }
-    expect(await recordsOf(tenant, "g", members)).toBe(4);
+    expect(await receiptRecordCount(tenant, "g", members)).toBe(4);
     // What a deletion wrote before its process died: the pending change, then the marker.
     const session = new CqlSession(keyspace.client, {
       consistency: "LOCAL_QUORUM",
@@ -101,7 +88,7 @@ describe("Cassandra store: deleting messages", () => {
     expect(logged.map((c) => c.change)).toMatchObject([
       { kind: "deletion", conversationId: "g", messages: [{ messageId }] },
     ]);
-    expect(await recordsOf(tenant, "g", members)).toBe(0);
+    expect(await receiptRecordCount(tenant, "g", members)).toBe(0);
     expect(await readAll(store, tenant, message)).toBe(0);
     expect((await store.getMessages(tenant, [messageId])).size).toBe(0);
     await sweeper.announcer.close();

@@ -21,6 +21,7 @@ import { describeReceiptContract } from "./store-contract.js";
 import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
 import {
   keyspace,
+  receiptRecordCount,
   sharedPrefix,
   sharedRedisUrl,
   useCassandraKeyspace,
@@ -54,19 +55,7 @@ describeLifecycleContract("Cassandra + Redis (cache and change feed)", async () 
   return {
     store: backend.store,
     feed,
-    async otherReceiptRows(tenant, conversationId, readerIds) {
-      let rows = 0;
-      for (const readerId of readerIds) {
-        const result = await keyspace.client.execute(
-          `SELECT message_id FROM ${keyspace.keyspace}.receipts_by_reader
-           WHERE tenant = ? AND conversation_id = ? AND reader_id = ?`,
-          [tenant, conversationId, readerId],
-          { prepare: true },
-        );
-        rows += result.rowLength;
-      }
-      return rows;
-    },
+    otherReceiptRows: receiptRecordCount,
     async close() {
       await feed.close();
       await backend.close();

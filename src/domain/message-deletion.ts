@@ -2,7 +2,7 @@ import type { MessageStore } from "../store/receipt-store.js";
 import type { ChangeAnnouncer } from "./change-announcer.js";
 import { invalidArgument } from "./errors.js";
 import { limits } from "./limits.js";
-import type { PendingChange } from "./model.js";
+import { pendingDeletion } from "./model.js";
 import { requireId, requireIdList } from "./validate.js";
 
 export interface MessageDeletionDeps {
@@ -53,16 +53,7 @@ export class MessageDeletion {
       this.#announcer.announce(
         tenant,
         [{ kind: "deletion", conversationId, messages, deletedAt }],
-        messages.map(
-          ({ messageId, senderId }): PendingChange => ({
-            kind: "deletion",
-            tenant,
-            conversationId,
-            messageId,
-            senderId,
-            deletedAt,
-          }),
-        ),
+        deleted.map((message) => pendingDeletion(tenant, message, deletedAt)),
       );
     }
     return { deletedCount: deleted.length };

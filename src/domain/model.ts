@@ -148,6 +148,16 @@ export function pendingReceipt(
   return { kind: "receipt", tenant, conversationId, messageId, readerId, readAt };
 }
 
+/** The pending change of a message's deletion. */
+export function pendingDeletion(
+  tenant: string,
+  message: Pick<TrackedMessage, "conversationId" | "messageId" | "senderId">,
+  deletedAt: number,
+): PendingChange {
+  const { conversationId, messageId, senderId } = message;
+  return { kind: "deletion", tenant, conversationId, messageId, senderId, deletedAt };
+}
+
 /**
  * The receipt change with a higher read count than it was published with: its audience (read +
  * unread) stays what it was, so unread goes down by as much.

@@ -1,4 +1,4 @@
-import type { PendingChange, TrackedMessage } from "../../domain/model.js";
+import { pendingDeletion, type TrackedMessage } from "../../domain/model.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { MessageStore } from "../receipt-store.js";
 import type { CassandraDeletionMarkers } from "./cassandra-deletion-markers.js";
@@ -83,11 +83,6 @@ export class CassandraMessageDeletions
     ]);
     this.#parts.messages.forget(tenant, messageId);
   }
-}
-
-function pendingDeletion(tenant: string, m: TrackedMessage, deletedAt: number): PendingChange {
-  const { conversationId, messageId, senderId } = m;
-  return { kind: "deletion", tenant, conversationId, messageId, senderId, deletedAt };
 }
 
 function statements(keyspace: string) {

@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { TrackedMessage } from "../../domain/model.js";
+import { pendingDeletion, type TrackedMessage } from "../../domain/model.js";
 import type { MessageStore } from "../receipt-store.js";
 import { type MessageRow, messageColumns, messageFromRow } from "./sqlite-messages.js";
 import type { SqliteOutbox } from "./sqlite-outbox.js";
@@ -64,15 +64,7 @@ export class SqliteMessageDeletions
           message.expiresAt ?? null,
         );
         removeMessage(this.#sql, tenant, messageId);
-        const { senderId } = message;
-        this.#outbox.keep({
-          kind: "deletion",
-          tenant,
-          conversationId,
-          messageId,
-          senderId,
-          deletedAt,
-        });
+        this.#outbox.keep(pendingDeletion(tenant, message, deletedAt));
         return [message];
       }),
     );
