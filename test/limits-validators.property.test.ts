@@ -6,6 +6,7 @@ import { type CallOptions, Code, ConnectError, createClient } from "@connectrpc/
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MessageLifecycleService } from "../gen/receipts/v1/lifecycle_pb.js";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import {
   ConversationType,
@@ -396,6 +397,9 @@ describe("the request validators (property-based, over the network)", () => {
     const procedures = [
       ...ReadReceiptService.methods.map((m) => `receipts.v1.ReadReceiptService/${m.name}`),
       ...MembershipService.methods.map((m) => `receipts.v1.MembershipService/${m.name}`),
+      ...MessageLifecycleService.methods.map(
+        (m) => `receipts.v1.MessageLifecycleService/${m.name}`,
+      ),
     ];
     await fc.assert(
       fc.asyncProperty(

@@ -85,10 +85,11 @@ describe("grpc.health.v1.Health and the HTTP probes", () => {
       "grpc.reflection.v1.ServerReflection",
       "grpc.reflection.v1alpha.ServerReflection",
       "receipts.v1.MembershipService",
+      "receipts.v1.MessageLifecycleService",
       "receipts.v1.ReadReceiptService",
     ]);
     expect(Object.values(listed.statuses).map((s) => s.status)).toEqual(
-      Array(6).fill(ServingStatus.SERVING),
+      Array(7).fill(ServingStatus.SERVING),
     );
   });
 

@@ -42,6 +42,7 @@ const apiMethods = [
   "receipts.v1.MembershipService/AddMembers",
   "receipts.v1.MembershipService/ListMembers",
   "receipts.v1.MembershipService/RemoveMembers",
+  "receipts.v1.MessageLifecycleService/DeleteMessages",
   "receipts.v1.ReadReceiptService/BatchGetReadMembers",
   "receipts.v1.ReadReceiptService/GetReceipts",
   "receipts.v1.ReadReceiptService/ListReadMembers",
@@ -235,6 +236,7 @@ describe("server reflection", () => {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
         "receipts.v1.MembershipService",
+        "receipts.v1.MessageLifecycleService",
         "receipts.v1.ReadReceiptService",
       ]);
       expect(extensions?.messageResponse).toMatchObject({
