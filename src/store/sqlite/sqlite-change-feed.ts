@@ -23,6 +23,13 @@ const pruneChunk = 2_000;
 const expiredChunk = `SELECT tenant, position FROM change_log INDEXED BY change_log_by_age
   WHERE created_at < :cutoff ORDER BY created_at, tenant, position LIMIT ${pruneChunk}`;
 
+/**
+ * The log entries of a message's receipts, through the index of schema 4: without INDEXED BY,
+ * SQLite may answer it from the primary key, i.e. by walking the tenant's whole log.
+ */
+export const entriesOfMessage = `SELECT tenant, position FROM change_log INDEXED BY change_log_by_message
+  WHERE tenant = $tenant AND json_extract(payload, '$.receipt.message.messageId') = $message`;
+
 /** The statements of one pruning step; exported so a test can check their query plans. */
 export const pruneStatements = {
   markPruned: `UPDATE change_log_heads SET pruned_through = max(pruned_through, expired.through)
@@ -92,10 +99,8 @@ export class SqliteChangeFeed implements ChangeFeed {
         "INSERT OR REPLACE INTO announced (tenant, key, value, created_at) VALUES (?, ?, ?, ?)",
       ),
       forget: db.prepare("DELETE FROM announced WHERE tenant = ? AND key = ?"),
-      // Through the change_log_by_message index (schema 4).
       dropLogged: db.prepare(
-        `DELETE FROM change_log
-         WHERE tenant = ? AND json_extract(payload, '$.receipt.message.messageId') = ?`,
+        `DELETE FROM change_log WHERE (tenant, position) IN (${entriesOfMessage})`,
       ),
       markPruned: db.prepare(pruneStatements.markPruned),
       dropChunk: db.prepare(pruneStatements.dropChunk),
@@ -248,7 +253,7 @@ export class SqliteChangeFeed implements ChangeFeed {
       const key = announcedKey.deletion(messageId);
       if (this.#sql.announced.get(tenant, key) !== undefined) return false;
       this.#sql.announce.run(tenant, key, 1, now);
-      this.#sql.dropLogged.run(tenant, messageId);
+      this.#sql.dropLogged.run({ tenant, message: messageId });
       return true;
     });
     return messages.length === 0 ? undefined : { ...change, messages };

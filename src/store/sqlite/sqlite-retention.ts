@@ -1,4 +1,5 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { entriesOfMessage } from "./sqlite-change-feed.js";
 import { removals, removeMessage } from "./sqlite-message-deletions.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
@@ -43,10 +44,7 @@ export class SqliteRetention {
          WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
       ),
       dropLogged: db.prepare(
-        `DELETE FROM change_log WHERE (tenant, position) IN (
-           SELECT tenant, position FROM change_log
-           WHERE tenant = $tenant AND json_extract(payload, '$.receipt.message.messageId') = $message
-           LIMIT $limit)`,
+        `DELETE FROM change_log WHERE (tenant, position) IN (${entriesOfMessage} LIMIT $limit)`,
       ),
       dropMarkers: db.prepare(withoutRowid("deleted_messages", "tenant, message_id")),
       dropNotes: db.prepare(
