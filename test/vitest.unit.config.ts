@@ -12,11 +12,13 @@ export const unitTests = [
   "test/auth-credentials.test.ts",
   "test/auth-policy.property.test.ts",
   "test/cql-values.test.ts",
+  "test/deletion-outcomes.test.ts",
   "test/domain-model.test.ts",
   "test/map-concurrently.test.ts",
   "test/membership-monitor.test.ts",
   "test/partition-write-coalescer.test.ts",
   "test/rpc-in-memory.test.ts",
+  "test/sqlite-retention.test.ts",
   "test/sqlite-store.test.ts",
   "test/watch.test.ts",
 ];
