@@ -358,6 +358,39 @@ export function describeWatchContract(
       expect(again.map((p) => p.change)).toEqual([receipt("r1", 2)]);
     });
 
+    it("logs a message's deletion once, takes its receipts out of the log, and logs none of it after", async () => {
+      const receiptOf = (messageId: string, readerId: string): ReceiptChange => ({
+        kind: "receipt",
+        receipt: {
+          message: groupMessage(messageId, "g", "alice", minutes(1)) as TrackedMessage,
+          readCount: 1,
+          unreadCount: 2,
+          receiverRead: false,
+        },
+        readerId,
+        readAt: minutes(5),
+      });
+      const deletion = (...messageIds: string[]): ReceiptChange => ({
+        kind: "deletion",
+        conversationId: "g",
+        messages: messageIds.map((messageId) => ({ messageId, senderId: "alice" })),
+        deletedAt: minutes(6),
+      });
+      const head = await backend.feed.head(tenant);
+      await backend.feed.publish(tenant, [receiptOf("m1", "r1"), receiptOf("m2", "r1")]);
+      const [removed] = await backend.feed.publish(tenant, [receiptOf("m1", "r2")]);
+      const [logged] = await backend.feed.publish(tenant, [deletion("m1")]);
+      expect(logged?.change).toEqual(deletion("m1"));
+      // The call and the outbox sweep both publish it, a receipt of m1 comes in late: none is logged.
+      expect(await backend.feed.publish(tenant, [deletion("m1")])).toEqual([]);
+      expect(await backend.feed.publish(tenant, [receiptOf("m1", "r3")])).toEqual([]);
+      const kept = await backend.feed.readAfter(tenant, head, 10);
+      expect(kept.map((p) => p.change)).toEqual([receiptOf("m2", "r1"), deletion("m1")]);
+      // A resume token at a removed entry still resumes right after it.
+      const after = await backend.feed.readAfter(tenant, removed?.position ?? head, 10);
+      expect(after.map((p) => p.change)).toEqual([deletion("m1")]);
+    });
+
     it("never moves a reader's horizon back along the log", async () => {
       const head = await backend.feed.head(tenant);
       await backend.feed.publish(tenant, [horizonChange("g", "r1", 5)]);
