@@ -50,6 +50,23 @@ describe("Cassandra store: deleting messages", () => {
     await feed.close();
   });
 
+  it("forgets a deleted message at once, also when a read of it was in flight", async () => {
+    const tenant = newTenant();
+    const store = cassandraStore(keyspace.client);
+    const message = await seedGroup(store, tenant, users("u", 3));
+    const other = cassandraStore(keyspace.client);
+    // Reads of the message in flight on both sides of the deletion.
+    const reads = [other.getMessages(tenant, [message.messageId])];
+    const deleting = other.deleteMessages(tenant, "g", [message.messageId], Date.now());
+    reads.push(other.getMessages(tenant, [message.messageId]));
+    expect((await deleting).map((m) => m.messageId)).toEqual([message.messageId]);
+    await Promise.all(reads);
+    expect((await other.getMessages(tenant, [message.messageId])).size).toBe(0);
+    expect(
+      (await cassandraStore(keyspace.client).getMessages(tenant, [message.messageId])).size,
+    ).toBe(0);
+  });
+
   it("completes a deletion cut short after its marker, from the outbox, and announces it", async () => {
     const tenant = newTenant();
     const members = users("u", 5);

@@ -31,6 +31,8 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
   /** Message reads in flight, by tenant and message id. */
   readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
   readonly #markers: CassandraDeletionMarkers;
+  /** Messages this process deleted: a read of one that was in flight meanwhile is not kept. */
+  readonly #deleted: LRUCache<string, true> | undefined;
 
   /** `cacheEntries`: messages and as many conversations kept in memory; 0 keeps none. */
   constructor(context: CqlContext, cacheEntries: number, markers: CassandraDeletionMarkers) {
@@ -39,6 +41,7 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
     this.#cql = statements(context.keyspace);
     if (cacheEntries > 0) {
       this.#messages = new LRUCache({ max: cacheEntries });
+      this.#deleted = new LRUCache({ max: cacheEntries });
       this.#conversations = new LRUCache({ max: cacheEntries });
     }
   }
@@ -98,7 +101,7 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
       const row = (
         await this.#context.session.execute(this.#cql.getMessage, [tenant, messageId], read)
       ).first();
-      if (!row) return undefined;
+      if (!row || this.#deleted?.has(key)) return undefined;
       const message = messageFromRow(row);
       this.#messages?.set(key, message);
       return message;
@@ -113,7 +116,9 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
 
   /** Drops a deleted message from this process's memory. */
   forget(tenant: string, messageId: string): void {
-    this.#messages?.delete(`${tenant}\u0000${messageId}`);
+    const key = `${tenant}\u0000${messageId}`;
+    this.#deleted?.set(key, true);
+    this.#messages?.delete(key);
   }
 
   async insertMessages(tenant: string, tracked: readonly TrackedMessage[]): Promise<Set<string>> {
