@@ -6,6 +6,7 @@ import { TenantConfigError } from "./auth/tenant-config.js";
 import { type Config, ConfigError } from "./config.js";
 import { MembershipMonitor } from "./domain/membership-monitor.js";
 import { MembershipService } from "./domain/membership-service.js";
+import { MessageDeletion } from "./domain/message-deletion.js";
 import { PrivacyService } from "./domain/privacy-service.js";
 import { ReaderView } from "./domain/reader-view.js";
 import { defaultTenantPrivacy, ReceiptPrivacy } from "./domain/receipt-privacy.js";
@@ -153,11 +154,13 @@ export async function startApp(
   const receipts = new ReceiptService({
     ...ops,
     privacy,
+    retentionOf: (tenant) => access.registry.settingsOf(tenant).retentionMs,
     onAnnounceError: (error, what) =>
       // Not lost: the change stays in the store's outbox and the next sweep publishes it.
       logger.warn({ err: error, what }, "change log unreachable; changes stay pending"),
   });
   receipts.announcer.start();
+  const deletion = new MessageDeletion({ store: ops.store, announcer: receipts.announcer });
   const webhooks =
     backend.webhookState === undefined
       ? undefined
@@ -176,6 +179,7 @@ export async function startApp(
     {
       receipts,
       membership,
+      deletion,
       watcher,
       userData: {
         erasure: new UserErasure({

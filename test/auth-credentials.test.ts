@@ -230,6 +230,23 @@ describe("tenant configuration", () => {
     expect(text).not.toContain(secret);
   });
 
+  it("reads retentionDays as the tenant's retention, and names a bad one", () => {
+    const tenantWith = (extra: Record<string, unknown>) =>
+      JSON.stringify({ tenants: [{ id: "a", apiKeys: [apiKey], ...extra }] });
+    expect(parseTenants(tenantWith({ retentionDays: 30 }), "f")[0]?.settings.retentionMs).toBe(
+      30 * 86_400_000,
+    );
+    expect(parseTenants(tenantWith({}), "f")[0]?.settings.retentionMs).toBeUndefined();
+    for (const bad of [0, 1.5, "30", 7_301]) {
+      expect(() => parseTenants(tenantWith({ retentionDays: bad }), "f")).toThrow(
+        /f: tenants\[0\]\.retentionDays: /,
+      );
+    }
+    expect(() => parseTenants(tenantWith({ retentionDays: 1, retentionSeconds: 5 }), "f")).toThrow(
+      /tenants\[0\]\.retentionDays: set retentionDays or retentionSeconds, not both/,
+    );
+  });
+
   it("refuses no tenant, no credential, JSON that does not parse, duplicate ids and shared keys", () => {
     expect(() => parseTenants('{"tenants":[]}', "f")).toThrow(/tenants/);
     expect(() => parseTenants('{"tenants":[{"id":"a"}]}', "f")).toThrow(/credential/);

@@ -11,14 +11,18 @@ import {
   TrackedMessageSchema,
 } from "../gen/receipts/v1/receipts_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { silentLogger } from "../src/logger.js";
 import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
+import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
+import { describeLifecycleContract } from "./deletion-contract.js";
 import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
 import {
   keyspace,
+  receiptRecordCount,
   sharedPrefix,
   sharedRedisUrl,
   useCassandraKeyspace,
@@ -46,6 +50,25 @@ describeUserDataContract("Cassandra + Redis", openCassandraBackend, {
   openPeer: openCassandraBackend,
 });
 describePrivacyContract("Cassandra + Redis", openCassandraBackend);
+// With the Redis change feed too, as deployed: a deletion's XDEL of the log entries.
+describeLifecycleContract("Cassandra + Redis (cache and change feed)", async () => {
+  const backend = await openCassandraBackend();
+  const feed = await RedisChangeFeed.open({
+    url: sharedRedisUrl,
+    keyPrefix: `${sharedPrefix}lifecycle:`,
+    retentionMs: 3_600_000,
+    logger: silentLogger,
+  });
+  return {
+    store: backend.store,
+    feed,
+    otherReceiptRows: receiptRecordCount,
+    async close() {
+      await feed.close();
+      await backend.close();
+    },
+  };
+});
 
 describe("the service on Cassandra + Redis, over the network", () => {
   it("serves every write and count through RECEIPTS_STORE=cassandra", async () => {

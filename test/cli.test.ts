@@ -332,6 +332,27 @@ describe("the receipts CLI against a running server", () => {
     expect(misplaced.stderr).toContain("unknown option --conversation before the command");
   });
 
+  it("deletes messages with `messages delete`, says how many, and later calls about them fail", async () => {
+    const track = ["track", "--conversation", "g", "--message", "gone1", "--sender", "s"];
+    expect((await cli([...track, "--sent-at", "2026-01-01T00:02:00Z"])).code).toBe(0);
+    expect((await cli(["send", "--conversation", "g", "--reader", "u1", "gone1"])).code).toBe(0);
+    const deleted = await cli(["messages", "delete", "--conversation", "g", "gone1", "never"]);
+    expect(deleted).toMatchObject({
+      code: 0,
+      stdout: "deleted 1 message of g (1 message not tracked or already deleted)\n",
+    });
+    const again = await cli(["messages", "delete", "--json", "--conversation", "g", "gone1"]);
+    expect(JSON.parse(again.stdout)).toEqual({ deletedCount: 0 });
+    const got = await cli(["get", "--conversation", "g", "gone1"]);
+    expect(got.code).toBe(1);
+    expect(got.stderr).toContain("not_found: message_ids[0]");
+    await refusedUsage(
+      ["messages", "delete", "--conversation", "g"],
+      "give at least one message id",
+    );
+    await refusedUsage(["messages"], "messages needs delete");
+  });
+
   it("has --help for every command, each with its usage and an example of it", async () => {
     const overview = await cli(["--help"]);
     expect(overview.code).toBe(0);
@@ -347,6 +368,7 @@ describe("the receipts CLI against a running server", () => {
       "members add",
       "members remove",
       "members list",
+      "messages delete",
     ];
     for (const name of names) expect(overview.stdout).toMatch(new RegExp(`^  ${name} +\\S`, "m"));
     // Each command once, the three ways of asking in turn.

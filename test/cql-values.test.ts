@@ -1,6 +1,12 @@
 import { types } from "cassandra-driver";
 import { describe, expect, it } from "vitest";
-import { optionalNumber, toNumber, WriteClock } from "../src/store/cassandra/cql-values.js";
+import {
+  afterEveryWriteMicros,
+  optionalNumber,
+  toNumber,
+  ttlSeconds,
+  WriteClock,
+} from "../src/store/cassandra/cql-values.js";
 
 describe("the Cassandra store's write clock", () => {
   it("gives strictly increasing microseconds, even when the wall clock stands still or goes back", () => {
@@ -30,5 +36,21 @@ describe("bigint column values", () => {
     expect(() => toNumber("42")).toThrow(TypeError);
     expect(optionalNumber(null)).toBeUndefined();
     expect(optionalNumber(undefined)).toBeUndefined();
+  });
+});
+
+describe("retention TTLs and deletion tombstones", () => {
+  it("gives a row the whole seconds left to its message's expiry, at least 1, and none without one", () => {
+    expect(ttlSeconds(undefined, 5_000)).toBe(0);
+    expect(ttlSeconds(5_000 + 3_600_000, 5_000)).toBe(3_600);
+    expect(ttlSeconds(5_000 + 1_001, 5_000)).toBe(2); // never expires before its message
+    expect(ttlSeconds(5_000, 5_000)).toBe(1); // 0 would mean "forever"
+    expect(ttlSeconds(1_000, 5_000)).toBe(1);
+  });
+
+  it("writes deletion tombstones later than any write time of the store's clock for a century", () => {
+    const clock = new WriteClock(() => Date.UTC(2100, 0, 1));
+    expect(afterEveryWriteMicros).toBeGreaterThan(clock.nextMicros());
+    expect(Number.isSafeInteger(afterEveryWriteMicros)).toBe(true);
   });
 });

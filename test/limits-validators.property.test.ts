@@ -6,6 +6,7 @@ import { type CallOptions, Code, ConnectError, createClient } from "@connectrpc/
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MessageLifecycleService } from "../gen/receipts/v1/lifecycle_pb.js";
 import { MembershipService } from "../gen/receipts/v1/membership_pb.js";
 import { PrivacyService } from "../gen/receipts/v1/privacy_pb.js";
 import {
@@ -398,6 +399,9 @@ describe("the request validators (property-based, over the network)", () => {
       ...ReadReceiptService.methods.map((m) => `receipts.v1.ReadReceiptService/${m.name}`),
       ...MembershipService.methods.map((m) => `receipts.v1.MembershipService/${m.name}`),
       ...PrivacyService.methods.map((m) => `receipts.v1.PrivacyService/${m.name}`),
+      ...MessageLifecycleService.methods.map(
+        (m) => `receipts.v1.MessageLifecycleService/${m.name}`,
+      ),
     ];
     await fc.assert(
       fc.asyncProperty(

@@ -86,6 +86,7 @@ describe("grpc.health.v1.Health and the HTTP probes", () => {
       "grpc.reflection.v1alpha.ServerReflection",
       "receipts.v1.MembershipService",
       "receipts.v1.PrivacyService",
+      "receipts.v1.MessageLifecycleService",
       "receipts.v1.ReadReceiptService",
     ]);
     expect(Object.values(listed.statuses).map((s) => s.status)).toEqual(

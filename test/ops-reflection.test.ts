@@ -44,6 +44,7 @@ const apiMethods = [
   "receipts.v1.MembershipService/RemoveMembers",
   "receipts.v1.PrivacyService/GetReceiptSettings",
   "receipts.v1.PrivacyService/SetReceiptSettings",
+  "receipts.v1.MessageLifecycleService/DeleteMessages",
   "receipts.v1.ReadReceiptService/BatchGetReadMembers",
   "receipts.v1.ReadReceiptService/GetReceipts",
   "receipts.v1.ReadReceiptService/ListReadMembers",
@@ -238,6 +239,7 @@ describe("server reflection", () => {
         "grpc.reflection.v1alpha.ServerReflection",
         "receipts.v1.MembershipService",
         "receipts.v1.PrivacyService",
+        "receipts.v1.MessageLifecycleService",
         "receipts.v1.ReadReceiptService",
       ]);
       expect(extensions?.messageResponse).toMatchObject({

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MembershipService } from "../src/domain/membership-service.js";
-import type { MessageReceipt, TrackedMessage } from "../src/domain/model.js";
+import { isPrivate, type MessageReceipt, type TrackedMessage } from "../src/domain/model.js";
 import { PrivacyService } from "../src/domain/privacy-service.js";
 import {
   defaultTenantPrivacy,
@@ -239,7 +239,7 @@ export function describePrivacyContract(
       expect(counts(await view("m0", "bob"))).toEqual([1, 2]);
       const own = await bobs.take(3);
       expect(own.map((e) => e.change.kind)).toEqual(["receipt", "receipt", "horizon"]);
-      expect(own.every((e) => e.change.private === true)).toBe(true);
+      expect(own.every((e) => isPrivate(e.change))).toBe(true);
       // Others see carol's read and nothing of bob's.
       await read("carol", ["m1"]);
       const [first] = await conversation.take(1);

@@ -2,6 +2,7 @@ import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
+import { describeLifecycleContract } from "./deletion-contract.js";
 import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
@@ -15,6 +16,7 @@ const openSqliteBackend = async () => {
   return {
     store,
     feed,
+    prune: () => store.retention.prune(),
     async close() {
       await feed.close();
       await store.close();
@@ -28,3 +30,4 @@ describeUserDataContract("the embedded SQLite store", openSqliteBackend, {
   largeGroup: { members: 100_000, messages: 10_000 },
 });
 describePrivacyContract("the embedded SQLite store", openSqliteBackend);
+describeLifecycleContract("the embedded SQLite store", openSqliteBackend);

@@ -1,7 +1,11 @@
 import { getHeapStatistics } from "node:v8";
 import { describe, expect, it } from "vitest";
 import { defaultMaxStreams, loadConfig } from "../src/config.js";
-import { pruneStatements, SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
+import {
+  entriesOfMessage,
+  pruneStatements,
+  SqliteChangeFeed,
+} from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
@@ -26,6 +30,26 @@ describeWatchContract("the embedded feed", async () => {
       db.close();
     },
   };
+});
+
+describe("removing a deleted or expired message's entries from the embedded change log", () => {
+  it("finds them through the index by message, never by walking the tenant's log", () => {
+    const db = openSqliteDatabase(":memory:");
+    try {
+      const sql = `DELETE FROM change_log WHERE (tenant, position) IN (${entriesOfMessage} LIMIT 10)`;
+      const plan = (
+        db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all({ tenant: "t", message: "m" }) as {
+          detail: string;
+        }[]
+      ).map((row) => row.detail);
+      expect(plan.some((d) => /USING COVERING INDEX change_log_by_message/.test(d))).toBe(true);
+      for (const detail of plan.filter((d) => /\bchange_log\b/.test(d))) {
+        expect(detail).toMatch(/change_log_by_message|PRIMARY KEY \(tenant=\? AND position=\?\)/);
+      }
+    } finally {
+      db.close();
+    }
+  });
 });
 
 describe("pruning the embedded change log", () => {

@@ -2,6 +2,7 @@
 
 export { Code } from "@connectrpc/connect";
 export * from "../../gen/google/rpc/error_details_pb.js";
+export * from "../../gen/receipts/v1/lifecycle_pb.js";
 export * from "../../gen/receipts/v1/membership_pb.js";
 export * from "../../gen/receipts/v1/privacy_pb.js";
 export * from "../../gen/receipts/v1/receipts_pb.js";

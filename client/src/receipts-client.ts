@@ -1,4 +1,5 @@
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { MessageLifecycleService } from "../../gen/receipts/v1/lifecycle_pb.js";
 import { MembershipService } from "../../gen/receipts/v1/membership_pb.js";
 import { PrivacyService } from "../../gen/receipts/v1/privacy_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
@@ -30,6 +31,8 @@ export interface ReceiptsClient {
   readonly userData: Client<typeof UserDataService>;
   /** SetReceiptSettings, GetReceiptSettings: whether a user's reads are shown or private. */
   readonly privacy: Client<typeof PrivacyService>;
+  /** DeleteMessages (the tenant's backend only). */
+  readonly lifecycle: Client<typeof MessageLifecycleService>;
   /**
    * Follows WatchReceipts for as long as it is iterated: resumes after every
    * disconnect and drain, never delivers an update twice, and says when the
@@ -77,6 +80,7 @@ export function buildReceiptsClient(
     membership: createClient(MembershipService, transport),
     userData: createClient(UserDataService, transport),
     privacy: createClient(PrivacyService, transport),
+    lifecycle: createClient(MessageLifecycleService, transport),
     watch: (filter, watchOptions) => new ReceiptWatch(receipts, filter, watchOptions),
   };
 }

@@ -20,6 +20,8 @@ export const retryableProcedures: ReadonlySet<string> = new Set([
   "receipts.v1.UserDataService/EraseUser",
   "receipts.v1.PrivacyService/GetReceiptSettings",
   "receipts.v1.PrivacyService/SetReceiptSettings",
+  // Deleting twice deletes nothing more.
+  "receipts.v1.MessageLifecycleService/DeleteMessages",
 ]);
 
 export interface RetryOptions extends BackoffOptions {

@@ -1,6 +1,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type {
+  MessageDeletedUpdate,
   ReadHorizonUpdate,
   ReadReceiptService,
   ReceiptUpdate,
@@ -43,6 +44,12 @@ export type WatchEvent =
   | {
       readonly type: "readHorizon";
       readonly update: ReadHorizonUpdate;
+      readonly resumeToken: string;
+    }
+  /** Messages were deleted (DeleteMessages): drop them and their receipts from the view. */
+  | {
+      readonly type: "messageDeleted";
+      readonly update: MessageDeletedUpdate;
       readonly resumeToken: string;
     }
   /**
@@ -139,13 +146,19 @@ export class ReceiptWatch implements AsyncIterable<WatchEvent> {
           const token = message.resumeToken;
           const { update } = message;
           let event: WatchEvent | undefined;
-          if (update.case === "receipt" || update.case === "readHorizon") {
+          if (
+            update.case === "receipt" ||
+            update.case === "readHorizon" ||
+            update.case === "messageDeleted"
+          ) {
             if (delivered.has(token)) continue;
             delivered.add(token);
             event =
               update.case === "receipt"
                 ? { type: "receipt", update: update.value, resumeToken: token }
-                : { type: "readHorizon", update: update.value, resumeToken: token };
+                : update.case === "readHorizon"
+                  ? { type: "readHorizon", update: update.value, resumeToken: token }
+                  : { type: "messageDeleted", update: update.value, resumeToken: token };
           } else if (update.case === "heartbeat" && live) {
             const sentAt = update.value.sentAt;
             event = {

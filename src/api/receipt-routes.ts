@@ -5,6 +5,7 @@ import {
   GetReceiptsResponseSchema,
   ListReadMembersResponseSchema,
   MarkConversationReadResponseSchema,
+  MessageDeletedUpdateSchema,
   ReadHorizonUpdateSchema,
   type ReadReceiptService,
   ReceiptUpdateSchema,
@@ -191,6 +192,16 @@ export function changeToProto(change: ReceiptChange): WatchReceiptsResponse["upd
         receipt: receiptToProto(change.receipt),
         readerId: change.readerId,
         readAt: timestampFromMsValue(change.readAt),
+      }),
+    };
+  }
+  if (change.kind === "deletion") {
+    return {
+      case: "messageDeleted",
+      value: create(MessageDeletedUpdateSchema, {
+        conversationId: change.conversationId,
+        messageIds: change.messages.map((m) => m.messageId),
+        deletedAt: timestampFromMsValue(change.deletedAt),
       }),
     };
   }

@@ -1,15 +1,18 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { MessageLifecycleService } from "../../gen/receipts/v1/lifecycle_pb.js";
 import { MembershipService as MembershipServiceDesc } from "../../gen/receipts/v1/membership_pb.js";
 import { PrivacyService as PrivacyServiceDesc } from "../../gen/receipts/v1/privacy_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { UserDataService } from "../../gen/receipts/v1/user_data_pb.js";
 import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
+import type { MessageDeletion } from "../domain/message-deletion.js";
 import type { PrivacyService } from "../domain/privacy-service.js";
 import type { ReceiptService } from "../domain/receipt-service.js";
 import type { ReceiptWatcher } from "../domain/receipt-watcher.js";
 import type { Logger } from "../logger.js";
 import { toConnectError } from "./error-mapping.js";
+import { lifecycleRoutes } from "./lifecycle-routes.js";
 import { membershipRoutes } from "./membership-routes.js";
 import { privacyRoutes } from "./privacy-routes.js";
 import { receiptRoutes } from "./receipt-routes.js";
@@ -19,6 +22,7 @@ export interface ApiDeps {
   readonly receipts: ReceiptService;
   readonly membership: MembershipService;
   readonly privacy: PrivacyService;
+  readonly deletion: MessageDeletion;
   readonly watcher: ReceiptWatcher;
   /** Export and erasure of one user's data. */
   readonly userData: UserDataDeps;
@@ -33,6 +37,7 @@ export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
   router.service(MembershipServiceDesc, membershipRoutes(deps.membership, deps.policy));
   router.service(UserDataService, userDataRoutes(deps.userData, deps.policy));
   router.service(PrivacyServiceDesc, privacyRoutes(deps.privacy, deps.policy));
+  router.service(MessageLifecycleService, lifecycleRoutes(deps.deletion, deps.policy));
 }
 
 /** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */

@@ -1,6 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
 import { type JsonObject, toJson } from "@bufbuild/protobuf";
-import { ReadHorizonUpdateSchema, ReceiptUpdateSchema } from "../../gen/receipts/v1/receipts_pb.js";
+import {
+  MessageDeletedUpdateSchema,
+  ReadHorizonUpdateSchema,
+  ReceiptUpdateSchema,
+} from "../../gen/receipts/v1/receipts_pb.js";
 import type { PositionedChange } from "../domain/model.js";
 import type { WebhookEventType } from "../webhooks/webhook-endpoint.js";
 import { changeToProto } from "./receipt-routes.js";
@@ -20,7 +24,7 @@ export interface WebhookEvent {
 // Zero counts and empty ids are written out: a receiver reads `unreadCount: 0`, not a missing field.
 const allFields = { alwaysEmitImplicit: true } as const;
 
-/** The event of a change of the tenant's log: `receipt.read` or `conversation.read`. */
+/** The event of a change of the tenant's log: `receipt.read`, `conversation.read` or `message.deleted`. */
 export function webhookEventOf(tenant: string, positioned: PositionedChange): WebhookEvent {
   const { change } = positioned;
   const update = changeToProto(change);
@@ -41,6 +45,15 @@ export function webhookEventOf(tenant: string, positioned: PositionedChange): We
       timestamp: new Date(change.readUpTo).toISOString(),
       conversationId: change.conversationId,
       data: toJson(ReadHorizonUpdateSchema, update.value, allFields) as JsonObject,
+    };
+  }
+  if (update.case === "messageDeleted" && change.kind === "deletion") {
+    return {
+      ...base,
+      type: "message.deleted",
+      timestamp: new Date(change.deletedAt).toISOString(),
+      conversationId: change.conversationId,
+      data: toJson(MessageDeletedUpdateSchema, update.value, allFields) as JsonObject,
     };
   }
   throw new Error(`no webhook event for a ${change.kind} change`);

@@ -125,6 +125,14 @@ const tenantSchema = z
       })
       .prefault({}),
     webhooks: webhooksSchema,
+    // Messages sent longer ago are removed with their receipts (docs/operations.md, retention).
+    retentionDays: z.int().min(1).max(7_300).optional(),
+    // For tests only (seconds instead of days); never documented as a setting.
+    retentionSeconds: z.int().min(1).max(630_720_000).optional(),
+  })
+  .refine((t) => t.retentionDays === undefined || t.retentionSeconds === undefined, {
+    message: "set retentionDays or retentionSeconds, not both",
+    path: ["retentionDays"],
   })
   .refine((t) => t.apiKeys.length + t.apiKeySha256.length > 0 || t.userTokens !== undefined, {
     message: "needs at least one credential: apiKeys, apiKeySha256 or userTokens",
@@ -187,6 +195,7 @@ export function parseTenants(
       },
       maxGroupSizeForMemberLists: t.readMembers.maxGroupSize,
       readMembersOpenToMembers: t.readMembers.openToMembers,
+      ...retentionOf(t),
     },
     limits: t.limits,
     webhooks: t.webhooks,
@@ -212,6 +221,15 @@ export function mergeTenants(sources: readonly TenantConfig[][]): TenantConfig[]
   }
   if (problems.length > 0) throw new TenantConfigError(problems);
   return all;
+}
+
+function retentionOf(t: {
+  readonly retentionDays?: number | undefined;
+  readonly retentionSeconds?: number | undefined;
+}): { readonly retentionMs?: number } {
+  if (t.retentionDays !== undefined) return { retentionMs: t.retentionDays * 86_400_000 };
+  if (t.retentionSeconds !== undefined) return { retentionMs: t.retentionSeconds * 1000 };
+  return {};
 }
 
 function pathOf(path: readonly PropertyKey[]): string {

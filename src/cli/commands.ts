@@ -30,6 +30,7 @@ export interface CommandContext {
   readonly membership: Client<typeof MembershipService>;
   readonly userData: Client<typeof UserDataService>;
   readonly privacy: Client<typeof PrivacyService>;
+  readonly lifecycle: ReceiptsClient["lifecycle"];
   /** The client package's resuming WatchReceipts. */
   readonly watch: ReceiptsClient["watch"];
   readonly options: Readonly<Record<string, string | boolean | string[] | undefined>>;
@@ -222,7 +223,8 @@ export async function watch(context: CommandContext, stop: AbortSignal): Promise
         const { line, toStderr } = describeWatchEvent(event);
         if (line !== undefined) (toStderr ? output.err : output.out)(line);
       }
-      if ((event.type === "receipt" || event.type === "readHorizon") && ++updates >= limit) break;
+      const isUpdate = ["receipt", "readHorizon", "messageDeleted"].includes(event.type);
+      if (isUpdate && ++updates >= limit) break;
     }
   } finally {
     if (!output.json && watching.resumeToken !== "") {

@@ -15,6 +15,7 @@ import {
 import { connect, type Protocol, protocols } from "./connection.js";
 import { importMessages } from "./import-messages.js";
 import { addMembers, listMembers, removeMembers } from "./membership-commands.js";
+import { deleteMessages } from "./message-commands.js";
 import type { Output } from "./output.js";
 import { getPrivacy, setPrivacy } from "./privacy-commands.js";
 import { whoRead } from "./read-members-batch.js";
@@ -184,6 +185,14 @@ const commands: Record<string, Command> = {
     options: { group: text, ...paging },
     run: listMembers,
   },
+  "messages delete": {
+    usage: "--conversation ID MESSAGE_ID...",
+    summary:
+      "Deletes messages with their receipts for good (the tenant's API key); unknown ids are skipped.",
+    example: "receipts messages delete --conversation team m1 m2",
+    options: { conversation: text },
+    run: deleteMessages,
+  },
 };
 
 const commonHelp = `Options for every command, before or after it:
@@ -269,7 +278,7 @@ function splitCommand(argv: readonly string[]): { name: string; rest: string[] }
   if (word === undefined) return undefined;
   const at = [first];
   let name = word;
-  if (word === "members" || word === "privacy") {
+  if (word === "members" || word === "privacy" || word === "messages") {
     const second = nextWord(argv, first + 1, true);
     if (commands[`${word} ${argv[second]}`] !== undefined) {
       at.push(second);
@@ -307,6 +316,13 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
       return exitCodes.ok;
     }
     throw usageError("privacy needs get or set");
+  }
+  if (name === "messages") {
+    if (wantsHelp(rest)) {
+      output.out(`Usage: receipts messages delete [options]\n\n${commandList("messages ")}`);
+      return exitCodes.ok;
+    }
+    throw usageError("messages needs delete");
   }
   const command = commands[name];
   if (command === undefined) throw usageError(`unknown command ${name}`);
@@ -356,6 +372,7 @@ async function run(argv: readonly string[], output: Output): Promise<number> {
         membership: service.membership,
         userData: service.userData,
         privacy: service.privacy,
+        lifecycle: service.lifecycle,
         watch: service.watch,
         options,
         positionals: parsed.positionals,

@@ -3,6 +3,7 @@ import { type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
 import type { WatchEvent } from "../../client/src/node.js";
 import {
   ConversationType,
+  MessageDeletedUpdateSchema,
   type MessageReceipt,
   ReadHorizonUpdateSchema,
   ReceiptUpdateSchema,
@@ -66,6 +67,13 @@ export function describeWatchEvent(event: WatchEvent): { line?: string; toStderr
         toStderr: false,
       };
     }
+    case "messageDeleted": {
+      const { conversationId, messageIds, deletedAt } = event.update;
+      return {
+        line: `deleted  ${messageIds.join(" ")} of ${conversationId} at ${formatTime(deletedAt)}`,
+        toStderr: false,
+      };
+    }
     case "live":
       return { line: event.resumed ? "live (resumed)" : "live", toStderr: true };
     case "reread":
@@ -101,6 +109,8 @@ export function watchEventJson(event: WatchEvent): string {
         return toJson(ReceiptUpdateSchema, event.update, { alwaysEmitImplicit: true });
       case "readHorizon":
         return toJson(ReadHorizonUpdateSchema, event.update, { alwaysEmitImplicit: true });
+      case "messageDeleted":
+        return toJson(MessageDeletedUpdateSchema, event.update, { alwaysEmitImplicit: true });
       case "live":
         return { resumed: event.resumed };
       case "reread":

@@ -27,6 +27,8 @@ export interface TenantSettings {
   readonly readMembersOpenToMembers: boolean;
   /** Private reads: policy per conversation type, the default setting, reciprocity (C2C). */
   readonly privacy?: TenantPrivacy;
+  /** How long messages and their receipts are kept after sent_at (ms); undefined: until deleted. */
+  readonly retentionMs?: number;
 }
 
 export const defaultTenantSettings: TenantSettings = Object.freeze({
@@ -62,6 +64,11 @@ export class AccessPolicy {
     this.#store = deps.store;
     this.#settingsOf = deps.settingsOf ?? (() => defaultTenantSettings);
     this.#memberships = deps.memberships;
+  }
+
+  /** DeleteMessages: the messaging backend recalls messages; a user never deletes receipts. */
+  authorizeDeleteMessages(caller: Caller): void {
+    this.requireService(caller, "DeleteMessages");
   }
 
   /** TrackMessages and MembershipService: the tenant's backend only. */

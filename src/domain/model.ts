@@ -16,6 +16,11 @@ export interface TrackedMessage {
   readonly sentAt: number;
   /** C2C only; "" for group messages. */
   readonly receiverId: string;
+  /**
+   * When the tenant's retention removes the message with its receipts (ms); undefined when
+   * it is kept until deleted. Fixed when the message is tracked; not part of its identity.
+   */
+  readonly expiresAt?: number;
 }
 
 export interface MessageReceipt {
@@ -73,7 +78,16 @@ export type ReceiptChange =
       readonly readerId: string;
       readonly readUpTo: number;
       readonly private?: true;
-    };
+    }
+  | MessagesDeleted;
+
+/** Messages of one conversation deleted (DeleteMessages), with their senders for sender watches. */
+export interface MessagesDeleted {
+  readonly kind: "deletion";
+  readonly conversationId: string;
+  readonly messages: readonly { readonly messageId: string; readonly senderId: string }[];
+  readonly deletedAt: number;
+}
 
 /** A change with its opaque position in the tenant's change log. */
 export interface PositionedChange {
@@ -114,11 +128,23 @@ export type PendingChange =
       readonly readUpTo: number;
       /** When the horizon moved: the outbox entry's time. */
       readonly at: number;
+    }
+  | {
+      readonly kind: "deletion";
+      readonly tenant: string;
+      readonly conversationId: string;
+      readonly messageId: string;
+      readonly senderId: string;
+      readonly deletedAt: number;
     };
 
 /** When a pending change's fact happened: a receipt's read time, a horizon's move. */
 export const pendingChangeTime = (change: PendingChange): number =>
-  change.kind === "receipt" ? change.readAt : change.at;
+  change.kind === "receipt"
+    ? change.readAt
+    : change.kind === "horizon"
+      ? change.at
+      : change.deletedAt;
 
 /** The pending change of a reader's first receipt for a message. */
 export function pendingReceipt(
@@ -129,6 +155,16 @@ export function pendingReceipt(
 ): PendingChange {
   const { conversationId, messageId } = message;
   return { kind: "receipt", tenant, conversationId, messageId, readerId, readAt };
+}
+
+/** The pending change of a message's deletion. */
+export function pendingDeletion(
+  tenant: string,
+  message: Pick<TrackedMessage, "conversationId" | "messageId" | "senderId">,
+  deletedAt: number,
+): PendingChange {
+  const { conversationId, messageId, senderId } = message;
+  return { kind: "deletion", tenant, conversationId, messageId, senderId, deletedAt };
 }
 
 /**
@@ -152,6 +188,10 @@ export function withReadCount(
     },
   };
 }
+
+/** Whether a change is a private read or horizon (seen by its reader's own streams only). */
+export const isPrivate = (change: ReceiptChange): boolean =>
+  change.kind !== "deletion" && change.private === true;
 
 /** Spread into a change whose reads are private. */
 export const privateChange = { private: true } as const;

@@ -7,6 +7,8 @@ export interface RecordedRead {
   readonly messageId: string;
   readonly inserted: boolean;
   readonly readCount?: number;
+  /** The message was deleted while its shown read was being recorded (nothing kept). */
+  readonly deleted?: boolean;
 }
 
 export interface PrivateReadsDeps {

@@ -2,6 +2,7 @@ import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
 import { Audience, type AudienceMeasure, type AudienceSizes } from "./audience.js";
 import { ChangeAnnouncer, type PendingOutcome } from "./change-announcer.js";
+import { describeDeletions, type PendingFact } from "./deletion-outcomes.js";
 import { invalidArgument, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import { checkMayMarkRead } from "./mark-read-access.js";
@@ -10,7 +11,6 @@ import {
   type MessageReadMembers,
   type MessageReceipt,
   type Page,
-  type PendingChange,
   pendingReceipt,
   privateChange,
   type ReadFilter,
@@ -27,7 +27,7 @@ import { ReceiptPrivacy } from "./receipt-privacy.js";
 import {
   alreadyTracked,
   type TrackedMessageInput,
-  validateTrackedMessage,
+  trackedMessageOf,
 } from "./tracked-message-input.js";
 import { optionalId, pageSize, requireId, requireIdList, requireTime } from "./validate.js";
 
@@ -43,6 +43,8 @@ export interface ReceiptServiceDeps {
   readonly announce?: { readonly graceMs?: number; readonly sweepMs?: number };
   /** Decides which reads are private (shared with PrivacyService); default: the store's settings. */
   readonly privacy?: ReceiptPrivacy;
+  /** The tenant's retention (ms), asked on every call; undefined keeps messages until deleted. */
+  readonly retentionOf?: (tenant: string) => number | undefined;
 }
 
 /** How many messages MarkConversationRead materialises per store round trip. */
@@ -59,6 +61,7 @@ export class ReceiptService {
   readonly #privacy: ReceiptPrivacy;
   readonly #privateReads: PrivateReads;
   readonly #view: ReaderView;
+  readonly #retentionOf: (tenant: string) => number | undefined;
   /** Gets every stored change into the change log; its sweep is started by the app. */
   readonly announcer: ChangeAnnouncer;
 
@@ -66,11 +69,15 @@ export class ReceiptService {
     this.#store = deps.store;
     this.#clock = deps.clock ?? Date.now;
     this.#audience = new Audience(deps.store);
+    this.#retentionOf = deps.retentionOf ?? (() => undefined);
     this.announcer = new ChangeAnnouncer({
       store: deps.store,
       feed: deps.feed,
       clock: this.#clock,
-      describe: (tenant, pending) => this.#describePending(tenant, pending),
+      describe: (tenant, pending) =>
+        describeDeletions(deps.store, tenant, pending, (others) =>
+          this.#describePending(tenant, others),
+        ),
       onError: deps.onAnnounceError,
       ...deps.announce,
     });
@@ -92,7 +99,8 @@ export class ReceiptService {
         `must hold at most ${limits.maxMessagesPerTrackCall} messages, got ${inputs.length}`,
       );
     }
-    const messages = inputs.map((input, i) => validateTrackedMessage(input, `messages[${i}]`));
+    const retention = { retentionMs: this.#retentionOf(tenant), now: this.#clock() };
+    const messages = inputs.map((input, i) => trackedMessageOf(input, `messages[${i}]`, retention));
 
     const firstIndex = new Map<string, number>();
     messages.forEach((message, i) => {
@@ -163,6 +171,8 @@ export class ReceiptService {
     sized.catch(() => undefined); // awaited below; failing first must not count as unhandled
     const readAt = this.#clock();
     const recorded = await this.#record(tenant, readerId, acknowledged, sizes, readAt);
+    const deleted = recorded.find((r) => r.deleted === true);
+    if (deleted !== undefined) throw deletedMeanwhile(deleted.messageId, ids);
     const counts = new Map(
       recorded.flatMap((r) => (r.readCount === undefined ? [] : [[r.messageId, r.readCount]])),
     );
@@ -349,7 +359,9 @@ export class ReceiptService {
     const horizon = await this.#store.advanceHorizon(tenant, conversationId, readerId, upTo, now);
     if (horizon.current !== horizon.previous) {
       const readUpTo = horizon.current;
-      await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now);
+      const retentionMs = this.#retentionOf(tenant);
+      const expiresAt = retentionMs === undefined ? undefined : readUpTo + retentionMs;
+      await this.#store.noteHorizonSet(tenant, conversationId, readerId, readUpTo, now, expiresAt);
       const hidden = await this.#privacy.hidesInConversation(tenant, readerId, conversationId);
       this.announcer.announce(
         tenant,
@@ -416,7 +428,7 @@ export class ReceiptService {
    */
   async #describePending(
     tenant: string,
-    pending: readonly PendingChange[],
+    pending: readonly PendingFact[],
   ): Promise<PendingOutcome[]> {
     const receipts = pending.flatMap((p) => (p.kind === "receipt" ? [p] : []));
     const messages = await this.#store.getMessages(
@@ -616,4 +628,13 @@ export class ReceiptService {
       }
     }
   }
+}
+
+/** A message deleted while its receipt was being recorded: as if it had never been tracked. */
+function deletedMeanwhile(messageId: string, ids: readonly string[]): ReceiptError {
+  return new ReceiptError(
+    "not_found",
+    `message ${messageId} is not tracked (it was deleted)`,
+    `message_ids[${ids.indexOf(messageId)}]`,
+  );
 }

@@ -84,9 +84,10 @@ export class ReceiptWatcher {
     // Changes this stream does not want never wake it: only their position is kept.
     const unlisten = feed.listen(
       tenant,
-      (change) => {
-        if (matches(filter, change.change)) subscription.push(change);
-        else subscription.passed = change.position;
+      (positioned) => {
+        const change = visible(filter, positioned.change);
+        if (change !== undefined) subscription.push({ ...positioned, change });
+        else subscription.passed = positioned.position;
       },
       (error) => subscription.interrupt(error),
     );
@@ -106,7 +107,8 @@ export class ReceiptWatcher {
           const batch = await readAfter(feed, tenant, position, replayBatch);
           for (const { position: at, change } of batch) {
             position = at;
-            const seen = matches(filter, change) ? await viewed(change) : undefined;
+            const shown = visible(filter, change);
+            const seen = shown === undefined ? undefined : await viewed(shown);
             if (seen !== undefined) yield { kind: "change", change: seen, resumeToken: token(at) };
           }
           if (batch.length < replayBatch) break;
@@ -132,11 +134,9 @@ export class ReceiptWatcher {
         if (next !== undefined) {
           if (feed.comparePositions(next.position, position) <= 0) continue;
           position = next.position;
-          if (matches(filter, next.change)) {
-            const change = await viewed(next.change);
-            if (change !== undefined)
-              yield { kind: "change", change, resumeToken: token(position) };
-          }
+          // Queued changes passed the filter already (and were cut to it).
+          const change = await viewed(next.change);
+          if (change !== undefined) yield { kind: "change", change, resumeToken: token(position) };
           continue;
         }
         // Queue empty: every change up to the last one passed over was delivered or filtered out.
@@ -256,16 +256,28 @@ function validateFilter(request: WatchRequest): Filter {
   };
 }
 
-function matches(filter: Filter, change: ReceiptChange): boolean {
+/** The change as the stream shows it, or undefined when its filter passes over it. */
+function visible(filter: Filter, change: ReceiptChange): ReceiptChange | undefined {
   const conversationId =
     change.kind === "receipt" ? change.receipt.message.conversationId : change.conversationId;
-  if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) return false;
-  // A private read reaches only its reader's own streams.
-  if (change.private === true && change.readerId !== filter.readerId) return false;
-  if (filter.readerId !== undefined && change.readerId !== filter.readerId) return false;
-  if (filter.senderId === undefined) return true;
+  if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) {
+    return undefined;
+  }
+  if (change.kind !== "deletion") {
+    // A private read reaches only its reader's own streams.
+    if (change.private === true && change.readerId !== filter.readerId) return undefined;
+    if (filter.readerId !== undefined && change.readerId !== filter.readerId) return undefined;
+  }
+  if (filter.senderId === undefined) return change;
+  if (change.kind === "deletion") {
+    // A sender's watch hears of its own messages only.
+    const messages = change.messages.filter((m) => m.senderId === filter.senderId);
+    return messages.length === 0 ? undefined : { ...change, messages };
+  }
   // Horizon changes have no sender; a sender's watch sees their effect as receipt updates.
-  return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId;
+  return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId
+    ? change
+    : undefined;
 }
 
 async function readAfter(

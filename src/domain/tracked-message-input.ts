@@ -12,7 +12,30 @@ export interface TrackedMessageInput {
   readonly receiverId: string;
 }
 
-export function validateTrackedMessage(input: TrackedMessageInput, at: string): TrackedMessage {
+/**
+ * A TrackMessages entry as a message, with the tenant's retention applied: a message already
+ * past it is refused (FAILED_PRECONDITION on its sent_at) rather than tracked and dropped at
+ * once, so that a caller whose clock or import is off hears of it.
+ */
+export function trackedMessageOf(
+  input: TrackedMessageInput,
+  at: string,
+  retention: { readonly retentionMs: number | undefined; readonly now: number },
+): TrackedMessage {
+  const message = validateTrackedMessage(input, at);
+  if (retention.retentionMs === undefined) return message;
+  const expiresAt = message.sentAt + retention.retentionMs;
+  if (expiresAt <= retention.now) {
+    throw new ReceiptError(
+      "failed_precondition",
+      `message ${message.messageId} was sent before the tenant's retention period (${new Date(retention.now - retention.retentionMs).toISOString()})`,
+      `${at}.sent_at`,
+    );
+  }
+  return { ...message, expiresAt };
+}
+
+function validateTrackedMessage(input: TrackedMessageInput, at: string): TrackedMessage {
   const conversationId = requireId(`${at}.conversation_id`, input.conversationId);
   const messageId = requireId(`${at}.message_id`, input.messageId);
   const senderId = requireId(`${at}.sender_id`, input.senderId);

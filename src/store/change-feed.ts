@@ -17,7 +17,9 @@ export interface ChangeFeed {
    * - a receipt (message, reader) is appended once; publishing it again appends nothing;
    * - a message's read count never decreases along the log: a receipt whose count is below
    *   one already appended carries that higher count (until `forgetReceipts`);
-   * - a reader's horizon in a conversation never moves back: an older one appends nothing.
+   * - a reader's horizon in a conversation never moves back: an older one appends nothing;
+   * - a message's deletion is appended once, and removes the message's receipt entries from
+   *   the log (a replay never shows them again); a receipt of a deleted message appends nothing.
    * Resolves with what it appended. Rejects when the log cannot be reached; then some or
    * none were appended, and publishing the same changes again is safe.
    */

@@ -18,7 +18,9 @@ import type { Cursor, ErasureRecord, UserDataStore } from "./user-data-store.js"
 
 /** What a backend is made of: one module per concern, and the queries that need two. */
 export interface StoreParts {
-  readonly messages: MessageStore;
+  readonly messages: Omit<MessageStore, "deleteMessages" | "deletedMessages">;
+  /** Deleting messages touches messages, receipts and the outbox at once: a part of its own. */
+  readonly deletions: Pick<MessageStore, "deleteMessages" | "deletedMessages">;
   readonly ledger: Omit<ReceiptLedger, "listFirstPages">;
   readonly horizons: HorizonStore;
   readonly history: Omit<MembershipHistory, "listUnreadMembers">;
@@ -75,6 +77,19 @@ export class PartsReceiptStore implements ReceiptStore {
       cursor,
       limit,
     );
+  }
+
+  deleteMessages(
+    tenant: string,
+    conversationId: string,
+    messageIds: readonly string[],
+    deletedAt: number,
+  ) {
+    return this.#parts.deletions.deleteMessages(tenant, conversationId, messageIds, deletedAt);
+  }
+
+  deletedMessages(tenant: string, messageIds: readonly string[]) {
+    return this.#parts.deletions.deletedMessages(tenant, messageIds);
   }
 
   // --- receipts ---
@@ -143,8 +158,16 @@ export class PartsReceiptStore implements ReceiptStore {
     readerId: string,
     readUpTo: number,
     setAt: number,
+    expiresAt?: number,
   ) {
-    return this.#parts.horizons.noteHorizonSet(tenant, conversationId, readerId, readUpTo, setAt);
+    return this.#parts.horizons.noteHorizonSet(
+      tenant,
+      conversationId,
+      readerId,
+      readUpTo,
+      setAt,
+      expiresAt,
+    );
   }
 
   horizonSetTimes(

@@ -6,7 +6,12 @@ import type { PendingChange } from "../domain/model.js";
  * entry and clearing it needs nothing but the fact.
  */
 export function pendingChangeKey(change: PendingChange): string {
-  return change.kind === "receipt"
-    ? `r\u0000${change.messageId}\u0000${change.readerId}`
-    : `h\u0000${change.conversationId}\u0000${change.readerId}\u0000${change.readUpTo}`;
+  switch (change.kind) {
+    case "receipt":
+      return `r\u0000${change.messageId}\u0000${change.readerId}`;
+    case "horizon":
+      return `h\u0000${change.conversationId}\u0000${change.readerId}\u0000${change.readUpTo}`;
+    case "deletion":
+      return `d\u0000${change.messageId}`;
+  }
 }

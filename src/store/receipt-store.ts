@@ -39,9 +39,33 @@ export interface MessageStore {
 
   /**
    * Inserts messages that are not yet tracked (and their conversations, if
-   * new). Returns the ids that already existed and were left untouched.
+   * new). Returns the ids that already existed, or were deleted, and were left
+   * untouched: a deleted id is never tracked again. A message with `expiresAt`
+   * is removed with everything about it once that time has passed.
    */
   insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>>;
+
+  /**
+   * Deletes messages of the conversation for good: the message, its receipts and their
+   * cached counts and pending changes. Keeps a deletion marker, so that the id stays
+   * unknown, and a pending "deletion" change per message (see pendingChanges), written no
+   * later than the deletion itself. A receipt being recorded at the same moment leaves
+   * nothing stored or counted (insertReceipts reports it `deleted`). Ids not tracked in the
+   * conversation are skipped; an id already deleted is skipped but its removal is done
+   * again, which completes a deletion cut short. Returns the messages deleted by this call.
+   */
+  deleteMessages(
+    tenant: string,
+    conversationId: string,
+    messageIds: readonly string[],
+    deletedAt: number,
+  ): Promise<TrackedMessage[]>;
+
+  /** The deletion markers of these ids: the deleted message by id (absent when not deleted). */
+  deletedMessages(
+    tenant: string,
+    messageIds: readonly string[],
+  ): Promise<Map<string, TrackedMessage>>;
 
   /**
    * Messages of a conversation with after < sent_at <= upTo, oldest first,
@@ -152,6 +176,8 @@ export interface HorizonStore {
     readerId: string,
     readUpTo: number,
     setAt: number,
+    /** When the tenant's retention removes the note (the messages it covers are gone by then). */
+    expiresAt?: number,
   ): Promise<void>;
 
   /**
@@ -354,6 +380,8 @@ export interface RecordedReceipt {
   /** False when the reader had already read the message: nothing changed. */
   readonly inserted: boolean;
   readonly readCount: number;
+  /** The message was deleted while the receipt was recorded: nothing is stored for it. */
+  readonly deleted?: boolean;
 }
 
 export interface MembershipProbe {

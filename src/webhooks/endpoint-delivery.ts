@@ -5,6 +5,7 @@ import {
   webhookId,
 } from "../api/webhook-payload.js";
 import { ChangeLogExpiredError } from "../domain/errors.js";
+import { isPrivate } from "../domain/model.js";
 import type { Logger } from "../logger.js";
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../store/webhook-state.js";
@@ -225,7 +226,7 @@ export class EndpointDelivery {
         position: positioned.position,
         at: change.kind === "receipt" ? Math.min(change.readAt, now) : now,
         // A private read is for its reader's own devices only: never sent to the tenant's endpoints.
-        done: change.private === true || !endpoint.events.includes(event.type as never),
+        done: isPrivate(change) || !endpoint.events.includes(event.type as never),
       };
       this.#window.push(entry);
       this.#lastRead = positioned.position;

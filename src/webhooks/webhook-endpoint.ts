@@ -1,6 +1,6 @@
 import * as z from "zod";
 
-/** The events an endpoint may ask for. `message.deleted` is accepted before deletion exists. */
+/** The events an endpoint may ask for (`message.deleted`: DeleteMessages, opted into). */
 export const webhookEventTypes = ["receipt.read", "conversation.read", "message.deleted"] as const;
 export type WebhookEventType = (typeof webhookEventTypes)[number];
 

@@ -109,3 +109,22 @@ export function embeddedFeed(): SqliteChangeFeed {
   const db = openSqliteDatabase(":memory:");
   return new SqliteChangeFeed(db, new SqliteWriteBatcher(db), { retentionMs: 86_400_000 });
 }
+
+/** Receipt records (receipts_by_reader) of these readers in the conversation, read directly. */
+export async function receiptRecordCount(
+  tenant: string,
+  conversationId: string,
+  readerIds: readonly string[],
+): Promise<number> {
+  let rows = 0;
+  for (const readerId of readerIds) {
+    const result = await keyspace.client.execute(
+      `SELECT message_id FROM ${keyspace.keyspace}.receipts_by_reader
+       WHERE tenant = ? AND conversation_id = ? AND reader_id = ?`,
+      [tenant, conversationId, readerId],
+      { prepare: true },
+    );
+    rows += result.rowLength;
+  }
+  return rows;
+}

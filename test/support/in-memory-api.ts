@@ -2,6 +2,7 @@ import { createRouterTransport, type Transport } from "@connectrpc/connect";
 import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
 import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
+import { MessageDeletion } from "../../src/domain/message-deletion.js";
 import { PrivacyService } from "../../src/domain/privacy-service.js";
 import { ReaderView } from "../../src/domain/reader-view.js";
 import { defaultTenantPrivacy, ReceiptPrivacy } from "../../src/domain/receipt-privacy.js";
@@ -41,7 +42,12 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
     store,
     privacyOf: (tenant) => access.registry.settingsOf(tenant).privacy ?? defaultTenantPrivacy,
   });
-  const receipts = new ReceiptService({ store, feed, privacy });
+  const receipts = new ReceiptService({
+    store,
+    feed,
+    privacy,
+    retentionOf: (tenant) => access.registry.settingsOf(tenant).retentionMs,
+  });
   const watcher = new ReceiptWatcher({
     feed,
     heartbeatMs: 60_000,
@@ -49,9 +55,11 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
     maxStreams: 10,
     views: new ReaderView(store, privacy),
   });
+  const deletion = new MessageDeletion({ store, announcer: receipts.announcer });
   const deps = {
     receipts,
     membership,
+    deletion,
     privacy: new PrivacyService({ store, privacy }),
     watcher,
     userData: { erasure: new UserErasure({ store }), store },

@@ -2,7 +2,7 @@ import { mapConcurrently } from "../map-concurrently.js";
 import type { HorizonStore } from "../receipt-store.js";
 import type { CassandraOutbox } from "./cassandra-outbox.js";
 import type { CassandraUserIndex } from "./cassandra-user-index.js";
-import { type CqlContext, read, toNumber, write } from "./cql-values.js";
+import { type CqlContext, read, toNumber, ttlSeconds, write } from "./cql-values.js";
 
 /**
  * Read horizons (table horizons), their index by time (horizons_by_time, for
@@ -124,11 +124,19 @@ export class CassandraHorizons implements HorizonStore {
     readerId: string,
     readUpTo: number,
     setAt: number,
+    expiresAt?: number,
   ): Promise<void> {
-    const { long } = this.#context;
+    const { long, clock } = this.#context;
     await this.#context.session.execute(
       this.#cql.insertHorizonSet,
-      [tenant, conversationId, readerId, long(readUpTo), long(setAt)],
+      [
+        tenant,
+        conversationId,
+        readerId,
+        long(readUpTo),
+        long(setAt),
+        ttlSeconds(expiresAt, clock()),
+      ],
       write,
     );
   }
@@ -238,7 +246,7 @@ function statements(keyspace: string) {
     deleteHorizonIndex: `DELETE FROM ${t("horizons_by_time")}
       WHERE tenant = ? AND conversation_id = ? AND read_up_to = ? AND reader_id = ?`,
     insertHorizonSet: `INSERT INTO ${t("horizon_sets")} (tenant, conversation_id, reader_id, read_up_to, set_at)
-      VALUES (?, ?, ?, ?, ?)`,
+      VALUES (?, ?, ?, ?, ?) USING TTL ?`,
     horizonSetAt: `SELECT set_at FROM ${t("horizon_sets")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND read_up_to >= ? LIMIT 1`,
     deleteHorizon: `DELETE FROM ${t("horizons")}

@@ -8,11 +8,19 @@ import {
 } from "../../domain/model.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
+import type { CassandraDeletionMarkers } from "./cassandra-deletion-markers.js";
 import type { CassandraUserIndex } from "./cassandra-user-index.js";
-import { type CqlContext, read, toNumber, write } from "./cql-values.js";
+import {
+  type CqlContext,
+  optionalNumber,
+  read,
+  toNumber,
+  ttlSeconds,
+  write,
+} from "./cql-values.js";
 
 /** Tracked messages of a conversation are partitioned by 30-day bucket of sent_at. */
-const bucketMs = 30 * 24 * 3_600_000;
+export const bucketMs = 30 * 24 * 3_600_000;
 const bucketOf = (sentAt: number): number => Math.floor(sentAt / bucketMs);
 
 /**
@@ -22,23 +30,33 @@ const bucketOf = (sentAt: number): number => Math.floor(sentAt / bucketMs);
  * process once read stays true and is kept in memory; the one exception is an erasure of
  * their user (pseudonymise), which this process forgets at once.
  */
-export class CassandraMessages implements MessageStore {
+export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | "deletedMessages"> {
   readonly #context: CqlContext;
   readonly #cql: ReturnType<typeof statements>;
   readonly #messages: LRUCache<string, TrackedMessage> | undefined;
   readonly #conversations: LRUCache<string, Conversation> | undefined;
   /** Message reads in flight, by tenant and message id. */
   readonly #messageReads = new Map<string, Promise<TrackedMessage | undefined>>();
+  readonly #markers: CassandraDeletionMarkers;
+  /** Messages this process deleted: a read of one that was in flight meanwhile is not kept. */
+  readonly #deleted: LRUCache<string, true> | undefined;
 
   readonly #index: CassandraUserIndex;
 
   /** `cacheEntries`: messages and as many conversations kept in memory; 0 keeps none. */
-  constructor(context: CqlContext, cacheEntries: number, index: CassandraUserIndex) {
+  constructor(
+    context: CqlContext,
+    cacheEntries: number,
+    index: CassandraUserIndex,
+    markers: CassandraDeletionMarkers,
+  ) {
     this.#context = context;
     this.#index = index;
+    this.#markers = markers;
     this.#cql = statements(context.keyspace);
     if (cacheEntries > 0) {
       this.#messages = new LRUCache({ max: cacheEntries });
+      this.#deleted = new LRUCache({ max: cacheEntries });
       this.#conversations = new LRUCache({ max: cacheEntries });
     }
   }
@@ -66,7 +84,13 @@ export class CassandraMessages implements MessageStore {
     for (const messageId of new Set(messageIds)) {
       // A tracked message never changes (re-tracking with other data is refused), so what
       // this process once read stays true.
-      const known = this.#messages?.get(`${tenant}\u0000${messageId}`);
+      const key = `${tenant}\u0000${messageId}`;
+      let known = this.#messages?.get(key);
+      // Past its retention a message is gone, as its rows are (their TTL ended).
+      if (known?.expiresAt !== undefined && known.expiresAt <= this.#context.clock()) {
+        this.#messages?.delete(key);
+        known = undefined;
+      }
       if (known === undefined) unknown.push(messageId);
       else found.set(messageId, known);
     }
@@ -92,7 +116,7 @@ export class CassandraMessages implements MessageStore {
       const row = (
         await this.#context.session.execute(this.#cql.getMessage, [tenant, messageId], read)
       ).first();
-      if (!row) return undefined;
+      if (!row || this.#deleted?.has(key)) return undefined;
       const message = messageFromRow(row);
       this.#messages?.set(key, message);
       return message;
@@ -105,8 +129,21 @@ export class CassandraMessages implements MessageStore {
     }
   }
 
-  async insertMessages(tenant: string, messages: readonly TrackedMessage[]): Promise<Set<string>> {
-    const { session, long, concurrency } = this.#context;
+  /** Drops a deleted message from this process's memory. */
+  forget(tenant: string, messageId: string): void {
+    const key = `${tenant}\u0000${messageId}`;
+    this.#deleted?.set(key, true);
+    this.#messages?.delete(key);
+  }
+
+  async insertMessages(tenant: string, tracked: readonly TrackedMessage[]): Promise<Set<string>> {
+    const { session, long, concurrency, clock } = this.#context;
+    // A deleted id stays deleted: tracking it again changes nothing.
+    const deleted = await this.#markers.find(
+      tenant,
+      tracked.map((m) => m.messageId),
+    );
+    const messages = tracked.filter((m) => !deleted.has(m.messageId));
     // Before the messages: found by an export or an erasure of their sender and receiver.
     await this.#index.noteMessages(tenant, messages);
     const conversations = new Map(messages.map((m) => [m.conversationId, m]));
@@ -129,9 +166,11 @@ export class CassandraMessages implements MessageStore {
       );
     });
 
-    const existing = new Set<string>();
+    const existing = new Set<string>(deleted.keys());
     await mapConcurrently(messages, concurrency, async (message) => {
       const trackId = types.Uuid.random();
+      const expiresAt = message.expiresAt === undefined ? null : long(message.expiresAt);
+      const ttl = ttlSeconds(message.expiresAt, clock());
       const result = await session.execute(
         this.#cql.insertMessage,
         [
@@ -143,6 +182,8 @@ export class CassandraMessages implements MessageStore {
           long(message.sentAt),
           message.receiverId,
           trackId,
+          expiresAt,
+          ttl,
         ],
         write, // a retry finds its own track_id
       );
@@ -173,6 +214,8 @@ export class CassandraMessages implements MessageStore {
             stored.conversationType,
             stored.senderId,
             stored.receiverId,
+            stored.expiresAt === undefined ? null : long(stored.expiresAt),
+            ttlSeconds(stored.expiresAt, clock()),
           ],
           write,
         ),
@@ -297,7 +340,13 @@ function messageFromRow(row: types.Row): TrackedMessage {
     senderId: row.get("sender_id") as string,
     sentAt: toNumber(row.get("sent_at")),
     receiverId: row.get("receiver_id") as string,
+    ...expiryOf(row),
   };
+}
+
+function expiryOf(row: types.Row): { readonly expiresAt?: number } {
+  const expiresAt = optionalNumber(row.get("expires_at"));
+  return expiresAt === undefined ? {} : { expiresAt };
 }
 
 function conversationFromRow(conversationId: string, row: types.Row): Conversation {
@@ -309,7 +358,7 @@ function conversationFromRow(conversationId: string, row: types.Row): Conversati
 function statements(keyspace: string) {
   const t = (table: string) => `${keyspace}.${table}`;
   const messageColumns =
-    "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
+    "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id, expires_at";
   const byConversation = `SELECT ${messageColumns}
     FROM ${t("messages_by_conversation")} WHERE tenant = ? AND conversation_id = ? AND bucket = ?`;
   return {
@@ -319,14 +368,14 @@ function statements(keyspace: string) {
       (tenant, conversation_id, type, participant_a, participant_b) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`,
     getMessage: `SELECT ${messageColumns} FROM ${t("messages")} WHERE tenant = ? AND message_id = ?`,
     insertMessage: `INSERT INTO ${t("messages")}
-      (tenant, message_id, conversation_id, conversation_type, sender_id, sent_at, receiver_id, track_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS`,
+      (tenant, message_id, conversation_id, conversation_type, sender_id, sent_at, receiver_id, track_id,
+       expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?`,
     insertBucket: `INSERT INTO ${t("conversation_buckets")} (tenant, conversation_id, bucket) VALUES (?, ?, ?)`,
     bucketsBetween: `SELECT bucket FROM ${t("conversation_buckets")}
       WHERE tenant = ? AND conversation_id = ? AND bucket >= ? AND bucket <= ?`,
     insertMessageByConversation: `INSERT INTO ${t("messages_by_conversation")}
-      (tenant, conversation_id, bucket, sent_at, message_id, conversation_type, sender_id, receiver_id)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      (tenant, conversation_id, bucket, sent_at, message_id, conversation_type, sender_id, receiver_id,
+       expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
     pseudonymiseMessage: `UPDATE ${t("messages")} SET sender_id = ?, receiver_id = ?
       WHERE tenant = ? AND message_id = ? IF EXISTS`,
     pseudonymiseConversation: `UPDATE ${t("conversations")} SET participant_a = ?, participant_b = ?

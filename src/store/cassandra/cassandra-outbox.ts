@@ -20,10 +20,11 @@ const read: StatementOptions = { idempotent: true };
 
 const bucketOf = (ms: number): number => Math.floor(ms / bucketMs);
 
-/** The changes of one reader land in one shard, so a call's receipts are one partition. */
+/** The changes of one reader (a deletion: of one conversation) land in one shard: one partition per call. */
 function shardOf(change: PendingChange): number {
   let hash = 0;
-  for (const char of `${change.tenant}\u0000${change.readerId}`) {
+  const by = change.kind === "deletion" ? change.conversationId : change.readerId;
+  for (const char of `${change.tenant}\u0000${by}`) {
     hash = (hash * 31 + (char.codePointAt(0) ?? 0)) | 0;
   }
   return Math.abs(hash) % shards;

@@ -4,10 +4,19 @@ import { chunk } from "../chunk.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
 import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
+import type { CassandraDeletionMarkers } from "./cassandra-deletion-markers.js";
 import type { CassandraOutbox } from "./cassandra-outbox.js";
+import type { ReceiptTombstones } from "./cassandra-receipt-tombstones.js";
 import type { CassandraUserIndex } from "./cassandra-user-index.js";
 import type { Params } from "./cql-session.js";
-import { type CqlContext, optionalNumber, read, toNumber, write } from "./cql-values.js";
+import {
+  type CqlContext,
+  optionalNumber,
+  read,
+  toNumber,
+  ttlSeconds,
+  write,
+} from "./cql-values.js";
 import { PartitionWriteCoalescer } from "./partition-write-coalescer.js";
 import { SerialPerKey } from "./serial-per-key.js";
 
@@ -51,15 +60,23 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
   readonly #index: CassandraUserIndex;
   readonly #readerCalls = new SerialPerKey();
   readonly #readerRows: PartitionWriteCoalescer;
+  readonly #markers: CassandraDeletionMarkers;
+  readonly #tombstones: ReceiptTombstones;
 
   constructor(
     context: CqlContext,
     outbox: CassandraOutbox,
     cache: ReadCountCache | undefined,
     index: CassandraUserIndex,
+    deletions: {
+      readonly markers: CassandraDeletionMarkers;
+      readonly tombstones: ReceiptTombstones;
+    },
   ) {
     this.#context = context;
     this.#index = index;
+    this.#markers = deletions.markers;
+    this.#tombstones = deletions.tombstones;
     this.#cql = statements(context.keyspace);
     this.#outbox = outbox;
     this.#cache = cache;
@@ -353,19 +370,42 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
           ? undefined
           : this.#readerRows.write(`${tenant}\u0000${message.messageId}`, {
               cql: this.#cql.insertReader,
-              params: [tenant, message.messageId, readerId, long(readAt), long(ts)],
+              params: [
+                tenant,
+                message.messageId,
+                readerId,
+                long(readAt),
+                long(ts),
+                ttlSeconds(message.expiresAt, this.#context.clock()),
+              ],
             }),
       ),
     );
-    // Counted only once every receipt of the call is stored.
+    // Counted only once every receipt of the call is stored. Meanwhile the deletion markers
+    // are read, after the rows went in: a deletion that this read misses was not complete
+    // before it began, so the deletion's own read of the readers (which follows its marker)
+    // finds these rows and removes them; one it sees, the receipt removes itself.
     const counts = new Map<string, number>();
-    await mapConcurrently([...byMessage.keys()], concurrency, async (messageId) => {
-      const readers = this.#readerSource(tenant, messageId);
-      const cached = await this.#cache?.readerRecorded(tenant, messageId, readerId, readers);
-      counts.set(messageId, cached ?? (await this.#countReaders(tenant, messageId)));
-    });
+    const [deleted] = await Promise.all([
+      this.#markers.find(tenant, [...byMessage.keys()]),
+      mapConcurrently([...byMessage.keys()], concurrency, async (messageId) => {
+        const readers = this.#readerSource(tenant, messageId);
+        const cached = await this.#cache?.readerRecorded(tenant, messageId, readerId, readers);
+        counts.set(messageId, cached ?? (await this.#countReaders(tenant, messageId)));
+      }),
+    ]);
+    await Promise.all(
+      [...deleted.keys()].map((id) => {
+        const entry = byMessage.get(id);
+        return entry === undefined
+          ? undefined
+          : this.#tombstones.takeBack(tenant, readerId, entry.message);
+      }),
+    );
     const reported = new Set<string>();
-    return receipts.map(({ message: { messageId } }) => {
+    return receipts.map(({ message: { messageId } }): RecordedReceipt => {
+      if (deleted.has(messageId))
+        return { messageId, inserted: false, readCount: 0, deleted: true };
       const first = !reported.has(messageId) && !records.has(messageId);
       reported.add(messageId);
       return { messageId, inserted: first, readCount: counts.get(messageId) ?? 0 };
@@ -421,6 +461,7 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
             long(readAt),
             long(writeTs),
             long(writeTs),
+            ttlSeconds(message.expiresAt, this.#context.clock()),
           ],
         })),
         receiptBatch,
@@ -459,7 +500,7 @@ function statements(keyspace: string) {
   const t = (table: string) => `${keyspace}.${table}`;
   return {
     insertReader: `INSERT INTO ${t("readers_by_message")} (tenant, message_id, reader_id, read_at)
-      VALUES (?, ?, ?, ?) USING TIMESTAMP ?`,
+      VALUES (?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`,
     getReader: `SELECT reader_id FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     getReaderReadAt: `SELECT read_at FROM ${t("readers_by_message")}
@@ -475,7 +516,7 @@ function statements(keyspace: string) {
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND (sent_at, message_id) IN ?`,
     insertReceiptRecord: `INSERT INTO ${t("receipts_by_reader")}
       (tenant, conversation_id, reader_id, sent_at, message_id, read_at, write_ts)
-      VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`,
+      VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`,
     receiptsOfReaderFrom: `SELECT sent_at, message_id, write_ts FROM ${t("receipts_by_reader")}
       WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at >= ?`,
     receiptsOfReader: `SELECT sent_at, message_id, read_at, write_ts FROM ${t("receipts_by_reader")}

@@ -1,12 +1,15 @@
 import type { Client } from "cassandra-driver";
 import { PartsReceiptStore } from "../parts-receipt-store.js";
 import type { ReadCountCache } from "../read-count-cache.js";
+import { CassandraDeletionMarkers } from "./cassandra-deletion-markers.js";
 import { CassandraHorizons } from "./cassandra-horizons.js";
 import { CassandraMembershipHistory } from "./cassandra-membership-history.js";
+import { CassandraMessageDeletions } from "./cassandra-message-deletions.js";
 import { CassandraMessages } from "./cassandra-messages.js";
 import { CassandraOutbox } from "./cassandra-outbox.js";
 import { CassandraPrivacy } from "./cassandra-privacy.js";
 import { CassandraReceiptLedger } from "./cassandra-receipt-ledger.js";
+import { ReceiptTombstones } from "./cassandra-receipt-tombstones.js";
 import { unreadMembersOf } from "./cassandra-unread-members.js";
 import { CassandraUserData } from "./cassandra-user-data.js";
 import { CassandraUserIndex } from "./cassandra-user-index.js";
@@ -74,16 +77,22 @@ export class CassandraReceiptStore extends PartsReceiptStore {
     const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
     const outbox = new CassandraOutbox(session, options.keyspace);
     const index = new CassandraUserIndex(context);
-    const ledger = new CassandraReceiptLedger(context, outbox, options.cache, index);
+    const markers = new CassandraDeletionMarkers(context);
+    const tombstones = new ReceiptTombstones(context, options.cache);
+    const ledger = new CassandraReceiptLedger(context, outbox, options.cache, index, {
+      markers,
+      tombstones,
+    });
+    const messages = new CassandraMessages(context, entries, index, markers);
     const history = new CassandraMembershipHistory(context, {
       lockLeaseMs: options.membershipLockLeaseMs ?? 30_000,
       memoryEntries: entries,
       index,
     });
-    const messages = new CassandraMessages(context, entries, index);
     const horizons = new CassandraHorizons(context, outbox, index);
     super({
       messages,
+      deletions: new CassandraMessageDeletions(context, { messages, markers, tombstones, outbox }),
       ledger,
       horizons,
       history,

@@ -56,3 +56,19 @@ export interface CqlContext {
   /** The store's clock (ms). */
   readonly clock: () => number;
 }
+
+/**
+ * The TTL (seconds) of a row about a message that the tenant's retention removes at
+ * `expiresAt`: 0 (no TTL) when it has none, and at least 1 (Cassandra reads 0 as "forever").
+ */
+export function ttlSeconds(expiresAt: number | undefined, now: number): number {
+  if (expiresAt === undefined) return 0;
+  return Math.max(1, Math.ceil((expiresAt - now) / 1000));
+}
+
+/**
+ * The write time of a deletion's tombstones: later than any write time the store will ever
+ * use, so that no write of a deleted message's rows that arrives late (a receipt racing the
+ * deletion, a retry) is ever visible. Message ids are never reused (the deletion marker).
+ */
+export const afterEveryWriteMicros = 2 ** 52;

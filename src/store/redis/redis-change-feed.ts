@@ -64,13 +64,20 @@ const positionPattern = /^(\d{1,20})-(\d{1,20})$/;
  * count) and per conversation (`…:h:<conversation>`: newest horizon per
  * reader), kept as long as the log: a receipt already announced appends
  * nothing, a count below the highest is raised to it (the entry's `n`
- * field), a horizon not after the newest appends nothing. Their names are
+ * field), a horizon not after the newest appends nothing. A receipt's field
+ * holds its entry id, so that a message's deletion (`d` set in its hash, once)
+ * removes its receipt entries from the stream (XDEL) in the same script that
+ * appends the deletion: a replay never shows them again, and a receipt of a
+ * deleted message appends nothing. XDEL rather than skipping them on replay:
+ * the entries are personal data the deletion must remove, and replays stay
+ * one XRANGE without a look-up per entry. Their names are
  * built here under the stream's hash tag, so they live in its cluster slot.
  *
  * KEYS[1] stream, KEYS[2] trimmed-through id; ARGV[1] cutoff (ms),
  * ARGV[2] doorbell channel, ARGV[3] name prefix of the announced state,
  * ARGV[4] its lifetime (ms), then five per change: kind ('r' receipt, 'h'
- * horizon), message or conversation id, reader id, count or horizon, payload.
+ * horizon, 'd' deletion), message or conversation id (a deletion: its message
+ * ids, one per line), reader id, count or horizon, payload.
  * Returns one id per change, nil for a change not appended.
  */
 const appendScript = `
@@ -90,12 +97,30 @@ for i = 5, #ARGV, 5 do
   local value = tonumber(ARGV[i + 3])
   if ARGV[i] == 'r' then
     local state = ARGV[3] .. 'm:' .. ARGV[i + 1]
-    if redis.call('HSETNX', state, 'r:' .. ARGV[i + 2], '1') == 1 then
+    if redis.call('HEXISTS', state, 'd') == 0
+        and redis.call('HSETNX', state, 'r:' .. ARGV[i + 2], '1') == 1 then
       local count = math.max(tonumber(redis.call('HGET', state, 'n') or '0'), value)
       redis.call('HSET', state, 'n', count)
       redis.call('PEXPIRE', state, ARGV[4])
       id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[i + 4], 'n', count)
+      redis.call('HSET', state, 'r:' .. ARGV[i + 2], id)
     end
+  elseif ARGV[i] == 'd' then
+    local fresh = false
+    for message in string.gmatch(ARGV[i + 1], '[^\\n]+') do
+      local state = ARGV[3] .. 'm:' .. message
+      if redis.call('HSETNX', state, 'd', '1') == 1 then
+        fresh = true
+        local fields = redis.call('HGETALL', state)
+        for f = 1, #fields, 2 do
+          if string.sub(fields[f], 1, 2) == 'r:' and fields[f + 1] ~= '1' then
+            redis.call('XDEL', KEYS[1], fields[f + 1])
+          end
+        end
+        redis.call('PEXPIRE', state, ARGV[4])
+      end
+    end
+    if fresh then id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[i + 4]) end
   else
     local state = ARGV[3] .. 'h:' .. ARGV[i + 1]
     local newest = redis.call('HGET', state, ARGV[i + 2])
@@ -597,12 +622,21 @@ export class RedisChangeFeed implements ChangeFeed {
 
 /** The script's four arguments of a change before its payload (see appendScript). */
 function appendArgs(change: ReceiptChange): [string, string, string, string] {
-  // A private read and a later shown one of the same reader are two announcements.
-  const reader =
-    change.kind === "receipt" && change.private === true ? `p:${change.readerId}` : change.readerId;
-  return change.kind === "receipt"
-    ? ["r", change.receipt.message.messageId, reader, String(change.receipt.readCount)]
-    : ["h", change.conversationId, change.readerId, String(change.readUpTo)];
+  switch (change.kind) {
+    case "receipt":
+      return [
+        "r",
+        change.receipt.message.messageId,
+        // A private read and a later shown one of the same reader are two announcements.
+        change.private === true ? `p:${change.readerId}` : change.readerId,
+        String(change.receipt.readCount),
+      ];
+    case "horizon":
+      return ["h", change.conversationId, change.readerId, String(change.readUpTo)];
+    case "deletion":
+      // Ids have no control characters (validate.ts): a newline separates them.
+      return ["d", change.messages.map((m) => m.messageId).join("\n"), "", "0"];
+  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());

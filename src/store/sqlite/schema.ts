@@ -184,4 +184,33 @@ export const migrations: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX private_receipts_by_message ON private_receipts (tenant, message_id);
   `,
+  // 6: deletion and retention. A deleted message leaves a marker (its id is never tracked
+  // again); messages, markers and horizon notes carry the tenant's retention as expires_at,
+  // which the pruning job (sqlite-retention.ts) walks in bounded chunks; the change log is
+  // searchable by message so that a deletion removes the message's entries.
+  `
+  ALTER TABLE messages ADD COLUMN expires_at INTEGER;
+  CREATE INDEX messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT NULL;
+
+  CREATE TABLE deleted_messages (
+    tenant TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    conversation_type TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    receiver_id TEXT NOT NULL,
+    deleted_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    PRIMARY KEY (tenant, message_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX deleted_messages_by_expiry ON deleted_messages (expires_at)
+    WHERE expires_at IS NOT NULL;
+
+  ALTER TABLE horizon_sets ADD COLUMN expires_at INTEGER;
+  CREATE INDEX horizon_sets_by_expiry ON horizon_sets (expires_at) WHERE expires_at IS NOT NULL;
+
+  CREATE INDEX change_log_by_message
+    ON change_log (tenant, json_extract(payload, '$.receipt.message.messageId'));
+  `,
 ];

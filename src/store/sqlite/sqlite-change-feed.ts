@@ -1,5 +1,10 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { type PositionedChange, type ReceiptChange, withReadCount } from "../../domain/model.js";
+import {
+  type MessagesDeleted,
+  type PositionedChange,
+  type ReceiptChange,
+  withReadCount,
+} from "../../domain/model.js";
 import { type ChangeFeed, ChangeLogExpiredError } from "../change-feed.js";
 import { inTransaction } from "./sqlite-database.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
@@ -17,6 +22,13 @@ const pruneChunk = 2_000;
  */
 const expiredChunk = `SELECT tenant, position FROM change_log INDEXED BY change_log_by_age
   WHERE created_at < :cutoff ORDER BY created_at, tenant, position LIMIT ${pruneChunk}`;
+
+/**
+ * The log entries of a message's receipts, through the index of schema 4: without INDEXED BY,
+ * SQLite may answer it from the primary key, i.e. by walking the tenant's whole log.
+ */
+export const entriesOfMessage = `SELECT tenant, position FROM change_log INDEXED BY change_log_by_message
+  WHERE tenant = $tenant AND json_extract(payload, '$.receipt.message.messageId') = $message`;
 
 /** The statements of one pruning step; exported so a test can check their query plans. */
 export const pruneStatements = {
@@ -50,6 +62,7 @@ export class SqliteChangeFeed implements ChangeFeed {
     | "announced"
     | "announce"
     | "forget"
+    | "dropLogged"
     | "markPruned"
     | "dropChunk"
     | "dropAnnounced",
@@ -86,6 +99,9 @@ export class SqliteChangeFeed implements ChangeFeed {
         "INSERT OR REPLACE INTO announced (tenant, key, value, created_at) VALUES (?, ?, ?, ?)",
       ),
       forget: db.prepare("DELETE FROM announced WHERE tenant = ? AND key = ?"),
+      dropLogged: db.prepare(
+        `DELETE FROM change_log WHERE (tenant, position) IN (${entriesOfMessage})`,
+      ),
       markPruned: db.prepare(pruneStatements.markPruned),
       dropChunk: db.prepare(pruneStatements.dropChunk),
       dropAnnounced: db.prepare(pruneStatements.dropAnnounced),
@@ -206,6 +222,7 @@ export class SqliteChangeFeed implements ChangeFeed {
       (this.#sql.announced.get(tenant, key) as { value: number } | undefined)?.value;
     const remember = (key: string, value: number) =>
       this.#sql.announce.run(tenant, key, value, now);
+    if (change.kind === "deletion") return this.#announceDeletion(tenant, change, now);
     if (change.kind === "horizon") {
       const key = announcedKey.horizon(change.conversationId, change.readerId);
       if ((seen(key) ?? Number.NEGATIVE_INFINITY) >= change.readUpTo) return undefined;
@@ -217,11 +234,31 @@ export class SqliteChangeFeed implements ChangeFeed {
     const reader = change.private === true ? `p:${change.readerId}` : change.readerId;
     const receiptKey = announcedKey.receipt(messageId, reader);
     if (seen(receiptKey) !== undefined) return undefined;
+    if (seen(announcedKey.deletion(messageId)) !== undefined) return undefined;
     remember(receiptKey, 1);
     const countKey = announcedKey.count(messageId);
     const count = Math.max(seen(countKey) ?? 0, change.receipt.readCount);
     remember(countKey, count);
     return withReadCount(change, count);
+  }
+
+  /**
+   * A deletion is logged once per message, and the message's receipt entries leave the log in
+   * the same transaction: a replay after it sees the deletion, never the receipts.
+   */
+  #announceDeletion(
+    tenant: string,
+    change: MessagesDeleted,
+    now: number,
+  ): MessagesDeleted | undefined {
+    const messages = change.messages.filter(({ messageId }) => {
+      const key = announcedKey.deletion(messageId);
+      if (this.#sql.announced.get(tenant, key) !== undefined) return false;
+      this.#sql.announce.run(tenant, key, 1, now);
+      this.#sql.dropLogged.run({ tenant, message: messageId });
+      return true;
+    });
+    return messages.length === 0 ? undefined : { ...change, messages };
   }
 
   async close(): Promise<void> {
@@ -237,4 +274,5 @@ const announcedKey = {
   count: (messageId: string) => `n\u0000${messageId}`,
   horizon: (conversationId: string, readerId: string) =>
     `h\u0000${conversationId}\u0000${readerId}`,
+  deletion: (messageId: string) => `d\u0000${messageId}`,
 };

@@ -54,9 +54,17 @@ export class SqliteHorizons implements HorizonStore {
     readerId: string,
     readUpTo: number,
     setAt: number,
+    expiresAt?: number,
   ): Promise<void> {
     await this.#writes.write(() => {
-      this.#sql.noteHorizonSet.run(tenant, conversationId, readerId, readUpTo, setAt);
+      this.#sql.noteHorizonSet.run(
+        tenant,
+        conversationId,
+        readerId,
+        readUpTo,
+        setAt,
+        expiresAt ?? null,
+      );
     });
   }
 
@@ -105,8 +113,8 @@ function prepareStatements(db: DatabaseSync) {
        ON CONFLICT (tenant, conversation_id, reader_id) DO UPDATE SET read_up_to = excluded.read_up_to`,
     ),
     noteHorizonSet: q(
-      `INSERT OR IGNORE INTO horizon_sets (tenant, conversation_id, reader_id, read_up_to, set_at)
-       VALUES (?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO horizon_sets
+       (tenant, conversation_id, reader_id, read_up_to, set_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
     ),
     horizonSetAt: q(
       `SELECT set_at FROM horizon_sets WHERE tenant = ? AND conversation_id = ? AND reader_id = ?

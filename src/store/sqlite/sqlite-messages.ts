@@ -12,6 +12,7 @@ export interface MessageRow {
   sender_id: string;
   sent_at: number;
   receiver_id: string;
+  expires_at: number | null;
 }
 
 export const messageFromRow = (row: MessageRow): TrackedMessage => ({
@@ -21,25 +22,30 @@ export const messageFromRow = (row: MessageRow): TrackedMessage => ({
   senderId: row.sender_id,
   sentAt: row.sent_at,
   receiverId: row.receiver_id,
+  ...(row.expires_at === null ? {} : { expiresAt: row.expires_at }),
 });
 
 export const messageColumns =
-  "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id";
+  "conversation_id, conversation_type, message_id, sender_id, sent_at, receiver_id, expires_at";
+/** A message past its retention is gone at once, though the pruning job removes it later. */
+const notExpired = "(expires_at IS NULL OR expires_at > $now)";
 
 /** SQLite caps bound parameters per statement; id lists are bounded well below this anyway. */
 const maxInList = 500;
 
 /** Conversations and tracked messages (tables conversations, messages). */
-export class SqliteMessages implements MessageStore {
+export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "deletedMessages"> {
   readonly #db: DatabaseSync;
   readonly #writes: SqliteWriteBatcher;
   readonly #sql: ReturnType<typeof prepareStatements>;
   readonly #byIdsStatements = new Map<number, StatementSync>();
+  readonly #clock: () => number;
 
-  constructor(db: DatabaseSync, writes: SqliteWriteBatcher) {
+  constructor(db: DatabaseSync, writes: SqliteWriteBatcher, clock: () => number) {
     this.#db = db;
     this.#writes = writes;
     this.#sql = prepareStatements(db);
+    this.#clock = clock;
   }
 
   async getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined> {
@@ -60,7 +66,11 @@ export class SqliteMessages implements MessageStore {
   ): Promise<Map<string, TrackedMessage>> {
     const found = new Map<string, TrackedMessage>();
     for (const ids of chunk([...new Set(messageIds)], maxInList)) {
-      const rows = this.#messagesByIds(ids.length).all(tenant, ...ids) as unknown as MessageRow[];
+      const rows = this.#messagesByIds(ids.length).all(
+        this.#clock(),
+        tenant,
+        ...ids,
+      ) as unknown as MessageRow[];
       for (const row of rows) found.set(row.message_id, messageFromRow(row));
     }
     return found;
@@ -71,7 +81,8 @@ export class SqliteMessages implements MessageStore {
     let statement = this.#byIdsStatements.get(count);
     if (statement === undefined) {
       statement = this.#db.prepare(
-        `SELECT ${messageColumns} FROM messages WHERE tenant = ? AND message_id IN (${placeholders(count)})`,
+        `SELECT ${messageColumns} FROM messages WHERE (expires_at IS NULL OR expires_at > ?)
+           AND tenant = ? AND message_id IN (${placeholders(count)})`,
       );
       this.#byIdsStatements.set(count, statement);
     }
@@ -82,6 +93,11 @@ export class SqliteMessages implements MessageStore {
     const existing = new Set<string>();
     await this.#writes.write(() => {
       for (const message of messages) {
+        // A deleted id stays deleted: tracking it again changes nothing.
+        if (this.#sql.isDeleted.get(tenant, message.messageId) !== undefined) {
+          existing.add(message.messageId);
+          continue;
+        }
         const pair = c2cParticipants(message);
         this.#sql.insertConversation.run(
           tenant,
@@ -98,6 +114,7 @@ export class SqliteMessages implements MessageStore {
           message.senderId,
           message.sentAt,
           message.receiverId,
+          message.expiresAt ?? null,
         );
         if (result.changes === 0) existing.add(message.messageId);
       }
@@ -120,6 +137,7 @@ export class SqliteMessages implements MessageStore {
       cursorSentAt: cursor?.sentAt ?? -1,
       cursorId: cursor?.messageId ?? "",
       limit,
+      now: this.#clock(),
     }) as unknown as MessageRow[];
     return rows.map(messageFromRow);
   }
@@ -135,14 +153,17 @@ function prepareStatements(db: DatabaseSync) {
       "INSERT OR IGNORE INTO conversations (tenant, conversation_id, type, participant_a, participant_b) VALUES (?, ?, ?, ?, ?)",
     ),
     insertMessage: q(
-      `INSERT OR IGNORE INTO messages (tenant, message_id, conversation_id, conversation_type, sender_id, sent_at, receiver_id)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR IGNORE INTO messages
+       (tenant, message_id, conversation_id, conversation_type, sender_id, sent_at, receiver_id, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
+    isDeleted: q("SELECT 1 FROM deleted_messages WHERE tenant = ? AND message_id = ?"),
     messagesBetween: q(
       `SELECT ${messageColumns} FROM messages
        WHERE tenant = $tenant AND conversation_id = $conversation
          AND sent_at > $after AND sent_at <= $upTo
          AND (sent_at > $cursorSentAt OR (sent_at = $cursorSentAt AND message_id > $cursorId))
+         AND ${notExpired}
        ORDER BY sent_at, message_id LIMIT $limit`,
     ),
   };

@@ -25,7 +25,12 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
     receipts: readonly NewReceipt[],
   ): Promise<RecordedReceipt[]> {
     return this.#writes.write(() =>
-      receipts.map(({ message, readAt }) => {
+      receipts.map(({ message, readAt }): RecordedReceipt => {
+        // In the transaction: a message deleted since the caller read it gets no receipt.
+        const stored = this.#sql.readCount.get(tenant, message.messageId);
+        if (stored === undefined) {
+          return { messageId: message.messageId, inserted: false, readCount: 0, deleted: true };
+        }
         const inserted =
           this.#sql.insertReceipt.run(
             tenant,

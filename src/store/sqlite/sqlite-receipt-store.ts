@@ -2,10 +2,12 @@ import type { DatabaseSync } from "node:sqlite";
 import { PartsReceiptStore } from "../parts-receipt-store.js";
 import { SqliteHorizons } from "./sqlite-horizons.js";
 import { SqliteMembershipHistory } from "./sqlite-membership-history.js";
+import { SqliteMessageDeletions } from "./sqlite-message-deletions.js";
 import { SqliteMessages } from "./sqlite-messages.js";
 import { SqliteOutbox } from "./sqlite-outbox.js";
 import { SqlitePrivacy } from "./sqlite-privacy.js";
 import { SqliteReceiptLedger } from "./sqlite-receipt-ledger.js";
+import { SqliteRetention } from "./sqlite-retention.js";
 import { SqliteUserData } from "./sqlite-user-data.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
@@ -21,8 +23,25 @@ import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
  * joins memberships and receipts, is one statement here.
  */
 export class SqliteReceiptStore extends PartsReceiptStore {
-  constructor(db: DatabaseSync, writes: SqliteWriteBatcher) {
+  /** The pruning job of the tenants' retention (runs every minute unless `pruneEveryMs` is 0). */
+  readonly retention: SqliteRetention;
+
+  constructor(
+    db: DatabaseSync,
+    writes: SqliteWriteBatcher,
+    options: {
+      readonly clock?: () => number;
+      readonly pruneEveryMs?: number;
+      readonly pruneChunkRows?: number;
+    } = {},
+  ) {
+    const clock = options.clock ?? Date.now;
     const outbox = new SqliteOutbox(db, writes);
+    const retention = new SqliteRetention(db, writes, {
+      clock,
+      everyMs: options.pruneEveryMs ?? 60_000,
+      ...(options.pruneChunkRows === undefined ? {} : { chunkRows: options.pruneChunkRows }),
+    });
     const unreadMembers = db.prepare(
       `SELECT m.user_id FROM memberships m
        WHERE m.tenant = $tenant AND m.group_id = $group
@@ -34,7 +53,8 @@ export class SqliteReceiptStore extends PartsReceiptStore {
        ORDER BY m.user_id LIMIT $limit`,
     );
     super({
-      messages: new SqliteMessages(db, writes),
+      messages: new SqliteMessages(db, writes, clock),
+      deletions: new SqliteMessageDeletions(db, writes, outbox),
       ledger: new SqliteReceiptLedger(db, writes, outbox),
       horizons: new SqliteHorizons(db, writes, outbox),
       history: new SqliteMembershipHistory(db, writes),
@@ -59,8 +79,10 @@ export class SqliteReceiptStore extends PartsReceiptStore {
         db.prepare("SELECT 1").get();
       },
       async close() {
+        await retention.close();
         if (db.isOpen) db.close();
       },
     });
+    this.retention = retention;
   }
 }
