@@ -194,7 +194,7 @@ export function describeUserDataContract(
       unread.length,
     ]);
 
-    it("erases the user's receipt settings and private reads, and no one else's", async () => {
+    it("exports and erases the user's receipt settings and private reads, and no one else's", async () => {
       await setUpUser();
       await store.putReceiptSettings(tenant, "u", [
         { conversationId: "", visibility: "private" },
@@ -204,6 +204,14 @@ export function describeUserDataContract(
       const m3 = (await store.getMessages(tenant, ["m3"])).get("m3") as TrackedMessage;
       await store.insertPrivateReceipts(tenant, "u", [{ message: m3, readAt: minutes(31) }]);
       await store.insertPrivateReceipts(tenant, "a", [{ message: m3, readAt: minutes(32) }]);
+      const exported = await collect(exportUserData(store, tenant, { userId: "u" }));
+      expect(exported.filter((r) => r.kind.startsWith("receipt_setting"))).toEqual([
+        { kind: "receipt_setting", conversationId: "", visibility: "private" },
+        { kind: "receipt_setting", conversationId: "g", visibility: "shared" },
+      ]);
+      expect(exported.filter((r) => r.kind === "private_receipt")).toEqual([
+        { kind: "private_receipt", conversationId: "g", messageId: "m3", readAt: minutes(31) },
+      ]);
       const last = (await eraseToTheEnd(erasure, tenant, "u")).at(-1) as ErasureProgress;
       expect(last.removed).toMatchObject({ privacy: 3 });
       expect(await store.getReceiptSettings(tenant, "u")).toMatchObject({

@@ -7,6 +7,7 @@ import {
   ExportedHorizonSetSchema,
   ExportedMembershipSchema,
   ExportedReceiptSchema,
+  ExportedReceiptSettingSchema,
   type ExportUserDataResponse,
   ExportUserDataResponseSchema,
   type UserDataService as UserDataServiceDesc,
@@ -14,13 +15,14 @@ import {
 import type { AccessPolicy } from "../domain/access-policy.js";
 import { exportUserData } from "../domain/user-data-export.js";
 import type { UserErasure } from "../domain/user-erasure.js";
-import type { UserDataRecord, UserDataStore } from "../store/user-data-store.js";
+import type { UserDataRecord } from "../store/user-data-store.js";
 import { conversationTypeToProto, timestampFromMsValue } from "./convert.js";
+import { visibilityToProto } from "./privacy-convert.js";
 import { callerKey, tenantKey } from "./tenant-context.js";
 
 export interface UserDataDeps {
   readonly erasure: UserErasure;
-  readonly store: Pick<UserDataStore, "exportUserData">;
+  readonly store: Parameters<typeof exportUserData>[0];
 }
 
 const tenantOf = (context: HandlerContext): string => context.values.get(tenantKey);
@@ -104,5 +106,22 @@ function recordToProto(record: UserDataRecord): ExportUserDataResponse["record"]
         }),
       };
     }
+    case "receipt_setting":
+      return {
+        case: "receiptSetting",
+        value: create(ExportedReceiptSettingSchema, {
+          conversationId: record.conversationId,
+          visibility: visibilityToProto(record.visibility),
+        }),
+      };
+    case "private_receipt":
+      return {
+        case: "privateReceipt",
+        value: create(ExportedReceiptSchema, {
+          conversationId: record.conversationId,
+          messageId: record.messageId,
+          readAt: at(record.readAt),
+        }),
+      };
   }
 }

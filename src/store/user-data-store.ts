@@ -1,4 +1,5 @@
 import type { TrackedMessage } from "../domain/model.js";
+import type { ReceiptVisibility } from "./receipt-store.js";
 
 /**
  * Everything stored about one user, by user: the right of access (export) and the right to
@@ -110,4 +111,16 @@ export type UserDataRecord =
       readonly leftAt: number | undefined;
     }
   /** A tracked message the user sent, or received (C2C). */
-  | { readonly kind: "message"; readonly message: TrackedMessage };
+  | { readonly kind: "message"; readonly message: TrackedMessage }
+  /** A receipt setting: the user's default (conversationId "") or one conversation's. */
+  | {
+      readonly kind: "receipt_setting";
+      readonly conversationId: string;
+      readonly visibility: ReceiptVisibility;
+    }
+  | {
+      readonly kind: "private_receipt";
+      readonly conversationId: string;
+      readonly messageId: string;
+      readonly readAt: number;
+    };

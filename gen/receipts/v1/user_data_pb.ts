@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { ReceiptVisibility } from "./privacy_pb.js";
+import { file_receipts_v1_privacy } from "./privacy_pb.js";
 import type { TrackedMessage } from "./receipts_pb.js";
 import { file_receipts_v1_receipts } from "./receipts_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file receipts/v1/user_data.proto.
  */
 export const file_receipts_v1_user_data: GenFile = /*@__PURE__*/
-  fileDesc("ChtyZWNlaXB0cy92MS91c2VyX2RhdGEucHJvdG8SC3JlY2VpcHRzLnYxIiMKEEVyYXNlVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSL+AQoRRXJhc2VVc2VyUmVzcG9uc2USDAoEZG9uZRgBIAEoCBIMCgRzdGVwGAIgASgJEjwKB3JlbW92ZWQYAyADKAsyKy5yZWNlaXB0cy52MS5FcmFzZVVzZXJSZXNwb25zZS5SZW1vdmVkRW50cnkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDFJlbW92ZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIigKFUV4cG9ydFVzZXJEYXRhUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIqMCChZFeHBvcnRVc2VyRGF0YVJlc3BvbnNlEi8KB3JlY2VpcHQYASABKAsyHC5yZWNlaXB0cy52MS5FeHBvcnRlZFJlY2VpcHRIABIvCgdob3Jpem9uGAIgASgLMhwucmVjZWlwdHMudjEuRXhwb3J0ZWRIb3Jpem9uSAASNgoLaG9yaXpvbl9zZXQYAyABKAsyHy5yZWNlaXB0cy52MS5FeHBvcnRlZEhvcml6b25TZXRIABI1CgptZW1iZXJzaGlwGAQgASgLMh8ucmVjZWlwdHMudjEuRXhwb3J0ZWRNZW1iZXJzaGlwSAASLgoHbWVzc2FnZRgFIAEoCzIbLnJlY2VpcHRzLnYxLlRyYWNrZWRNZXNzYWdlSABCCAoGcmVjb3JkImsKD0V4cG9ydGVkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRIrCgdyZWFkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJaCg9FeHBvcnRlZEhvcml6b24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi4KCnJlYWRfdXBfdG8YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIokBChJFeHBvcnRlZEhvcml6b25TZXQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi4KCnJlYWRfdXBfdG8YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnNldF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiggEKEkV4cG9ydGVkTWVtYmVyc2hpcBIQCghncm91cF9pZBgBIAEoCRItCglqb2luZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB2xlZnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMsQBCg9Vc2VyRGF0YVNlcnZpY2USTwoJRXJhc2VVc2VyEh0ucmVjZWlwdHMudjEuRXJhc2VVc2VyUmVxdWVzdBoeLnJlY2VpcHRzLnYxLkVyYXNlVXNlclJlc3BvbnNlIgOQAgISYAoORXhwb3J0VXNlckRhdGESIi5yZWNlaXB0cy52MS5FeHBvcnRVc2VyRGF0YVJlcXVlc3QaIy5yZWNlaXB0cy52MS5FeHBvcnRVc2VyRGF0YVJlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_receipts_v1_receipts]);
+  fileDesc("ChtyZWNlaXB0cy92MS91c2VyX2RhdGEucHJvdG8SC3JlY2VpcHRzLnYxIiMKEEVyYXNlVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSL+AQoRRXJhc2VVc2VyUmVzcG9uc2USDAoEZG9uZRgBIAEoCBIMCgRzdGVwGAIgASgJEjwKB3JlbW92ZWQYAyADKAsyKy5yZWNlaXB0cy52MS5FcmFzZVVzZXJSZXNwb25zZS5SZW1vdmVkRW50cnkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi4KDFJlbW92ZWRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIigKFUV4cG9ydFVzZXJEYXRhUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIpwDChZFeHBvcnRVc2VyRGF0YVJlc3BvbnNlEi8KB3JlY2VpcHQYASABKAsyHC5yZWNlaXB0cy52MS5FeHBvcnRlZFJlY2VpcHRIABIvCgdob3Jpem9uGAIgASgLMhwucmVjZWlwdHMudjEuRXhwb3J0ZWRIb3Jpem9uSAASNgoLaG9yaXpvbl9zZXQYAyABKAsyHy5yZWNlaXB0cy52MS5FeHBvcnRlZEhvcml6b25TZXRIABI1CgptZW1iZXJzaGlwGAQgASgLMh8ucmVjZWlwdHMudjEuRXhwb3J0ZWRNZW1iZXJzaGlwSAASLgoHbWVzc2FnZRgFIAEoCzIbLnJlY2VpcHRzLnYxLlRyYWNrZWRNZXNzYWdlSAASPgoPcmVjZWlwdF9zZXR0aW5nGAYgASgLMiMucmVjZWlwdHMudjEuRXhwb3J0ZWRSZWNlaXB0U2V0dGluZ0gAEjcKD3ByaXZhdGVfcmVjZWlwdBgHIAEoCzIcLnJlY2VpcHRzLnYxLkV4cG9ydGVkUmVjZWlwdEgAQggKBnJlY29yZCJlChZFeHBvcnRlZFJlY2VpcHRTZXR0aW5nEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIyCgp2aXNpYmlsaXR5GAIgASgOMh4ucmVjZWlwdHMudjEuUmVjZWlwdFZpc2liaWxpdHkiawoPRXhwb3J0ZWRSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEisKB3JlYWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKD0V4cG9ydGVkSG9yaXpvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSLgoKcmVhZF91cF90bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiiQEKEkV4cG9ydGVkSG9yaXpvblNldBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSLgoKcmVhZF91cF90bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGc2V0X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAQoSRXhwb3J0ZWRNZW1iZXJzaGlwEhAKCGdyb3VwX2lkGAEgASgJEi0KCWpvaW5lZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHbGVmdF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyxAEKD1VzZXJEYXRhU2VydmljZRJPCglFcmFzZVVzZXISHS5yZWNlaXB0cy52MS5FcmFzZVVzZXJSZXF1ZXN0Gh4ucmVjZWlwdHMudjEuRXJhc2VVc2VyUmVzcG9uc2UiA5ACAhJgCg5FeHBvcnRVc2VyRGF0YRIiLnJlY2VpcHRzLnYxLkV4cG9ydFVzZXJEYXRhUmVxdWVzdBojLnJlY2VpcHRzLnYxLkV4cG9ydFVzZXJEYXRhUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_google_protobuf_timestamp, file_receipts_v1_privacy, file_receipts_v1_receipts]);
 
 /**
  * @generated from message receipts.v1.EraseUserRequest
@@ -139,6 +141,22 @@ export type ExportUserDataResponse = Message<"receipts.v1.ExportUserDataResponse
      */
     value: TrackedMessage;
     case: "message";
+  } | {
+    /**
+     * One of the user's receipt settings (PrivacyService).
+     *
+     * @generated from field: receipts.v1.ExportedReceiptSetting receipt_setting = 6;
+     */
+    value: ExportedReceiptSetting;
+    case: "receiptSetting";
+  } | {
+    /**
+     * A private read: seen by the user alone, never counted for others.
+     *
+     * @generated from field: receipts.v1.ExportedReceipt private_receipt = 7;
+     */
+    value: ExportedReceipt;
+    case: "privateReceipt";
   } | { case: undefined; value?: undefined };
 };
 
@@ -148,6 +166,31 @@ export type ExportUserDataResponse = Message<"receipts.v1.ExportUserDataResponse
  */
 export const ExportUserDataResponseSchema: GenMessage<ExportUserDataResponse> = /*@__PURE__*/
   messageDesc(file_receipts_v1_user_data, 3);
+
+/**
+ * ExportedReceiptSetting is the user's default (conversation_id empty) or its
+ * setting for one conversation.
+ *
+ * @generated from message receipts.v1.ExportedReceiptSetting
+ */
+export type ExportedReceiptSetting = Message<"receipts.v1.ExportedReceiptSetting"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: receipts.v1.ReceiptVisibility visibility = 2;
+   */
+  visibility: ReceiptVisibility;
+};
+
+/**
+ * Describes the message receipts.v1.ExportedReceiptSetting.
+ * Use `create(ExportedReceiptSettingSchema)` to create a new message.
+ */
+export const ExportedReceiptSettingSchema: GenMessage<ExportedReceiptSetting> = /*@__PURE__*/
+  messageDesc(file_receipts_v1_user_data, 4);
 
 /**
  * ExportedReceipt is the user's receipt for one message.
@@ -176,7 +219,7 @@ export type ExportedReceipt = Message<"receipts.v1.ExportedReceipt"> & {
  * Use `create(ExportedReceiptSchema)` to create a new message.
  */
 export const ExportedReceiptSchema: GenMessage<ExportedReceipt> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_user_data, 4);
+  messageDesc(file_receipts_v1_user_data, 5);
 
 /**
  * ExportedHorizon is the user's read horizon in a conversation.
@@ -200,7 +243,7 @@ export type ExportedHorizon = Message<"receipts.v1.ExportedHorizon"> & {
  * Use `create(ExportedHorizonSchema)` to create a new message.
  */
 export const ExportedHorizonSchema: GenMessage<ExportedHorizon> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_user_data, 5);
+  messageDesc(file_receipts_v1_user_data, 6);
 
 /**
  * ExportedHorizonSet is when the user's horizon reached read_up_to.
@@ -229,7 +272,7 @@ export type ExportedHorizonSet = Message<"receipts.v1.ExportedHorizonSet"> & {
  * Use `create(ExportedHorizonSetSchema)` to create a new message.
  */
 export const ExportedHorizonSetSchema: GenMessage<ExportedHorizonSet> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_user_data, 6);
+  messageDesc(file_receipts_v1_user_data, 7);
 
 /**
  * ExportedMembership is one interval the user was a member of a group.
@@ -260,7 +303,7 @@ export type ExportedMembership = Message<"receipts.v1.ExportedMembership"> & {
  * Use `create(ExportedMembershipSchema)` to create a new message.
  */
 export const ExportedMembershipSchema: GenMessage<ExportedMembership> = /*@__PURE__*/
-  messageDesc(file_receipts_v1_user_data, 7);
+  messageDesc(file_receipts_v1_user_data, 8);
 
 /**
  * UserDataService answers for what is stored about one user of the tenant:
