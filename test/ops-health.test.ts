@@ -85,12 +85,13 @@ describe("grpc.health.v1.Health and the HTTP probes", () => {
       "grpc.reflection.v1.ServerReflection",
       "grpc.reflection.v1alpha.ServerReflection",
       "receipts.v1.MembershipService",
-      "receipts.v1.PrivacyService",
       "receipts.v1.MessageLifecycleService",
+      "receipts.v1.PrivacyService",
       "receipts.v1.ReadReceiptService",
+      "receipts.v1.UserDataService",
     ]);
     expect(Object.values(listed.statuses).map((s) => s.status)).toEqual(
-      Array(7).fill(ServingStatus.SERVING),
+      Array(9).fill(ServingStatus.SERVING),
     );
   });
 

@@ -42,9 +42,9 @@ const apiMethods = [
   "receipts.v1.MembershipService/AddMembers",
   "receipts.v1.MembershipService/ListMembers",
   "receipts.v1.MembershipService/RemoveMembers",
+  "receipts.v1.MessageLifecycleService/DeleteMessages",
   "receipts.v1.PrivacyService/GetReceiptSettings",
   "receipts.v1.PrivacyService/SetReceiptSettings",
-  "receipts.v1.MessageLifecycleService/DeleteMessages",
   "receipts.v1.ReadReceiptService/BatchGetReadMembers",
   "receipts.v1.ReadReceiptService/GetReceipts",
   "receipts.v1.ReadReceiptService/ListReadMembers",
@@ -52,6 +52,8 @@ const apiMethods = [
   "receipts.v1.ReadReceiptService/SendReceipts",
   "receipts.v1.ReadReceiptService/TrackMessages",
   "receipts.v1.ReadReceiptService/WatchReceipts",
+  "receipts.v1.UserDataService/EraseUser",
+  "receipts.v1.UserDataService/ExportUserData",
 ];
 
 describe("server reflection", () => {
@@ -238,9 +240,10 @@ describe("server reflection", () => {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
         "receipts.v1.MembershipService",
-        "receipts.v1.PrivacyService",
         "receipts.v1.MessageLifecycleService",
+        "receipts.v1.PrivacyService",
         "receipts.v1.ReadReceiptService",
+        "receipts.v1.UserDataService",
       ]);
       expect(extensions?.messageResponse).toMatchObject({
         case: "allExtensionNumbersResponse",

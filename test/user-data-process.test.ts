@@ -116,10 +116,10 @@ describe("an erasure killed half way", () => {
       // Not a terminal: one progress line per call, then the result.
       const progress = erased.stderr.trim().split("\n");
       expect(progress.length).toBeGreaterThan(5);
-      expect(progress[0]).toMatch(/^erasing u: call 1, step 3\/6 receipts; removed \d+ horizons/);
+      expect(progress[0]).toMatch(/^erasing u: call 1, step 3\/7 receipts; removed \d+ horizons/);
       expect(progress.at(-1)).toMatch(/^erasing u: call \d+, done; removed /);
       expect(erased.stdout).toMatch(
-        /^erased u in \d+ calls \(finished \d{4}-.*\): 0 horizons, 0 horizon set times, \d+ receipts, 1 memberships, 0 messages pseudonymised, 0 index entries\n$/,
+        /^erased u in \d+ calls \(finished \d{4}-.*\): 0 horizons, 0 horizon set times, \d+ receipts, 0 privacy, 1 memberships, 0 messages pseudonymised, 0 index entries\n$/,
       );
       const total = Number(/(\d+) receipts/.exec(erased.stdout)?.[1]);
       // What a chunk cut short by the kill removed is gone but was never counted: 100 at most.

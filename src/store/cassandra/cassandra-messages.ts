@@ -232,7 +232,7 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
    * Returns whether the message named the user.
    */
   async pseudonymise(tenant: string, messageId: string, userId: string): Promise<boolean> {
-    const { session, long } = this.#context;
+    const { session, long, clock } = this.#context;
     const row = (await session.execute(this.#cql.getMessage, [tenant, messageId], read)).first();
     if (!row) return false;
     const stored = messageFromRow(row);
@@ -243,9 +243,10 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
       senderId: erased(stored.senderId),
       receiverId: erased(stored.receiverId),
     };
+    const ttl = ttlSeconds(message.expiresAt, clock());
     await session.execute(
       this.#cql.pseudonymiseMessage,
-      [message.senderId, message.receiverId, tenant, messageId],
+      [ttl, message.senderId, message.receiverId, tenant, messageId],
       write,
     );
     await session.execute(
@@ -259,6 +260,8 @@ export class CassandraMessages implements Omit<MessageStore, "deleteMessages" | 
         message.conversationType,
         message.senderId,
         message.receiverId,
+        message.expiresAt === undefined ? null : long(message.expiresAt),
+        ttl,
       ],
       { ...write, timestamp: this.#context.writeClock.nextMicros() },
     );
@@ -376,7 +379,8 @@ function statements(keyspace: string) {
     insertMessageByConversation: `INSERT INTO ${t("messages_by_conversation")}
       (tenant, conversation_id, bucket, sent_at, message_id, conversation_type, sender_id, receiver_id,
        expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-    pseudonymiseMessage: `UPDATE ${t("messages")} SET sender_id = ?, receiver_id = ?
+    // With the message's remaining TTL: rewritten cells must expire with the rest of the row.
+    pseudonymiseMessage: `UPDATE ${t("messages")} USING TTL ? SET sender_id = ?, receiver_id = ?
       WHERE tenant = ? AND message_id = ? IF EXISTS`,
     pseudonymiseConversation: `UPDATE ${t("conversations")} SET participant_a = ?, participant_b = ?
       WHERE tenant = ? AND conversation_id = ? IF EXISTS`,

@@ -2,7 +2,7 @@ import type { TrackedMessage } from "../../domain/model.js";
 import { chunk } from "../chunk.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { Params } from "./cql-session.js";
-import { type CqlContext, read, write } from "./cql-values.js";
+import { type CqlContext, read, ttlSeconds, write } from "./cql-values.js";
 
 /** Rows of one user's lookups per single-partition batch. */
 const entryBatch = 100;
@@ -63,7 +63,13 @@ export class CassandraUserIndex {
     for (const message of messages) {
       for (const userId of new Set([message.senderId, message.receiverId])) {
         add(userId, this.#cql.insertConversation, [tenant, userId, message.conversationId]);
-        add(userId, this.#cql.insertMessage, [tenant, userId, message.messageId]);
+        // Expires with the message under the tenant's retention, as every row about it does.
+        add(userId, this.#cql.insertMessage, [
+          tenant,
+          userId,
+          message.messageId,
+          ttlSeconds(message.expiresAt, this.#context.clock()),
+        ]);
       }
     }
     await mapConcurrently([...byUser.values()], this.#context.concurrency, (rows) =>
@@ -154,7 +160,8 @@ function statements(keyspace: string) {
   return {
     insertConversation: `INSERT INTO ${t("conversations_by_user")} (tenant, user_id, conversation_id)
       VALUES (?, ?, ?)`,
-    insertMessage: `INSERT INTO ${t("messages_by_user")} (tenant, user_id, message_id) VALUES (?, ?, ?)`,
+    insertMessage: `INSERT INTO ${t("messages_by_user")} (tenant, user_id, message_id) VALUES (?, ?, ?)
+      USING TTL ?`,
     conversationsFrom: `SELECT conversation_id FROM ${t("conversations_by_user")}
       WHERE tenant = ? AND user_id = ? AND conversation_id >= ? LIMIT ?`,
     messagesAfter: `SELECT message_id FROM ${t("messages_by_user")}
