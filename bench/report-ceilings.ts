@@ -36,7 +36,7 @@ export function renderCeilings(c: CeilingsResult): string[] {
           : `GetReceipts ${n(ratio(s.get.callsPerSecond, a.get.callsPerSecond))}×, SendReceipts ${n(ratio(s.send.receiptsPerSecond, a.send.receiptsPerSecond))}×, stream memory ${n(ratio(s.idle.rssBytesPerStream, a.idle.rssBytesPerStream))}×`;
     const h1 = s.getConnectHttp1;
     lines.push(
-      `| ${names[kind] ?? kind} | ${n(s.get.callsPerSecond, 0)}, p99 ${n(s.get.latency.p99Ms)} ms | ${h1 === undefined ? "—" : `${n(h1.callsPerSecond, 0)}, p99 ${n(h1.latency.p99Ms)} ms`} | ${n(s.send.receiptsPerSecond, 0)}, p99 ${n(s.send.latency.p99Ms)} ms | ${n(s.idle.rssBytesPerStream, 0)} B (${n(s.idle.opened, 0)} open) | ${against} |`,
+      `| ${names[kind] ?? kind} | ${n(s.get.callsPerSecond, 0)}, p99 ${n(s.get.latency.p99Ms)} ms, CPU ${n(s.get.serverCpuMicrosPerCall, 0)} µs/call | ${h1 === undefined ? "—" : `${n(h1.callsPerSecond, 0)}, p99 ${n(h1.latency.p99Ms)} ms`} | ${n(s.send.receiptsPerSecond, 0)}, p99 ${n(s.send.latency.p99Ms)} ms | ${n(s.idle.rssBytesPerStream, 0)} B (${n(s.idle.opened, 0)} open) | ${against} |`,
     );
   }
   return lines;
@@ -73,11 +73,26 @@ export function ceilingRows(
       const p99 = ratio(ours.latency.p99Ms, theirs.latency.p99Ms);
       row(
         `GetReceipts, hot, peak vs (a), ${label}`,
-        `${n(ours.callsPerSecond, 0)} calls/s, p99 ${n(ours.latency.p99Ms)} ms`,
-        `(a) ${n(theirs.callsPerSecond, 0)} calls/s, p99 ${n(theirs.latency.p99Ms)} ms`,
+        `${n(ours.callsPerSecond, 0)} calls/s, p99 ${n(ours.latency.p99Ms)} ms; server CPU ${n(ours.serverCpuMicrosPerCall, 0)} µs/call`,
+        `(a) ${n(theirs.callsPerSecond, 0)} calls/s, p99 ${n(theirs.latency.p99Ms)} ms; CPU ${n(theirs.serverCpuMicrosPerCall, 0)} µs/call`,
         `calls/s ${n(throughput)}×, p99 ${n(p99)}×`,
         "≥ 0.8× (a) calls/s, p99 ≤ 1.5× (a)",
         verdict(throughput >= 0.8 && p99 <= 1.5),
+      );
+    }
+  }
+  if (r.get) {
+    const half = r.get.halfPeak;
+    const get = half.getReceipts.serverCpuMicrosPerCall;
+    const empty = half.emptyRpc.serverCpuMicrosPerCall;
+    if (get !== undefined && empty !== undefined) {
+      row(
+        "GetReceipts, hot, server CPU per call at half of peak (gRPC)",
+        `${n(get, 0)} µs/call; the service's own (minus the empty RPC) ${n(get - empty, 0)} µs`,
+        `empty RPC ${n(empty, 0)} µs/call; (a) at its peak ${n(a.get.serverCpuMicrosPerCall, 0)} µs/call`,
+        `${n(ratio(get, a.get.serverCpuMicrosPerCall ?? Number.NaN))}× (a)`,
+        "—",
+        "—",
       );
     }
   }

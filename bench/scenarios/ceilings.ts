@@ -107,7 +107,7 @@ export async function ceilingsScenario(context: BenchContext): Promise<CeilingsR
     try {
       const base = `http://127.0.0.1:${server.port}`;
       const getUrl = `${base}/receipts.v1.ReadReceiptService/GetReceipts`;
-      const shape = { durationS: quick ? 8 : 30, warmUpS: 2 };
+      const shape = { durationS: quick ? 8 : 30, warmUpS: 2, serverPid: server.pid };
       const get = await h2load({
         ...shape,
         clients: 8,

@@ -77,7 +77,13 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
   const get = grpcBody(GetReceiptsRequestSchema, request);
   const empty = grpcBody(EmptyRequestSchema, create(EmptyRequestSchema));
   const clients = 8;
-  const shape = { clients, streamsPerClient: 8, durationS: quick ? 8 : 30, warmUpS: 2 };
+  const shape = {
+    clients,
+    streamsPerClient: 8,
+    durationS: quick ? 8 : 30,
+    warmUpS: 2,
+    serverPid: context.service.pid,
+  };
   const getUrl = `${base}/receipts.v1.ReadReceiptService/GetReceipts`;
   const emptyUrl = `${base}/bench.v1.BenchService/Empty`;
   const grpc = await peakThenHalf(context, "", shape, getUrl, get, emptyUrl, empty);
