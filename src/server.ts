@@ -18,8 +18,8 @@ import {
 } from "@connectrpc/connect-node";
 import cors from "cors";
 import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/routes.js";
+import { FixedDelayTimers } from "./domain/fixed-delay-timers.js";
 import { bodyWithin, type ClientLimits, PerAddressCount } from "./limits/client-limits.js";
-import { FixedDelayTimers } from "./limits/fixed-delay-timers.js";
 import type { Logger } from "./logger.js";
 
 export interface ServerOptions {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { FixedDelayTimers } from "../src/limits/fixed-delay-timers.js";
+import { FixedDelayTimers } from "../src/domain/fixed-delay-timers.js";
 
 describe("timers of one fixed delay, served by one Node timer", () => {
   beforeEach(() => {

@@ -13,10 +13,12 @@ export const unitTests = [
   "test/auth-policy.property.test.ts",
   "test/cql-values.test.ts",
   "test/domain-model.test.ts",
+  "test/fixed-delay-timers.test.ts",
   "test/map-concurrently.test.ts",
   "test/membership-monitor.test.ts",
   "test/partition-write-coalescer.test.ts",
   "test/rpc-in-memory.test.ts",
+  "test/sqlite-membership-memory.test.ts",
   "test/sqlite-store.test.ts",
   "test/watch.test.ts",
 ];

@@ -6,6 +6,7 @@ import {
   invalidArgument,
   ReceiptError,
 } from "./errors.js";
+import { FixedDelayTimers, type PendingExpiry } from "./fixed-delay-timers.js";
 import { limits } from "./limits.js";
 import type { PositionedChange, ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
@@ -42,11 +43,14 @@ export class ReceiptWatcher {
   readonly #options: WatcherOptions;
   readonly #clock: () => number;
   readonly #open = new Set<Subscription>();
+  /** Every stream's next heartbeat, on one Node timer: 100,000 streams, not 100,000 timers. */
+  readonly #beats: FixedDelayTimers;
   #closing = false;
 
   constructor(options: WatcherOptions) {
     this.#options = options;
     this.#clock = options.clock ?? Date.now;
+    this.#beats = new FixedDelayTimers(options.heartbeatMs);
   }
 
   get openStreams(): number {
@@ -84,6 +88,14 @@ export class ReceiptWatcher {
     );
     const onAbort = () => subscription.wake();
     signal.addEventListener("abort", onAbort);
+    let beat: PendingExpiry | undefined;
+    let beatDue = false;
+    const beatLater = () => {
+      beat = this.#beats.start(() => {
+        beatDue = true;
+        subscription.wake();
+      });
+    };
     try {
       const head = await feed.head(tenant).catch((error: unknown) => {
         throw feedUnavailable(request.resumeToken, error);
@@ -105,7 +117,7 @@ export class ReceiptWatcher {
       }
       yield { kind: "heartbeat", at: this.#clock(), resumeToken: token(position) };
 
-      let lastBeat = this.#clock();
+      beatLater();
       while (!signal.aborted) {
         if (this.#closing) throw shuttingDown(token(position));
         if (subscription.interruption !== undefined) {
@@ -131,19 +143,20 @@ export class ReceiptWatcher {
         // Queue empty: every change up to the last one passed over was delivered or filtered out.
         const passed = subscription.passed;
         if (passed !== undefined && feed.comparePositions(passed, position) > 0) position = passed;
-        const untilBeat = lastBeat + this.#options.heartbeatMs - this.#clock();
-        if (untilBeat <= 0) {
-          lastBeat = this.#clock();
-          yield { kind: "heartbeat", at: lastBeat, resumeToken: token(position) };
+        if (beatDue) {
+          beatDue = false;
+          yield { kind: "heartbeat", at: this.#clock(), resumeToken: token(position) };
+          beatLater();
           continue;
         }
-        await subscription.wait(untilBeat);
+        await subscription.wait();
       }
       // Aborted because the caller's access ended (not because it left): say so, and where it was.
       if (signal.reason instanceof AccessEndedError) {
         throw signal.reason.endingAt(token(position));
       }
     } finally {
+      beat?.cancel();
       signal.removeEventListener("abort", onAbort);
       unlisten();
       this.#open.delete(subscription);
@@ -199,13 +212,10 @@ class Subscription {
     wakeUp?.();
   }
 
-  wait(ms: number): Promise<void> {
+  /** Until the next push, interruption, abort or heartbeat (each wakes it). */
+  wait(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => this.wake(), ms);
-      this.#wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
+      this.#wakeUp = resolve;
     });
   }
 }

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { FixedDelayTimers } from "./fixed-delay-timers.js";
+import type { FixedDelayTimers } from "../domain/fixed-delay-timers.js";
 
 /** What one client address may hold, and how long a request may take to arrive. */
 export interface ClientLimits {

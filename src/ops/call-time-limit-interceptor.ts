@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { FixedDelayTimers } from "../limits/fixed-delay-timers.js";
+import { FixedDelayTimers } from "../domain/fixed-delay-timers.js";
 
 /**
  * Gives every unary call at most `maxMs`, whatever deadline its client set or
