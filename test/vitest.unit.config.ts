@@ -20,6 +20,8 @@ export const unitTests = [
   "test/rpc-in-memory.test.ts",
   "test/sqlite-membership-memory.test.ts",
   "test/sqlite-store.test.ts",
+  "test/watch-fan-out.test.ts",
+  "test/watch-heartbeats.test.ts",
   "test/watch.test.ts",
 ];
 

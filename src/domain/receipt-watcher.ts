@@ -10,6 +10,7 @@ import { FixedDelayTimers, type PendingExpiry } from "./fixed-delay-timers.js";
 import { limits } from "./limits.js";
 import type { PositionedChange, ReceiptChange } from "./model.js";
 import { optionalId, requireId } from "./validate.js";
+import { type Filter, matches, Subscription, TenantFanOut } from "./watch-fan-out.js";
 
 export interface WatchRequest {
   readonly conversationIds: readonly string[];
@@ -43,6 +44,8 @@ export class ReceiptWatcher {
   readonly #options: WatcherOptions;
   readonly #clock: () => number;
   readonly #open = new Set<Subscription>();
+  /** One feed listener per tenant with open streams. */
+  readonly #fanOuts = new Map<string, TenantFanOut>();
   /** Every stream's next heartbeat, on one Node timer: 100,000 streams, not 100,000 timers. */
   readonly #beats: FixedDelayTimers;
   #closing = false;
@@ -75,17 +78,11 @@ export class ReceiptWatcher {
       );
     }
 
-    const subscription = new Subscription(this.#options.bufferLimit);
+    const subscription = new Subscription(filter, this.#options.bufferLimit);
     this.#open.add(subscription);
-    // Changes this stream does not want never wake it: only their position is kept.
-    const unlisten = feed.listen(
-      tenant,
-      (change) => {
-        if (matches(filter, change.change)) subscription.push(change);
-        else subscription.passed = change.position;
-      },
-      (error) => subscription.interrupt(error),
-    );
+    // Changes this stream does not want never wake it: the fan-out offers it its own only.
+    const fanOut = this.#fanOutOf(tenant);
+    fanOut.add(subscription);
     const onAbort = () => subscription.wake();
     signal.addEventListener("abort", onAbort);
     let beat: PendingExpiry | undefined;
@@ -141,7 +138,7 @@ export class ReceiptWatcher {
           continue;
         }
         // Queue empty: every change up to the last one passed over was delivered or filtered out.
-        const passed = subscription.passed;
+        const passed = fanOut.latest;
         if (passed !== undefined && feed.comparePositions(passed, position) > 0) position = passed;
         if (beatDue) {
           beatDue = false;
@@ -158,9 +155,25 @@ export class ReceiptWatcher {
     } finally {
       beat?.cancel();
       signal.removeEventListener("abort", onAbort);
-      unlisten();
+      fanOut.delete(subscription);
+      if (fanOut.size === 0) {
+        fanOut.close();
+        if (this.#fanOuts.get(tenant) === fanOut) this.#fanOuts.delete(tenant);
+      }
       this.#open.delete(subscription);
     }
+  }
+
+  #fanOutOf(tenant: string): TenantFanOut {
+    let fanOut = this.#fanOuts.get(tenant);
+    if (fanOut === undefined) {
+      fanOut = new TenantFanOut(this.#options.feed, tenant, (interrupted) => {
+        // Streams opened from now on listen afresh; the interrupted ones end.
+        if (this.#fanOuts.get(tenant) === interrupted) this.#fanOuts.delete(tenant);
+      });
+      this.#fanOuts.set(tenant, fanOut);
+    }
+    return fanOut;
   }
 
   /** Ends every open stream with UNAVAILABLE and a resume token; refuses new ones. */
@@ -168,61 +181,6 @@ export class ReceiptWatcher {
     this.#closing = true;
     for (const subscription of this.#open) subscription.wake();
   }
-}
-
-/** A bounded queue between the feed's listener and one stream's consumer. */
-class Subscription {
-  readonly #queue: PositionedChange[] = [];
-  readonly #limit: number;
-  #wakeUp: (() => void) | undefined;
-  overflowed = false;
-  /** Why the feed stopped following the log for this stream, if it did. */
-  interruption: Error | undefined;
-  /** Position of the latest change the stream's filter passed over. */
-  passed: string | undefined;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  push(change: PositionedChange): void {
-    if (this.overflowed) return;
-    if (this.#queue.length >= this.#limit) {
-      // Drop the buffer rather than grow: the consumer resumes from its token.
-      this.overflowed = true;
-      this.#queue.length = 0;
-    } else {
-      this.#queue.push(change);
-    }
-    this.wake();
-  }
-
-  interrupt(error: Error): void {
-    this.interruption ??= error;
-    this.wake();
-  }
-
-  shift(): PositionedChange | undefined {
-    return this.#queue.shift();
-  }
-
-  wake(): void {
-    const wakeUp = this.#wakeUp;
-    this.#wakeUp = undefined;
-    wakeUp?.();
-  }
-
-  /** Until the next push, interruption, abort or heartbeat (each wakes it). */
-  wait(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wakeUp = resolve;
-    });
-  }
-}
-
-interface Filter {
-  readonly conversations: ReadonlySet<string> | undefined;
-  readonly senderId: string | undefined;
 }
 
 function validateFilter(request: WatchRequest): Filter {
@@ -238,15 +196,6 @@ function validateFilter(request: WatchRequest): Filter {
       request.conversationIds.length > 0 ? new Set(request.conversationIds) : undefined,
     senderId: optionalId("sender_id", request.senderId),
   };
-}
-
-function matches(filter: Filter, change: ReceiptChange): boolean {
-  const conversationId =
-    change.kind === "receipt" ? change.receipt.message.conversationId : change.conversationId;
-  if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) return false;
-  if (filter.senderId === undefined) return true;
-  // Horizon changes have no sender; a sender's watch sees their effect as receipt updates.
-  return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId;
 }
 
 async function readAfter(
