@@ -6,7 +6,7 @@ import type {
   MembershipInterval,
   MembershipProbe,
 } from "../receipt-store.js";
-import { SqliteMembershipMemory } from "./sqlite-membership-memory.js";
+import { type KnownGroup, SqliteMembershipMemory } from "./sqlite-membership-memory.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 interface IntervalRow {
@@ -82,12 +82,17 @@ export class SqliteMembershipHistory implements Omit<MembershipHistory, "listUnr
     userId: string,
     times: readonly number[],
   ): Promise<boolean[]> {
-    const intervals = this.#intervalsOf(tenant, groupId, userId);
+    const intervals = this.#intervalsOf(
+      this.#memory.group(tenant, groupId),
+      tenant,
+      groupId,
+      userId,
+    );
     return times.map((t) => isMemberAt(intervals, t));
   }
 
   async memberCountAt(tenant: string, groupId: string, at: number): Promise<number> {
-    return this.#countAt(tenant, groupId, at);
+    return this.#countAt(this.#memory.group(tenant, groupId), tenant, groupId, at);
   }
 
   async membershipAt(
@@ -95,22 +100,28 @@ export class SqliteMembershipHistory implements Omit<MembershipHistory, "listUnr
     groupId: string,
     probes: readonly MembershipProbe[],
   ): Promise<MembershipAt[]> {
+    const known = this.#memory.group(tenant, groupId);
     return probes.map(({ userId, at }) => ({
-      memberCount: this.#countAt(tenant, groupId, at),
-      wasMember: isMemberAt(this.#intervalsOf(tenant, groupId, userId), at),
+      memberCount: this.#countAt(known, tenant, groupId, at),
+      wasMember: isMemberAt(this.#intervalsOf(known, tenant, groupId, userId), at),
     }));
   }
 
-  #intervalsOf(tenant: string, groupId: string, userId: string): readonly MembershipInterval[] {
-    return this.#memory.intervalsOf(tenant, groupId, userId, () =>
+  #intervalsOf(
+    known: KnownGroup,
+    tenant: string,
+    groupId: string,
+    userId: string,
+  ): readonly MembershipInterval[] {
+    return known.intervalsOf(userId, () =>
       (this.#sql.membershipsOfUser.all(tenant, groupId, userId) as unknown as IntervalRow[]).map(
         intervalOf,
       ),
     );
   }
 
-  #countAt(tenant: string, groupId: string, at: number): number {
-    return this.#memory.countAt(tenant, groupId, at, () => {
+  #countAt(known: KnownGroup, tenant: string, groupId: string, at: number): number {
+    return known.countAt(at, () => {
       const group = this.#sql.getGroup.get(tenant, groupId) as
         | { member_count: number; last_change_at: number }
         | undefined;

@@ -8,6 +8,15 @@ interface GroupFacts {
   readonly intervals: Map<string, readonly MembershipInterval[]>;
 }
 
+/** One group's facts, read through on a miss. */
+export interface KnownGroup {
+  countAt(at: number, read: () => number): number;
+  intervalsOf(
+    userId: string,
+    read: () => readonly MembershipInterval[],
+  ): readonly MembershipInterval[];
+}
+
 /** Facts kept in all (counts and users' intervals); about 50,000 × 150 bytes at most. */
 const defaultMaxFacts = 50_000;
 
@@ -42,34 +51,11 @@ export class SqliteMembershipMemory {
     );
   }
 
-  countAt(tenant: string, groupId: string, at: number, read: () => number): number {
-    const facts = this.#factsOf(tenant, groupId);
-    let count = facts.counts.get(at);
-    if (count === undefined) {
-      count = read();
-      facts.counts.set(at, count);
-      this.#resize(tenant, groupId, facts);
-    }
-    return count;
-  }
-
-  intervalsOf(
-    tenant: string,
-    groupId: string,
-    userId: string,
-    read: () => readonly MembershipInterval[],
-  ): readonly MembershipInterval[] {
-    const facts = this.#factsOf(tenant, groupId);
-    let intervals = facts.intervals.get(userId);
-    if (intervals === undefined) {
-      intervals = read();
-      facts.intervals.set(userId, intervals);
-      this.#resize(tenant, groupId, facts);
-    }
-    return intervals;
-  }
-
-  #factsOf(tenant: string, groupId: string): GroupFacts {
+  /**
+   * What is known of one group, checked against other connections' commits once: use it for
+   * one store call (synchronous underneath), then ask again.
+   */
+  group(tenant: string, groupId: string): KnownGroup {
     const version = this.#readVersion();
     if (version !== this.#seenVersion) {
       this.#seenVersion = version;
@@ -81,12 +67,30 @@ export class SqliteMembershipMemory {
       facts = { counts: new Map(), intervals: new Map() };
       this.#groups.set(key, facts);
     }
-    return facts;
-  }
-
-  /** Sets the group again so that its size counts its new fact (a group too large is not kept). */
-  #resize(tenant: string, groupId: string, facts: GroupFacts): void {
-    this.#groups.set(groupKey(tenant, groupId), facts);
+    const known = facts;
+    // Set again after each new fact, so that the group's size counts it (a group too large for
+    // the bound is not kept).
+    const grown = () => this.#groups.set(key, known);
+    return {
+      countAt(at, read) {
+        let count = known.counts.get(at);
+        if (count === undefined) {
+          count = read();
+          known.counts.set(at, count);
+          grown();
+        }
+        return count;
+      },
+      intervalsOf(userId, read) {
+        let intervals = known.intervals.get(userId);
+        if (intervals === undefined) {
+          intervals = read();
+          known.intervals.set(userId, intervals);
+          grown();
+        }
+        return intervals;
+      },
+    };
   }
 
   #readVersion(): unknown {
