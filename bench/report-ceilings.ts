@@ -42,14 +42,15 @@ export function renderCeilings(c: CeilingsResult): string[] {
   return lines;
 }
 
-type Row = (
+/** Adds one row to the results table. */
+export type Row = (
   scenario: string,
   figure: string,
   ceiling: string,
   ratio: string,
   floor: string,
   ok: string,
-) => void;
+) => unknown;
 
 /** The issue-18 floors, each scenario against ceiling (a) of the same run. */
 export function ceilingRows(

@@ -1,5 +1,5 @@
 import { ratio } from "./latency-stats.js";
-import { ceilingRows, renderCeilings } from "./report-ceilings.js";
+import { ceilingRows, type Row, renderCeilings } from "./report-ceilings.js";
 import type { CeilingsResult } from "./scenarios/ceilings.js";
 import type { FanOutResult } from "./scenarios/fan-out.js";
 import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
@@ -62,14 +62,7 @@ export function renderTable(results: BenchResults): string {
     "|---|---|---|---|---|---|---|",
   ];
   for (const [backend, r] of Object.entries(results.backends)) {
-    const row = (
-      scenario: string,
-      figure: string,
-      ceiling: string,
-      ratio: string,
-      floor: string,
-      ok: string,
-    ) =>
+    const row: Row = (scenario, figure, ceiling, ratio, floor, ok) =>
       lines.push(
         `| ${backend} | ${scenario} | ${figure} | ${ceiling} | ${ratio} | ${floor} | ${ok} |`,
       );

@@ -1,20 +1,18 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { toBinary, toJsonString } from "@bufbuild/protobuf";
 import {
   GetReceiptsRequestSchema,
   GetReceiptsResponseSchema,
   SendReceiptsResponseSchema,
   WatchReceiptsResponseSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
-import { type BenchContext, seedWorkload, sleep } from "../bench-context.js";
+import { type BenchContext, sleep } from "../bench-context.js";
 import { grpcBody, type H2loadRun, h2load } from "../h2load.js";
 import { type LatencySummary, round, summarize } from "../latency-stats.js";
 import type { StreamsResult, ThroughputResult } from "../load-tasks.js";
-import { nodeBinary, runLoad, serverCpu, startLoad } from "../processes.js";
-import { groupId, messageId, receiptCall, type Workload } from "../workload.js";
+import { runLoad, startLoad, startServer } from "../processes.js";
+import { groupId, receiptCall, type Workload } from "../workload.js";
+import { seedHotMessages } from "./get-receipts.js";
 
 export type CeilingKind = "connect" | "grpc-js" | "raw";
 /** (a) bare connect-node, (b) bare @grpc/grpc-js, (c) raw node:http2. */
@@ -57,23 +55,7 @@ export const idleStreamTarget = (mode: BenchContext["mode"]) =>
  * scenarios. The service stays up, idle, while they run.
  */
 export async function ceilingsScenario(context: BenchContext): Promise<CeilingsResult> {
-  const w: Workload = {
-    prefix: `${context.runId}c-`,
-    groups: 1,
-    members: 51,
-    messagesPerGroup: 20,
-    idsPerCall: 10,
-    sentAt: Date.now() - 60_000,
-  };
-  await seedWorkload(context, w);
-  for (let i = 0; i < 20; i++) {
-    const call = receiptCall(w, i);
-    await context.receipts.sendReceipts({ ...call });
-  }
-  const request = create(GetReceiptsRequestSchema, {
-    conversationId: groupId(w, 0),
-    messageIds: Array.from({ length: 10 }, (_, k) => messageId(w, 0, k)),
-  });
+  const { workload: w, request } = await seedHotMessages(context, `${context.runId}c-`);
   const getAnswer = toBinary(
     GetReceiptsResponseSchema,
     await context.receipts.getReceipts(request),
@@ -202,37 +184,6 @@ async function rssAfterGc(pid: number): Promise<number> {
   return Number(kb) * 1024;
 }
 
-async function startCeilingServer(kind: CeilingKind, answers: Record<string, string>) {
-  const child = spawn(
-    "taskset",
-    [
-      "-c",
-      serverCpu,
-      nodeBinary,
-      "--expose-gc",
-      join(import.meta.dirname, "..", "ceiling-server.js"),
-    ],
-    {
-      env: { ...process.env, CEILING_KIND: kind, ...answers },
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  let output = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"port":(\d+)/.exec(output);
-      if (match?.[1] !== undefined) resolve(Number(match[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`ceiling server ${kind} exited with ${code}`)));
-  });
-  return {
-    port,
-    pid: child.pid as number,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill("SIGTERM");
-      await once(child, "exit");
-    },
-  };
+function startCeilingServer(kind: CeilingKind, answers: Record<string, string>) {
+  return startServer("ceiling-server.js", ["--expose-gc"], { CEILING_KIND: kind, ...answers });
 }

@@ -81,7 +81,8 @@ export class Subscription {
 export class TenantFanOut {
   readonly #byConversation = new Map<string, Set<Subscription>>();
   readonly #bySender = new Map<string, Set<Subscription>>();
-  readonly #everything = new Set<Subscription>();
+  /** Streams that watch every change of the tenant, under the key "". */
+  readonly #everything = new Map<string, Set<Subscription>>();
   readonly #all = new Set<Subscription>();
   readonly #unlisten: () => void;
   latest: string | undefined;
@@ -108,20 +109,20 @@ export class TenantFanOut {
 
   add(subscription: Subscription): void {
     this.#all.add(subscription);
-    const { conversations, senderId } = subscription.filter;
-    if (conversations !== undefined) {
-      for (const id of conversations) addTo(this.#byConversation, id, subscription);
-    } else if (senderId !== undefined) addTo(this.#bySender, senderId, subscription);
-    else this.#everything.add(subscription);
+    for (const [index, key] of this.#placesOf(subscription)) addTo(index, key, subscription);
   }
 
   delete(subscription: Subscription): void {
     this.#all.delete(subscription);
+    for (const [index, key] of this.#placesOf(subscription)) removeFrom(index, key, subscription);
+  }
+
+  /** Where a stream is indexed: under each conversation it watches, else its sender, else everything. */
+  #placesOf(subscription: Subscription): [Map<string, Set<Subscription>>, string][] {
     const { conversations, senderId } = subscription.filter;
-    if (conversations !== undefined) {
-      for (const id of conversations) removeFrom(this.#byConversation, id, subscription);
-    } else if (senderId !== undefined) removeFrom(this.#bySender, senderId, subscription);
-    else this.#everything.delete(subscription);
+    if (conversations !== undefined)
+      return [...conversations].map((id) => [this.#byConversation, id]);
+    return senderId !== undefined ? [[this.#bySender, senderId]] : [[this.#everything, ""]];
   }
 
   close(): void {
@@ -138,7 +139,7 @@ export class TenantFanOut {
     if (change.change.kind === "receipt") {
       offer(this.#bySender.get(change.change.receipt.message.senderId));
     }
-    offer(this.#everything);
+    offer(this.#everything.get(""));
     this.latest = change.position;
   }
 }

@@ -68,28 +68,20 @@ export class SqliteMembershipMemory {
       this.#groups.set(key, facts);
     }
     const known = facts;
-    // Set again after each new fact, so that the group's size counts it (a group too large for
-    // the bound is not kept).
-    const grown = () => this.#groups.set(key, known);
+    const readThrough = <K, V>(facts: Map<K, V>, key: K, read: () => V): V => {
+      let value = facts.get(key);
+      if (value === undefined) {
+        value = read();
+        facts.set(key, value);
+        // Set again, so that the group's size counts the new fact (a group too large for the
+        // bound is not kept).
+        this.#groups.set(groupKey(tenant, groupId), known);
+      }
+      return value;
+    };
     return {
-      countAt(at, read) {
-        let count = known.counts.get(at);
-        if (count === undefined) {
-          count = read();
-          known.counts.set(at, count);
-          grown();
-        }
-        return count;
-      },
-      intervalsOf(userId, read) {
-        let intervals = known.intervals.get(userId);
-        if (intervals === undefined) {
-          intervals = read();
-          known.intervals.set(userId, intervals);
-          grown();
-        }
-        return intervals;
-      },
+      countAt: (at, read) => readThrough(known.counts, at, read),
+      intervalsOf: (userId, read) => readThrough(known.intervals, userId, read),
     };
   }
 
