@@ -11,6 +11,7 @@ import {
   SendReceiptsResponseSchema,
   WatchReceiptsResponseSchema,
 } from "../gen/receipts/v1/receipts_pb.js";
+import { registerBenchRoutes } from "./bench-routes.js";
 
 /**
  * The framework ceilings (bench/scenarios/ceilings.ts): one process answering
@@ -35,7 +36,9 @@ const untilAborted = (signal: AbortSignal) =>
 
 /** connect-node: the same generated service, the same adapter options as src/server.ts. */
 function connectServer(): net.Server {
-  const routes = (router: ConnectRouter) =>
+  const routes = (router: ConnectRouter) => {
+    // The empty stream and its broadcast, as on the service: the fan-out's ceiling (a).
+    registerBenchRoutes(router, async () => 0);
     router.service(ReadReceiptService, {
       getReceipts: () => getAnswer,
       sendReceipts: () => sendAnswer,
@@ -44,6 +47,7 @@ function connectServer(): net.Server {
         await untilAborted(context.signal);
       },
     });
+  };
   const handler = connectNodeAdapter({
     routes,
     acceptCompression: [compressionGzip, compressionBrotli],

@@ -1,5 +1,6 @@
 import { ratio } from "./latency-stats.js";
 import type { CeilingServerResult, CeilingsResult } from "./scenarios/ceilings.js";
+import type { FanOutResult } from "./scenarios/fan-out.js";
 import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
 import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
 import type { SendReceiptsResult } from "./scenarios/send-receipts.js";
@@ -59,9 +60,23 @@ export function ceilingRows(
     readonly get?: GetReceiptsResult;
     readonly send?: SendReceiptsResult;
     readonly idleStreams?: IdleStreamsResult;
+    readonly fanOut?: FanOutResult;
   },
   row: Row,
 ): void {
+  if (r.fanOut?.ceilingConnect !== undefined) {
+    const ours = r.fanOut.latency.p99Ms;
+    const bare = r.fanOut.ceilingConnect.latency.p99Ms;
+    const x = ratio(ours, bare);
+    row(
+      `Fan-out to ${n(r.fanOut.watchers, 0)} watchers vs (a)`,
+      `p99 ${n(ours)} ms (${n(r.fanOut.delivered, 0)} of ${n(r.fanOut.expected, 0)} delivered)`,
+      `(a) empty streams p99 ${n(bare)} ms (${n(r.fanOut.ceilingConnect.delivered, 0)} delivered)`,
+      `${n(x)}×`,
+      "p99 ≤ 1.2× (a)",
+      verdict(x <= 1.2),
+    );
+  }
   const a = c?.servers.connect;
   if (a === undefined) return;
   if (r.get) {
