@@ -18,7 +18,7 @@ export const unitTests = [
   "test/membership-monitor.test.ts",
   "test/partition-write-coalescer.test.ts",
   "test/rpc-in-memory.test.ts",
-  "test/sqlite-membership-memory.test.ts",
+  "test/sqlite-memory.test.ts",
   "test/sqlite-store.test.ts",
   "test/watch-fan-out.test.ts",
   "test/watch-heartbeats.test.ts",

@@ -1,6 +1,7 @@
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { LRUCache } from "lru-cache";
 import type { MembershipInterval } from "../receipt-store.js";
+import { OtherConnectionsCommits, rowChanges } from "./sqlite-row-changes.js";
 
 /** What one group's history answered so far: member counts by time, intervals by user. */
 interface GroupFacts {
@@ -36,19 +37,18 @@ const defaultMaxFacts = 50_000;
  */
 export class SqliteMembershipMemory {
   readonly #groups: LRUCache<string, GroupFacts>;
-  readonly #dataVersion: StatementSync;
-  #seenVersion: unknown;
+  readonly #otherCommits: OtherConnectionsCommits;
 
   constructor(db: DatabaseSync, maxFacts = defaultMaxFacts) {
     this.#groups = new LRUCache({
       maxSize: maxFacts,
       sizeCalculation: (facts) => 1 + facts.counts.size + facts.intervals.size,
     });
-    this.#dataVersion = db.prepare("PRAGMA data_version");
-    this.#seenVersion = this.#readVersion();
-    watchMembershipRows(db).add((tenant, groupId) =>
-      this.#groups.delete(groupKey(tenant, groupId)),
-    );
+    this.#otherCommits = new OtherConnectionsCommits(db);
+    rowChanges(db, "membership", [
+      { table: "memberships", keyColumn: "group_id" },
+      { table: "groups", keyColumn: "group_id" },
+    ]).add((tenant, groupId) => this.#groups.delete(groupKey(tenant, groupId)));
   }
 
   /**
@@ -56,11 +56,7 @@ export class SqliteMembershipMemory {
    * one store call (synchronous underneath), then ask again.
    */
   group(tenant: string, groupId: string): KnownGroup {
-    const version = this.#readVersion();
-    if (version !== this.#seenVersion) {
-      this.#seenVersion = version;
-      this.#groups.clear();
-    }
+    if (this.#otherCommits.sinceLastLook()) this.#groups.clear();
     const key = groupKey(tenant, groupId);
     let facts = this.#groups.get(key);
     if (facts === undefined) {
@@ -84,40 +80,6 @@ export class SqliteMembershipMemory {
       intervalsOf: (userId, read) => readThrough(known.intervals, userId, read),
     };
   }
-
-  #readVersion(): unknown {
-    return (this.#dataVersion.get() as { data_version: number }).data_version;
-  }
 }
 
 const groupKey = (tenant: string, groupId: string) => `${tenant}\u0000${groupId}`;
-
-type RowChanged = (tenant: string, groupId: string) => void;
-/** One set of triggers per connection, however many stores share it. */
-const watchers = new WeakMap<DatabaseSync, Set<RowChanged>>();
-
-function watchMembershipRows(db: DatabaseSync): Set<RowChanged> {
-  let listeners = watchers.get(db);
-  if (listeners !== undefined) return listeners;
-  const registered = new Set<RowChanged>();
-  listeners = registered;
-  watchers.set(db, registered);
-  db.function("receipts_membership_changed", (tenant, groupId) => {
-    for (const listener of registered) listener(String(tenant), String(groupId));
-    return null;
-  });
-  for (const table of ["memberships", "groups"]) {
-    for (const [event, row] of [
-      ["INSERT", "NEW"],
-      ["UPDATE", "OLD"],
-      ["UPDATE", "NEW"],
-      ["DELETE", "OLD"],
-    ]) {
-      db.exec(
-        `CREATE TEMP TRIGGER IF NOT EXISTS forget_${table}_${event}_${row} AFTER ${event} ON main.${table}
-         BEGIN SELECT receipts_membership_changed(${row}.tenant, ${row}.group_id); END`,
-      );
-    }
-  }
-  return registered;
-}

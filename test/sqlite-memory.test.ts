@@ -9,8 +9,9 @@ import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js"
 
 /**
  * The embedded store keeps the membership facts it read (audience sizes, a user's intervals)
- * and drops a group's the moment any of its rows change: these tests fail when the store
- * answers from memory after a change, and when it reads the same facts again without one.
+ * and the tracked messages it read, and drops them the moment their rows change: these tests
+ * fail when the store answers from memory after a change, and when it reads the same facts
+ * again without one.
  */
 
 /** The connection, counting the rows statements read (PRAGMAs aside). */
@@ -48,7 +49,7 @@ const probes = [
   { userId: "sender", at: sentAt + 10 },
 ];
 
-describe("what the embedded store keeps of membership history", () => {
+describe("what the embedded store keeps in memory", () => {
   const cleanups: (() => void)[] = [];
   afterEach(() => {
     for (const cleanup of cleanups.splice(0)) cleanup();
@@ -150,5 +151,58 @@ describe("what the embedded store keeps of membership history", () => {
     await second.openMemberships(tenant, group, ["a"], sentAt - 100);
     expect(await first.memberCountAt(tenant, group, sentAt)).toBe(2);
     expect(await second.memberCountAt(tenant, group, sentAt)).toBe(2);
+  });
+
+  describe("tracked messages", () => {
+    const message = (messageId: string) => ({
+      conversationId: group,
+      conversationType: "group" as const,
+      messageId,
+      senderId: "sender",
+      sentAt,
+      receiverId: "",
+    });
+
+    it("are read once, and receipts (read counts) do not make the store read them again", async () => {
+      const { store, reads } = open();
+      await store.insertMessages(tenant, [message("m1"), message("m2")]);
+      expect([...(await store.getMessages(tenant, ["m1", "m2"])).keys()]).toEqual(["m1", "m2"]);
+      await store.insertReceipts(tenant, "reader", [
+        { message: message("m1"), readAt: sentAt + 1 },
+      ]);
+      const before = reads();
+      expect((await store.getMessages(tenant, ["m1", "m2"])).get("m1")).toEqual(message("m1"));
+      expect(reads()).toBe(before);
+    });
+
+    it("are not remembered as missing: a message tracked after a miss is found", async () => {
+      const { store } = open();
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(0);
+      await store.insertMessages(tenant, [message("m1")]);
+      expect((await store.getMessages(tenant, ["m1"])).get("m1")).toEqual(message("m1"));
+    });
+
+    it("are dropped when any statement deletes or rewrites their row", async () => {
+      const { raw, store } = open();
+      await store.insertMessages(tenant, [message("m1"), message("m2")]);
+      await store.getMessages(tenant, ["m1", "m2"]);
+      raw.exec(`DELETE FROM messages WHERE message_id = 'm1'`);
+      raw.exec(`UPDATE messages SET sender_id = 'someone else' WHERE message_id = 'm2'`);
+      const found = await store.getMessages(tenant, ["m1", "m2"]);
+      expect(found.has("m1")).toBe(false);
+      expect(found.get("m2")?.senderId).toBe("someone else");
+    });
+
+    it("are dropped when another connection to the same file commits", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "receipts-memory-"));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const path = join(dir, "receipts.db");
+      const { store } = open(path);
+      const other = open(path);
+      await store.insertMessages(tenant, [message("m1")]);
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
+      other.raw.exec(`DELETE FROM messages WHERE message_id = 'm1'`);
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(0);
+    });
   });
 });
