@@ -65,6 +65,14 @@ describe("what the embedded store keeps in memory", () => {
     return { raw, store, reads };
   }
 
+  /** Two connections, each with its store, to one database file. */
+  function twoConnections() {
+    const dir = mkdtempSync(join(tmpdir(), "receipts-memory-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, "receipts.db");
+    return { store: open(path).store, other: open(path) };
+  }
+
   it("answers the same audience sizes again without reading the store", async () => {
     const { store, reads } = open();
     await store.openMemberships(tenant, group, ["sender", "a", "b"], sentAt - 100);
@@ -122,11 +130,7 @@ describe("what the embedded store keeps in memory", () => {
   });
 
   it("sees a change committed by another connection to the same file", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "receipts-memory-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const path = join(dir, "receipts.db");
-    const { store } = open(path);
-    const other = open(path);
+    const { store, other } = twoConnections();
     await store.openMemberships(tenant, group, ["sender"], sentAt - 100);
     expect(await store.membershipAt(tenant, group, probes)).toEqual([
       { memberCount: 1, wasMember: true },
@@ -194,11 +198,7 @@ describe("what the embedded store keeps in memory", () => {
     });
 
     it("are dropped when another connection to the same file commits", async () => {
-      const dir = mkdtempSync(join(tmpdir(), "receipts-memory-"));
-      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      const path = join(dir, "receipts.db");
-      const { store } = open(path);
-      const other = open(path);
+      const { store, other } = twoConnections();
       await store.insertMessages(tenant, [message("m1")]);
       expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
       other.raw.exec(`DELETE FROM messages WHERE message_id = 'm1'`);
