@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { type LatencySummary, round, summarize } from "./latency-stats.js";
+import { startCpuMeter } from "./process-cpu.js";
 import { loadCpus } from "./processes.js";
 
 const run = promisify(execFile);
@@ -15,6 +16,8 @@ export interface H2loadRun {
   readonly failed: number;
   readonly latency: LatencySummary;
   readonly command: string;
+  /** CPU (user + system) the server process spent per succeeded call, when it was measured. */
+  readonly serverCpuMicrosPerCall?: number;
 }
 
 /** A gRPC request body: the 5-byte length prefix, then the message. */
@@ -46,6 +49,8 @@ export async function h2load(options: {
   readonly rpsPerClient?: number;
   /** Connect protocol, JSON, over HTTP/1.1 instead of gRPC over h2c. */
   readonly connectHttp1?: boolean;
+  /** The server's pid: its CPU time per call is measured (warm-up included, so a bound). */
+  readonly serverPid?: number;
 }): Promise<H2loadRun> {
   const protocol = options.connectHttp1
     ? ["--h1", "-H", "content-type: application/json", "-H", "connect-protocol-version: 1"]
@@ -73,6 +78,8 @@ export async function h2load(options: {
       ...(options.rpsPerClient === undefined ? [] : [`--rps=${options.rpsPerClient}`]),
       options.url,
     ];
+    const cpu =
+      options.serverPid === undefined ? undefined : startCpuMeter({ server: options.serverPid });
     const { stdout } = await run("taskset", ["-c", loadCpus, "h2load", ...args], {
       maxBuffer: 16 * 1024 * 1024,
     });
@@ -86,7 +93,11 @@ export async function h2load(options: {
       .split("\n")
       .filter((line) => line !== "")
       .map((line) => Number(line.split("\t")[2]) / 1000);
+    const serverMicros = cpu?.().byProcess.server;
     return {
+      ...(serverMicros === undefined
+        ? {}
+        : { serverCpuMicrosPerCall: round(serverMicros / Math.max(1, Number(requests[1])), 1) }),
       callsPerSecond: round(Number(perSecond[1]), 1),
       succeeded: Number(requests[1]),
       failed: Number(requests[2]),

@@ -23,23 +23,39 @@ export interface ServiceProcess {
 }
 
 /** Starts bench/bench-server.js (the service plus the bench RPCs) pinned to the server CPU. */
-export async function startService(
+export function startService(
   env: Record<string, string>,
   options: { readonly cpuProfileDir?: string } = {},
 ): Promise<ServiceProcess> {
   const flags = ["--expose-gc"];
   if (options.cpuProfileDir !== undefined)
     flags.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
-  const [command, args] = pinned(serverCpu, [...flags, join(here, "bench-server.js")]);
+  return startServer("bench-server.js", flags, {
+    RECEIPTS_PORT: "0",
+    RECEIPTS_BENCH_EMPTY_RPC: "1",
+    ...env,
+  });
+}
+
+/**
+ * Starts a server script of bench/ pinned to the server CPU; it prints one JSON line with
+ * `"port":N` once it listens.
+ */
+export async function startServer(
+  script: string,
+  flags: readonly string[],
+  env: Record<string, string>,
+): Promise<ServiceProcess> {
+  const [command, args] = pinned(serverCpu, [...flags, join(here, script)]);
   const child = spawn(command, args, {
-    env: { ...process.env, RECEIPTS_PORT: "0", RECEIPTS_BENCH_EMPTY_RPC: "1", ...env },
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
   const port = await new Promise<number>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = /"benchServer":"listening","port":(\d+)/.exec(output);
+      const match = /"port":(\d+)/.exec(output);
       if (match?.[1] !== undefined) {
         child.stdout?.off("data", onData);
         resolve(Number(match[1]));
@@ -50,7 +66,7 @@ export async function startService(
       output += chunk.toString();
     });
     child.once("exit", (code) =>
-      reject(new Error(`service exited with ${code}: ${output.slice(-2000)}`)),
+      reject(new Error(`${script} exited with ${code}: ${output.slice(-2000)}`)),
     );
   });
   // Warnings and errors only (the bench sets RECEIPTS_LOG_LEVEL=warn): shown, never parsed.

@@ -1,4 +1,6 @@
 import { ratio } from "./latency-stats.js";
+import { ceilingRows, type Row, renderCeilings } from "./report-ceilings.js";
+import type { CeilingsResult } from "./scenarios/ceilings.js";
 import type { FanOutResult } from "./scenarios/fan-out.js";
 import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
 import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
@@ -24,6 +26,8 @@ export interface BenchResults {
   readonly versions: Record<string, string>;
   readonly settings: Record<string, unknown>;
   readonly backends: Record<string, BackendResults>;
+  /** The framework ceilings (a), (b), (c): measured once per run. */
+  ceilings?: CeilingsResult;
 }
 
 const n = (value: number | undefined, digits = 2): string =>
@@ -53,18 +57,12 @@ export function renderTable(results: BenchResults): string {
       .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
       .join(", ")}.`,
     "",
+    ...(results.ceilings ? [...renderCeilings(results.ceilings), ""] : []),
     "| store | scenario | figure | ceiling (same run) | ratio | floor | |",
     "|---|---|---|---|---|---|---|",
   ];
   for (const [backend, r] of Object.entries(results.backends)) {
-    const row = (
-      scenario: string,
-      figure: string,
-      ceiling: string,
-      ratio: string,
-      floor: string,
-      ok: string,
-    ) =>
+    const row: Row = (scenario, figure, ceiling, ratio, floor, ok) =>
       lines.push(
         `| ${backend} | ${scenario} | ${figure} | ${ceiling} | ${ratio} | ${floor} | ${ok} |`,
       );
@@ -148,6 +146,7 @@ export function renderTable(results: BenchResults): string {
         met(s.floor),
       );
     }
+    ceilingRows(results.ceilings, r, row);
     for (const [scenario, error] of Object.entries(r.failures)) {
       row(scenario, `failed: ${error.split("\n")[0]}`, "—", "—", "—", "**not run**");
     }

@@ -9,6 +9,7 @@ import { type BackendName, type BenchContext, connectClients, type Mode } from "
 import { machineInfo, versions } from "./machine.js";
 import { loadCpus, type ServiceProcess, serverCpu, startService } from "./processes.js";
 import { type BackendResults, type BenchResults, renderTable } from "./report.js";
+import { ceilingsScenario } from "./scenarios/ceilings.js";
 import { fanOutScenario } from "./scenarios/fan-out.js";
 import { getReceiptsScenario } from "./scenarios/get-receipts.js";
 import { idleStreamsScenario } from "./scenarios/idle-streams.js";
@@ -24,6 +25,7 @@ import { soakScenario } from "./scenarios/soak.js";
  */
 const root = join(import.meta.dirname, "..", "..");
 const scenarioNames = [
+  "ceilings",
   "send",
   "sendHot",
   "get",
@@ -161,6 +163,8 @@ async function main(): Promise<void> {
       };
       for (const name of scenarioNames) {
         if (!only.has(name)) continue;
+        // The framework ceilings use no store: measured once per run, beside the first backend.
+        if (name === "ceilings" && results.ceilings !== undefined) continue;
         log(`${backend}: ${name}`);
         const profileDir = join(root, "bench", "results", "tmp", `${runId}-${backend}-${name}`);
         if (profiled.has(name)) mkdirSync(profileDir, { recursive: true });
@@ -184,6 +188,9 @@ async function main(): Promise<void> {
             log: (message) => log(`${backend}: ${message}`),
           };
           switch (name) {
+            case "ceilings":
+              results.ceilings = await ceilingsScenario(context);
+              break;
             case "send":
               out.send = await sendReceiptsScenario(context);
               peaks.sendCallsPerSecond = out.send.receiptsPerSecond / out.send.workload.idsPerCall;

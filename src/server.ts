@@ -18,6 +18,7 @@ import {
 } from "@connectrpc/connect-node";
 import cors from "cors";
 import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/routes.js";
+import { FixedDelayTimers } from "./domain/fixed-delay-timers.js";
 import { bodyWithin, type ClientLimits, PerAddressCount } from "./limits/client-limits.js";
 import type { Logger } from "./logger.js";
 
@@ -79,6 +80,7 @@ function rpcHandler(
     acceptCompression: [compressionGzip, compressionBrotli],
   });
   options.routes(router);
+  const bodyDeadlines = new FixedDelayTimers(options.limits.bodyTimeoutMs);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   return (request, response, refusal) => {
     const handler = handlers.get((request.url ?? "").split("?", 1)[0] ?? "");
@@ -94,7 +96,7 @@ function rpcHandler(
       stopReadingAfterAnswer(request, response);
       body = refusedBody(refusal);
     } else if (kind === "unary" || kind === "server_streaming") {
-      body = bodyWithin(body, options.limits.bodyTimeoutMs, () => {
+      body = bodyWithin(body, bodyDeadlines, () => {
         options.limits.onRefused?.("request_body_time");
         stopReadingAfterAnswer(request, response);
       });

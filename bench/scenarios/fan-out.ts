@@ -1,7 +1,10 @@
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { addMembers, type BenchContext, sleep, trackMessages } from "../bench-context.js";
+import { BenchService } from "../gen/bench/v1/bench_pb.js";
 import { type LatencySummary, nowMs, ratio, summarize } from "../latency-stats.js";
 import type { StreamsResult } from "../load-tasks.js";
-import { type LoadProcess, startLoad } from "../processes.js";
+import { type LoadProcess, startLoad, startServer } from "../processes.js";
 
 export interface FanOutResult {
   readonly watchers: number;
@@ -10,6 +13,12 @@ export interface FanOutResult {
   readonly expected: number;
   readonly latency: LatencySummary;
   readonly ceiling: {
+    readonly what: string;
+    readonly delivered: number;
+    readonly latency: LatencySummary;
+  };
+  /** The same empty-stream fan-out on ceiling (a), bare connect-node. */
+  readonly ceilingConnect: {
     readonly what: string;
     readonly delivered: number;
     readonly latency: LatencySummary;
@@ -23,14 +32,14 @@ const loadProcesses = 2;
 
 /** Opens `watchers` streams from the load processes and waits until each has its first message. */
 async function openWatchers(
-  context: BenchContext,
+  address: string,
   method: "watch" | "subscribe",
   conversationId: string,
 ): Promise<LoadProcess<StreamsResult>[]> {
   const loads = Array.from({ length: loadProcesses }, () =>
     startLoad<StreamsResult>({
       kind: "streams",
-      address: context.service.address,
+      address,
       method,
       streams: watchers / loadProcesses,
       connections: 4,
@@ -89,7 +98,7 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
   );
 
   context.log(`fan-out: ${watchers} WatchReceipts streams, ${events} receipts`);
-  const watch = await openWatchers(context, "watch", group);
+  const watch = await openWatchers(context.service.address, "watch", group);
   await sleep(500);
   const sent = new Map<string, number>();
   for (const id of ids) {
@@ -105,16 +114,19 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
   const api = await collect(watch, sent);
 
   context.log(`fan-out ceiling: ${watchers} empty streams`);
-  const subscribe = await openWatchers(context, "subscribe", group);
-  await sleep(500);
-  const ticks = new Map<string, number>();
-  for (let i = 1; i <= events; i++) {
-    ticks.set(String(i), nowMs());
-    await context.bench.broadcast({ sequence: BigInt(i) });
-    await sleep(250);
+  const empty = await emptyStreamFanOut(context.service.address, context.bench, events);
+  context.log(`fan-out ceiling (a): ${watchers} empty streams on bare connect-node`);
+  const bare = await startServer("ceiling-server.js", ["--expose-gc"], { CEILING_KIND: "connect" });
+  let bareFanOut: Awaited<ReturnType<typeof emptyStreamFanOut>>;
+  try {
+    const bench = createClient(
+      BenchService,
+      createGrpcTransport({ baseUrl: `http://${bare.address}` }),
+    );
+    bareFanOut = await emptyStreamFanOut(bare.address, bench, events);
+  } finally {
+    await bare.stop();
   }
-  await sleep(1_000);
-  const empty = await collect(subscribe, ticks);
 
   const latency = summarize(api.delays);
   const ceilingLatency = summarize(empty.delays);
@@ -129,6 +141,11 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
       delivered: empty.delivered,
       latency: ceilingLatency,
     },
+    ceilingConnect: {
+      what: "the same empty streams on ceiling (a), bare connect-node without interceptors",
+      delivered: bareFanOut.delivered,
+      latency: summarize(bareFanOut.delays),
+    },
     ratios: {
       p50: ratio(latency.p50Ms, ceilingLatency.p50Ms),
       p99: ratio(latency.p99Ms, ceilingLatency.p99Ms),
@@ -138,4 +155,22 @@ export async function fanOutScenario(context: BenchContext): Promise<FanOutResul
       met: latency.p99Ms <= 50 && api.delivered === watchers * events,
     },
   };
+}
+
+/** `watchers` empty streams on `address`, one Broadcast every 250 ms: each stream's delays. */
+async function emptyStreamFanOut(
+  address: string,
+  bench: Pick<BenchContext["bench"], "broadcast">,
+  events: number,
+): Promise<{ delays: number[]; delivered: number }> {
+  const subscribe = await openWatchers(address, "subscribe", "");
+  await sleep(500);
+  const ticks = new Map<string, number>();
+  for (let i = 1; i <= events; i++) {
+    ticks.set(String(i), nowMs());
+    await bench.broadcast({ sequence: BigInt(i) });
+    await sleep(250);
+  }
+  await sleep(1_000);
+  return collect(subscribe, ticks);
 }

@@ -40,24 +40,21 @@ export interface GetReceiptsResult {
 }
 
 /**
- * GetReceipts of 10 hot messages (read again and again, so their counts are
- * cached where the store caches) with h2load over h2c: its peak, then half
- * of it; the empty RPC at the same offered rate; a bare ioredis read of the
- * same number of read-count sets.
+ * One group of 51 members, 10 messages read by 20 readers each (the hot GetReceipts of the
+ * benchmark), and the request that reads them.
  */
-export async function getReceiptsScenario(context: BenchContext): Promise<GetReceiptsResult> {
-  const quick = context.mode === "quick";
-  const w: Workload = {
-    prefix: `${context.runId}h-`,
+export async function seedHotMessages(context: BenchContext, prefix: string) {
+  const workload: Workload = {
+    prefix,
     groups: 1,
     members: 51,
     messagesPerGroup: 10,
     idsPerCall: 10,
     sentAt: Date.now() - 60_000,
   };
-  await seedWorkload(context, w);
+  await seedWorkload(context, workload);
   for (let i = 0; i < 20; i++) {
-    const call = receiptCall(w, i);
+    const call = receiptCall(workload, i);
     await context.receipts.sendReceipts({
       conversationId: call.conversationId,
       readerId: call.readerId,
@@ -65,9 +62,21 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
     });
   }
   const request = create(GetReceiptsRequestSchema, {
-    conversationId: groupId(w, 0),
-    messageIds: Array.from({ length: 10 }, (_, k) => messageId(w, 0, k)),
+    conversationId: groupId(workload, 0),
+    messageIds: Array.from({ length: 10 }, (_, k) => messageId(workload, 0, k)),
   });
+  return { workload, request };
+}
+
+/**
+ * GetReceipts of 10 hot messages (read again and again, so their counts are
+ * cached where the store caches) with h2load over h2c: its peak, then half
+ * of it; the empty RPC at the same offered rate; a bare ioredis read of the
+ * same number of read-count sets.
+ */
+export async function getReceiptsScenario(context: BenchContext): Promise<GetReceiptsResult> {
+  const quick = context.mode === "quick";
+  const { request } = await seedHotMessages(context, `${context.runId}h-`);
   const answer = await context.receipts.getReceipts(request);
   if (answer.receipts[0]?.readCount !== 20)
     throw new Error("GetReceipts does not see the receipts");
@@ -77,7 +86,13 @@ export async function getReceiptsScenario(context: BenchContext): Promise<GetRec
   const get = grpcBody(GetReceiptsRequestSchema, request);
   const empty = grpcBody(EmptyRequestSchema, create(EmptyRequestSchema));
   const clients = 8;
-  const shape = { clients, streamsPerClient: 8, durationS: quick ? 8 : 30, warmUpS: 2 };
+  const shape = {
+    clients,
+    streamsPerClient: 8,
+    durationS: quick ? 8 : 30,
+    warmUpS: 2,
+    serverPid: context.service.pid,
+  };
   const getUrl = `${base}/receipts.v1.ReadReceiptService/GetReceipts`;
   const emptyUrl = `${base}/bench.v1.BenchService/Empty`;
   const grpc = await peakThenHalf(context, "", shape, getUrl, get, emptyUrl, empty);

@@ -6,10 +6,12 @@ import {
   invalidArgument,
   ReceiptError,
 } from "./errors.js";
+import { FixedDelayTimers, type PendingExpiry } from "./fixed-delay-timers.js";
 import { limits } from "./limits.js";
 import { asSeenByItsReader, type PositionedChange, type ReceiptChange } from "./model.js";
 import type { ReaderView } from "./reader-view.js";
 import { optionalId, requireId } from "./validate.js";
+import { type Filter, Subscription, TenantFanOut, visible } from "./watch-fan-out.js";
 
 export interface WatchRequest {
   readonly conversationIds: readonly string[];
@@ -49,11 +51,16 @@ export class ReceiptWatcher {
   readonly #options: WatcherOptions;
   readonly #clock: () => number;
   readonly #open = new Set<Subscription>();
+  /** One feed listener per tenant with open streams. */
+  readonly #fanOuts = new Map<string, TenantFanOut>();
+  /** Every stream's next heartbeat, on one Node timer: 100,000 streams, not 100,000 timers. */
+  readonly #beats: FixedDelayTimers;
   #closing = false;
 
   constructor(options: WatcherOptions) {
     this.#options = options;
     this.#clock = options.clock ?? Date.now;
+    this.#beats = new FixedDelayTimers(options.heartbeatMs);
   }
 
   get openStreams(): number {
@@ -79,20 +86,21 @@ export class ReceiptWatcher {
       );
     }
 
-    const subscription = new Subscription(this.#options.bufferLimit);
+    const subscription = new Subscription(filter, this.#options.bufferLimit);
     this.#open.add(subscription);
-    // Changes this stream does not want never wake it: only their position is kept.
-    const unlisten = feed.listen(
-      tenant,
-      (positioned) => {
-        const change = visible(filter, positioned.change);
-        if (change !== undefined) subscription.push({ ...positioned, change });
-        else subscription.passed = positioned.position;
-      },
-      (error) => subscription.interrupt(error),
-    );
+    // Changes this stream does not want never wake it: the fan-out offers it its own only.
+    const fanOut = this.#fanOutOf(tenant);
+    fanOut.add(subscription);
     const onAbort = () => subscription.wake();
     signal.addEventListener("abort", onAbort);
+    let beat: PendingExpiry | undefined;
+    let beatDue = false;
+    const beatLater = () => {
+      beat = this.#beats.start(() => {
+        beatDue = true;
+        subscription.wake();
+      });
+    };
     try {
       const head = await feed.head(tenant).catch((error: unknown) => {
         throw feedUnavailable(request.resumeToken, error);
@@ -116,7 +124,7 @@ export class ReceiptWatcher {
       }
       yield { kind: "heartbeat", at: this.#clock(), resumeToken: token(position) };
 
-      let lastBeat = this.#clock();
+      beatLater();
       while (!signal.aborted) {
         if (this.#closing) throw shuttingDown(token(position));
         if (subscription.interruption !== undefined) {
@@ -140,23 +148,28 @@ export class ReceiptWatcher {
           continue;
         }
         // Queue empty: every change up to the last one passed over was delivered or filtered out.
-        const passed = subscription.passed;
+        const passed = fanOut.latest;
         if (passed !== undefined && feed.comparePositions(passed, position) > 0) position = passed;
-        const untilBeat = lastBeat + this.#options.heartbeatMs - this.#clock();
-        if (untilBeat <= 0) {
-          lastBeat = this.#clock();
-          yield { kind: "heartbeat", at: lastBeat, resumeToken: token(position) };
+        if (beatDue) {
+          beatDue = false;
+          yield { kind: "heartbeat", at: this.#clock(), resumeToken: token(position) };
+          beatLater();
           continue;
         }
-        await subscription.wait(untilBeat);
+        await subscription.wait();
       }
       // Aborted because the caller's access ended (not because it left): say so, and where it was.
       if (signal.reason instanceof AccessEndedError) {
         throw signal.reason.endingAt(token(position));
       }
     } finally {
+      beat?.cancel();
       signal.removeEventListener("abort", onAbort);
-      unlisten();
+      fanOut.delete(subscription);
+      if (fanOut.size === 0) {
+        fanOut.close();
+        if (this.#fanOuts.get(tenant) === fanOut) this.#fanOuts.delete(tenant);
+      }
       this.#open.delete(subscription);
     }
   }
@@ -174,70 +187,23 @@ export class ReceiptWatcher {
       : views.changeSeenBy(tenant, viewerId, own);
   }
 
+  #fanOutOf(tenant: string): TenantFanOut {
+    let fanOut = this.#fanOuts.get(tenant);
+    if (fanOut === undefined) {
+      fanOut = new TenantFanOut(this.#options.feed, tenant, (interrupted) => {
+        // Streams opened from now on listen afresh; the interrupted ones end.
+        if (this.#fanOuts.get(tenant) === interrupted) this.#fanOuts.delete(tenant);
+      });
+      this.#fanOuts.set(tenant, fanOut);
+    }
+    return fanOut;
+  }
+
   /** Ends every open stream with UNAVAILABLE and a resume token; refuses new ones. */
   close(): void {
     this.#closing = true;
     for (const subscription of this.#open) subscription.wake();
   }
-}
-
-/** A bounded queue between the feed's listener and one stream's consumer. */
-class Subscription {
-  readonly #queue: PositionedChange[] = [];
-  readonly #limit: number;
-  #wakeUp: (() => void) | undefined;
-  overflowed = false;
-  /** Why the feed stopped following the log for this stream, if it did. */
-  interruption: Error | undefined;
-  /** Position of the latest change the stream's filter passed over. */
-  passed: string | undefined;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  push(change: PositionedChange): void {
-    if (this.overflowed) return;
-    if (this.#queue.length >= this.#limit) {
-      // Drop the buffer rather than grow: the consumer resumes from its token.
-      this.overflowed = true;
-      this.#queue.length = 0;
-    } else {
-      this.#queue.push(change);
-    }
-    this.wake();
-  }
-
-  interrupt(error: Error): void {
-    this.interruption ??= error;
-    this.wake();
-  }
-
-  shift(): PositionedChange | undefined {
-    return this.#queue.shift();
-  }
-
-  wake(): void {
-    const wakeUp = this.#wakeUp;
-    this.#wakeUp = undefined;
-    wakeUp?.();
-  }
-
-  wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.wake(), ms);
-      this.#wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-}
-
-interface Filter {
-  readonly conversations: ReadonlySet<string> | undefined;
-  readonly senderId: string | undefined;
-  readonly readerId: string | undefined;
 }
 
 function validateFilter(request: WatchRequest): Filter {
@@ -254,30 +220,6 @@ function validateFilter(request: WatchRequest): Filter {
     senderId: optionalId("sender_id", request.senderId),
     readerId: optionalId("reader_id", request.readerId ?? ""),
   };
-}
-
-/** The change as the stream shows it, or undefined when its filter passes over it. */
-function visible(filter: Filter, change: ReceiptChange): ReceiptChange | undefined {
-  const conversationId =
-    change.kind === "receipt" ? change.receipt.message.conversationId : change.conversationId;
-  if (filter.conversations !== undefined && !filter.conversations.has(conversationId)) {
-    return undefined;
-  }
-  if (change.kind !== "deletion") {
-    // A private read reaches only its reader's own streams.
-    if (change.private === true && change.readerId !== filter.readerId) return undefined;
-    if (filter.readerId !== undefined && change.readerId !== filter.readerId) return undefined;
-  }
-  if (filter.senderId === undefined) return change;
-  if (change.kind === "deletion") {
-    // A sender's watch hears of its own messages only.
-    const messages = change.messages.filter((m) => m.senderId === filter.senderId);
-    return messages.length === 0 ? undefined : { ...change, messages };
-  }
-  // Horizon changes have no sender; a sender's watch sees their effect as receipt updates.
-  return change.kind === "receipt" && change.receipt.message.senderId === filter.senderId
-    ? change
-    : undefined;
 }
 
 async function readAfter(

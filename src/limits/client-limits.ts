@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { FixedDelayTimers } from "../domain/fixed-delay-timers.js";
 
 /** What one client address may hold, and how long a request may take to arrive. */
 export interface ClientLimits {
@@ -40,26 +41,27 @@ export class PerAddressCount {
 }
 
 /**
- * A request body that must be complete within `ms` of `startedAt`: a client that trickles
- * its body (or never finishes it) gets DEADLINE_EXCEEDED in its own protocol, written by the
- * RPC handler like any other error, instead of holding the call open.
+ * A request body that must be complete within `deadlines.delayMs` of its start: a client that
+ * trickles its body (or never finishes it) gets DEADLINE_EXCEEDED in its own protocol, written
+ * by the RPC handler like any other error, instead of holding the call open. The deadlines
+ * are shared by every call (one timer for all, not one per call).
  */
 export async function* bodyWithin(
   body: AsyncIterable<Uint8Array>,
-  ms: number,
+  deadlines: FixedDelayTimers,
   onLate: () => void,
 ): AsyncIterable<Uint8Array> {
-  let timer: NodeJS.Timeout | undefined;
+  let expiry: { cancel(): void } | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    expiry = deadlines.start(() => {
       onLate();
       reject(
         new ConnectError(
-          `the request was not received within ${ms} ms; send it at once`,
+          `the request was not received within ${deadlines.delayMs} ms; send it at once`,
           Code.DeadlineExceeded,
         ),
       );
-    }, ms);
+    });
   });
   // Rejected while no read waits (between chunks): seen by the next read, never unhandled.
   late.catch(() => {});
@@ -71,6 +73,6 @@ export async function* bodyWithin(
       yield next.value;
     }
   } finally {
-    clearTimeout(timer);
+    expiry?.cancel();
   }
 }

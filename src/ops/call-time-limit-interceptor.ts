@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { FixedDelayTimers } from "../domain/fixed-delay-timers.js";
 
 /**
  * Gives every unary call at most `maxMs`, whatever deadline its client set or
@@ -11,23 +12,29 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
  * left alone.
  */
 export function callTimeLimitInterceptor(maxMs: number): Interceptor {
+  // One timer for every call in flight (they all get the same limit), not one per call.
+  const deadlines = new FixedDelayTimers(maxMs);
   return (next) => async (request) => {
     if (request.stream) return next(request);
+    const given = request.signal;
     const limit = new AbortController();
-    const timer = setTimeout(
-      () =>
-        limit.abort(
-          new ConnectError(
-            `the service gives a call at most ${maxMs} ms; retry, or send less per call`,
-            Code.DeadlineExceeded,
-          ),
+    // Linked by hand: AbortSignal.any costs a composite signal and weak references per call.
+    const follow = () => limit.abort(given.reason);
+    if (given.aborted) follow();
+    else given.addEventListener("abort", follow, { once: true });
+    const expiry = deadlines.start(() =>
+      limit.abort(
+        new ConnectError(
+          `the service gives a call at most ${maxMs} ms; retry, or send less per call`,
+          Code.DeadlineExceeded,
         ),
-      maxMs,
+      ),
     );
     try {
-      return await next({ ...request, signal: AbortSignal.any([request.signal, limit.signal]) });
+      return await next({ ...request, signal: limit.signal });
     } finally {
-      clearTimeout(timer);
+      expiry.cancel();
+      given.removeEventListener("abort", follow);
     }
   };
 }

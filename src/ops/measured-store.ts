@@ -26,28 +26,32 @@ function measured<T extends object>(
       if (wrapper === undefined) {
         const operation = prefix + property;
         const method = value as Method;
+        // Label objects built once per operation (prom-client still hashes them per observation).
+        const ok = metrics.storeSeconds.labels({ operation, outcome: "ok" });
+        const failed = metrics.storeSeconds.labels({ operation, outcome: "error" });
         wrapper = (...args: unknown[]) => {
-          const end = metrics.storeSeconds.startTimer({ operation });
+          const startedAt = performance.now();
+          const seconds = () => (performance.now() - startedAt) / 1000;
           let result: unknown;
           try {
             result = method.apply(object, args);
           } catch (error) {
-            end({ outcome: "error" });
+            failed.observe(seconds());
             throw error;
           }
           if (result instanceof Promise) {
             return result.then(
               (value: unknown) => {
-                end({ outcome: "ok" });
+                ok.observe(seconds());
                 return value;
               },
               (error: unknown) => {
-                end({ outcome: "error" });
+                failed.observe(seconds());
                 throw error;
               },
             );
           }
-          end({ outcome: "ok" });
+          ok.observe(seconds());
           return result;
         };
         wrapped.set(property, wrapper);

@@ -17,33 +17,67 @@ const grpcTypes: Record<DescMethod["methodKind"], string> = {
 
 const watchReceipts = ReadReceiptService.method.watchReceipts;
 
+/** The series one method reports into: labels built once per method, not once per call. */
+interface MethodSeries {
+  readonly started: { inc(): void };
+  readonly seconds: { observe(seconds: number): void };
+  readonly open: { inc(): void; dec(): void };
+  handled(code: string): { inc(): void };
+}
+
 /** Counts and times every call, tracks open streams and the WatchReceipts fan-out. */
 export function metricsInterceptor(metrics: Metrics): Interceptor {
+  const byMethod = new Map<DescMethod, MethodSeries>();
+  const seriesOf = (method: DescMethod): MethodSeries => {
+    let series = byMethod.get(method);
+    if (series === undefined) {
+      const stream = { grpc_service: method.parent.typeName, grpc_method: method.name };
+      const labels = { ...stream, grpc_type: grpcTypes[method.methodKind] };
+      const handled = new Map<string, { inc(): void }>();
+      series = {
+        started: metrics.rpcStarted.labels(labels),
+        seconds: metrics.rpcSeconds.labels(labels),
+        open: metrics.openStreams.labels(stream),
+        handled(code) {
+          let counter = handled.get(code);
+          if (counter === undefined) {
+            counter = metrics.rpcHandled.labels({ ...labels, grpc_code: code });
+            handled.set(code, counter);
+          }
+          return counter;
+        },
+      };
+      byMethod.set(method, series);
+    }
+    return series;
+  };
+  const watchSent = new Map<string, { inc(): void }>();
+  const watchSentOf = (update: string) => {
+    let counter = watchSent.get(update);
+    if (counter === undefined) {
+      counter = metrics.watchMessagesSent.labels({ update });
+      watchSent.set(update, counter);
+    }
+    return counter;
+  };
   return observeCalls((request) => {
-    const stream = { grpc_service: request.service.typeName, grpc_method: request.method.name };
-    const labels = { ...stream, grpc_type: grpcTypes[request.method.methodKind] };
-    metrics.rpcStarted.inc(labels);
-    const stopTimer = metrics.rpcSeconds.startTimer(labels);
+    const series = seriesOf(request.method);
+    series.started.inc();
+    const startedAt = performance.now();
     const isWatch = request.method === watchReceipts;
     let open = false;
     return {
       streamOpened() {
         open = true;
-        metrics.openStreams.inc(stream);
+        series.open.inc();
       },
       message(message) {
-        if (isWatch) {
-          const update = (message as WatchReceiptsResponse).update.case ?? "none";
-          metrics.watchMessagesSent.inc({ update });
-        }
+        if (isWatch) watchSentOf((message as WatchReceiptsResponse).update.case ?? "none").inc();
       },
       end(error) {
-        stopTimer();
-        metrics.rpcHandled.inc({
-          ...labels,
-          grpc_code: error === undefined ? "OK" : Code[error.code],
-        });
-        if (open) metrics.openStreams.dec(stream);
+        series.seconds.observe((performance.now() - startedAt) / 1000);
+        series.handled(error === undefined ? "OK" : Code[error.code]).inc();
+        if (open) series.open.dec();
       },
     };
   });

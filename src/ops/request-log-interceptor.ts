@@ -42,20 +42,28 @@ export function requestLogInterceptor(logger: Logger): Interceptor {
           messages += 1;
         },
         end(error) {
+          const level =
+            error !== undefined && serverFaults.has(error.code)
+              ? "warn"
+              : request.service === Health
+                ? "debug"
+                : "info";
+          // At the usual production level (info off) a call that went well costs no line.
+          if (!logger.isLevelEnabled(level)) return;
           const tenant = request.contextValues.get(tenantKey);
-          const line = {
-            requestId,
-            rpc: `${request.service.typeName}/${request.method.name}`,
-            protocol: protocolOf(request.header.get("content-type")),
-            code: error === undefined ? "ok" : codeToString(error.code),
-            durationMs: Math.round((performance.now() - started) * 10) / 10,
-            ...(tenant === noTenant ? {} : { tenant }),
-            ...(request.stream ? { messages } : {}),
-            ...(error === undefined ? {} : { error: error.rawMessage }),
-          };
-          if (error !== undefined && serverFaults.has(error.code)) logger.warn(line, "rpc");
-          else if (request.service === Health) logger.debug(line, "rpc");
-          else logger.info(line, "rpc");
+          logger[level](
+            {
+              requestId,
+              rpc: `${request.service.typeName}/${request.method.name}`,
+              protocol: protocolOf(request.header.get("content-type")),
+              code: error === undefined ? "ok" : codeToString(error.code),
+              durationMs: Math.round((performance.now() - started) * 10) / 10,
+              ...(tenant === noTenant ? {} : { tenant }),
+              ...(request.stream ? { messages } : {}),
+              ...(error === undefined ? {} : { error: error.rawMessage }),
+            },
+            "rpc",
+          );
         },
       };
     })(next);

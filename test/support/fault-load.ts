@@ -20,8 +20,21 @@ import { minutes } from "./fixtures.js";
 export type Receipts = Client<typeof ReadReceiptService>;
 type Update = WatchReceiptsResponse;
 
-export const grpc = (baseUrl: string): Receipts =>
-  createClient(ReadReceiptService, createGrpcTransport({ baseUrl }));
+const clients = new Map<string, Receipts>();
+
+/**
+ * One client (one HTTP/2 connection) per instance for the whole file, as an application holds
+ * it. A transport per call (as this harness had at first) opened thousands of connections, and
+ * the SIGSTOP test then failed on a CANCEL error that no call of the test caught.
+ */
+export function grpc(baseUrl: string): Receipts {
+  let client = clients.get(baseUrl);
+  if (client === undefined) {
+    client = createClient(ReadReceiptService, createGrpcTransport({ baseUrl }));
+    clients.set(baseUrl, client);
+  }
+  return client;
+}
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,12 +1,12 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { isMemberAt, type Member } from "../../domain/model.js";
-import { membershipAtEachProbe } from "../derived-reads.js";
 import type {
   MembershipAt,
   MembershipHistory,
   MembershipInterval,
   MembershipProbe,
 } from "../receipt-store.js";
+import { type KnownGroup, SqliteMembershipMemory } from "./sqlite-membership-memory.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 interface IntervalRow {
@@ -26,10 +26,12 @@ const intervalOf = (row: IntervalRow): MembershipInterval => ({
 export class SqliteMembershipHistory implements Omit<MembershipHistory, "listUnreadMembers"> {
   readonly #writes: SqliteWriteBatcher;
   readonly #sql: ReturnType<typeof prepareStatements>;
+  readonly #memory: SqliteMembershipMemory;
 
   constructor(db: DatabaseSync, writes: SqliteWriteBatcher) {
     this.#writes = writes;
     this.#sql = prepareStatements(db);
+    this.#memory = new SqliteMembershipMemory(db);
   }
 
   async latestMemberships(
@@ -80,32 +82,53 @@ export class SqliteMembershipHistory implements Omit<MembershipHistory, "listUnr
     userId: string,
     times: readonly number[],
   ): Promise<boolean[]> {
-    const rows = this.#sql.membershipsOfUser.all(
+    const intervals = this.#intervalsOf(
+      this.#memory.group(tenant, groupId),
       tenant,
       groupId,
       userId,
-    ) as unknown as IntervalRow[];
-    const intervals = rows.map(intervalOf);
+    );
     return times.map((t) => isMemberAt(intervals, t));
   }
 
   async memberCountAt(tenant: string, groupId: string, at: number): Promise<number> {
-    const group = this.#sql.getGroup.get(tenant, groupId) as
-      | { member_count: number; last_change_at: number }
-      | undefined;
-    if (group === undefined) return 0;
-    if (at >= group.last_change_at) return group.member_count;
-    const row = this.#sql.countMembersAt.get(tenant, groupId, at, at) as { n: number };
-    return row.n;
+    return this.#countAt(this.#memory.group(tenant, groupId), tenant, groupId, at);
   }
 
-  membershipAt(
+  async membershipAt(
     tenant: string,
     groupId: string,
     probes: readonly MembershipProbe[],
   ): Promise<MembershipAt[]> {
-    // Synchronous underneath: how many are "in flight" changes nothing.
-    return membershipAtEachProbe(this, tenant, groupId, probes, probes.length);
+    const known = this.#memory.group(tenant, groupId);
+    return probes.map(({ userId, at }) => ({
+      memberCount: this.#countAt(known, tenant, groupId, at),
+      wasMember: isMemberAt(this.#intervalsOf(known, tenant, groupId, userId), at),
+    }));
+  }
+
+  #intervalsOf(
+    known: KnownGroup,
+    tenant: string,
+    groupId: string,
+    userId: string,
+  ): readonly MembershipInterval[] {
+    return known.intervalsOf(userId, () =>
+      (this.#sql.membershipsOfUser.all(tenant, groupId, userId) as unknown as IntervalRow[]).map(
+        intervalOf,
+      ),
+    );
+  }
+
+  #countAt(known: KnownGroup, tenant: string, groupId: string, at: number): number {
+    return known.countAt(at, () => {
+      const group = this.#sql.getGroup.get(tenant, groupId) as
+        | { member_count: number; last_change_at: number }
+        | undefined;
+      if (group === undefined) return 0;
+      if (at >= group.last_change_at) return group.member_count;
+      return (this.#sql.countMembersAt.get(tenant, groupId, at, at) as { n: number }).n;
+    });
   }
 
   async listCurrentMembers(

@@ -1,7 +1,9 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { LRUCache } from "lru-cache";
 import { type ConversationType, c2cParticipants, type TrackedMessage } from "../../domain/model.js";
 import { chunk } from "../chunk.js";
 import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
+import { OtherConnectionsCommits, rowChanges } from "./sqlite-row-changes.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /** A row of messages, as the statements that read whole messages select it (messageColumns). */
@@ -40,12 +42,29 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
   readonly #sql: ReturnType<typeof prepareStatements>;
   readonly #byIdsStatements = new Map<number, StatementSync>();
   readonly #clock: () => number;
+  /**
+   * Tracked messages read before, by tenant and id: every GetReceipts and SendReceipts reads
+   * its messages first, and a message's row (but its read count, not kept here) never changes
+   * once tracked. An insert, a delete (an erasure) or an update of a kept column, by any
+   * statement on this connection, drops the message at once; another connection's commit
+   * drops all.
+   */
+  readonly #known = new LRUCache<string, TrackedMessage>({ max: 50_000 });
+  readonly #otherCommits: OtherConnectionsCommits;
 
   constructor(db: DatabaseSync, writes: SqliteWriteBatcher, clock: () => number) {
     this.#db = db;
     this.#writes = writes;
     this.#sql = prepareStatements(db);
     this.#clock = clock;
+    this.#otherCommits = new OtherConnectionsCommits(db);
+    rowChanges(db, "message", [
+      {
+        table: "messages",
+        keyColumn: "message_id",
+        updateOf: ["tenant", "message_id", ...messageColumns.split(", ")],
+      },
+    ]).add((tenant, messageId) => this.#known.delete(messageKey(tenant, messageId)));
   }
 
   async getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined> {
@@ -64,14 +83,30 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
     tenant: string,
     messageIds: readonly string[],
   ): Promise<Map<string, TrackedMessage>> {
+    if (this.#otherCommits.sinceLastLook()) this.#known.clear();
     const found = new Map<string, TrackedMessage>();
-    for (const ids of chunk([...new Set(messageIds)], maxInList)) {
+    const now = this.#clock();
+    const unknown = new Set<string>();
+    for (const id of messageIds) {
+      const message = this.#known.get(messageKey(tenant, id));
+      // A message past its retention is gone at once, also from memory.
+      if (message !== undefined && (message.expiresAt === undefined || message.expiresAt > now)) {
+        found.set(id, message);
+      } else unknown.add(id);
+    }
+    if (unknown.size === 0) return found;
+    for (const ids of chunk([...unknown], maxInList)) {
       const rows = this.#messagesByIds(ids.length).all(
-        this.#clock(),
+        now,
         tenant,
         ...ids,
       ) as unknown as MessageRow[];
-      for (const row of rows) found.set(row.message_id, messageFromRow(row));
+      for (const row of rows) {
+        const message = messageFromRow(row);
+        found.set(row.message_id, message);
+        // Only messages found: one not tracked yet may be tracked by the next call.
+        this.#known.set(messageKey(tenant, row.message_id), message);
+      }
     }
     return found;
   }
@@ -168,6 +203,8 @@ function prepareStatements(db: DatabaseSync) {
     ),
   };
 }
+
+const messageKey = (tenant: string, messageId: string) => `${tenant}\u0000${messageId}`;
 
 function placeholders(count: number): string {
   return Array.from({ length: count }, () => "?").join(", ");

@@ -1,8 +1,12 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { pendingReceipt, type ReadMember, type TrackedMessage } from "../../domain/model.js";
+import { chunk } from "../chunk.js";
 import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
 import type { SqliteOutbox } from "./sqlite-outbox.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
+
+/** SQLite caps bound parameters per statement. */
+const maxInList = 500;
 
 /**
  * Receipts (table receipts) and each message's read count (messages.read_count), changed
@@ -12,8 +16,11 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
   readonly #writes: SqliteWriteBatcher;
   readonly #outbox: SqliteOutbox;
   readonly #sql: ReturnType<typeof prepareStatements>;
+  readonly #db: DatabaseSync;
+  readonly #readCountStatements = new Map<number, StatementSync>();
 
   constructor(db: DatabaseSync, writes: SqliteWriteBatcher, outbox: SqliteOutbox) {
+    this.#db = db;
     this.#writes = writes;
     this.#outbox = outbox;
     this.#sql = prepareStatements(db);
@@ -57,13 +64,28 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
     messages: readonly TrackedMessage[],
   ): Promise<Map<string, number>> {
     const counts = new Map<string, number>();
-    for (const message of messages) {
-      const row = this.#sql.readCount.get(tenant, message.messageId) as
-        | { read_count: number }
-        | undefined;
-      counts.set(message.messageId, row?.read_count ?? 0);
+    for (const message of messages) counts.set(message.messageId, 0);
+    // One statement per call rather than one per message: GetReceipts asks for up to 100.
+    for (const ids of chunk([...counts.keys()], maxInList)) {
+      const rows = this.#readCountsOf(ids.length).all(tenant, ...ids) as unknown as {
+        message_id: string;
+        read_count: number;
+      }[];
+      for (const row of rows) counts.set(row.message_id, row.read_count);
     }
     return counts;
+  }
+
+  /** Prepared once per list length. */
+  #readCountsOf(count: number): StatementSync {
+    let statement = this.#readCountStatements.get(count);
+    if (statement === undefined) {
+      statement = this.#db.prepare(
+        `SELECT message_id, read_count FROM messages WHERE tenant = ? AND message_id IN (${Array.from({ length: count }, () => "?").join(", ")})`,
+      );
+      this.#readCountStatements.set(count, statement);
+    }
+    return statement;
   }
 
   async listReaders(
