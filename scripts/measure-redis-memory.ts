@@ -24,6 +24,9 @@ const { RedisChangeFeed } = await fromDist<
   typeof import("../src/store/redis/redis-change-feed.js")
 >("src/store/redis/redis-change-feed.js");
 const { silentLogger } = await fromDist<typeof import("../src/logger.js")>("src/logger.js");
+const { connectRedis } = await fromDist<typeof import("../src/store/redis/redis-connection.js")>(
+  "src/store/redis/redis-connection.js",
+);
 
 const messages = Number(process.argv[2] ?? 2_000);
 const readers = Number(process.argv[3] ?? 20);
@@ -57,7 +60,9 @@ const readerIds = Array.from(
   (_, i) => `user-${randomBytes(6).toString("hex")}-${i}`,
 );
 
-const cache = new RedisReadCountCache(new Redis(url), {
+const cacheConnection = connectRedis(url);
+await new Promise((resolve) => cacheConnection.once("ready", resolve));
+const cache = new RedisReadCountCache(cacheConnection, {
   keyPrefix: `${prefix}cache:`,
   ttlMs: 3_600_000,
 });
