@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { type Client, types } from "cassandra-driver";
+import { createCassandraClient } from "../../src/store/cassandra/cassandra-client.js";
 
 const run = promisify(execFile);
 const scripts = join(import.meta.dirname, "..", "..", "scripts");
@@ -22,9 +23,26 @@ export class CassandraClusterProcesses {
 
   private constructor() {}
 
+  /**
+   * Resolves once the three nodes answer CQL and know each other as up: a node answers CQL
+   * before gossip has told it of the others (CI of 2026-12-02: the schema's first quorum read
+   * found "only 1 alive"), so a probe keyspace at RF 3 is written at ALL until that succeeds.
+   */
   static async start(): Promise<CassandraClusterProcesses> {
     const cluster = new CassandraClusterProcesses();
     await cluster.#script("cassandra-cluster-start.sh");
+    const client = createCassandraClient({
+      contactPoints: cluster.contactPoints,
+      localDataCenter: "datacenter1",
+    });
+    try {
+      await client.execute(
+        `CREATE KEYSPACE IF NOT EXISTS cluster_probe WITH replication = ${CassandraClusterProcesses.replication}`,
+      );
+      await CassandraClusterProcesses.untilEveryReplicaAnswers(client, "cluster_probe");
+    } finally {
+      await client.shutdown();
+    }
     return cluster;
   }
 
