@@ -81,7 +81,6 @@ export class WebhookDispatcher {
           wanted.set(id(tenant, endpoint.id), { key: { tenant, endpoint: endpoint.id }, endpoint });
       }
     }
-    await this.#pruneFailedWhenDue();
     for (const [name, running] of this.#running) {
       if (!wanted.has(name) || running.delivery.stopped) await this.#stopOne(name, running);
     }
@@ -91,6 +90,10 @@ export class WebhookDispatcher {
           this.#o.logger.warn({ err: error, ...key }, "webhooks: lease or state unreachable"),
         ),
       ),
+    );
+    // After the leases, and on its own: pruning never holds up or fails a delivery.
+    await this.#pruneFailedWhenDue().catch((error: unknown) =>
+      this.#o.logger.warn({ err: error }, "webhooks: pruning failed deliveries failed"),
     );
   }
 
