@@ -1,44 +1,23 @@
-import { types } from "cassandra-driver";
 import { pendingReceipt, type ReadMember, type TrackedMessage } from "../../domain/model.js";
-import { chunk } from "../chunk.js";
 import { mapConcurrently } from "../map-concurrently.js";
 import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
 import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
 import type { CassandraDeletionMarkers } from "./cassandra-deletion-markers.js";
 import type { CassandraOutbox } from "./cassandra-outbox.js";
+import type { CassandraReaderReceipts } from "./cassandra-reader-receipts.js";
+import {
+  CassandraReceiptRecords,
+  type NewRecord,
+  type ReceiptRecord,
+} from "./cassandra-receipt-records.js";
 import type { ReceiptTombstones } from "./cassandra-receipt-tombstones.js";
 import type { CassandraUserIndex } from "./cassandra-user-index.js";
-import type { Params } from "./cql-session.js";
-import {
-  type CqlContext,
-  optionalNumber,
-  read,
-  toNumber,
-  ttlSeconds,
-  write,
-} from "./cql-values.js";
+import { type CqlContext, read, toNumber, ttlSeconds, write } from "./cql-values.js";
 import { PartitionWriteCoalescer } from "./partition-write-coalescer.js";
 import { SerialPerKey } from "./serial-per-key.js";
 
-/**
- * Receipt records per read and per single-partition batch: SendReceipts
- * takes at most 100 ids, so one call is one read and one batch.
- */
-const receiptBatch = 100;
 /** Readers rows of one message sent as one batch at most. */
 const readerRowBatch = 100;
-
-/** What a receipt's record holds; a record written by schema version 1 has no read time. */
-interface ReceiptRecord {
-  readonly readAt: number | undefined;
-  readonly writeTs: number;
-}
-
-interface NewRecord {
-  readonly message: TrackedMessage;
-  readonly readAt: number;
-  readonly writeTs: number;
-}
 
 /**
  * The receipt ledger: readers_by_message (one row per reader of a message,
@@ -62,6 +41,8 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
   readonly #readerRows: PartitionWriteCoalescer;
   readonly #markers: CassandraDeletionMarkers;
   readonly #tombstones: ReceiptTombstones;
+  readonly #readerReceipts: CassandraReaderReceipts;
+  readonly #records: CassandraReceiptRecords;
 
   constructor(
     context: CqlContext,
@@ -71,13 +52,16 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     deletions: {
       readonly markers: CassandraDeletionMarkers;
       readonly tombstones: ReceiptTombstones;
+      readonly readerReceipts: CassandraReaderReceipts;
     },
   ) {
     this.#context = context;
     this.#index = index;
     this.#markers = deletions.markers;
     this.#tombstones = deletions.tombstones;
+    this.#readerReceipts = deletions.readerReceipts;
     this.#cql = statements(context.keyspace);
+    this.#records = new CassandraReceiptRecords(context);
     this.#outbox = outbox;
     this.#cache = cache;
     this.#readerRows = new PartitionWriteCoalescer(
@@ -204,90 +188,8 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     return readers;
   }
 
-  async deleteReceiptsFrom(
-    tenant: string,
-    groupId: string,
-    userId: string,
-    fromSentAt: number,
-  ): Promise<string[]> {
-    const { session, long } = this.#context;
-    const doomed = (
-      await session.execute(
-        this.#cql.receiptsOfReaderFrom,
-        [tenant, groupId, userId, long(fromSentAt)],
-        read,
-      )
-    ).rows;
-    await mapConcurrently(doomed, this.#context.concurrency, (row) =>
-      this.#deleteReceipt(tenant, groupId, userId, row),
-    );
-    return doomed.map((row) => row.get("message_id") as string);
-  }
-
-  /**
-   * Deletes the first `limit` receipts of the reader in the conversation (an erasure);
-   * returns how many there were.
-   */
-  async eraseReaderIn(
-    tenant: string,
-    conversationId: string,
-    readerId: string,
-    limit: number,
-  ): Promise<number> {
-    const doomed = (
-      await this.#context.session.execute(
-        this.#cql.receiptsOfReader,
-        [tenant, conversationId, readerId, limit],
-        read,
-      )
-    ).rows;
-    // As #deleteReceipt does row by row, in three rounds: the readers rows (a partition each),
-    // the cached counts at once, then the records, one partition, in batches.
-    const { session, writeClock, concurrency, long } = this.#context;
-    const times = doomed.map((row) =>
-      Math.max(writeClock.nextMicros(), toNumber(row.get("write_ts")) + 1),
-    );
-    const ids = doomed.map((row) => row.get("message_id") as string);
-    await mapConcurrently(ids, concurrency, (messageId, i) =>
-      session.execute(this.#cql.deleteReader, [tenant, messageId, readerId], {
-        ...write,
-        timestamp: times[i] as number,
-      }),
-    );
-    await this.#cache?.readersDeleted(tenant, ids);
-    const records = doomed.map((row, i) => ({
-      cql: this.#cql.deleteReceiptByReaderAt,
-      params: [
-        long(times[i] as number),
-        tenant,
-        conversationId,
-        readerId,
-        row.get("sent_at"),
-        ids[i],
-      ] as Params,
-    }));
-    await mapConcurrently(chunk(records, receiptBatch), concurrency, (batch) =>
-      session.batch(batch, { ...write, logged: false }),
-    );
-    return doomed.length;
-  }
-
-  /** The reader's receipt records in the conversation (export): message, sent and read times. */
-  async *receiptsOf(
-    tenant: string,
-    conversationId: string,
-    readerId: string,
-  ): AsyncGenerator<{ messageId: string; readAt: number | undefined }> {
-    for await (const row of this.#context.session.rows(
-      this.#cql.receiptsOfReader,
-      [tenant, conversationId, readerId, 1_000_000_000],
-      { ...read, fetchSize: 1_000 },
-    )) {
-      yield {
-        messageId: row.get("message_id") as string,
-        readAt: optionalNumber(row.get("read_at")),
-      };
-    }
+  deleteReceiptsFrom(tenant: string, groupId: string, userId: string, fromSentAt: number) {
+    return this.#readerReceipts.deleteFrom(tenant, groupId, userId, fromSentAt);
   }
 
   /** The read time of the reader's receipt for the message, if it has one. */
@@ -302,37 +204,13 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     return row ? toNumber(row.get("read_at")) : undefined;
   }
 
-  /** One receipt's readers row, its cached count, then its record (found again if cut short). */
-  async #deleteReceipt(
-    tenant: string,
-    conversationId: string,
-    userId: string,
-    row: types.Row,
-  ): Promise<void> {
-    const { session, writeClock } = this.#context;
-    const messageId = row.get("message_id") as string;
-    // Later than the receipt's own write time, so that no rewrite of it survives.
-    const ts = Math.max(writeClock.nextMicros(), toNumber(row.get("write_ts")) + 1);
-    await session.execute(this.#cql.deleteReader, [tenant, messageId, userId], {
-      ...write,
-      timestamp: ts,
-    });
-    await this.#cache?.readersDeleted(tenant, [messageId]);
-    // The record goes last: a retry after a failure finds the rest again.
-    await session.execute(
-      this.#cql.deleteReceiptByReader,
-      [tenant, conversationId, userId, row.get("sent_at"), messageId],
-      { ...write, timestamp: ts },
-    );
-  }
-
   async #insertReceipts(
     tenant: string,
     readerId: string,
     receipts: readonly NewReceipt[],
   ): Promise<RecordedReceipt[]> {
-    const { session, long, concurrency } = this.#context;
-    const records = await this.#receiptRecords(
+    const { long, concurrency } = this.#context;
+    const records = await this.#records.find(
       tenant,
       readerId,
       receipts.map((r) => r.message),
@@ -360,9 +238,7 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
             fresh.map((r) => r.message.conversationId),
           ),
     ]);
-    await mapConcurrently(this.#recordBatches(tenant, readerId, fresh), concurrency, (batch) =>
-      session.batch(batch, { ...write, logged: false }),
-    );
+    await this.#records.write(tenant, readerId, fresh);
     await Promise.all(
       [...byMessage.values()].map(({ message, readAt, writeTs: ts }) =>
         // A record of version 1 has no read time: its readers row went in with it, in one batch.
@@ -412,63 +288,6 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     });
   }
 
-  /** The reader's receipt records for these messages, by message id: one read per conversation. */
-  async #receiptRecords(
-    tenant: string,
-    readerId: string,
-    messages: readonly TrackedMessage[],
-  ): Promise<Map<string, ReceiptRecord>> {
-    const { session, long, concurrency } = this.#context;
-    const records = new Map<string, ReceiptRecord>();
-    const byConversation = Map.groupBy(messages, (m) => m.conversationId);
-    await mapConcurrently([...byConversation], concurrency, async ([conversationId, of]) => {
-      for (const part of chunk(of, receiptBatch)) {
-        const keys = part.map((m) => new types.Tuple(long(m.sentAt), m.messageId));
-        const result = await session.execute(
-          this.#cql.receiptRecords,
-          [tenant, conversationId, readerId, keys],
-          read,
-        );
-        for (const row of result.rows) {
-          records.set(row.get("message_id") as string, {
-            readAt: optionalNumber(row.get("read_at")),
-            writeTs: toNumber(row.get("write_ts")),
-          });
-        }
-      }
-    });
-    return records;
-  }
-
-  /** The records of new receipts, one single-partition batch per conversation. */
-  #recordBatches(
-    tenant: string,
-    readerId: string,
-    receipts: readonly NewRecord[],
-  ): { cql: string; params: Params }[][] {
-    const { long } = this.#context;
-    const byConversation = Map.groupBy(receipts, (r) => r.message.conversationId);
-    return [...byConversation].flatMap(([conversationId, of]) =>
-      chunk(
-        of.map(({ message, readAt, writeTs }) => ({
-          cql: this.#cql.insertReceiptRecord,
-          params: [
-            tenant,
-            conversationId,
-            readerId,
-            long(message.sentAt),
-            message.messageId,
-            long(readAt),
-            long(writeTs),
-            long(writeTs),
-            ttlSeconds(message.expiresAt, this.#context.clock()),
-          ],
-        })),
-        receiptBatch,
-      ),
-    );
-  }
-
   async #countReaders(tenant: string, messageId: string): Promise<number> {
     const row = (
       await this.#context.session.execute(this.#cql.countReaders, [tenant, messageId], read)
@@ -505,25 +324,11 @@ function statements(keyspace: string) {
       WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     getReaderReadAt: `SELECT read_at FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
-    deleteReader: `DELETE FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ? AND reader_id = ?`,
     countReaders: `SELECT COUNT(*) AS n FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ?`,
     readerIds: `SELECT reader_id FROM ${t("readers_by_message")} WHERE tenant = ? AND message_id = ?`,
     readersAfter: `SELECT reader_id, read_at FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id > ? LIMIT ?`,
     readerIdsBetween: `SELECT reader_id FROM ${t("readers_by_message")}
       WHERE tenant = ? AND message_id = ? AND reader_id > ? AND reader_id <= ?`,
-    receiptRecords: `SELECT message_id, read_at, write_ts FROM ${t("receipts_by_reader")}
-      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND (sent_at, message_id) IN ?`,
-    insertReceiptRecord: `INSERT INTO ${t("receipts_by_reader")}
-      (tenant, conversation_id, reader_id, sent_at, message_id, read_at, write_ts)
-      VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?`,
-    receiptsOfReaderFrom: `SELECT sent_at, message_id, write_ts FROM ${t("receipts_by_reader")}
-      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at >= ?`,
-    receiptsOfReader: `SELECT sent_at, message_id, read_at, write_ts FROM ${t("receipts_by_reader")}
-      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? LIMIT ?`,
-    deleteReceiptByReaderAt: `DELETE FROM ${t("receipts_by_reader")} USING TIMESTAMP ?
-      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at = ? AND message_id = ?`,
-    deleteReceiptByReader: `DELETE FROM ${t("receipts_by_reader")}
-      WHERE tenant = ? AND conversation_id = ? AND reader_id = ? AND sent_at = ? AND message_id = ?`,
   };
 }

@@ -8,6 +8,7 @@ import { CassandraMessageDeletions } from "./cassandra-message-deletions.js";
 import { CassandraMessages } from "./cassandra-messages.js";
 import { CassandraOutbox } from "./cassandra-outbox.js";
 import { CassandraPrivacy } from "./cassandra-privacy.js";
+import { CassandraReaderReceipts } from "./cassandra-reader-receipts.js";
 import { CassandraReceiptLedger } from "./cassandra-receipt-ledger.js";
 import { ReceiptTombstones } from "./cassandra-receipt-tombstones.js";
 import { unreadMembersOf } from "./cassandra-unread-members.js";
@@ -79,9 +80,11 @@ export class CassandraReceiptStore extends PartsReceiptStore {
     const index = new CassandraUserIndex(context);
     const markers = new CassandraDeletionMarkers(context);
     const tombstones = new ReceiptTombstones(context, options.cache);
+    const readerReceipts = new CassandraReaderReceipts(context, options.cache);
     const ledger = new CassandraReceiptLedger(context, outbox, options.cache, index, {
       markers,
       tombstones,
+      readerReceipts,
     });
     const messages = new CassandraMessages(context, entries, index, markers);
     const history = new CassandraMembershipHistory(context, {
@@ -96,7 +99,14 @@ export class CassandraReceiptStore extends PartsReceiptStore {
       ledger,
       horizons,
       history,
-      userData: new CassandraUserData(context, { index, messages, ledger, horizons, history }),
+      userData: new CassandraUserData(context, {
+        index,
+        messages,
+        ledger,
+        readerReceipts,
+        horizons,
+        history,
+      }),
       outbox: {
         pendingChanges: (before, limit) => outbox.pending(before, limit),
         clearPendingChanges: (changes) => outbox.clear(changes),

@@ -9,6 +9,7 @@ import type {
 import type { CassandraHorizons } from "./cassandra-horizons.js";
 import type { CassandraMembershipHistory } from "./cassandra-membership-history.js";
 import type { CassandraMessages } from "./cassandra-messages.js";
+import type { CassandraReaderReceipts } from "./cassandra-reader-receipts.js";
 import type { CassandraReceiptLedger } from "./cassandra-receipt-ledger.js";
 import type { CassandraUserIndex } from "./cassandra-user-index.js";
 import { type CqlContext, read, write } from "./cql-values.js";
@@ -21,6 +22,7 @@ export interface UserDataParts {
   readonly index: CassandraUserIndex;
   readonly messages: CassandraMessages;
   readonly ledger: CassandraReceiptLedger;
+  readonly readerReceipts: CassandraReaderReceipts;
   readonly horizons: CassandraHorizons;
   readonly history: CassandraMembershipHistory;
 }
@@ -88,9 +90,9 @@ export class CassandraUserData implements UserDataStore {
   }
 
   eraseReceiptsOf(tenant: string, userId: string, cursor: Cursor, limit: number) {
-    const { ledger } = this.#parts;
+    const { readerReceipts } = this.#parts;
     return this.#inConversations(tenant, userId, cursor, limit, (conversationId, most) =>
-      ledger.eraseReaderIn(tenant, conversationId, userId, most),
+      readerReceipts.eraseReaderIn(tenant, conversationId, userId, most),
     );
   }
 
@@ -126,10 +128,14 @@ export class CassandraUserData implements UserDataStore {
   }
 
   async *exportUserData(tenant: string, userId: string): AsyncIterable<UserDataRecord> {
-    const { index, ledger, horizons, history, messages } = this.#parts;
+    const { index, ledger, readerReceipts, horizons, history, messages } = this.#parts;
     const conversations = () => index.conversations(tenant, userId);
     for await (const conversationId of conversations()) {
-      for await (const { messageId, readAt } of ledger.receiptsOf(tenant, conversationId, userId)) {
+      for await (const { messageId, readAt } of readerReceipts.receiptsOf(
+        tenant,
+        conversationId,
+        userId,
+      )) {
         // Records of schema version 1 have no read time; their readers row has it.
         const at = readAt ?? (await ledger.readAtOf(tenant, messageId, userId));
         if (at !== undefined) yield { kind: "receipt", conversationId, messageId, readAt: at };
