@@ -38,7 +38,8 @@ async function ensureCassandra(): Promise<boolean> {
   }
 }
 
-async function ensureRedis(): Promise<void> {
+/** Redis on 127.0.0.1:6379, started with redis-server when nothing answers there. */
+export async function ensureRedis(): Promise<void> {
   if (await redisAnswers()) return;
   const child = spawn(
     "redis-server",

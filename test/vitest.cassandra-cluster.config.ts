@@ -4,8 +4,8 @@ import { defineConfig } from "vitest/config";
 /**
  * The Cassandra cluster tier (`npm run test:cassandra-cluster`): fault tests on a three-node
  * cluster of their own, three JVMs that would starve the rest of `npm test` of the machine's
- * two cores, so they run on their own after it (.ci/run does). The shared Redis comes from the
- * same global setup; the shared Cassandra node is not needed.
+ * two cores, so they run on their own after it (.ci/run does). Their global setup starts only the
+ * shared Redis; the shared Cassandra node is not needed.
  */
 export const cassandraClusterTests = ["test/cassandra-cluster-faults.test.ts"];
 
@@ -15,6 +15,6 @@ export default defineConfig({
     include: cassandraClusterTests,
     testTimeout: 300_000,
     hookTimeout: 900_000,
-    globalSetup: ["test/global-setup.ts"],
+    globalSetup: ["test/redis-global-setup.ts"],
   },
 });
