@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultTenant } from "../src/api/tenant-context.js";
 import { buildService, type ServiceProcess, startBuiltService } from "./support/built-service.js";
 import { CassandraClusterProcesses } from "./support/cassandra-cluster.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
@@ -17,17 +18,22 @@ import {
   watchResuming,
 } from "./support/fault-load.js";
 import { users } from "./support/fixtures.js";
-import { deleteKeys, sharedRedisUrl } from "./support/shared-redis.js";
+import { RedisClusterProcesses } from "./support/redis-cluster.js";
 
 /**
- * Two service processes on a three-node Cassandra cluster of this file's own, keyspace at
- * RF 3 with LOCAL_QUORUM (the service's default), the change feed on Redis. Receipts go in
- * through both instances while a watcher follows on one; then a Cassandra node or a service
- * instance is killed with SIGKILL. Every call is recorded, and what the record promises is
- * checked: every acknowledged receipt is stored, counted once and reaches the watcher once.
+ * The whole scale-out topology at once: two service processes on a three-node Cassandra
+ * cluster of this file's own, keyspace at RF 3 with LOCAL_QUORUM (the service's default), and
+ * a Redis Cluster of its own (three masters, three replicas) for the change feed, the
+ * read-count cache and the rate limiter. Receipts go in through both instances while a
+ * watcher follows on one; then a Cassandra node, a Redis master or a service instance is
+ * killed with SIGKILL. Every call is recorded, and what the record promises is checked: every
+ * acknowledged receipt is stored, counted once and reaches the watcher once.
  */
 const keyPrefix = `cassandra-cluster-${randomBytes(3).toString("hex")}:`;
+/** The change log of the development tenant, whose master the Redis fault hits. */
+const streamKey = `${keyPrefix}feed:{${defaultTenant}}:changes`;
 let cluster: CassandraClusterProcesses;
+let redis: RedisClusterProcesses;
 let keyspace: Awaited<ReturnType<typeof createTestKeyspace>>;
 let build: ReturnType<typeof buildService>;
 let env: Record<string, string>;
@@ -35,7 +41,10 @@ const instances: ServiceProcess[] = [];
 
 beforeAll(async () => {
   build = buildService("cassandra-cluster");
-  cluster = await CassandraClusterProcesses.start();
+  [cluster, redis] = await Promise.all([
+    CassandraClusterProcesses.start(),
+    RedisClusterProcesses.start(),
+  ]);
   keyspace = await createTestKeyspace({
     contactPoints: cluster.contactPoints,
     replication: CassandraClusterProcesses.replication,
@@ -46,7 +55,7 @@ beforeAll(async () => {
     RECEIPTS_CASSANDRA_CONTACT_POINTS: cluster.contactPoints.join(","),
     RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,
     RECEIPTS_CASSANDRA_REPLICATION: CassandraClusterProcesses.replication,
-    RECEIPTS_REDIS_URL: sharedRedisUrl,
+    RECEIPTS_REDIS_CLUSTER_NODES: redis.nodes,
     RECEIPTS_REDIS_KEY_PREFIX: keyPrefix,
   };
   instances.push(
@@ -57,9 +66,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const instance of instances) instance.child.kill("SIGKILL");
   await keyspace?.drop();
-  await cluster?.stop();
+  await Promise.all([cluster?.stop(), redis?.stop()]);
   build?.remove();
-  await deleteKeys(keyPrefix);
 }, 300_000);
 
 interface Run {
@@ -122,7 +130,7 @@ async function expectCountsExact(group: string, run: Run): Promise<void> {
 const summary = (calls: readonly Call[]) =>
   `${calls.length} calls: ${calls.filter((c) => c.outcome === "ok").length} ok, ${calls.filter((c) => c.outcome === "failed").length} failed`;
 
-describe("two instances on a three-node Cassandra cluster (RF 3, LOCAL_QUORUM)", () => {
+describe("two instances on a three-node Cassandra cluster (RF 3, LOCAL_QUORUM) and a Redis Cluster", () => {
   it("loses no acknowledged receipt and keeps answering when a Cassandra node is killed (-9), then restarted", async () => {
     let restartedAt = 0;
     const run = await underFault(
@@ -150,6 +158,28 @@ describe("two instances on a three-node Cassandra cluster (RF 3, LOCAL_QUORUM)",
     await expectCountsExact("node-killed", run);
     console.log(
       `kill -9 of Cassandra node 2: ${summary(run.calls)}; node back after ${restartedAt - run.faultAt} ms; watcher streams ended ${JSON.stringify(run.watcher.endings)}`,
+    );
+  }, 600_000);
+
+  it("loses no acknowledged receipt when the change log's Redis master is killed (-9) and its replica takes over", async () => {
+    const master = await redis.masterOf(streamKey);
+    const run = await underFault(
+      "redis-master-killed",
+      () => instances,
+      async () => {
+        redis.kill(master);
+        await redis.failedOver(master);
+        // Restarted, as an orchestrator would: it rejoins as the new master's replica.
+        await redis.restartStopped();
+      },
+      6_000,
+    );
+    // Changes that could not be logged while the master was gone stay pending in the outbox
+    // and are published once a master answers again.
+    await expectEveryAcknowledgedDelivered(run.watcher, run.calls);
+    await expectCountsExact("redis-master-killed", run);
+    console.log(
+      `kill -9 of Redis master ${master}: ${summary(run.calls)}; watcher streams ended ${JSON.stringify(run.watcher.endings)}`,
     );
   }, 300_000);
 

@@ -101,6 +101,29 @@ describe("Cassandra store with the Redis read-count cache", () => {
     expect(counter.count()).toBe(0);
   });
 
+  it("settles a receipt whose writer died after storing it and before counting it", async () => {
+    tenant = newTenant();
+    const message = await seedGroup(store, tenant, users("u", 6));
+    for (const reader of ["u000001", "u000002", "u000003"]) {
+      await store.insertReceipts(tenant, reader, [{ message, readAt: minutes(11) }]);
+    }
+    expect(await readAll(store, tenant, message)).toBe(3); // hot
+    // An instance without the cache's update stands for one killed between its Cassandra
+    // writes and its Redis update: the receipt is stored, its pending change kept.
+    await plain.insertReceipts(tenant, "u000004", [{ message, readAt: minutes(12) }]);
+    expect(await readAll(plain, tenant, message)).toBe(4);
+    expect(await readAll(store, tenant, message)).toBe(3); // the premise: the entry missed it
+
+    // The outbox's sweep takes the pending change over and settles it first.
+    expect(
+      await store.settleReceipts(tenant, "u000004", [message.messageId, "never-read"]),
+    ).toEqual(new Set([message.messageId]));
+    expect(await readAll(store, tenant, message)).toBe(4);
+    // A receipt that is not stored is not counted by settling it.
+    expect(await store.settleReceipts(tenant, "u000005", [message.messageId])).toEqual(new Set());
+    expect(await readAll(store, tenant, message)).toBe(4);
+  });
+
   it("lets entries expire after the TTL", async () => {
     tenant = newTenant();
     const shortRedis = connectRedis(redisServer.url);

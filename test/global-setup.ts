@@ -38,8 +38,7 @@ async function ensureCassandra(): Promise<boolean> {
   }
 }
 
-/** Redis on 127.0.0.1:6379, started with redis-server when nothing answers there. */
-export async function ensureRedis(): Promise<void> {
+async function ensureRedis(): Promise<void> {
   if (await redisAnswers()) return;
   const child = spawn(
     "redis-server",

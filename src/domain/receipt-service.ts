@@ -435,9 +435,10 @@ export class ReceiptService {
       tenant,
       receipts.map((r) => r.messageId),
     );
+    // Settled, not only looked up: the call that wrote them may have died before counting them.
     const stored = new Set<string>();
     for (const [readerId, of] of Map.groupBy(receipts, (r) => r.readerId)) {
-      const read = await this.#store.hasRead(
+      const read = await this.#store.settleReceipts(
         tenant,
         readerId,
         of.map((r) => r.messageId),

@@ -128,6 +128,10 @@ export class PartsReceiptStore implements ReceiptStore {
     return this.#parts.ledger.hasRead(tenant, readerId, messageIds);
   }
 
+  settleReceipts(tenant: string, readerId: string, messageIds: readonly string[]) {
+    return this.#parts.ledger.settleReceipts(tenant, readerId, messageIds);
+  }
+
   deleteReceiptsFrom(tenant: string, groupId: string, userId: string, fromSentAt: number) {
     return this.#parts.ledger.deleteReceiptsFrom(tenant, groupId, userId, fromSentAt);
   }

@@ -143,6 +143,17 @@ export interface ReceiptLedger {
   hasRead(tenant: string, readerId: string, messageIds: readonly string[]): Promise<Set<string>>;
 
   /**
+   * hasRead for receipts whose call may have died part way (pending changes the outbox's
+   * sweep takes over): of those stored, what is derived from them (a cached count) is brought
+   * up to them, as the call would have done had it lived. Receipts not stored are left alone.
+   */
+  settleReceipts(
+    tenant: string,
+    readerId: string,
+    messageIds: readonly string[],
+  ): Promise<Set<string>>;
+
+  /**
    * Deletes the receipts of `userId` for messages of the group sent at or
    * after `fromSentAt`; used when a removal is backdated so that the user was
    * never in those messages' audience. Returns the ids of the messages whose

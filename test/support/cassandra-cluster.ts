@@ -97,6 +97,8 @@ export class CassandraClusterProcesses {
         ...process.env,
         CASSANDRA_CLUSTER_DIR: this.#dir,
         CASSANDRA_CLUSTER_ADDRESSES: CassandraClusterProcesses.addresses.join(" "),
+        // A restarted node replays its commit log first: minutes on a loaded 2-core machine.
+        CASSANDRA_START_TIMEOUT: process.env.CASSANDRA_START_TIMEOUT ?? "420",
       },
       timeout: 600_000,
     });

@@ -170,6 +170,26 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     return found;
   }
 
+  /**
+   * A call killed between its readers rows and its cache update leaves a hot entry that
+   * misses the reader until it expires: adding the stored readers again (idempotent) makes
+   * the entry agree with the rows.
+   */
+  async settleReceipts(
+    tenant: string,
+    readerId: string,
+    messageIds: readonly string[],
+  ): Promise<Set<string>> {
+    const stored = await this.hasRead(tenant, readerId, messageIds);
+    const cache = this.#cache;
+    if (cache !== undefined) {
+      await mapConcurrently([...stored], this.#context.concurrency, (messageId) =>
+        cache.readerRecorded(tenant, messageId, readerId, this.#readerSource(tenant, messageId)),
+      );
+    }
+    return stored;
+  }
+
   /** Readers of the message with after < reader_id <= through: a range of its partition. */
   async readersBetween(
     tenant: string,

@@ -129,6 +129,11 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
     return read;
   }
 
+  /** Nothing is derived apart from the rows: a receipt's transaction stored all of it. */
+  settleReceipts(tenant: string, readerId: string, messageIds: readonly string[]) {
+    return this.hasRead(tenant, readerId, messageIds);
+  }
+
   async deleteReceiptsFrom(
     tenant: string,
     groupId: string,
