@@ -53,6 +53,22 @@ export class RedisClusterProcesses {
     });
   }
 
+  /** The port of a replica of the master on `port`. */
+  async replicaOf(port: number): Promise<number> {
+    return this.#ask(async (redis) => {
+      // CLUSTER NODES: `<id> <host:port@bus> <flags> <master id or -> ...`, a line per node.
+      const nodes = String(await redis.cluster("NODES"))
+        .trim()
+        .split("\n")
+        .map((line) => line.split(" "));
+      const portOf = (address = "") => Number(address.split("@")[0]?.split(":").at(-1));
+      const master = nodes.find((node) => portOf(node[1]) === port)?.[0];
+      const replica = nodes.find((node) => master !== undefined && node[3] === master);
+      if (replica === undefined) throw new Error(`no replica of node ${port}`);
+      return portOf(replica[1]);
+    });
+  }
+
   /** Ports of the nodes with a client connection named `name` (CLIENT SETNAME). */
   async nodesWithClient(name: string): Promise<number[]> {
     const found: number[] = [];
