@@ -26,8 +26,9 @@ import { RedisClusterProcesses } from "./support/redis-cluster.js";
  * a Redis Cluster of its own (three masters, three replicas) for the change feed, the
  * read-count cache and the rate limiter. Receipts go in through both instances while a
  * watcher follows on one; then a Cassandra node, a Redis master or a service instance is
- * killed with SIGKILL. Every call is recorded, and what the record promises is checked: every
- * acknowledged receipt is stored, counted once and reaches the watcher once.
+ * killed with SIGKILL, or a Redis master paused with SIGSTOP past its failover. Every call is
+ * recorded, and what the record promises is checked: every acknowledged receipt is stored,
+ * counted once and reaches the watcher once.
  */
 const keyPrefix = `cassandra-cluster-${randomBytes(3).toString("hex")}:`;
 /** The change log of the development tenant, whose master the Redis fault hits. */
@@ -180,6 +181,30 @@ describe("two instances on a three-node Cassandra cluster (RF 3, LOCAL_QUORUM) a
     await expectCountsExact("redis-master-killed", run);
     console.log(
       `kill -9 of Redis master ${master}: ${summary(run.calls)}; watcher streams ended ${JSON.stringify(run.watcher.endings)}`,
+    );
+  }, 300_000);
+
+  it("loses no acknowledged receipt when the change log's Redis master is paused (SIGSTOP) past a failover", async () => {
+    const master = await redis.masterOf(streamKey);
+    const run = await underFault(
+      "redis-master-paused",
+      () => instances,
+      async () => {
+        redis.pause(master);
+        try {
+          await redis.failedOver(master);
+          await sleep(1_000);
+        } finally {
+          // Waking, it learns it was replaced and rejoins as a replica.
+          redis.resume(master);
+        }
+      },
+      8_000,
+    );
+    await expectEveryAcknowledgedDelivered(run.watcher, run.calls);
+    await expectCountsExact("redis-master-paused", run);
+    console.log(
+      `SIGSTOP of Redis master ${master}: ${summary(run.calls)}; watcher streams ended ${JSON.stringify(run.watcher.endings)}`,
     );
   }, 300_000);
 
