@@ -1,5 +1,6 @@
 import { reply } from "./load-ipc.js";
 import type { LoadTask } from "./load-tasks.js";
+import { pacedSend } from "./paced-send.js";
 import { mix, sendReceipts } from "./rpc-load.js";
 import { cassandraCeiling, redisRead, sqliteCeiling } from "./store-ceiling-loads.js";
 import { openStreams } from "./stream-load.js";
@@ -21,6 +22,8 @@ async function run(task: LoadTask): Promise<unknown> {
   switch (task.kind) {
     case "send":
       return sendReceipts(task);
+    case "paced-send":
+      return pacedSend(task);
     case "streams":
       return openStreams(task);
     case "redis-read":

@@ -1,10 +1,30 @@
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { ReadFilter, ReadReceiptService } from "../gen/receipts/v1/receipts_pb.js";
 import { closedLoop } from "./closed-loop.js";
 import { grpcClient, unary } from "./grpc-load-client.js";
 import { nowMs } from "./latency-stats.js";
 import type { LoadTask, MixResult, MixWindow, ThroughputResult } from "./load-tasks.js";
-import { callCount, groupId, messageId, receiptCall } from "./workload.js";
+import { callCount, groupId, messageId, type ReceiptCall, receiptCall } from "./workload.js";
+
+/**
+ * SendReceipts of one call of the workload. With tenants, group g belongs to tenant
+ * g % apiKeys.length and is sent with that tenant's API key.
+ */
+export function sendReceiptCall(
+  client: grpc.Client,
+  call: ReceiptCall,
+  apiKeys: readonly string[] = [],
+): Promise<unknown> {
+  const metadata = new grpc.Metadata();
+  if (apiKeys.length > 0)
+    metadata.set("authorization", `Bearer ${apiKeys[call.group % apiKeys.length]}`);
+  return unary<{ receipts: unknown[] }>(
+    client,
+    "sendReceipts",
+    { conversationId: call.conversationId, readerId: call.readerId, messageIds: call.messageIds },
+    metadata,
+  );
+}
 
 export async function sendReceipts(
   task: Extract<LoadTask, { kind: "send" }>,
@@ -20,11 +40,7 @@ export async function sendReceipts(
     const call = receiptCall(task.workload, next);
     next += task.workers;
     const client = clients[turn++ % clients.length] as grpc.Client;
-    return unary<{ receipts: unknown[] }>(client, "sendReceipts", {
-      conversationId: call.conversationId,
-      readerId: call.readerId,
-      messageIds: call.messageIds,
-    }).then(() => call.messageIds.length);
+    return sendReceiptCall(client, call, task.apiKeys).then(() => call.messageIds.length);
   });
   for (const client of clients) client.close();
   return result;
