@@ -270,6 +270,7 @@ export class EndpointDelivery {
         timeoutMs: endpoint.timeoutMs,
         concurrency: endpoint.concurrency,
         signal: this.#stop.signal,
+        pool: `${this.#o.key.tenant}/${this.#o.key.endpoint}`,
       })
       .then((outcome) => this.#settleBatch(batch, endpoint, outcome))
       .catch((error: unknown) => {
