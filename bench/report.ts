@@ -161,7 +161,7 @@ function webhookRows(w: WebhooksResult, row: Row): void {
   const l = w.lag;
   row(
     `Webhooks: delivery lag at ${n(l.offeredReceiptsPerSecond, 0)} receipts/s (${w.tenants} tenants, one endpoint each)`,
-    `p50 ${n(l.fromAcknowledgement.p50Ms)} / p99 ${n(l.fromAcknowledgement.p99Ms)} / max ${n(l.fromAcknowledgement.maxMs)} ms from the acknowledgement; ${n(l.delivered, 0)} of ${n(l.acknowledged, 0)} acknowledged delivered, ${n(l.duplicates, 0)} twice or more, ${n(l.missing, 0)} missing (${n(l.acknowledgedPerSecond, 0)} acknowledged/s; call p99 ${n(l.callLatency.p99Ms)} ms; ${l.callErrors} errors; ${n(l.posts, 0)} POSTs, ${l.refusedPosts} refused)`,
+    `p50 ${n(l.fromAcknowledgement.p50Ms)} / p99 ${n(l.fromAcknowledgement.p99Ms)} / max ${n(l.fromAcknowledgement.maxMs)} ms from the acknowledgement; ${n(l.delivered, 0)} of ${n(l.acknowledged, 0)} acknowledged delivered, ${n(l.duplicates, 0)} twice or more, ${n(l.missing, 0)} missing (${n(l.acknowledgedPerSecond, 0)} acknowledged/s; call p99 ${n(l.callLatency.p99Ms)} ms; ${l.callErrors} errors; ${n(l.posts, 0)} POSTs, ${l.refusedPosts} refused)${l.saturated ? `; **the service was saturated** (closed-loop capacity in this run ${n(w.throughput.withoutWebhooks, 0)} receipts/s)` : ""}`,
     "—",
     "—",
     w.floors.lag.target,
@@ -171,8 +171,8 @@ function webhookRows(w: WebhooksResult, row: Row): void {
   row(
     "Webhooks: SendReceipts with one endpoint per tenant",
     `${n(t.withWebhooks, 0)} receipts/s (${t.callsInFlight} calls × ${t.workload.idsPerCall} ids in flight; ${t.errors} errors); delivered ${n(t.delivery.delivered, 0)} of ${n(t.delivery.acknowledged, 0)} acknowledged (${n(t.delivery.duplicates, 0)} twice), caught up ${n(t.delivery.caughtUpAfterMs / 1000, 1)} s after the load`,
-    `${n(t.withoutWebhooks, 0)} receipts/s without webhooks (rounds: ${t.rounds.map((r) => `${r.webhooks ? "with" : "without"} ${n(r.receiptsPerSecond, 0)}`).join(", ")})`,
-    `${n(t.ratio)}×`,
+    `${n(t.withoutWebhooks, 0)} receipts/s without webhooks (rounds: ${t.rounds.map((r) => `${r.webhooks ? "with" : "without"} ${n(r.receiptsPerSecond, 0)}, ${cpuLine(r.cpuPerReceipt)}`).join("; ")})`,
+    `${n(t.ratio)}× (service CPU per receipt: ${n(t.cpuRatio)}×)`,
     w.floors.throughput.target,
     met(w.floors.throughput),
   );

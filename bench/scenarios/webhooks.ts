@@ -5,6 +5,7 @@ import { type BenchContext, connectClients, seedWorkload } from "../bench-contex
 import { type LatencySummary, nowMs, ratio, round, summarize } from "../latency-stats.js";
 import type { PacedSendResult, ThroughputResult } from "../load-tasks.js";
 import { receiptKey } from "../paced-send.js";
+import { findStorePids, perUnit, startCpuMeter } from "../process-cpu.js";
 import { runLoad, type ServiceProcess } from "../processes.js";
 import { BenchWebhookReceiver } from "../webhook-receiver.js";
 import { messageId, receiptCall, userId, type Workload } from "../workload.js";
@@ -31,12 +32,21 @@ export interface WebhooksResult {
     readonly callLatency: LatencySummary;
     /** From each receipt's acknowledgement (its SendReceipts answer) to its event's arrival. */
     readonly fromAcknowledgement: LatencySummary;
+    /**
+     * The offered rate was above what the service acknowledged closed-loop in the same run
+     * (without webhooks), or its calls queued (p99 over 1 s): then the lag from the answer
+     * says little, since a queued call is answered after its receipt was already delivered.
+     */
+    readonly saturated: boolean;
   };
   readonly throughput: {
     readonly workload: Workload;
     readonly callsInFlight: number;
-    /** Receipts/s of each round, in the order run. */
-    readonly rounds: readonly { readonly webhooks: boolean; readonly receiptsPerSecond: number }[];
+    /**
+     * Receipts/s of each round, in the order run, and CPU µs per acknowledged receipt by
+     * process (with webhooks: until delivery caught up, so each receipt's delivery is in).
+     */
+    readonly rounds: readonly Round[];
     readonly withoutWebhooks: number;
     readonly withWebhooks: number;
     readonly errors: number;
@@ -48,11 +58,19 @@ export interface WebhooksResult {
       readonly caughtUpAfterMs: number;
     };
     readonly ratio: number;
+    /** Service CPU per receipt without webhooks over with: what throughput would follow alone. */
+    readonly cpuRatio: number;
   };
   readonly floors: {
     readonly lag: { readonly target: string; readonly met: boolean };
     readonly throughput: { readonly target: string; readonly met: boolean };
   };
+}
+
+interface Round {
+  readonly webhooks: boolean;
+  readonly receiptsPerSecond: number;
+  readonly cpuPerReceipt: Readonly<Record<string, number>>;
 }
 
 interface BenchTenant {
@@ -80,8 +98,9 @@ export async function webhooksScenario(context: BenchContext): Promise<WebhooksR
   await context.service.stop();
   const receiver = await new BenchWebhookReceiver().listen();
   try {
-    const lag = await measureLag(context, receiver, quick);
+    // Throughput first: the lag is measured right after, and read against that capacity.
     const throughput = await measureThroughput(context, receiver, quick);
+    const lag = await measureLag(context, receiver, quick, throughput.withoutWebhooks);
     const lagMet =
       lag.fromAcknowledgement.p99Ms <= 1_000 &&
       lag.missing === 0 &&
@@ -108,6 +127,7 @@ async function measureLag(
   context: BenchContext,
   receiver: BenchWebhookReceiver,
   quick: boolean,
+  capacity: number,
 ): Promise<WebhooksResult["lag"]> {
   const durationMs = quick ? 10_000 : 30_000;
   const offered = 1_000;
@@ -160,6 +180,7 @@ async function measureLag(
     const callErrors = results.reduce((sum, r) => sum + r.errors, 0);
     const firstError = results.find((r) => r.firstError)?.firstError;
     const elapsedMs = Math.max(...results.map((r) => r.elapsedMs));
+    const callLatency = summarize(results.flatMap((r) => r.latenciesMs));
     return {
       workload,
       offeredReceiptsPerSecond: offered,
@@ -174,8 +195,9 @@ async function measureLag(
       ...(firstError ? { firstError } : {}),
       refusedPosts: receiver.refused,
       posts: receiver.posts,
-      callLatency: summarize(results.flatMap((r) => r.latenciesMs)),
+      callLatency,
       fromAcknowledgement: summarize(lags),
+      saturated: capacity < offered || callLatency.p99Ms > 1_000,
     };
   } finally {
     await service.stop();
@@ -201,7 +223,9 @@ async function measureThroughput(
   // Alternating (ABBA in full mode) so that a machine slowing down during the run weighs
   // on both sides alike.
   const order = quick ? [false, true] : [false, true, true, false];
-  const rounds: { webhooks: boolean; receiptsPerSecond: number }[] = [];
+  const rounds: Round[] = [];
+  // Cassandra and Redis are on the path of the Cassandra store only; SQLite lives in the service.
+  const stores = context.backend === "cassandra" ? findStorePids() : {};
   let errors = 0;
   let delivery: WebhooksResult["throughput"]["delivery"] = {
     acknowledged: 0,
@@ -217,6 +241,7 @@ async function measureThroughput(
     try {
       await seedAndWarm(context, service, tenants, workload, receiver, webhooks);
       context.log(`webhooks: SendReceipts closed-loop, ${webhooks ? "with" : "without"} webhooks`);
+      const cpu = startCpuMeter({ service: service.pid, ...stores });
       const results = await Promise.all(
         Array.from({ length: loadProcesses }, (_, worker) =>
           runLoad<ThroughputResult>({
@@ -235,7 +260,7 @@ async function measureThroughput(
       const acknowledged = results.reduce((sum, r) => sum + r.receipts, 0);
       const elapsed = Math.max(...results.map((r) => r.elapsedMs));
       errors += results.reduce((sum, r) => sum + r.errors, 0);
-      rounds.push({ webhooks, receiptsPerSecond: round((acknowledged * 1000) / elapsed, 1) });
+      const receiptsPerSecond = round((acknowledged * 1000) / elapsed, 1);
       if (webhooks) {
         const ended = nowMs();
         // The last calls' receipts may be stored but unanswered (acknowledged counts only
@@ -252,16 +277,18 @@ async function measureThroughput(
           caughtUpAfterMs: Math.max(delivery.caughtUpAfterMs, round(nowMs() - ended, 0)),
         };
       }
+      rounds.push({ webhooks, receiptsPerSecond, cpuPerReceipt: perUnit(cpu(), acknowledged) });
     } finally {
       await service.stop();
     }
   }
-  const mean = (webhooks: boolean) => {
-    const figures = rounds.filter((r) => r.webhooks === webhooks).map((r) => r.receiptsPerSecond);
+  const mean = (webhooks: boolean, figure: (r: Round) => number) => {
+    const figures = rounds.filter((r) => r.webhooks === webhooks).map(figure);
     return round(figures.reduce((sum, x) => sum + x, 0) / figures.length, 1);
   };
-  const withoutWebhooks = mean(false);
-  const withWebhooks = mean(true);
+  const withoutWebhooks = mean(false, (r) => r.receiptsPerSecond);
+  const withWebhooks = mean(true, (r) => r.receiptsPerSecond);
+  const serviceCpu = (r: Round) => r.cpuPerReceipt.service ?? Number.NaN;
   return {
     workload: { prefix: `${context.runId}w*-`, ...shape },
     callsInFlight: loadProcesses * concurrency,
@@ -271,6 +298,7 @@ async function measureThroughput(
     errors,
     delivery,
     ratio: ratio(withWebhooks, withoutWebhooks),
+    cpuRatio: ratio(mean(false, serviceCpu), mean(true, serviceCpu)),
   };
 }
 
