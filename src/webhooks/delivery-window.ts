@@ -62,8 +62,16 @@ export class DeliveryWindow {
     queue.push({ event, entry });
   }
 
-  /** The oldest queued events of conversations not busy, up to `batchSize`; they become busy. */
-  take(batchSize: number): TakenEvents | undefined {
+  /**
+   * The oldest queued events of conversations not busy, up to `batchSize`; they become busy.
+   * With `unlessSince`, a batch that would not be full is not taken while the oldest of its
+   * events is later than `unlessSince` (it may wait for company).
+   */
+  take(batchSize: number, unlessSince?: number): TakenEvents | undefined {
+    if (unlessSince !== undefined) {
+      const { count, oldestAt } = this.#available(batchSize);
+      if (count < batchSize && oldestAt > unlessSince) return undefined;
+    }
     const events: WebhookEvent[] = [];
     const entries: WindowEntry[] = [];
     const conversations: string[] = [];
@@ -80,6 +88,25 @@ export class DeliveryWindow {
       if (queue.length === 0) this.#queued.delete(conversation);
     }
     return events.length === 0 ? undefined : { events, entries, conversations };
+  }
+
+  /** Events that could be taken now (counted up to `atMost`), and when the oldest happened. */
+  #available(atMost: number): { count: number; oldestAt: number } {
+    let count = 0;
+    let oldestAt = Number.POSITIVE_INFINITY;
+    for (const [conversation, queue] of this.#queued) {
+      if (count >= atMost) break;
+      if (this.#busy.has(conversation)) continue;
+      count += queue.length;
+      oldestAt = Math.min(oldestAt, queue[0]?.entry.at ?? oldestAt);
+    }
+    return { count, oldestAt };
+  }
+
+  /** When the oldest event that could be taken now happened, if there is one. */
+  oldestAvailableAt(): number | undefined {
+    const { count, oldestAt } = this.#available(1);
+    return count > 0 ? oldestAt : undefined;
   }
 
   /** A batch delivered or given up: its entries are done, its conversations free again. */

@@ -1,15 +1,11 @@
-import {
-  type WebhookEvent,
-  webhookBody,
-  webhookEventOf,
-  webhookId,
-} from "../api/webhook-payload.js";
+import { type WebhookEvent, webhookEventOf } from "../api/webhook-payload.js";
 import { ChangeLogExpiredError } from "../domain/errors.js";
 import { isPrivate } from "../domain/model.js";
 import type { Logger } from "../logger.js";
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../store/webhook-state.js";
-import { DeliveryWindow, type TakenEvents } from "./delivery-window.js";
+import { type Batch, batchOf, replayOf } from "./delivery-batch.js";
+import { DeliveryWindow } from "./delivery-window.js";
 import { Doorbell } from "./doorbell.js";
 import { retryDelayMs } from "./retry-delay.js";
 import type { WebhookEndpoint } from "./webhook-endpoint.js";
@@ -47,17 +43,6 @@ export interface EndpointDeliveryOptions {
   readonly pollMs?: number;
 }
 
-/** One POST's worth: new events from the window, or a failed delivery replayed (no events). */
-interface Batch extends TakenEvents {
-  readonly id: string;
-  readonly body: string;
-  readonly replayOf?: FailedDelivery;
-  firstAttemptAt: number;
-  attempts: number;
-  notBefore: number;
-  lastError: string;
-}
-
 /**
  * Delivers one tenant endpoint's events from the tenant's change log, while
  * this instance holds the endpoint's lease. It reads ahead of its cursor,
@@ -86,6 +71,8 @@ export class EndpointDelivery {
   readonly #doorbell = new Doorbell();
   readonly #poke = this.#doorbell.ring;
   #failing = false;
+  /** Events wait for company (lingerMs): the loop wakes to send them once they waited enough. */
+  #holding = false;
 
   /**
    * Resolves once the cursor is known: every change logged after that is delivered. A new
@@ -150,6 +137,8 @@ export class EndpointDelivery {
     const now = this.#clock();
     let next = this.#pollMs;
     for (const batch of this.#waiting) next = Math.min(next, Math.max(0, batch.notBefore - now));
+    const held = this.#holding ? this.#window.oldestAvailableAt() : undefined;
+    if (held !== undefined) next = Math.min(next, Math.max(0, held + lingerMs - now));
     return next;
   }
 
@@ -209,18 +198,7 @@ export class EndpointDelivery {
     }
     for (const failed of replays) {
       if (replaying.has(failed.webhookId) || this.#replaysInFlight.has(failed.webhookId)) continue;
-      this.#waiting.push({
-        id: failed.webhookId,
-        events: [],
-        entries: [],
-        conversations: [],
-        body: failed.body,
-        replayOf: failed,
-        firstAttemptAt: now,
-        attempts: 0,
-        notBefore: now,
-        lastError: "",
-      });
+      this.#waiting.push(replayOf(failed, now));
     }
   }
 
@@ -232,6 +210,7 @@ export class EndpointDelivery {
     // While its last attempt failed, an endpoint gets one request at a time: a receiver that is
     // down is probed, not hammered by every waiting batch; the first success restores the rest.
     const limit = this.#failing ? 1 : endpoint.concurrency;
+    this.#holding = false;
     while (this.#inFlight.size < limit) {
       const due = this.#waiting[0];
       if (due !== undefined && due.notBefore <= now) {
@@ -239,25 +218,21 @@ export class EndpointDelivery {
         this.#post(due, endpoint);
         continue;
       }
-      const batch = this.#nextBatch(endpoint, now);
+      // While a POST is out, a batch not yet full waits (lingerMs at most) for it to come back
+      // and for company: one POST then carries several calls' receipts, and a POST costs the
+      // service far more than an event does; a receiver that hangs holds the others that long.
+      const holdSince = this.#inFlight.size > 0 ? now - lingerMs : undefined;
+      const batch = this.#nextBatch(endpoint, now, holdSince);
+      this.#holding = batch === undefined && holdSince !== undefined;
       if (batch === undefined) return;
       this.#post(batch, endpoint);
     }
   }
 
   /** The oldest queued events of conversations not busy, up to the batch size. */
-  #nextBatch(endpoint: WebhookEndpoint, now: number): Batch | undefined {
-    const taken = this.#window.take(endpoint.batchSize);
-    if (taken === undefined) return undefined;
-    return {
-      ...taken,
-      id: webhookId(this.#o.key.endpoint, taken.events),
-      body: webhookBody(this.#o.key.tenant, taken.events),
-      firstAttemptAt: now,
-      attempts: 0,
-      notBefore: now,
-      lastError: "",
-    };
+  #nextBatch(endpoint: WebhookEndpoint, now: number, unlessSince?: number): Batch | undefined {
+    const taken = this.#window.take(endpoint.batchSize, unlessSince);
+    return taken === undefined ? undefined : batchOf(this.#o.key, taken, now);
   }
 
   #post(batch: Batch, endpoint: WebhookEndpoint): void {
@@ -388,3 +363,6 @@ export class EndpointDelivery {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
   }
 }
+
+/** How long events wait at most for a POST in flight to come back, to go together. */
+const lingerMs = 20;
