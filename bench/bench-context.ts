@@ -32,12 +32,30 @@ export interface BenchContext {
   };
   /** Where the embedded store lives, and scratch files (ceiling databases). */
   readonly scratchDir: string;
+  /**
+   * Another service process on the same store, with `env` added to the run's settings (a
+   * tenants file, say); the caller stops it.
+   */
+  startService(env: Record<string, string>): Promise<ServiceProcess>;
   log(message: string): void;
 }
 
-export function connectClients(address: string) {
+/** Clients of the service; with an API key, as that tenant's service caller. */
+export function connectClients(address: string, apiKey?: string) {
   // One HTTP/2 connection (gRPC over h2c) for the benchmark's own setup and probe calls.
-  const transport = createGrpcTransport({ baseUrl: `http://${address}` });
+  const transport = createGrpcTransport({
+    baseUrl: `http://${address}`,
+    ...(apiKey === undefined
+      ? {}
+      : {
+          interceptors: [
+            (next) => (request) => {
+              request.header.set("authorization", `Bearer ${apiKey}`);
+              return next(request);
+            },
+          ],
+        }),
+  });
   return {
     receipts: createClient(ReadReceiptService, transport),
     membership: createClient(MembershipService, transport),
@@ -45,18 +63,25 @@ export function connectClients(address: string) {
   };
 }
 
-/** Creates the workload's groups, members and messages through the API. */
-export async function seedWorkload(context: BenchContext, w: Workload): Promise<void> {
+/**
+ * Creates the workload's groups, members and messages through the API; with tenants, each
+ * group through its tenant's clients (`clientsOf`).
+ */
+export async function seedWorkload(
+  context: BenchContext,
+  w: Workload,
+  clientsOf: (group: number) => BenchContext = () => context,
+): Promise<void> {
   const groups = Array.from({ length: w.groups }, (_, g) => g);
   await mapConcurrently(groups, 8, async (g) => {
     await addMembers(
-      context,
+      clientsOf(g),
       groupId(w, g),
       Array.from({ length: w.members }, (_, m) => userId(w, g, m)),
       w.sentAt - 3_600_000,
     );
     await trackMessages(
-      context,
+      clientsOf(g),
       Array.from({ length: w.messagesPerGroup }, (_, k) => ({
         conversationId: groupId(w, g),
         messageId: messageId(w, g, k),

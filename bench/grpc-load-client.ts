@@ -31,11 +31,16 @@ export function grpcClient(service: DescService, address: string, connection = 0
   });
 }
 
-export function unary<O>(client: grpc.Client, method: string, request: unknown): Promise<O> {
+export function unary<O>(
+  client: grpc.Client,
+  method: string,
+  request: unknown,
+  metadata: grpc.Metadata = new grpc.Metadata(),
+): Promise<O> {
   return new Promise((resolve, reject) => {
     const call = (client as unknown as Record<string, Method>)[method];
     if (call === undefined) throw new Error(`no method ${method}`);
-    call.call(client, request, (error: grpc.ServiceError | null, response: O) =>
+    call.call(client, request, metadata, (error: grpc.ServiceError | null, response: O) =>
       error === null ? resolve(response) : reject(error),
     );
   });

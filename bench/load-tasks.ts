@@ -12,6 +12,21 @@ export type LoadTask =
       readonly concurrency: number;
       readonly connections: number;
       readonly durationMs: number;
+      /** With tenants: group g is sent with apiKeys[g % length]; none in development mode. */
+      readonly apiKeys?: readonly string[];
+    }
+  | {
+      /** SendReceipts open-loop at a fixed rate, recording when each receipt was acknowledged. */
+      readonly kind: "paced-send";
+      readonly address: string;
+      readonly workload: Workload;
+      readonly worker: number;
+      readonly workers: number;
+      readonly apiKeys: readonly string[];
+      /** Receipts per second offered by this process. */
+      readonly receiptsPerSecond: number;
+      readonly tickMs: number;
+      readonly durationMs: number;
     }
   | {
       readonly kind: "streams";
@@ -70,6 +85,16 @@ export interface ThroughputResult {
   readonly firstError?: string;
   readonly elapsedMs: number;
   readonly latenciesMs: number[];
+}
+
+export interface PacedSendResult {
+  readonly calls: number;
+  readonly errors: number;
+  readonly firstError?: string;
+  readonly elapsedMs: number;
+  readonly latenciesMs: number[];
+  /** Per receipt acknowledged (`<message id>/<reader id>`): when its answer came, wall clock ms. */
+  readonly acknowledgedAt: Record<string, number>;
 }
 
 export interface StreamsResult {

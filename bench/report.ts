@@ -7,6 +7,7 @@ import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
 import type { LargeGroupResult } from "./scenarios/large-group.js";
 import type { SendReceiptsResult } from "./scenarios/send-receipts.js";
 import type { SoakResult } from "./scenarios/soak.js";
+import type { WebhooksResult } from "./scenarios/webhooks.js";
 
 export interface BackendResults {
   send?: SendReceiptsResult;
@@ -16,6 +17,7 @@ export interface BackendResults {
   idleStreams?: IdleStreamsResult;
   largeGroup?: LargeGroupResult;
   soak?: SoakResult;
+  webhooks?: WebhooksResult;
   failures: Record<string, string>;
 }
 
@@ -146,10 +148,32 @@ export function renderTable(results: BenchResults): string {
         met(s.floor),
       );
     }
+    if (r.webhooks) webhookRows(r.webhooks, row);
     ceilingRows(results.ceilings, r, row);
     for (const [scenario, error] of Object.entries(r.failures)) {
       row(scenario, `failed: ${error.split("\n")[0]}`, "—", "—", "—", "**not run**");
     }
   }
   return lines.join("\n");
+}
+
+function webhookRows(w: WebhooksResult, row: Row): void {
+  const l = w.lag;
+  row(
+    `Webhooks: delivery lag at ${n(l.offeredReceiptsPerSecond, 0)} receipts/s (${w.tenants} tenants, one endpoint each)`,
+    `p50 ${n(l.fromAcknowledgement.p50Ms)} / p99 ${n(l.fromAcknowledgement.p99Ms)} / max ${n(l.fromAcknowledgement.maxMs)} ms from the acknowledgement; ${n(l.delivered, 0)} of ${n(l.acknowledged, 0)} acknowledged delivered, ${n(l.duplicates, 0)} twice or more, ${n(l.missing, 0)} missing (${n(l.acknowledgedPerSecond, 0)} acknowledged/s; call p99 ${n(l.callLatency.p99Ms)} ms; ${l.callErrors} errors; ${n(l.posts, 0)} POSTs, ${l.refusedPosts} refused)${l.saturated ? `; **the service was saturated** (closed-loop capacity in this run ${n(w.throughput.withoutWebhooks, 0)} receipts/s)` : ""}`,
+    "—",
+    "—",
+    w.floors.lag.target,
+    met(w.floors.lag),
+  );
+  const t = w.throughput;
+  row(
+    "Webhooks: SendReceipts with one endpoint per tenant",
+    `${n(t.withWebhooks, 0)} receipts/s (${t.callsInFlight} calls × ${t.workload.idsPerCall} ids in flight; ${t.errors} errors); delivered ${n(t.delivery.delivered, 0)} of ${n(t.delivery.acknowledged, 0)} acknowledged (${n(t.delivery.duplicates, 0)} twice), caught up ${n(t.delivery.caughtUpAfterMs / 1000, 1)} s after the load`,
+    `${n(t.withoutWebhooks, 0)} receipts/s without webhooks (rounds: ${t.rounds.map((r) => `${r.webhooks ? "with" : "without"} ${n(r.receiptsPerSecond, 0)}, ${cpuLine(r.cpuPerReceipt)}`).join("; ")})`,
+    `${n(t.ratio)}× (service CPU per receipt: ${n(t.cpuRatio)}×)`,
+    w.floors.throughput.target,
+    met(w.floors.throughput),
+  );
 }

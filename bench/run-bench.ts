@@ -16,6 +16,7 @@ import { idleStreamsScenario } from "./scenarios/idle-streams.js";
 import { largeGroupScenario } from "./scenarios/large-group.js";
 import { sendReceiptsScenario } from "./scenarios/send-receipts.js";
 import { soakScenario } from "./scenarios/soak.js";
+import { webhooksScenario } from "./scenarios/webhooks.js";
 
 /**
  * `npm run bench [-- --quick] [-- --store=embedded,cassandra] [-- --only=send,get]
@@ -33,6 +34,7 @@ const scenarioNames = [
   "idleStreams",
   "largeGroup",
   "soak",
+  "webhooks",
 ] as const;
 
 const { values } = parseArgs({
@@ -185,6 +187,11 @@ async function main(): Promise<void> {
             redisPrefix,
             cassandra,
             scratchDir,
+            startService: (extra) =>
+              startService(
+                { ...env, ...extra },
+                profiled.has(name) ? { cpuProfileDir: profileDir } : {},
+              ),
             log: (message) => log(`${backend}: ${message}`),
           };
           switch (name) {
@@ -213,6 +220,9 @@ async function main(): Promise<void> {
               break;
             case "soak":
               out.soak = await soakScenario(context, peaks);
+              break;
+            case "webhooks":
+              out.webhooks = await webhooksScenario(context);
               break;
           }
         } catch (error) {

@@ -137,6 +137,36 @@ describe("the webhook sender", () => {
     expect(connections).toBe(0);
   });
 
+  it("gives each endpoint connections of its own: endpoints at one receiver never queue behind each other", async () => {
+    const shared = await new WebhookReceiver().listen();
+    closers.push(() => shared.close());
+    const held: (() => void)[] = [];
+    closers.push(() => {
+      for (const release of held) release();
+    });
+    // Tenant acme's receiver holds its request; globex's, at the same host, answers at once.
+    shared.answer = (request, response) => {
+      if (request.body.includes("acme")) held.push(() => response.writeHead(204).end());
+      else response.writeHead(204).end();
+    };
+    const sender = new WebhookSender(open);
+    closers.push(() => sender.close());
+    const acme = sender.send(shared.url, {}, '{"tenant":"acme"}', {
+      ...sendOptions,
+      pool: "acme/crm",
+    });
+    await shared.until(() => shared.received.length === 1);
+    const started = performance.now();
+    const globex = await sender.send(shared.url, {}, '{"tenant":"globex"}', {
+      ...sendOptions,
+      pool: "globex/crm",
+    });
+    expect(globex).toEqual({ kind: "delivered", status: 204 });
+    expect(performance.now() - started).toBeLessThan(1_000);
+    for (const release of held.splice(0)) release();
+    expect(await acme).toEqual({ kind: "delivered", status: 204 });
+  });
+
   it("does not follow redirects", async () => {
     const target = await new WebhookReceiver().listen();
     closers.push(() => target.close());

@@ -1,14 +1,12 @@
-import {
-  type WebhookEvent,
-  webhookBody,
-  webhookEventOf,
-  webhookId,
-} from "../api/webhook-payload.js";
+import { type WebhookEvent, webhookEventOf } from "../api/webhook-payload.js";
 import { ChangeLogExpiredError } from "../domain/errors.js";
 import { isPrivate } from "../domain/model.js";
 import type { Logger } from "../logger.js";
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../store/webhook-state.js";
+import { type Batch, batchOf, replayOf } from "./delivery-batch.js";
+import { DeliveryWindow } from "./delivery-window.js";
+import { Doorbell } from "./doorbell.js";
 import { retryDelayMs } from "./retry-delay.js";
 import type { WebhookEndpoint } from "./webhook-endpoint.js";
 import type { SendOutcome, WebhookSender } from "./webhook-sender.js";
@@ -45,27 +43,6 @@ export interface EndpointDeliveryOptions {
   readonly pollMs?: number;
 }
 
-/** A change of the log read ahead of the cursor; done once delivered, given up or not wanted. */
-interface Entry {
-  readonly position: string;
-  /** When it happened or was read: what lag is measured from. */
-  readonly at: number;
-  done: boolean;
-}
-
-interface Batch {
-  readonly id: string;
-  readonly events: readonly WebhookEvent[];
-  readonly entries: readonly Entry[];
-  readonly conversations: readonly string[];
-  readonly body: string;
-  readonly replayOf?: FailedDelivery;
-  firstAttemptAt: number;
-  attempts: number;
-  notBefore: number;
-  lastError: string;
-}
-
 /**
  * Delivers one tenant endpoint's events from the tenant's change log, while
  * this instance holds the endpoint's lease. It reads ahead of its cursor,
@@ -82,24 +59,20 @@ export class EndpointDelivery {
   readonly #windowSize: number;
   readonly #pollMs: number;
   readonly #stop = new AbortController();
-  readonly #window: Entry[] = [];
-  #windowStart = 0;
-  /** Queued events per conversation, in log order; a conversation's entry goes when it empties. */
-  readonly #queued = new Map<string, { event: WebhookEvent; entry: Entry }[]>();
-  /** Conversations with a batch in flight or waiting to be retried. */
-  readonly #busy = new Set<string>();
+  readonly #window = new DeliveryWindow();
   readonly #waiting: Batch[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   readonly #replaysInFlight = new Set<string>();
-  #undelivered = 0;
   #lastRead = "";
   #cursor = "";
   #savedCursor = "";
   #lastSaveAt = 0;
   #lastReplayCheck = 0;
-  #wake: (() => void) | undefined;
-  #woken = false;
+  readonly #doorbell = new Doorbell();
+  readonly #poke = this.#doorbell.ring;
   #failing = false;
+  /** Events wait for company (lingerMs): the loop wakes to send them once they waited enough. */
+  #holding = false;
 
   /**
    * Resolves once the cursor is known: every change logged after that is delivered. A new
@@ -142,7 +115,7 @@ export class EndpointDelivery {
         this.#dispatch();
         await this.#advanceCursor(false);
         this.#o.observer.lag(key, this.#lagSeconds());
-        await this.#sleep(this.#nextWakeIn());
+        await this.#doorbell.sleep(this.#nextWakeIn(), this.#stop.signal);
       }
     } finally {
       unlisten();
@@ -160,31 +133,12 @@ export class EndpointDelivery {
     this.#poke();
   }
 
-  readonly #poke = (): void => {
-    this.#woken = true;
-    this.#wake?.();
-  };
-
-  async #sleep(ms: number): Promise<void> {
-    if (this.#woken || this.stopped) {
-      this.#woken = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.#wake = undefined;
-    this.#woken = false;
-  }
-
   #nextWakeIn(): number {
     const now = this.#clock();
     let next = this.#pollMs;
     for (const batch of this.#waiting) next = Math.min(next, Math.max(0, batch.notBefore - now));
+    const held = this.#holding ? this.#window.oldestAvailableAt() : undefined;
+    if (held !== undefined) next = Math.min(next, Math.max(0, held + lingerMs - now));
     return next;
   }
 
@@ -192,12 +146,7 @@ export class EndpointDelivery {
     const { feed, key, logger } = this.#o;
     const endpoint = this.#o.endpoint();
     if (endpoint === undefined) return;
-    // Undelivered events are bounded by the window; delivered ones behind an old undelivered one
-    // (a conversation still retrying) cost a few bytes each, and are bounded ten times higher.
-    const room = Math.min(
-      this.#windowSize - this.#undelivered,
-      10 * this.#windowSize - (this.#window.length - this.#windowStart),
-    );
+    const room = this.#window.room(this.#windowSize);
     if (room <= 0) return;
     let changes: Awaited<ReturnType<ChangeFeed["readAfter"]>>;
     try {
@@ -215,29 +164,21 @@ export class EndpointDelivery {
         "webhooks: changes after the cursor expired from the change log before delivery",
       );
       this.#lastRead = head;
-      if (this.#windowStart === this.#window.length) this.#cursor = head;
+      if (this.#window.empty) this.#cursor = head;
       return;
     }
     const now = this.#clock();
     for (const positioned of changes) {
       const event = webhookEventOf(key.tenant, positioned);
       const { change } = positioned;
-      const entry: Entry = {
-        position: positioned.position,
-        at: change.kind === "receipt" ? Math.min(change.readAt, now) : now,
-        // A private read is for its reader's own devices only: never sent to the tenant's endpoints.
-        done: isPrivate(change) || !endpoint.events.includes(event.type as never),
-      };
-      this.#window.push(entry);
+      // A private read is for its reader's own devices only: never sent to the tenant's endpoints.
+      const wanted = !isPrivate(change) && endpoint.events.includes(event.type as never);
+      this.#window.add(
+        positioned.position,
+        change.kind === "receipt" ? Math.min(change.readAt, now) : now,
+        wanted ? event : undefined,
+      );
       this.#lastRead = positioned.position;
-      if (entry.done) continue;
-      this.#undelivered += 1;
-      let queue = this.#queued.get(event.conversationId);
-      if (queue === undefined) {
-        queue = [];
-        this.#queued.set(event.conversationId, queue);
-      }
-      queue.push({ event, entry });
     }
     if (changes.length > 0) this.#poke();
   }
@@ -257,18 +198,7 @@ export class EndpointDelivery {
     }
     for (const failed of replays) {
       if (replaying.has(failed.webhookId) || this.#replaysInFlight.has(failed.webhookId)) continue;
-      this.#waiting.push({
-        id: failed.webhookId,
-        events: [],
-        entries: [],
-        conversations: [],
-        body: failed.body,
-        replayOf: failed,
-        firstAttemptAt: now,
-        attempts: 0,
-        notBefore: now,
-        lastError: "",
-      });
+      this.#waiting.push(replayOf(failed, now));
     }
   }
 
@@ -280,6 +210,7 @@ export class EndpointDelivery {
     // While its last attempt failed, an endpoint gets one request at a time: a receiver that is
     // down is probed, not hammered by every waiting batch; the first success restores the rest.
     const limit = this.#failing ? 1 : endpoint.concurrency;
+    this.#holding = false;
     while (this.#inFlight.size < limit) {
       const due = this.#waiting[0];
       if (due !== undefined && due.notBefore <= now) {
@@ -287,41 +218,21 @@ export class EndpointDelivery {
         this.#post(due, endpoint);
         continue;
       }
-      const batch = this.#nextBatch(endpoint, now);
+      // While a POST is out, a batch not yet full waits (lingerMs at most) for it to come back
+      // and for company: one POST then carries several calls' receipts, and a POST costs the
+      // service far more than an event does; a receiver that hangs holds the others that long.
+      const holdSince = this.#inFlight.size > 0 ? now - lingerMs : undefined;
+      const batch = this.#nextBatch(endpoint, now, holdSince);
+      this.#holding = batch === undefined && holdSince !== undefined;
       if (batch === undefined) return;
       this.#post(batch, endpoint);
     }
   }
 
   /** The oldest queued events of conversations not busy, up to the batch size. */
-  #nextBatch(endpoint: WebhookEndpoint, now: number): Batch | undefined {
-    const events: WebhookEvent[] = [];
-    const entries: Entry[] = [];
-    const conversations: string[] = [];
-    for (const [conversation, queue] of this.#queued) {
-      if (events.length >= endpoint.batchSize) break;
-      if (this.#busy.has(conversation)) continue;
-      const taken = queue.splice(0, endpoint.batchSize - events.length);
-      for (const { event, entry } of taken) {
-        events.push(event);
-        entries.push(entry);
-      }
-      conversations.push(conversation);
-      this.#busy.add(conversation);
-      if (queue.length === 0) this.#queued.delete(conversation);
-    }
-    if (events.length === 0) return undefined;
-    return {
-      id: webhookId(this.#o.key.endpoint, events),
-      events,
-      entries,
-      conversations,
-      body: webhookBody(this.#o.key.tenant, events),
-      firstAttemptAt: now,
-      attempts: 0,
-      notBefore: now,
-      lastError: "",
-    };
+  #nextBatch(endpoint: WebhookEndpoint, now: number, unlessSince?: number): Batch | undefined {
+    const taken = this.#window.take(endpoint.batchSize, unlessSince);
+    return taken === undefined ? undefined : batchOf(this.#o.key, taken, now);
   }
 
   #post(batch: Batch, endpoint: WebhookEndpoint): void {
@@ -334,6 +245,7 @@ export class EndpointDelivery {
         timeoutMs: endpoint.timeoutMs,
         concurrency: endpoint.concurrency,
         signal: this.#stop.signal,
+        pool: `${this.#o.key.tenant}/${this.#o.key.endpoint}`,
       })
       .then((outcome) => this.#settleBatch(batch, endpoint, outcome))
       .catch((error: unknown) => {
@@ -353,7 +265,7 @@ export class EndpointDelivery {
     const now = this.#clock();
     if (outcome.kind === "delivered") {
       if (batch.replayOf !== undefined) await state.removeFailed(key, batch.id);
-      this.#finish(batch);
+      this.#window.finish(batch);
       observer.delivered(key, batch.events, now);
       this.#setFailing(false);
       return;
@@ -405,7 +317,7 @@ export class EndpointDelivery {
       replayRequested: false,
     });
     observer.failed(key, batch.replayOf?.eventCount ?? batch.events.length);
-    this.#finish(batch);
+    this.#window.finish(batch);
   }
 
   #retryLater(batch: Batch, retryAfterMs: number | undefined): void {
@@ -417,12 +329,6 @@ export class EndpointDelivery {
     this.#waiting.push(batch);
   }
 
-  #finish(batch: Batch): void {
-    for (const entry of batch.entries) entry.done = true;
-    this.#undelivered -= batch.entries.length;
-    for (const conversation of batch.conversations) this.#busy.delete(conversation);
-  }
-
   #setFailing(failing: boolean): void {
     if (failing === this.#failing) return;
     this.#failing = failing;
@@ -430,16 +336,7 @@ export class EndpointDelivery {
   }
 
   async #advanceCursor(force: boolean): Promise<void> {
-    while (this.#windowStart < this.#window.length) {
-      const entry = this.#window[this.#windowStart] as Entry;
-      if (!entry.done) break;
-      this.#cursor = entry.position;
-      this.#windowStart += 1;
-    }
-    if (this.#windowStart > 4_096) {
-      this.#window.splice(0, this.#windowStart);
-      this.#windowStart = 0;
-    }
+    this.#cursor = this.#window.advance() ?? this.#cursor;
     const now = this.#clock();
     if (this.#cursor === this.#savedCursor || (!force && now - this.#lastSaveAt < 200)) return;
     await this.#save(this.#cursor);
@@ -457,8 +354,8 @@ export class EndpointDelivery {
   }
 
   #lagSeconds(): number {
-    const oldest = this.#window[this.#windowStart];
-    return oldest === undefined ? 0 : Math.max(0, (this.#clock() - oldest.at) / 1000);
+    const oldest = this.#window.oldestAt();
+    return oldest === undefined ? 0 : Math.max(0, (this.#clock() - oldest) / 1000);
   }
 
   /** Waits for requests in flight (stop() aborted them), then forgets what is left. */
@@ -466,3 +363,6 @@ export class EndpointDelivery {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
   }
 }
+
+/** How long events wait at most for a POST in flight to come back, to go together. */
+const lingerMs = 20;

@@ -21,7 +21,9 @@ export type SendOutcome =
 const maxResponseBytes = 4_096;
 
 /**
- * POSTs webhook bodies over keep-alive connections, one pool per endpoint.
+ * POSTs webhook bodies over keep-alive connections, one pool per endpoint (`pool`), so that
+ * endpoints of several tenants at one receiver never wait for each other's connections (nor
+ * spend their timeout queued behind them).
  * Redirects are never followed (a 3xx is an answer to retry), bodies are read
  * only up to a few kilobytes, and every connection goes through the URL
  * rules' address check.
@@ -42,6 +44,8 @@ export class WebhookSender {
       readonly timeoutMs: number;
       readonly concurrency: number;
       readonly signal?: AbortSignal;
+      /** Names the endpoint whose connections to use; requests without one share by origin. */
+      readonly pool?: string;
     },
   ): Promise<SendOutcome> {
     const target = new URL(url);
@@ -54,7 +58,7 @@ export class WebhookSender {
     if (!secure && !this.#rules.allowPrivate) {
       return Promise.resolve({ kind: "retry", reason: "EWEBHOOKSCHEME" });
     }
-    const agent = this.#agentFor(target, secure, options.concurrency);
+    const agent = this.#agentFor(options.pool ?? "", target, secure, options.concurrency);
     const payload = Buffer.from(body, "utf8");
     return new Promise((resolve) => {
       let settled = false;
@@ -107,8 +111,8 @@ export class WebhookSender {
     this.#agents.clear();
   }
 
-  #agentFor(target: URL, secure: boolean, concurrency: number): http.Agent {
-    const key = `${target.origin}|${concurrency}`;
+  #agentFor(pool: string, target: URL, secure: boolean, concurrency: number): http.Agent {
+    const key = `${pool}|${target.origin}|${concurrency}`;
     let agent = this.#agents.get(key);
     if (agent === undefined) {
       const options = {
