@@ -1,10 +1,12 @@
 import type { Client } from "cassandra-driver";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
 import { serviceCaller } from "../src/domain/caller.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { ReadMember, TrackedMessage } from "../src/domain/model.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
+import { defaultTenantSettings } from "../src/domain/tenant-settings.js";
 import type { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
@@ -55,6 +57,11 @@ describe("a group of 100,000 members on Cassandra", () => {
     receipts = new ReceiptService({
       store,
       feed: embeddedFeed(),
+      // Member lists of any group: this test pages through the whole 100,000-member one.
+      policy: new AccessPolicy({
+        store,
+        settingsOf: () => ({ ...defaultTenantSettings, maxGroupSizeForMemberLists: Infinity }),
+      }),
     });
     const membership = new MembershipService({ store });
     await timed("add 100,000 members (100 calls)", async () => {
