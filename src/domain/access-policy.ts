@@ -284,27 +284,18 @@ export class AccessPolicy {
     if (readerId !== undefined) {
       // A user's own reads (its private ones too) are its own to follow, in any conversation.
       if (readerId === caller.userId) return signal;
-      throw new ReceiptError(
-        "permission_denied",
-        "a user may follow only its own reads",
-        "reader_id",
-      );
+      throw refused("a user may follow only its own reads", "reader_id");
     }
     const senderId = optionalId("sender_id", request.senderId);
     if (senderId !== undefined) {
       if (senderId !== caller.userId) {
-        throw new ReceiptError(
-          "permission_denied",
-          "a user may watch only the messages they sent",
-          "sender_id",
-        );
+        throw refused("a user may watch only the messages they sent", "sender_id");
       }
       // Only the user's own messages pass a sender filter, whatever the conversations.
       return signal;
     }
     if (request.conversationIds.length === 0) {
-      throw new ReceiptError(
-        "permission_denied",
+      throw refused(
         "a user must watch their own sender_id or conversations they belong to",
         "conversation_ids",
       );
@@ -389,11 +380,14 @@ function requireMessagesOf(
   }
 }
 
+const refused = (message: string, field: string): ReceiptError =>
+  new ReceiptError("permission_denied", message, field);
+
 const notYours = (field: string): ReceiptError =>
-  new ReceiptError("permission_denied", "not a conversation of the caller", field);
+  refused("not a conversation of the caller", field);
 
 const senderOnly = (field: string): ReceiptError =>
-  new ReceiptError("permission_denied", "only the sender may list who has read a message", field);
+  refused("only the sender may list who has read a message", field);
 
 const notTracked = (id: string, conversationId: string, field: string): ReceiptError =>
   new ReceiptError(
