@@ -15,11 +15,13 @@
  * expired rows at once (docs/operations.md says what to set in production).
  * Runs directly on Node 24 (type stripping); the service is imported from dist/.
  */
+
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { serviceCaller } from "../src/domain/caller.js";
 
 const root = join(import.meta.dirname, "..");
 const fromDist = async <T>(path: string): Promise<T> =>
@@ -184,6 +186,7 @@ async function readBatch(
   const ids = Array.from({ length: count }, () => `${prefix}-${randomUUID()}`);
   await service.trackMessages(
     tenant,
+    serviceCaller,
     ids.map((messageId, i) => ({
       conversationId: group,
       conversationType: "group" as const,
@@ -196,11 +199,13 @@ async function readBatch(
   // Ten readers at a time: enough to keep the store busy, without queueing thousands of requests.
   for (let i = 0; i < readers.length; i += 10) {
     await Promise.all(
-      readers
-        .slice(i, i + 10)
-        .map((readerId) =>
-          service.sendReceipts(tenant, { conversationId: group, readerId, messageIds: ids }),
-        ),
+      readers.slice(i, i + 10).map((readerId) =>
+        service.sendReceipts(tenant, serviceCaller, {
+          conversationId: group,
+          readerId,
+          messageIds: ids,
+        }),
+      ),
     );
   }
   return ids.length * readers.length;

@@ -134,7 +134,8 @@ export async function startApp(
       redisClusterNodes: config.redisClusterNodes,
       keyPrefix: `${config.redisKeyPrefix}rate:`,
     },
-    store: backend.store,
+    // Measured: the policy's reads are the calls' reads, timed like the services' own.
+    store: ops.store,
     memberships,
     logger,
     onRateLimited: () => ops.metrics.rateLimitRejections.inc({ limit: "request_rate" }),
@@ -148,12 +149,14 @@ export async function startApp(
   });
   const watcher = new ReceiptWatcher({
     feed: ops.feed,
+    policy: access.policy,
     ...config.watch,
     views: new ReaderView(ops.store, privacy),
   });
   const receipts = new ReceiptService({
     ...ops,
     privacy,
+    policy: access.policy,
     retentionOf: (tenant) => access.registry.settingsOf(tenant).retentionMs,
     onAnnounceError: (error, what) =>
       // Not lost: the change stays in the store's outbox and the next sweep publishes it.
@@ -190,7 +193,6 @@ export async function startApp(
         store: ops.store,
       },
       privacy: new PrivacyService({ store: ops.store, privacy }),
-      policy: access.policy,
       logger,
     },
     {

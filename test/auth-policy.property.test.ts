@@ -1,13 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  AccessPolicy,
-  type Caller,
-  serviceCaller,
-  type TenantSettings,
-} from "../src/domain/access-policy.js";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { type Caller, requireService, serviceCaller } from "../src/domain/caller.js";
 import { ReceiptError } from "../src/domain/errors.js";
 import type { ConversationType, TrackedMessage } from "../src/domain/model.js";
+import type { TenantSettings } from "../src/domain/tenant-settings.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
@@ -260,7 +257,7 @@ async function actual(
   try {
     switch (request.rpc) {
       case "membership":
-        policy.requireService(caller, "MembershipService");
+        requireService(caller, "MembershipService");
         break;
       case "track":
         await policy.authorizeTrackMessages(

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
 import { CassandraDeletionMarkers } from "../src/store/cassandra/cassandra-deletion-markers.js";
 import { bucketMs } from "../src/store/cassandra/cassandra-messages.js";
@@ -34,7 +35,7 @@ describe("Cassandra store: deleting messages", () => {
     const feed = embeddedFeed();
     const service = new ReceiptService({ store: remembering, feed });
     await expectReceiptError(
-      service.sendReceipts(tenant, {
+      service.sendReceipts(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "u000001",
         messageIds: [message.messageId],

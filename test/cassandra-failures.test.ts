@@ -1,5 +1,6 @@
 import { types } from "cassandra-driver";
 import { describe, expect, it } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { StoreUnavailableError } from "../src/domain/errors.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
@@ -62,18 +63,18 @@ describe("Cassandra store: failures and recovery", () => {
     });
     const membership = new MembershipService({ store });
     try {
-      await membership.addMembers(tenant, {
+      await membership.addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: users("u", 4),
         joinedAt: minutes(0),
       });
-      await receipts.trackMessages(tenant, [
+      await receipts.trackMessages(tenant, serviceCaller, [
         { ...groupMessage("m1", "g", "u000000", minutes(10)), conversationType: "group" },
       ]);
 
       proxy.cut();
       await expect(
-        receipts.sendReceipts(tenant, {
+        receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "u000001",
           messageIds: ["m1"],
@@ -84,7 +85,7 @@ describe("Cassandra store: failures and recovery", () => {
       let after: Awaited<ReturnType<typeof receipts.getReceipts>> | undefined;
       for (let i = 0; i < 100 && after === undefined; i++) {
         after = await receipts
-          .getReceipts(tenant, { conversationId: "g", messageIds: ["m1"] })
+          .getReceipts(tenant, serviceCaller, { conversationId: "g", messageIds: ["m1"] })
           .catch(async () => {
             await new Promise((resolve) => setTimeout(resolve, 50));
             return undefined;
@@ -92,7 +93,7 @@ describe("Cassandra store: failures and recovery", () => {
       }
       expect(after?.[0]).toMatchObject({ readCount: 0, unreadCount: 3 });
       // The client retries: the receipt counts once.
-      const [sent] = await receipts.sendReceipts(tenant, {
+      const [sent] = await receipts.sendReceipts(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "u000001",
         messageIds: ["m1"],

@@ -1,9 +1,12 @@
 import type { Client } from "cassandra-driver";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { ReadMember, TrackedMessage } from "../src/domain/model.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
+import { defaultTenantSettings } from "../src/domain/tenant-settings.js";
 import type { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
@@ -54,18 +57,23 @@ describe("a group of 100,000 members on Cassandra", () => {
     receipts = new ReceiptService({
       store,
       feed: embeddedFeed(),
+      // Member lists of any group: this test pages through the whole 100,000-member one.
+      policy: new AccessPolicy({
+        store,
+        settingsOf: () => ({ ...defaultTenantSettings, maxGroupSizeForMemberLists: Infinity }),
+      }),
     });
     const membership = new MembershipService({ store });
     await timed("add 100,000 members (100 calls)", async () => {
       for (let i = 0; i < memberCount; i += 1_000) {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "big",
           userIds: members.slice(i, i + 1_000),
           joinedAt: minutes(0),
         });
       }
     });
-    await membership.addMembers(tenant, {
+    await membership.addMembers(tenant, serviceCaller, {
       groupId: "small",
       userIds: users("s", 10),
       joinedAt: minutes(0),
@@ -82,14 +90,16 @@ describe("a group of 100,000 members on Cassandra", () => {
   it("tracks a message with the same requests as in a group of 10", async () => {
     counter.reset();
     await timed("track in 10-member group", () =>
-      receipts.trackMessages(tenant, [
+      receipts.trackMessages(tenant, serviceCaller, [
         { ...groupMessage("small-1", "small", "s000000", minutes(10)) },
       ]),
     );
     const small = counter.count();
     counter.reset();
     await timed("track in 100,000-member group", () =>
-      receipts.trackMessages(tenant, [{ ...groupMessage("big-1", "big", "u000000", minutes(10)) }]),
+      receipts.trackMessages(tenant, serviceCaller, [
+        { ...groupMessage("big-1", "big", "u000000", minutes(10)) },
+      ]),
     );
     expect(counter.count()).toBe(small);
     expect(counter.count("memberships")).toBe(0);
@@ -98,7 +108,7 @@ describe("a group of 100,000 members on Cassandra", () => {
   it("counts the audience with one read of the group's size", async () => {
     counter.reset();
     const [receipt] = await timed("GetReceipts, cold", () =>
-      receipts.getReceipts(tenant, { conversationId: "big", messageIds: ["big-1"] }),
+      receipts.getReceipts(tenant, serviceCaller, { conversationId: "big", messageIds: ["big-1"] }),
     );
     expect(receipt).toMatchObject({ readCount: 0, unreadCount: memberCount - 1 });
     // The group's version, then its size at sent_at; and the sender's own intervals.
@@ -106,7 +116,7 @@ describe("a group of 100,000 members on Cassandra", () => {
     expect(counter.count("memberships")).toBe(1);
     counter.reset();
     const [again] = await timed("GetReceipts, hot", () =>
-      receipts.getReceipts(tenant, { conversationId: "big", messageIds: ["big-1"] }),
+      receipts.getReceipts(tenant, serviceCaller, { conversationId: "big", messageIds: ["big-1"] }),
     );
     expect(again).toEqual(receipt);
     // Remembered at the group's version: only the version is read again.
@@ -121,7 +131,7 @@ describe("a group of 100,000 members on Cassandra", () => {
       for (let i = 0; i < readers.length; i += 50) {
         await Promise.all(
           readers.slice(i, i + 50).map((readerId) =>
-            receipts.sendReceipts(tenant, {
+            receipts.sendReceipts(tenant, serviceCaller, {
               conversationId: "big",
               readerId,
               messageIds: ["big-1"],
@@ -130,7 +140,7 @@ describe("a group of 100,000 members on Cassandra", () => {
         );
       }
     });
-    const [receipt] = await receipts.getReceipts(tenant, {
+    const [receipt] = await receipts.getReceipts(tenant, serviceCaller, {
       conversationId: "big",
       messageIds: ["big-1"],
     });
@@ -157,7 +167,7 @@ describe("a group of 100,000 members on Cassandra", () => {
       const all: ReadMember[] = [];
       let pageToken = "";
       do {
-        const page = await receipts.listReadMembers(tenant, {
+        const page = await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "big",
           messageId: "big-1",
           filter,

@@ -1,6 +1,7 @@
 import type { Client } from "cassandra-driver";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { TrackedMessage } from "../src/domain/model.js";
 import type { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
@@ -294,7 +295,11 @@ describe("Cassandra store with the Redis read-count cache", () => {
     await redisServer.flushAll();
     // A backdated removal races a rebuild of the entry.
     await Promise.all([
-      service.removeMembers(tenant, { groupId: "g", userIds: ["u000002"], leftAt: minutes(5) }),
+      service.removeMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["u000002"],
+        leftAt: minutes(5),
+      }),
       readAll(store, tenant, message),
     ]);
     expect(await readAll(store, tenant, message)).toBe(2);

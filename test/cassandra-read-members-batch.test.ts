@@ -1,8 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "cassandra-driver";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { limits } from "../src/domain/limits.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
+import { defaultTenantSettings } from "../src/domain/tenant-settings.js";
 import { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
@@ -30,6 +33,10 @@ beforeAll(async () => {
   receipts = new ReceiptService({
     store,
     feed: embeddedFeed(),
+    policy: new AccessPolicy({
+      store,
+      settingsOf: () => ({ ...defaultTenantSettings, maxGroupSizeForMemberLists: memberCount }),
+    }),
   });
   const members = users("u", memberCount);
   for (let i = 0; i < memberCount; i += 1_000) {
@@ -37,6 +44,7 @@ beforeAll(async () => {
   }
   await receipts.trackMessages(
     tenant,
+    serviceCaller,
     messageIds.map((messageId, i) => ({
       conversationId: "g",
       conversationType: "group" as const,
@@ -50,11 +58,13 @@ beforeAll(async () => {
   const readers = members.filter((_, i) => i % 50 === 7);
   for (let i = 0; i < readers.length; i += 20) {
     await Promise.all(
-      readers
-        .slice(i, i + 20)
-        .map((readerId) =>
-          receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds }),
-        ),
+      readers.slice(i, i + 20).map((readerId) =>
+        receipts.sendReceipts(tenant, serviceCaller, {
+          conversationId: "g",
+          readerId,
+          messageIds,
+        }),
+      ),
     );
   }
 }, 240_000);
@@ -68,11 +78,10 @@ it("reads a 50-message BatchGetReadMembers in a 10,000-member group in a few req
   const pageSize = 100;
   await receipts.announcer.idle(); // publishes of the receipts above run after their answers
   counter.reset();
-  const found = await receipts.batchGetReadMembers(tenant, {
+  const found = await receipts.batchGetReadMembers(tenant, serviceCaller, {
     conversationId: "g",
     messageIds,
     pageSize,
-    maxGroupSize: memberCount,
   });
   expect(found.map((f) => [f.read.items.length, f.unread.items.length])).toEqual(
     messageIds.map(() => [pageSize, pageSize]),

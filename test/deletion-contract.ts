@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { ChangeAnnouncer } from "../src/domain/change-announcer.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import { MessageDeletion } from "../src/domain/message-deletion.js";
@@ -50,18 +51,19 @@ export function describeLifecycleContract(
 
     const readers = users("r", 30);
     const setUpGroup = async (messageIds: readonly string[]) => {
-      await membership.addMembers(tenant, {
+      await membership.addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: ["alice", ...readers],
         joinedAt: minutes(0),
       });
       await receipts.trackMessages(
         tenant,
+        serviceCaller,
         messageIds.map((id, i) => groupMessage(id, "g", "alice", minutes(10 + i))),
       );
     };
     const read = (readerId: string, messageIds: string[]) =>
-      receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds });
+      receipts.sendReceipts(tenant, serviceCaller, { conversationId: "g", readerId, messageIds });
     const logged = async (): Promise<PositionedChange[]> => {
       await receipts.announcer.idle();
       return backend.feed.readAfter(tenant, "0", 1_000);
@@ -75,19 +77,19 @@ export function describeLifecycleContract(
       await setUpGroup(["m1", "m2"]);
       await read("r000000", ["m1", "m2"]);
       await read("r000001", ["m1"]);
-      const answer = await deletion.deleteMessages(tenant, {
+      const answer = await deletion.deleteMessages(tenant, serviceCaller, {
         conversationId: "g",
         messageIds: ["m1"],
       });
       expect(answer).toEqual({ deletedCount: 1 });
       await expectReceiptError(
-        receipts.getReceipts(tenant, { conversationId: "g", messageIds: ["m1"] }),
+        receipts.getReceipts(tenant, serviceCaller, { conversationId: "g", messageIds: ["m1"] }),
         "not_found",
         "message_ids[0]",
       );
       await expectReceiptError(read("r000002", ["m2", "m1"]), "not_found", "message_ids[1]");
       await expectReceiptError(
-        receipts.listReadMembers(tenant, {
+        receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "g",
           messageId: "m1",
           filter: "read",
@@ -105,58 +107,83 @@ export function describeLifecycleContract(
         expect(await backend.store.readCounts(tenant, [m1])).toEqual(new Map([["m1", 0]]));
         expect(await backend.store.listReaders(tenant, m1, undefined, 10)).toEqual([]);
       }
-      const [m2] = await receipts.getReceipts(tenant, { conversationId: "g", messageIds: ["m2"] });
+      const [m2] = await receipts.getReceipts(tenant, serviceCaller, {
+        conversationId: "g",
+        messageIds: ["m2"],
+      });
       expect(m2?.readCount).toBe(1);
     });
 
     it("is a no-op for unknown and already deleted ids, and says how many it deleted", async () => {
       await setUpGroup(["m1", "m2"]);
       const request = { conversationId: "g", messageIds: ["m1", "nope", "m1"] };
-      expect(await deletion.deleteMessages(tenant, request)).toEqual({ deletedCount: 1 });
-      expect(await deletion.deleteMessages(tenant, request)).toEqual({ deletedCount: 0 });
+      expect(await deletion.deleteMessages(tenant, serviceCaller, request)).toEqual({
+        deletedCount: 1,
+      });
+      expect(await deletion.deleteMessages(tenant, serviceCaller, request)).toEqual({
+        deletedCount: 0,
+      });
       const deletions = (await logged()).filter((c) => c.change.kind === "deletion");
       expect(deletions).toHaveLength(1);
     });
 
     it("never tracks a deleted id again", async () => {
       await setUpGroup(["m1"]);
-      await deletion.deleteMessages(tenant, { conversationId: "g", messageIds: ["m1"] });
-      const again = await receipts.trackMessages(tenant, [
+      await deletion.deleteMessages(tenant, serviceCaller, {
+        conversationId: "g",
+        messageIds: ["m1"],
+      });
+      const again = await receipts.trackMessages(tenant, serviceCaller, [
         groupMessage("m1", "g", "alice", minutes(10)),
       ]);
       expect(again.trackedCount).toBe(0);
       await expectReceiptError(
-        receipts.getReceipts(tenant, { conversationId: "g", messageIds: ["m1"] }),
+        receipts.getReceipts(tenant, serviceCaller, { conversationId: "g", messageIds: ["m1"] }),
         "not_found",
       );
     });
 
     it("refuses an id of another conversation and deletes nothing", async () => {
       await setUpGroup(["m1"]);
-      await membership.addMembers(tenant, { groupId: "h", userIds: ["bob"], joinedAt: minutes(0) });
-      await receipts.trackMessages(tenant, [groupMessage("h1", "h", "bob", minutes(10))]);
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "h",
+        userIds: ["bob"],
+        joinedAt: minutes(0),
+      });
+      await receipts.trackMessages(tenant, serviceCaller, [
+        groupMessage("h1", "h", "bob", minutes(10)),
+      ]);
       await expectReceiptError(
-        deletion.deleteMessages(tenant, { conversationId: "g", messageIds: ["m1", "h1"] }),
+        deletion.deleteMessages(tenant, serviceCaller, {
+          conversationId: "g",
+          messageIds: ["m1", "h1"],
+        }),
         "invalid_argument",
         "message_ids[1]",
       );
-      const found = await receipts.getReceipts(tenant, { conversationId: "g", messageIds: ["m1"] });
+      const found = await receipts.getReceipts(tenant, serviceCaller, {
+        conversationId: "g",
+        messageIds: ["m1"],
+      });
       expect(found).toHaveLength(1);
     });
 
     it("validates the request: 1 to 100 ids, the conversation named", async () => {
       await expectReceiptError(
-        deletion.deleteMessages(tenant, { conversationId: "g", messageIds: [] }),
+        deletion.deleteMessages(tenant, serviceCaller, { conversationId: "g", messageIds: [] }),
         "invalid_argument",
         "message_ids",
       );
       await expectReceiptError(
-        deletion.deleteMessages(tenant, { conversationId: "g", messageIds: users("m", 101) }),
+        deletion.deleteMessages(tenant, serviceCaller, {
+          conversationId: "g",
+          messageIds: users("m", 101),
+        }),
         "invalid_argument",
         "message_ids",
       );
       await expectReceiptError(
-        deletion.deleteMessages(tenant, { conversationId: "", messageIds: ["m1"] }),
+        deletion.deleteMessages(tenant, serviceCaller, { conversationId: "", messageIds: ["m1"] }),
         "invalid_argument",
         "conversation_id",
       );
@@ -167,7 +194,10 @@ export function describeLifecycleContract(
       await read("r000000", ["m1", "m2"]);
       const before = await logged();
       expect(before.filter((c) => c.change.kind === "receipt")).toHaveLength(2);
-      await deletion.deleteMessages(tenant, { conversationId: "g", messageIds: ["m1"] });
+      await deletion.deleteMessages(tenant, serviceCaller, {
+        conversationId: "g",
+        messageIds: ["m1"],
+      });
       const after = await logged();
       const messageIdsOf = (c: PositionedChange) =>
         c.change.kind === "receipt"
@@ -199,7 +229,10 @@ export function describeLifecycleContract(
         describe: async () => [],
       });
       const silent = new MessageDeletion({ store: backend.store, announcer: failing });
-      await silent.deleteMessages(tenant, { conversationId: "g", messageIds: ["m1"] });
+      await silent.deleteMessages(tenant, serviceCaller, {
+        conversationId: "g",
+        messageIds: ["m1"],
+      });
       await failing.idle();
       expect(await loggedAfter(head)).toEqual([]);
       const sweeper = new ReceiptService({ ...backend, announce: { graceMs: 0 } });
@@ -230,7 +263,7 @@ export function describeLifecycleContract(
             }),
         );
         await started;
-        const deleted = await deletion.deleteMessages(tenant, {
+        const deleted = await deletion.deleteMessages(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: [id],
         });
@@ -261,29 +294,38 @@ export function describeLifecycleContract(
     it("retention removes exactly the messages sent before now minus the retention", async () => {
       const retentionMs = 4_000;
       const withRetention = new ReceiptService({ ...backend, retentionOf: () => retentionMs });
-      await membership.addMembers(tenant, { groupId: "g", userIds: readers, joinedAt: 0 });
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: readers,
+        joinedAt: 0,
+      });
       const start = Date.now();
-      await withRetention.trackMessages(tenant, [
+      await withRetention.trackMessages(tenant, serviceCaller, [
         groupMessage("old", "g", "r000000", start - 2_000),
         groupMessage("new", "g", "r000000", start),
       ]);
-      await withRetention.sendReceipts(tenant, {
+      await withRetention.sendReceipts(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "r000001",
         messageIds: ["old", "new"],
       });
       await expectReceiptError(
-        withRetention.trackMessages(tenant, [groupMessage("older", "g", "r000000", start - 4_001)]),
+        withRetention.trackMessages(tenant, serviceCaller, [
+          groupMessage("older", "g", "r000000", start - 4_001),
+        ]),
         "failed_precondition",
         "messages[0].sent_at",
       );
       await sleepUntil(start + 2_600);
       await backend.prune?.();
       await expectReceiptError(
-        withRetention.getReceipts(tenant, { conversationId: "g", messageIds: ["old"] }),
+        withRetention.getReceipts(tenant, serviceCaller, {
+          conversationId: "g",
+          messageIds: ["old"],
+        }),
         "not_found",
       );
-      const [kept] = await withRetention.getReceipts(tenant, {
+      const [kept] = await withRetention.getReceipts(tenant, serviceCaller, {
         conversationId: "g",
         messageIds: ["new"],
       });

@@ -86,6 +86,41 @@ describe("Prometheus metrics at /metrics", () => {
     ).toBe(0);
   });
 
+  it("times the access check's store reads too, and a call reads each row once", async () => {
+    const client = createClient(
+      ReadReceiptService,
+      createGrpcTransport({ baseUrl: server.baseUrl }),
+    );
+    await client.trackMessages({
+      messages: [
+        {
+          conversationId: "g",
+          conversationType: ConversationType.GROUP,
+          messageId: "m-once",
+          senderId: "s",
+          sentAt: timestampFromMs(minutes(2)),
+        },
+      ],
+    });
+    const reads = (text: string) =>
+      Object.fromEntries(
+        ["getConversation", "getMessages", "erasureOf"].map((operation) => [
+          operation,
+          sample(text, "receipts_store_operation_seconds_count", { operation, outcome: "ok" }),
+        ]),
+      );
+    const before = reads(await scrape(server.baseUrl));
+    await client.sendReceipts({ conversationId: "g", readerId: "b", messageIds: ["m-once"] });
+    const after = reads(await scrape(server.baseUrl));
+    // The policy's reads (the conversation, the reader's erasure) are timed like the service's,
+    // and the messages it read to decide are the ones the service records receipts of.
+    expect({
+      getConversation: (after.getConversation ?? 0) - (before.getConversation ?? 0),
+      getMessages: (after.getMessages ?? 0) - (before.getMessages ?? 0),
+      erasureOf: (after.erasureOf ?? 0) - (before.erasureOf ?? 0),
+    }).toEqual({ getConversation: 1, getMessages: 1, erasureOf: 1 });
+  });
+
   it("tracks open streams and the updates fanned out, and forgets a stream its client cancelled", async () => {
     const client = createClient(
       ReadReceiptService,

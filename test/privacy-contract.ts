@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import { isPrivate, type MessageReceipt, type TrackedMessage } from "../src/domain/model.js";
 import { PrivacyService } from "../src/domain/privacy-service.js";
@@ -39,6 +41,7 @@ export function describePrivacyContract(
       membership = new MembershipService(backend);
       watcher = new ReceiptWatcher({
         feed: backend.feed,
+        policy: new AccessPolicy({ store: backend.store }),
         heartbeatMs: 60_000,
         bufferLimit: 1_000,
         maxStreams: 100,
@@ -60,12 +63,12 @@ export function describePrivacyContract(
       });
       receipts = new ReceiptService({ ...backend, privacy });
       settings = new PrivacyService({ store: backend.store, privacy });
-      await membership.addMembers(tenant, {
+      await membership.addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: ["alice", "bob", "carol", "dave"],
         joinedAt: t0,
       });
-      await receipts.trackMessages(tenant, [
+      await receipts.trackMessages(tenant, serviceCaller, [
         groupMessage("m1", "g", "alice", minutes(1)),
         groupMessage("m2", "g", "alice", minutes(2)),
         c2cMessage("c1", "alice-bob", "alice", "bob", minutes(3)),
@@ -78,15 +81,15 @@ export function describePrivacyContract(
     });
 
     const setDefault = (userId: string, visibility: "shared" | "private" | "inherit") =>
-      settings.setReceiptSettings(tenant, {
+      settings.setReceiptSettings(tenant, serviceCaller, {
         userId,
         defaultVisibility: visibility,
         conversations: [],
       });
     const read = (readerId: string, messageIds: string[], conversationId = "g") =>
-      receipts.sendReceipts(tenant, { conversationId, readerId, messageIds });
+      receipts.sendReceipts(tenant, serviceCaller, { conversationId, readerId, messageIds });
     const view = async (messageId: string, viewerId?: string, conversationId = "g") => {
-      const [receipt] = await receipts.getReceipts(tenant, {
+      const [receipt] = await receipts.getReceipts(tenant, serviceCaller, {
         conversationId,
         messageIds: [messageId],
         ...(viewerId === undefined ? {} : { viewerId }),
@@ -97,7 +100,7 @@ export function describePrivacyContract(
     const counts = (r: MessageReceipt) => [r.readCount, r.unreadCount];
     const listed = async (messageId: string, filter: "read" | "unread") =>
       (
-        await receipts.listReadMembers(tenant, {
+        await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "g",
           messageId,
           filter,
@@ -113,6 +116,7 @@ export function describePrivacyContract(
       return reader(
         watcher.watch(
           tenant,
+          serviceCaller,
           { conversationIds: [], senderId: "", resumeToken: "", ...request },
           abort.signal,
         ),
@@ -124,7 +128,7 @@ export function describePrivacyContract(
         defaultVisibility: undefined,
         conversations: new Map(),
       });
-      const set = await settings.setReceiptSettings(tenant, {
+      const set = await settings.setReceiptSettings(tenant, serviceCaller, {
         userId: "bob",
         defaultVisibility: "private",
         conversations: [
@@ -140,12 +144,12 @@ export function describePrivacyContract(
           { conversationId: "g", visibility: "shared" },
         ],
       });
-      await settings.setReceiptSettings(tenant, {
+      await settings.setReceiptSettings(tenant, serviceCaller, {
         userId: "bob",
         defaultVisibility: "inherit",
         conversations: [{ conversationId: "g", visibility: "inherit" }],
       });
-      const got = await settings.getReceiptSettings(tenant, { userId: "bob" });
+      const got = await settings.getReceiptSettings(tenant, serviceCaller, { userId: "bob" });
       expect(got).toMatchObject({
         defaultVisibility: undefined,
         effectiveDefaultVisibility: "shared",
@@ -153,7 +157,8 @@ export function describePrivacyContract(
       });
       // Other users and tenants are untouched.
       expect(
-        (await settings.getReceiptSettings(tenant, { userId: "carol" })).conversations,
+        (await settings.getReceiptSettings(tenant, serviceCaller, { userId: "carol" }))
+          .conversations,
       ).toEqual([]);
       expect(
         (await backend.store.getReceiptSettings(`${tenant}-other`, "bob")).conversations.size,
@@ -219,7 +224,7 @@ export function describePrivacyContract(
       const conversation = watch({ conversationIds: ["g"] });
       const bobs = watch({ readerId: "bob" });
       await Promise.all([conversation.first(), bobs.first()]);
-      const marked = await receipts.markConversationRead(tenant, {
+      const marked = await receipts.markConversationRead(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "bob",
         readUpTo: minutes(2),
@@ -234,7 +239,9 @@ export function describePrivacyContract(
         [1, 2],
       ]);
       // A message tracked later under the horizon is a private read too.
-      await receipts.trackMessages(tenant, [groupMessage("m0", "g", "carol", minutes(0))]);
+      await receipts.trackMessages(tenant, serviceCaller, [
+        groupMessage("m0", "g", "carol", minutes(0)),
+      ]);
       expect(counts(await view("m0"))).toEqual([0, 3]);
       expect(counts(await view("m0", "bob"))).toEqual([1, 2]);
       const own = await bobs.take(3);
@@ -261,12 +268,12 @@ export function describePrivacyContract(
     });
 
     it("a per-conversation setting beats the user's default, both ways", async () => {
-      await settings.setReceiptSettings(tenant, {
+      await settings.setReceiptSettings(tenant, serviceCaller, {
         userId: "bob",
         defaultVisibility: "private",
         conversations: [{ conversationId: "g", visibility: "shared" }],
       });
-      await settings.setReceiptSettings(tenant, {
+      await settings.setReceiptSettings(tenant, serviceCaller, {
         userId: "carol",
         defaultVisibility: "shared",
         conversations: [{ conversationId: "g", visibility: "private" }],
@@ -285,7 +292,8 @@ export function describePrivacyContract(
       await read("carol", ["m1"]);
       expect(await readers("m1")).toEqual(["carol"]);
       expect(
-        (await settings.getReceiptSettings(tenant, { userId: "bob" })).effectiveDefaultVisibility,
+        (await settings.getReceiptSettings(tenant, serviceCaller, { userId: "bob" }))
+          .effectiveDefaultVisibility,
       ).toBe("private");
     });
 

@@ -164,14 +164,16 @@ describe("PrivacyService authorization and validation", () => {
       effectiveDefaultVisibility: ReceiptVisibility.PRIVATE,
       c2cPolicy: ReceiptPolicy.USER_CHOICE,
     });
+    // One call at a time: a refusal that came back while another was awaited would go unhandled.
     for (const call of [
-      bob.privacy.setReceiptSettings(
-        { userId: "carol", defaultVisibility: ReceiptVisibility.PRIVATE },
-        bob.call,
-      ),
-      bob.privacy.getReceiptSettings({ userId: "carol" }, bob.call),
+      () =>
+        bob.privacy.setReceiptSettings(
+          { userId: "carol", defaultVisibility: ReceiptVisibility.PRIVATE },
+          bob.call,
+        ),
+      () => bob.privacy.getReceiptSettings({ userId: "carol" }, bob.call),
     ]) {
-      const refused = await expectCode(call, Code.PermissionDenied);
+      const refused = await expectCode(call(), Code.PermissionDenied);
       expect(fieldAtFault(refused)).toBe("user_id");
     }
     const admin = service(tenants.choice);

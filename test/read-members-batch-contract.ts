@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { limits } from "../src/domain/limits.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { MessageReadMembers, ReadFilter, ReadMember } from "../src/domain/model.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
+import { defaultTenantSettings } from "../src/domain/tenant-settings.js";
 import type { ReceiptStore } from "../src/store/receipt-store.js";
 import type { ContractBackend } from "./store-contract.js";
 import {
@@ -66,6 +69,8 @@ export function describeReadMembersBatchContract(
     let tenant: string;
     /** The service's clock: each test sets it before the calls whose time it checks. */
     let now = t0;
+    /** The tenant's largest group with member lists: each batch() call sets it. */
+    let maxGroupSizeForMemberLists = defaultTenantSettings.maxGroupSizeForMemberLists;
 
     beforeAll(async () => {
       backend = await openBackend();
@@ -74,6 +79,10 @@ export function describeReadMembersBatchContract(
         store: counting.store,
         feed: backend.feed,
         clock: () => now,
+        policy: new AccessPolicy({
+          store: counting.store,
+          settingsOf: () => ({ ...defaultTenantSettings, maxGroupSizeForMemberLists }),
+        }),
       });
       membership = new MembershipService(backend);
     });
@@ -90,15 +99,21 @@ export function describeReadMembersBatchContract(
       messageIds: readonly string[],
       pageSize = 0,
       maxGroupSize = 10_000,
-    ): Promise<MessageReadMembers[]> =>
-      receipts.batchGetReadMembers(tenant, { conversationId, messageIds, pageSize, maxGroupSize });
+    ): Promise<MessageReadMembers[]> => {
+      maxGroupSizeForMemberLists = maxGroupSize;
+      return receipts.batchGetReadMembers(tenant, serviceCaller, {
+        conversationId,
+        messageIds,
+        pageSize,
+      });
+    };
 
     const send = (conversationId: string, readerId: string, messageIds: string[]) =>
-      receipts.sendReceipts(tenant, { conversationId, readerId, messageIds });
+      receipts.sendReceipts(tenant, serviceCaller, { conversationId, readerId, messageIds });
     const markRead = (conversationId: string, readerId: string, readUpTo: number) =>
-      receipts.markConversationRead(tenant, { conversationId, readerId, readUpTo });
+      receipts.markConversationRead(tenant, serviceCaller, { conversationId, readerId, readUpTo });
     const receiptsOf = (conversationId: string, messageIds: string[]) =>
-      receipts.getReceipts(tenant, { conversationId, messageIds });
+      receipts.getReceipts(tenant, serviceCaller, { conversationId, messageIds });
 
     const listPage = (
       conversationId: string,
@@ -107,7 +122,13 @@ export function describeReadMembersBatchContract(
       pageSize: number,
       pageToken = "",
     ) =>
-      receipts.listReadMembers(tenant, { conversationId, messageId, filter, pageSize, pageToken });
+      receipts.listReadMembers(tenant, serviceCaller, {
+        conversationId,
+        messageId,
+        filter,
+        pageSize,
+        pageToken,
+      });
 
     const listRest = async (
       conversationId: string,
@@ -130,14 +151,19 @@ export function describeReadMembersBatchContract(
       members: readonly string[],
       readers: readonly (readonly string[])[],
     ) => {
-      await membership.addMembers(tenant, { groupId: "g", userIds: ["sender"], joinedAt: t0 });
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["sender"],
+        joinedAt: t0,
+      });
       for (let i = 0; i < members.length; i += limits.maxUsersPerMembershipCall) {
         const userIds = members.slice(i, i + limits.maxUsersPerMembershipCall);
-        await membership.addMembers(tenant, { groupId: "g", userIds, joinedAt: t0 });
+        await membership.addMembers(tenant, serviceCaller, { groupId: "g", userIds, joinedAt: t0 });
       }
       const ids = readers.map((_, i) => `m${i}`);
       await receipts.trackMessages(
         tenant,
+        serviceCaller,
         ids.map((id, i) => groupMessage(id, "g", "sender", minutes(10 + i))),
       );
       const byReader = new Map<string, string[]>();
@@ -212,7 +238,7 @@ export function describeReadMembersBatchContract(
 
     it("answers a C2C message with its receiver on the side they are on, with the read time", async () => {
       now = minutes(20);
-      await receipts.trackMessages(tenant, [
+      await receipts.trackMessages(tenant, serviceCaller, [
         c2cMessage("a1", "dm", "ann", "ben", minutes(1)),
         c2cMessage("a2", "dm", "ann", "ben", minutes(2)),
       ]);
@@ -234,7 +260,9 @@ export function describeReadMembersBatchContract(
 
     it("validates like GetReceipts: one bad id fails the whole call", async () => {
       await seedGroup(users("u", 3), [[], []]);
-      await receipts.trackMessages(tenant, [groupMessage("elsewhere", "h", "sender", minutes(1))]);
+      await receipts.trackMessages(tenant, serviceCaller, [
+        groupMessage("elsewhere", "h", "sender", minutes(1)),
+      ]);
       await expectReceiptError(batch("g", []), "invalid_argument", "message_ids");
       const fiftyOne = Array.from({ length: 51 }, () => "m0");
       await expectReceiptError(batch("g", fiftyOne), "invalid_argument", "message_ids");
@@ -263,12 +291,14 @@ export function describeReadMembersBatchContract(
 
     it("applies the tenant's largest group with member lists to each message's own group size", async () => {
       await seedGroup(users("u", 3), [[]]); // m0: 4 members with the sender
-      await membership.addMembers(tenant, {
+      await membership.addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: ["v1", "v2"],
         joinedAt: minutes(20),
       });
-      await receipts.trackMessages(tenant, [groupMessage("big", "g", "sender", minutes(30))]);
+      await receipts.trackMessages(tenant, serviceCaller, [
+        groupMessage("big", "g", "sender", minutes(30)),
+      ]);
       expect(await batch("g", ["m0"], 0, 4)).toHaveLength(1);
       await expectReceiptError(
         batch("g", ["m0", "big"], 0, 4),
@@ -312,7 +342,7 @@ export function describeReadMembersBatchContract(
 
     describe("receiver_read_at", () => {
       it("is the time of the receiver's first read in GetReceipts, SendReceipts, watch updates and the batch", async () => {
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           c2cMessage("a1", "dm", "ann", "ben", minutes(1)),
           c2cMessage("b1", "dm", "ben", "ann", minutes(2)),
         ]);
@@ -341,7 +371,7 @@ export function describeReadMembersBatchContract(
       });
 
       it("is when the horizon was set for a message read through MarkConversationRead", async () => {
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           c2cMessage("a1", "dm", "ann", "ben", minutes(1)),
           c2cMessage("a2", "dm", "ann", "ben", minutes(2)),
         ]);
@@ -356,13 +386,15 @@ export function describeReadMembersBatchContract(
       });
 
       it("is the time of the horizon that covered a message tracked after it was set", async () => {
-        await receipts.trackMessages(tenant, [c2cMessage("a0", "dm", "ann", "ben", minutes(0))]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          c2cMessage("a0", "dm", "ann", "ben", minutes(0)),
+        ]);
         now = minutes(100);
         await markRead("dm", "ben", minutes(5));
         now = minutes(200);
         await markRead("dm", "ben", minutes(10));
         now = minutes(300);
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           c2cMessage("late1", "dm", "ann", "ben", minutes(3)),
           c2cMessage("late2", "dm", "ann", "ben", minutes(5)),
           c2cMessage("late3", "dm", "ann", "ben", minutes(8)),
@@ -386,7 +418,9 @@ export function describeReadMembersBatchContract(
         now = minutes(100);
         await markRead("g", "bob", minutes(50));
         now = minutes(300);
-        await receipts.trackMessages(tenant, [groupMessage("late", "g", "sender", minutes(40))]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("late", "g", "sender", minutes(40)),
+        ]);
         const [late] = await batch("g", ["late"]);
         expect(late?.receipt.receiverReadAt).toBeUndefined();
         expect(late?.read.items).toEqual([{ userId: "bob", readAt: minutes(100) }]);

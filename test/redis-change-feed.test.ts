@@ -4,6 +4,8 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { openBackend } from "../src/app.js";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { StoreUnavailableError } from "../src/domain/errors.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { PositionedChange, ReceiptChange } from "../src/domain/model.js";
@@ -186,22 +188,27 @@ describe("the Redis change feed", () => {
     const [feedA, feedB] = [await open(keyPrefix), await open(keyPrefix)];
     const receiptsA = new ReceiptService({ store, feed: feedA });
     const options = { heartbeatMs: 60_000, bufferLimit: 100, maxStreams: 100 };
-    const watcherA = new ReceiptWatcher({ feed: feedA, ...options });
-    const watcherB = new ReceiptWatcher({ feed: feedB, ...options });
-    await new MembershipService({ store }).addMembers(tenant, {
+    const policy = new AccessPolicy({ store });
+    const watcherA = new ReceiptWatcher({ feed: feedA, policy, ...options });
+    const watcherB = new ReceiptWatcher({ feed: feedB, policy, ...options });
+    await new MembershipService({ store }).addMembers(tenant, serviceCaller, {
       groupId: "g",
       userIds: ["s", ...users("r", 6)],
       joinedAt: t0,
     });
-    await receiptsA.trackMessages(tenant, [groupMessage("m", "g", "s", minutes(1))]);
+    await receiptsA.trackMessages(tenant, serviceCaller, [groupMessage("m", "g", "s", minutes(1))]);
     const abort = new AbortController();
     const request = { conversationIds: ["g"], senderId: "", resumeToken: "" };
-    const onA = reader(watcherA.watch(tenant, request, abort.signal));
-    const onB = reader(watcherB.watch(tenant, request, abort.signal));
+    const onA = reader(watcherA.watch(tenant, serviceCaller, request, abort.signal));
+    const onB = reader(watcherB.watch(tenant, serviceCaller, request, abort.signal));
     await onA.first();
     await onB.first();
     const send = (readerId: string) =>
-      receiptsA.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] });
+      receiptsA.sendReceipts(tenant, serviceCaller, {
+        conversationId: "g",
+        readerId,
+        messageIds: ["m"],
+      });
 
     await send("r000000");
     const [fromA] = await onB.take(1);
@@ -214,7 +221,12 @@ describe("the Redis change feed", () => {
     await send("r000001");
     await send("r000002");
     const resumed = reader(
-      watcherB.watch(tenant, { ...request, resumeToken: seenOnA?.resumeToken ?? "" }, abort.signal),
+      watcherB.watch(
+        tenant,
+        serviceCaller,
+        { ...request, resumeToken: seenOnA?.resumeToken ?? "" },
+        abort.signal,
+      ),
     );
     const missed = await resumed.take(2);
     await send("r000003");
@@ -306,24 +318,31 @@ describe("the Redis change feed", () => {
         feed: publisher,
         onAnnounceError: (error) => announceErrors.push(error),
       });
-      await new MembershipService({ store }).addMembers(tenant, {
+      await new MembershipService({ store }).addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: ["s", ...users("r", 8)],
         joinedAt: t0,
       });
-      await receipts.trackMessages(tenant, [groupMessage("m", "g", "s", minutes(1))]);
+      await receipts.trackMessages(tenant, serviceCaller, [
+        groupMessage("m", "g", "s", minutes(1)),
+      ]);
       const watcher = new ReceiptWatcher({
         feed: listener,
+        policy: new AccessPolicy({ store }),
         heartbeatMs: 60_000,
         bufferLimit: 100,
         maxStreams: 100,
       });
       const abort = new AbortController();
       const request = { conversationIds: ["g"], senderId: "", resumeToken: "" };
-      const opened = reader(watcher.watch(tenant, request, abort.signal));
+      const opened = reader(watcher.watch(tenant, serviceCaller, request, abort.signal));
       const first = await opened.first();
       const send = (readerId: string) =>
-        receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] });
+        receipts.sendReceipts(tenant, serviceCaller, {
+          conversationId: "g",
+          readerId,
+          messageIds: ["m"],
+        });
       await send("r000000");
       await opened.take(1);
 
@@ -348,7 +367,7 @@ describe("the Redis change feed", () => {
       expect(
         lines().some((line) => /ending open streams|could not read/.test(String(line.msg))),
       ).toBe(true);
-      const refused = await reader(watcher.watch(tenant, request, abort.signal))
+      const refused = await reader(watcher.watch(tenant, serviceCaller, request, abort.signal))
         .first()
         .catch((error: unknown) => error);
       expect(refused).toMatchObject({ kind: "unavailable" });
@@ -357,7 +376,9 @@ describe("the Redis change feed", () => {
       await eventually(() => publisher.head(tenant));
       receipts.announcer.start();
       try {
-        const resumed = reader(watcher.watch(tenant, { ...request, resumeToken }, abort.signal));
+        const resumed = reader(
+          watcher.watch(tenant, serviceCaller, { ...request, resumeToken }, abort.signal),
+        );
         const delivered = await resumed.take(5);
         expect(delivered.map((e) => e.change.kind === "receipt" && e.change.readerId)).toEqual(
           users("r", 6).slice(1),

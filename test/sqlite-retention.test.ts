@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
@@ -26,18 +27,27 @@ describe("retention on the embedded store", () => {
     const receipts = new ReceiptService(deps);
     const membership = new MembershipService(deps);
     const readers = users("r", 12);
-    await membership.addMembers("t", { groupId: "g", userIds: ["s", ...readers], joinedAt: 0 });
+    await membership.addMembers("t", serviceCaller, {
+      groupId: "g",
+      userIds: ["s", ...readers],
+      joinedAt: 0,
+    });
     const start = now;
     // Sent one millisecond apart, just now; every reader reads all of them.
     const ids = users("m", 6);
     await receipts.trackMessages(
       "t",
+      serviceCaller,
       ids.map((id, i) => groupMessage(id, "g", "s", start - 5 + i)),
     );
     for (const reader of readers) {
-      await receipts.sendReceipts("t", { conversationId: "g", readerId: reader, messageIds: ids });
+      await receipts.sendReceipts("t", serviceCaller, {
+        conversationId: "g",
+        readerId: reader,
+        messageIds: ids,
+      });
     }
-    await receipts.markConversationRead("t", {
+    await receipts.markConversationRead("t", serviceCaller, {
       conversationId: "g",
       readerId: "r000000",
       readUpTo: start - 3,

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { limits } from "../src/domain/limits.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { MessageReceipt, ReadMember } from "../src/domain/model.js";
@@ -52,7 +53,7 @@ export function describeReceiptContract(
       conversationId: string,
       messageId: string,
     ): Promise<MessageReceipt> => {
-      const [receipt] = await receipts.getReceipts(tenant, {
+      const [receipt] = await receipts.getReceipts(tenant, serviceCaller, {
         conversationId,
         messageIds: [messageId],
       });
@@ -69,7 +70,7 @@ export function describeReceiptContract(
       const all: ReadMember[] = [];
       let pageToken = "";
       for (let pages = 0; pages < 10_000; pages++) {
-        const page = await receipts.listReadMembers(tenant, {
+        const page = await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId,
           messageId,
           filter,
@@ -86,12 +87,14 @@ export function describeReceiptContract(
 
     /** A group g with members alice, bob, carol, dave from minute 0, and message m1 by alice at minute 10. */
     const setUpGroup = async () => {
-      await membership.addMembers(tenant, {
+      await membership.addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: ["alice", "bob", "carol", "dave"],
         joinedAt: minutes(0),
       });
-      await receipts.trackMessages(tenant, [groupMessage("m1", "g", "alice", minutes(10))]);
+      await receipts.trackMessages(tenant, serviceCaller, [
+        groupMessage("m1", "g", "alice", minutes(10)),
+      ]);
     };
 
     describe("TrackMessages", () => {
@@ -108,12 +111,12 @@ export function describeReceiptContract(
 
       it("treats re-tracking with the same data as a no-op", async () => {
         await setUpGroup();
-        await receipts.sendReceipts(tenant, {
+        await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           messageIds: ["m1"],
         });
-        const again = await receipts.trackMessages(tenant, [
+        const again = await receipts.trackMessages(tenant, serviceCaller, [
           groupMessage("m1", "g", "alice", minutes(10)),
         ]);
         expect(again.trackedCount).toBe(0);
@@ -123,7 +126,7 @@ export function describeReceiptContract(
       it("refuses re-tracking with different data with ALREADY_EXISTS and tracks nothing of the batch", async () => {
         await setUpGroup();
         await expectReceiptError(
-          receipts.trackMessages(tenant, [
+          receipts.trackMessages(tenant, serviceCaller, [
             groupMessage("m2", "g", "bob", minutes(11)),
             groupMessage("m1", "g", "bob", minutes(10)),
           ]),
@@ -131,14 +134,14 @@ export function describeReceiptContract(
           "messages[1]",
         );
         await expectReceiptError(
-          receipts.getReceipts(tenant, { conversationId: "g", messageIds: ["m2"] }),
+          receipts.getReceipts(tenant, serviceCaller, { conversationId: "g", messageIds: ["m2"] }),
           "not_found",
         );
         expect((await receiptOf("g", "m1")).message.senderId).toBe("alice");
       });
 
       it("validates every message before tracking any", async () => {
-        const cases: [Parameters<ReceiptService["trackMessages"]>[1], string][] = [
+        const cases: [Parameters<ReceiptService["trackMessages"]>[2], string][] = [
           [[], "messages"],
           [
             [{ ...groupMessage("m", "g", "a", t0), conversationId: "" }],
@@ -177,13 +180,13 @@ export function describeReceiptContract(
         ];
         for (const [batch, field] of cases) {
           await expectReceiptError(
-            receipts.trackMessages(tenant, batch),
+            receipts.trackMessages(tenant, serviceCaller, batch),
             "invalid_argument",
             field,
           );
         }
         await expectReceiptError(
-          receipts.getReceipts(tenant, { conversationId: "g", messageIds: ["ok"] }),
+          receipts.getReceipts(tenant, serviceCaller, { conversationId: "g", messageIds: ["ok"] }),
           "not_found",
         );
       });
@@ -192,37 +195,41 @@ export function describeReceiptContract(
         const batch = Array.from({ length: limits.maxMessagesPerTrackCall }, (_, i) =>
           groupMessage(`m${i}`, "g", "a", minutes(i)),
         );
-        expect((await receipts.trackMessages(tenant, batch)).trackedCount).toBe(
+        expect((await receipts.trackMessages(tenant, serviceCaller, batch)).trackedCount).toBe(
           limits.maxMessagesPerTrackCall,
         );
       });
 
       it("keeps a conversation's type and C2C pair", async () => {
-        await receipts.trackMessages(tenant, [c2cMessage("c1", "dm", "ann", "ben", t0)]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          c2cMessage("c1", "dm", "ann", "ben", t0),
+        ]);
         await expectReceiptError(
-          receipts.trackMessages(tenant, [groupMessage("c2", "dm", "ann", t0)]),
+          receipts.trackMessages(tenant, serviceCaller, [groupMessage("c2", "dm", "ann", t0)]),
           "failed_precondition",
           "messages[0].conversation_type",
         );
         await expectReceiptError(
-          receipts.trackMessages(tenant, [c2cMessage("c3", "dm", "ann", "cid", t0)]),
+          receipts.trackMessages(tenant, serviceCaller, [c2cMessage("c3", "dm", "ann", "cid", t0)]),
           "failed_precondition",
           "messages[0].receiver_id",
         );
         // The reverse direction is the same pair.
-        await receipts.trackMessages(tenant, [c2cMessage("c4", "dm", "ben", "ann", minutes(1))]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          c2cMessage("c4", "dm", "ben", "ann", minutes(1)),
+        ]);
       });
     });
 
     describe("audience", () => {
       it("is the members at sent_at minus the sender: later joiners out, later leavers in", async () => {
         await setUpGroup();
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["erin"],
           joinedAt: minutes(20),
         });
-        await membership.removeMembers(tenant, {
+        await membership.removeMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["dave"],
           leftAt: minutes(30),
@@ -230,7 +237,7 @@ export function describeReceiptContract(
         expect(await receiptOf("g", "m1")).toMatchObject({ readCount: 0, unreadCount: 3 });
 
         await expectReceiptError(
-          receipts.sendReceipts(tenant, {
+          receipts.sendReceipts(tenant, serviceCaller, {
             conversationId: "g",
             readerId: "erin",
             messageIds: ["m1"],
@@ -238,7 +245,7 @@ export function describeReceiptContract(
           "permission_denied",
           "reader_id",
         );
-        await receipts.sendReceipts(tenant, {
+        await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "dave",
           messageIds: ["m1"],
@@ -250,43 +257,45 @@ export function describeReceiptContract(
       });
 
       it("includes a member who joined exactly at sent_at and excludes one who left exactly then", async () => {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["a", "leaver"],
           joinedAt: minutes(0),
         });
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["joiner"],
           joinedAt: minutes(5),
         });
-        await membership.removeMembers(tenant, {
+        await membership.removeMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["leaver"],
           leftAt: minutes(5),
         });
-        await receipts.trackMessages(tenant, [groupMessage("m", "g", "a", minutes(5))]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("m", "g", "a", minutes(5)),
+        ]);
         expect((await listAll("g", "m", "unread", 10)).map((m) => m.userId)).toEqual(["joiner"]);
         expect(await receiptOf("g", "m")).toMatchObject({ readCount: 0, unreadCount: 1 });
       });
 
       it("counts a message sent before the latest membership change from the history", async () => {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: users("u", 5),
           joinedAt: minutes(0),
         });
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: users("v", 7),
           joinedAt: minutes(50),
         });
-        await membership.removeMembers(tenant, {
+        await membership.removeMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["u000001"],
           leftAt: minutes(60),
         });
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           groupMessage("early", "g", "u000000", minutes(10)),
           groupMessage("late", "g", "u000000", minutes(70)),
         ]);
@@ -295,14 +304,16 @@ export function describeReceiptContract(
       });
 
       it("for C2C is the receiver alone", async () => {
-        await receipts.trackMessages(tenant, [c2cMessage("d1", "dm", "ann", "ben", t0)]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          c2cMessage("d1", "dm", "ann", "ben", t0),
+        ]);
         expect(await receiptOf("dm", "d1")).toMatchObject({
           readCount: 0,
           unreadCount: 1,
           receiverRead: false,
         });
         await expectReceiptError(
-          receipts.sendReceipts(tenant, {
+          receipts.sendReceipts(tenant, serviceCaller, {
             conversationId: "dm",
             readerId: "eve",
             messageIds: ["d1"],
@@ -310,7 +321,7 @@ export function describeReceiptContract(
           "permission_denied",
           "reader_id",
         );
-        const [after] = await receipts.sendReceipts(tenant, {
+        const [after] = await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "dm",
           readerId: "ben",
           messageIds: ["d1"],
@@ -325,7 +336,7 @@ export function describeReceiptContract(
       it("counts a receipt once however often it is sent", async () => {
         await setUpGroup();
         for (let i = 0; i < 3; i++) {
-          const [receipt] = await receipts.sendReceipts(tenant, {
+          const [receipt] = await receipts.sendReceipts(tenant, serviceCaller, {
             conversationId: "g",
             readerId: "bob",
             messageIds: ["m1", "m1"],
@@ -336,7 +347,7 @@ export function describeReceiptContract(
 
       it("ignores a sender's receipt for its own message", async () => {
         await setUpGroup();
-        const [receipt] = await receipts.sendReceipts(tenant, {
+        const [receipt] = await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "alice",
           messageIds: ["m1"],
@@ -348,13 +359,15 @@ export function describeReceiptContract(
       it("answers in request order, each message with its own audience", async () => {
         await setUpGroup();
         // erin joins between m1 and m2: m2's audience is one larger.
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["erin"],
           joinedAt: minutes(10.5),
         });
-        await receipts.trackMessages(tenant, [groupMessage("m2", "g", "bob", minutes(11))]);
-        const answer = await receipts.sendReceipts(tenant, {
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("m2", "g", "bob", minutes(11)),
+        ]);
+        const answer = await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "carol",
           messageIds: ["m2", "m1", "m2"],
@@ -364,7 +377,7 @@ export function describeReceiptContract(
           ["m1", 1, 2],
           ["m2", 1, 3],
         ]);
-        const got = await receipts.getReceipts(tenant, {
+        const got = await receipts.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: ["m1", "m2"],
         });
@@ -376,12 +389,16 @@ export function describeReceiptContract(
 
       it("rejects the whole call on one bad id and records nothing", async () => {
         await setUpGroup();
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           groupMessage("m2", "g", "alice", minutes(11)),
           groupMessage("other", "g2", "alice", minutes(11)),
         ]);
         const send = (messageIds: string[], readerId = "bob") =>
-          receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds });
+          receipts.sendReceipts(tenant, serviceCaller, {
+            conversationId: "g",
+            readerId,
+            messageIds,
+          });
         await expectReceiptError(send([]), "invalid_argument", "message_ids");
         await expectReceiptError(
           send(Array.from({ length: limits.maxIdsPerReceiptCall + 1 }, () => "m1")),
@@ -399,7 +416,7 @@ export function describeReceiptContract(
         await expectReceiptError(send(["m1"], ""), "invalid_argument", "reader_id");
         await expectReceiptError(send(["m1"], "stranger"), "permission_denied", "reader_id");
         await expectReceiptError(
-          receipts.sendReceipts(tenant, {
+          receipts.sendReceipts(tenant, serviceCaller, {
             conversationId: "",
             readerId: "bob",
             messageIds: ["m1"],
@@ -407,7 +424,7 @@ export function describeReceiptContract(
           "invalid_argument",
           "conversation_id",
         );
-        const after = await receipts.getReceipts(tenant, {
+        const after = await receipts.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: ["m1", "m2"],
         });
@@ -416,7 +433,7 @@ export function describeReceiptContract(
 
       it("accepts exactly the largest batch", async () => {
         await setUpGroup();
-        const answer = await receipts.sendReceipts(tenant, {
+        const answer = await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           messageIds: Array.from({ length: limits.maxIdsPerReceiptCall }, () => "m1"),
@@ -426,15 +443,21 @@ export function describeReceiptContract(
 
       it("stays exact when many readers send concurrently, each twice", async () => {
         const readers = users("r", 60);
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "big",
           userIds: ["sender", ...readers],
           joinedAt: t0,
         });
-        await receipts.trackMessages(tenant, [groupMessage("hot", "big", "sender", minutes(1))]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("hot", "big", "sender", minutes(1)),
+        ]);
         await Promise.all(
           [...readers, ...readers].map((readerId) =>
-            receipts.sendReceipts(tenant, { conversationId: "big", readerId, messageIds: ["hot"] }),
+            receipts.sendReceipts(tenant, serviceCaller, {
+              conversationId: "big",
+              readerId,
+              messageIds: ["hot"],
+            }),
           ),
         );
         expect(await receiptOf("big", "hot")).toMatchObject({ readCount: 60, unreadCount: 0 });
@@ -445,7 +468,7 @@ export function describeReceiptContract(
       it("validates like SendReceipts", async () => {
         await setUpGroup();
         const get = (conversationId: string, messageIds: string[]) =>
-          receipts.getReceipts(tenant, { conversationId, messageIds });
+          receipts.getReceipts(tenant, serviceCaller, { conversationId, messageIds });
         await expectReceiptError(get("g", []), "invalid_argument", "message_ids");
         await expectReceiptError(get("g", ["m1", "zzz"]), "not_found", "message_ids[1]");
         await expectReceiptError(get("other", ["m1"]), "invalid_argument", "message_ids[0]");
@@ -463,12 +486,22 @@ export function describeReceiptContract(
     describe("ListReadMembers", () => {
       const groupOf = async (size: number) => {
         const members = users("u", size);
-        await membership.addMembers(tenant, { groupId: "g", userIds: ["sender"], joinedAt: t0 });
+        await membership.addMembers(tenant, serviceCaller, {
+          groupId: "g",
+          userIds: ["sender"],
+          joinedAt: t0,
+        });
         for (let i = 0; i < members.length; i += limits.maxUsersPerMembershipCall) {
           const userIds = members.slice(i, i + limits.maxUsersPerMembershipCall);
-          await membership.addMembers(tenant, { groupId: "g", userIds, joinedAt: t0 });
+          await membership.addMembers(tenant, serviceCaller, {
+            groupId: "g",
+            userIds,
+            joinedAt: t0,
+          });
         }
-        await receipts.trackMessages(tenant, [groupMessage("m", "g", "sender", minutes(1))]);
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("m", "g", "sender", minutes(1)),
+        ]);
         return members;
       };
 
@@ -476,7 +509,11 @@ export function describeReceiptContract(
         const members = await groupOf(25);
         const readers = members.filter((_, i) => i % 3 === 0);
         for (const readerId of readers) {
-          await receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] });
+          await receipts.sendReceipts(tenant, serviceCaller, {
+            conversationId: "g",
+            readerId,
+            messageIds: ["m"],
+          });
         }
         const read = await listAll("g", "m", "read", 4);
         const unread = await listAll("g", "m", "unread", 4);
@@ -496,7 +533,11 @@ export function describeReceiptContract(
           members
             .filter((u) => !holdouts.includes(u))
             .map((readerId) =>
-              receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] }),
+              receipts.sendReceipts(tenant, serviceCaller, {
+                conversationId: "g",
+                readerId,
+                messageIds: ["m"],
+              }),
             ),
         );
         expect((await listAll("g", "m", "unread", 2)).map((m) => m.userId)).toEqual(holdouts);
@@ -505,7 +546,7 @@ export function describeReceiptContract(
 
       it("never repeats or skips a member whose state did not change across a page boundary", async () => {
         const members = await groupOf(30);
-        const first = await receipts.listReadMembers(tenant, {
+        const first = await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "g",
           messageId: "m",
           filter: "unread",
@@ -514,12 +555,16 @@ export function describeReceiptContract(
         });
         // Readers on both sides of the boundary change state between pages.
         for (const readerId of ["u000002", "u000015", "u000029"]) {
-          await receipts.sendReceipts(tenant, { conversationId: "g", readerId, messageIds: ["m"] });
+          await receipts.sendReceipts(tenant, serviceCaller, {
+            conversationId: "g",
+            readerId,
+            messageIds: ["m"],
+          });
         }
         const rest: string[] = [];
         let token = first.nextPageToken;
         while (token !== "") {
-          const page = await receipts.listReadMembers(tenant, {
+          const page = await receipts.listReadMembers(tenant, serviceCaller, {
             conversationId: "g",
             messageId: "m",
             filter: "unread",
@@ -538,7 +583,7 @@ export function describeReceiptContract(
       it("defaults the page size to 100 and caps it at 1,000", async () => {
         await groupOf(1_005);
         const page = (pageSize: number) =>
-          receipts.listReadMembers(tenant, {
+          receipts.listReadMembers(tenant, serviceCaller, {
             conversationId: "g",
             messageId: "m",
             filter: "unread",
@@ -553,7 +598,7 @@ export function describeReceiptContract(
 
       it("finishes with an empty token on the last page, even when it is full", async () => {
         await groupOf(4);
-        const page = await receipts.listReadMembers(tenant, {
+        const page = await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "g",
           messageId: "m",
           filter: "unread",
@@ -566,16 +611,18 @@ export function describeReceiptContract(
 
       it("refuses garbage and foreign page tokens, and bad requests", async () => {
         await groupOf(5);
-        await receipts.trackMessages(tenant, [groupMessage("m2", "g", "sender", minutes(2))]);
-        const first = await receipts.listReadMembers(tenant, {
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("m2", "g", "sender", minutes(2)),
+        ]);
+        const first = await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "g",
           messageId: "m",
           filter: "unread",
           pageSize: 2,
           pageToken: "",
         });
-        const list = (over: Partial<Parameters<ReceiptService["listReadMembers"]>[1]>) =>
-          receipts.listReadMembers(tenant, {
+        const list = (over: Partial<Parameters<ReceiptService["listReadMembers"]>[2]>) =>
+          receipts.listReadMembers(tenant, serviceCaller, {
             conversationId: "g",
             messageId: "m",
             filter: "unread",
@@ -613,18 +660,18 @@ export function describeReceiptContract(
     describe("MarkConversationRead", () => {
       it("marks every message sent at or before read_up_to, and only those", async () => {
         await setUpGroup();
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           groupMessage("m2", "g", "carol", minutes(20)),
           groupMessage("m3", "g", "carol", minutes(30)),
           groupMessage("own", "g", "bob", minutes(15)),
         ]);
-        const result = await receipts.markConversationRead(tenant, {
+        const result = await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           readUpTo: minutes(20),
         });
         expect(result).toEqual({ readUpTo: minutes(20), markedCount: 2 });
-        const got = await receipts.getReceipts(tenant, {
+        const got = await receipts.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: ["m1", "m2", "m3", "own"],
         });
@@ -633,26 +680,26 @@ export function describeReceiptContract(
 
       it("counts once with explicit receipts, never moves the horizon back, and defaults to now", async () => {
         await setUpGroup();
-        await receipts.sendReceipts(tenant, {
+        await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           messageIds: ["m1"],
         });
-        const marked = await receipts.markConversationRead(tenant, {
+        const marked = await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           readUpTo: minutes(50),
         });
         expect(marked.markedCount).toBe(0);
         expect((await receiptOf("g", "m1")).readCount).toBe(1);
-        const back = await receipts.markConversationRead(tenant, {
+        const back = await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           readUpTo: minutes(5),
         });
         expect(back.readUpTo).toBe(minutes(50));
         const before = Date.now();
-        const now = await receipts.markConversationRead(tenant, {
+        const now = await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           readUpTo: undefined,
@@ -662,16 +709,16 @@ export function describeReceiptContract(
 
       it("counts a message tracked later but sent before the horizon as read", async () => {
         await setUpGroup();
-        await receipts.markConversationRead(tenant, {
+        await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "carol",
           readUpTo: minutes(40),
         });
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           groupMessage("late", "g", "alice", minutes(35)),
           groupMessage("later", "g", "alice", minutes(45)),
         ]);
-        const got = await receipts.getReceipts(tenant, {
+        const got = await receipts.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: ["late", "later"],
         });
@@ -680,13 +727,15 @@ export function describeReceiptContract(
 
       it("skips messages whose audience the reader was not in", async () => {
         await setUpGroup();
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["erin"],
           joinedAt: minutes(20),
         });
-        await receipts.trackMessages(tenant, [groupMessage("m2", "g", "alice", minutes(25))]);
-        const result = await receipts.markConversationRead(tenant, {
+        await receipts.trackMessages(tenant, serviceCaller, [
+          groupMessage("m2", "g", "alice", minutes(25)),
+        ]);
+        const result = await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "erin",
           readUpTo: minutes(30),
@@ -697,11 +746,11 @@ export function describeReceiptContract(
       });
 
       it("works for C2C, for the receiver's messages", async () => {
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           c2cMessage("a1", "dm", "ann", "ben", minutes(1)),
           c2cMessage("b1", "dm", "ben", "ann", minutes(2)),
         ]);
-        const result = await receipts.markConversationRead(tenant, {
+        const result = await receipts.markConversationRead(tenant, serviceCaller, {
           conversationId: "dm",
           readerId: "ben",
           readUpTo: minutes(5),
@@ -710,7 +759,7 @@ export function describeReceiptContract(
         expect((await receiptOf("dm", "a1")).receiverRead).toBe(true);
         expect((await receiptOf("dm", "b1")).receiverRead).toBe(false);
         await expectReceiptError(
-          receipts.markConversationRead(tenant, {
+          receipts.markConversationRead(tenant, serviceCaller, {
             conversationId: "dm",
             readerId: "eve",
             readUpTo: minutes(5),
@@ -723,7 +772,11 @@ export function describeReceiptContract(
       it("refuses unknown conversations, strangers, future times and bad ids", async () => {
         await setUpGroup();
         const mark = (conversationId: string, readerId: string, readUpTo?: number) =>
-          receipts.markConversationRead(tenant, { conversationId, readerId, readUpTo });
+          receipts.markConversationRead(tenant, serviceCaller, {
+            conversationId,
+            readerId,
+            readUpTo,
+          });
         await expectReceiptError(mark("nowhere", "bob"), "not_found", "conversation_id");
         await expectReceiptError(mark("g", "stranger"), "permission_denied", "reader_id");
         await expectReceiptError(
@@ -742,12 +795,17 @@ export function describeReceiptContract(
       it("adds and removes idempotently and lists current members in pages", async () => {
         const members = users("m", 7);
         expect(
-          (await membership.addMembers(tenant, { groupId: "g", userIds: members, joinedAt: t0 }))
-            .addedCount,
+          (
+            await membership.addMembers(tenant, serviceCaller, {
+              groupId: "g",
+              userIds: members,
+              joinedAt: t0,
+            })
+          ).addedCount,
         ).toBe(7);
         expect(
           (
-            await membership.addMembers(tenant, {
+            await membership.addMembers(tenant, serviceCaller, {
               groupId: "g",
               userIds: members,
               joinedAt: minutes(1),
@@ -756,7 +814,7 @@ export function describeReceiptContract(
         ).toBe(0);
         expect(
           (
-            await membership.removeMembers(tenant, {
+            await membership.removeMembers(tenant, serviceCaller, {
               groupId: "g",
               userIds: ["m000001", "nobody"],
               leftAt: minutes(2),
@@ -765,7 +823,7 @@ export function describeReceiptContract(
         ).toBe(1);
         expect(
           (
-            await membership.removeMembers(tenant, {
+            await membership.removeMembers(tenant, serviceCaller, {
               groupId: "g",
               userIds: ["m000001"],
               leftAt: minutes(3),
@@ -775,7 +833,7 @@ export function describeReceiptContract(
         const listed: string[] = [];
         let pageToken = "";
         do {
-          const page = await membership.listMembers(tenant, {
+          const page = await membership.listMembers(tenant, serviceCaller, {
             groupId: "g",
             pageSize: 3,
             pageToken,
@@ -786,34 +844,38 @@ export function describeReceiptContract(
         } while (pageToken !== "");
         expect(listed).toEqual(members.filter((m) => m !== "m000001"));
         await expectReceiptError(
-          membership.listMembers(tenant, { groupId: "other", pageSize: 3, pageToken: "nonsense" }),
+          membership.listMembers(tenant, serviceCaller, {
+            groupId: "other",
+            pageSize: 3,
+            pageToken: "nonsense",
+          }),
           "invalid_argument",
           "page_token",
         );
       });
 
       it("lets a user leave and rejoin, with the gap outside the audience", async () => {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["s", "u"],
           joinedAt: minutes(0),
         });
-        await membership.removeMembers(tenant, {
+        await membership.removeMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["u"],
           leftAt: minutes(10),
         });
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["u"],
           joinedAt: minutes(20),
         });
-        await receipts.trackMessages(tenant, [
+        await receipts.trackMessages(tenant, serviceCaller, [
           groupMessage("before", "g", "s", minutes(5)),
           groupMessage("gap", "g", "s", minutes(15)),
           groupMessage("after", "g", "s", minutes(25)),
         ]);
-        const got = await receipts.getReceipts(tenant, {
+        const got = await receipts.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: ["before", "gap", "after"],
         });
@@ -821,13 +883,13 @@ export function describeReceiptContract(
       });
 
       it("refuses events out of time order for a user", async () => {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["u"],
           joinedAt: minutes(10),
         });
         await expectReceiptError(
-          membership.removeMembers(tenant, {
+          membership.removeMembers(tenant, serviceCaller, {
             groupId: "g",
             userIds: ["ok", "u"],
             leftAt: minutes(5),
@@ -835,13 +897,17 @@ export function describeReceiptContract(
           "failed_precondition",
           "user_ids[1]",
         );
-        await membership.removeMembers(tenant, {
+        await membership.removeMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["u"],
           leftAt: minutes(20),
         });
         await expectReceiptError(
-          membership.addMembers(tenant, { groupId: "g", userIds: ["u"], joinedAt: minutes(15) }),
+          membership.addMembers(tenant, serviceCaller, {
+            groupId: "g",
+            userIds: ["u"],
+            joinedAt: minutes(15),
+          }),
           "failed_precondition",
           "user_ids[0]",
         );
@@ -849,13 +915,13 @@ export function describeReceiptContract(
 
       it("withdraws receipts when a removal is backdated before messages the user read", async () => {
         await setUpGroup();
-        await receipts.sendReceipts(tenant, {
+        await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "dave",
           messageIds: ["m1"],
         });
         expect(await receiptOf("g", "m1")).toMatchObject({ readCount: 1, unreadCount: 2 });
-        await membership.removeMembers(tenant, {
+        await membership.removeMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: ["dave"],
           leftAt: minutes(5),
@@ -864,19 +930,23 @@ export function describeReceiptContract(
       });
 
       it("validates ids, batch size and C2C ids", async () => {
-        await receipts.trackMessages(tenant, [c2cMessage("d", "dm", "a", "b", t0)]);
+        await receipts.trackMessages(tenant, serviceCaller, [c2cMessage("d", "dm", "a", "b", t0)]);
         await expectReceiptError(
-          membership.addMembers(tenant, { groupId: "", userIds: ["u"], joinedAt: t0 }),
+          membership.addMembers(tenant, serviceCaller, {
+            groupId: "",
+            userIds: ["u"],
+            joinedAt: t0,
+          }),
           "invalid_argument",
           "group_id",
         );
         await expectReceiptError(
-          membership.addMembers(tenant, { groupId: "g", userIds: [], joinedAt: t0 }),
+          membership.addMembers(tenant, serviceCaller, { groupId: "g", userIds: [], joinedAt: t0 }),
           "invalid_argument",
           "user_ids",
         );
         await expectReceiptError(
-          membership.addMembers(tenant, {
+          membership.addMembers(tenant, serviceCaller, {
             groupId: "g",
             userIds: users("u", limits.maxUsersPerMembershipCall + 1),
             joinedAt: t0,
@@ -885,23 +955,40 @@ export function describeReceiptContract(
           "user_ids",
         );
         await expectReceiptError(
-          membership.addMembers(tenant, { groupId: "g", userIds: ["ok", ""], joinedAt: t0 }),
+          membership.addMembers(tenant, serviceCaller, {
+            groupId: "g",
+            userIds: ["ok", ""],
+            joinedAt: t0,
+          }),
           "invalid_argument",
           "user_ids[1]",
         );
         await expectReceiptError(
-          membership.addMembers(tenant, { groupId: "dm", userIds: ["u"], joinedAt: t0 }),
+          membership.addMembers(tenant, serviceCaller, {
+            groupId: "dm",
+            userIds: ["u"],
+            joinedAt: t0,
+          }),
           "failed_precondition",
           "group_id",
         );
         await expectReceiptError(
-          membership.removeMembers(tenant, { groupId: "g", userIds: ["u"], leftAt: Number.NaN }),
+          membership.removeMembers(tenant, serviceCaller, {
+            groupId: "g",
+            userIds: ["u"],
+            leftAt: Number.NaN,
+          }),
           "invalid_argument",
           "left_at",
         );
         expect(
-          (await membership.listMembers(tenant, { groupId: "g", pageSize: 0, pageToken: "" }))
-            .items,
+          (
+            await membership.listMembers(tenant, serviceCaller, {
+              groupId: "g",
+              pageSize: 0,
+              pageToken: "",
+            })
+          ).items,
         ).toEqual([]);
       });
     });
@@ -909,23 +996,25 @@ export function describeReceiptContract(
     describe("tenants", () => {
       it("never mix, even with the same ids", async () => {
         await setUpGroup();
-        await receipts.sendReceipts(tenant, {
+        await receipts.sendReceipts(tenant, serviceCaller, {
           conversationId: "g",
           readerId: "bob",
           messageIds: ["m1"],
         });
         const other = `${tenant}-other`;
         await expectReceiptError(
-          receipts.getReceipts(other, { conversationId: "g", messageIds: ["m1"] }),
+          receipts.getReceipts(other, serviceCaller, { conversationId: "g", messageIds: ["m1"] }),
           "not_found",
         );
-        await membership.addMembers(other, {
+        await membership.addMembers(other, serviceCaller, {
           groupId: "g",
           userIds: ["alice", "bob"],
           joinedAt: minutes(0),
         });
-        await receipts.trackMessages(other, [groupMessage("m1", "g", "bob", minutes(10))]);
-        const [theirs] = await receipts.getReceipts(other, {
+        await receipts.trackMessages(other, serviceCaller, [
+          groupMessage("m1", "g", "bob", minutes(10)),
+        ]);
+        const [theirs] = await receipts.getReceipts(other, serviceCaller, {
           conversationId: "g",
           messageIds: ["m1"],
         });

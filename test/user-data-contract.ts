@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { AccessPolicy, serviceCaller } from "../src/domain/access-policy.js";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import type { MessageReceipt, ReadMember, TrackedMessage } from "../src/domain/model.js";
 import { ReceiptService } from "../src/domain/receipt-service.js";
+import { defaultTenantSettings } from "../src/domain/tenant-settings.js";
 import { exportUserData } from "../src/domain/user-data-export.js";
 import { type ErasureProgress, UserErasure } from "../src/domain/user-erasure.js";
 import type { ReceiptStore } from "../src/store/receipt-store.js";
@@ -32,7 +34,7 @@ export async function eraseToTheEnd(
 ): Promise<ErasureProgress[]> {
   const answers: ErasureProgress[] = [];
   for (let calls = 0; calls < 100_000; calls++) {
-    const answer = await erasure.eraseUser(tenant, { userId });
+    const answer = await erasure.eraseUser(tenant, serviceCaller, { userId });
     answers.push(answer);
     if (answer.done) return answers;
   }
@@ -66,7 +68,12 @@ export function describeUserDataContract(
     beforeAll(async () => {
       backend = await openBackend();
       store = backend.store;
-      receipts = new ReceiptService(backend);
+      // Member lists of any group: the large-group test lists the readers of one of its messages.
+      const policy = new AccessPolicy({
+        store: backend.store,
+        settingsOf: () => ({ ...defaultTenantSettings, maxGroupSizeForMemberLists: Infinity }),
+      });
+      receipts = new ReceiptService({ ...backend, policy });
       membership = new MembershipService(backend);
       erasure = new UserErasure({ store });
     });
@@ -79,13 +86,16 @@ export function describeUserDataContract(
 
     const receiptOf = async (conversationId: string, messageId: string) =>
       (
-        await receipts.getReceipts(tenant, { conversationId, messageIds: [messageId] })
+        await receipts.getReceipts(tenant, serviceCaller, {
+          conversationId,
+          messageIds: [messageId],
+        })
       )[0] as MessageReceipt;
     const listAll = async (messageId: string, filter: "read" | "unread") => {
       const all: ReadMember[] = [];
       let pageToken = "";
       do {
-        const page = await receipts.listReadMembers(tenant, {
+        const page = await receipts.listReadMembers(tenant, serviceCaller, {
           conversationId: "g",
           messageId,
           filter,
@@ -98,7 +108,7 @@ export function describeUserDataContract(
       return all.map((m) => m.userId);
     };
     const send = (conversationId: string, readerId: string, messageIds: string[]) =>
-      receipts.sendReceipts(tenant, { conversationId, readerId, messageIds });
+      receipts.sendReceipts(tenant, serviceCaller, { conversationId, readerId, messageIds });
 
     /**
      * Group g: sender s, erased u, and a, b, c, with membership changes before, during and
@@ -106,17 +116,37 @@ export function describeUserDataContract(
      * sends, marks read; C2C conversations both ways with s.
      */
     const setUpUser = async () => {
-      await membership.addMembers(tenant, {
+      await membership.addMembers(tenant, serviceCaller, {
         groupId: "g",
         userIds: ["s", "a", "b"],
         joinedAt: minutes(0),
       });
-      await membership.addMembers(tenant, { groupId: "g", userIds: ["u"], joinedAt: minutes(5) });
-      await membership.addMembers(tenant, { groupId: "g", userIds: ["c"], joinedAt: minutes(15) });
-      await membership.removeMembers(tenant, { groupId: "g", userIds: ["u"], leftAt: minutes(25) });
-      await membership.removeMembers(tenant, { groupId: "g", userIds: ["b"], leftAt: minutes(35) });
-      await membership.addMembers(tenant, { groupId: "g", userIds: ["u"], joinedAt: minutes(40) });
-      await receipts.trackMessages(tenant, [
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["u"],
+        joinedAt: minutes(5),
+      });
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["c"],
+        joinedAt: minutes(15),
+      });
+      await membership.removeMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["u"],
+        leftAt: minutes(25),
+      });
+      await membership.removeMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["b"],
+        leftAt: minutes(35),
+      });
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "g",
+        userIds: ["u"],
+        joinedAt: minutes(40),
+      });
+      await receipts.trackMessages(tenant, serviceCaller, [
         groupMessage("m1", "g", "s", minutes(10)), // s a b u
         groupMessage("m2", "g", "s", minutes(20)), // s a b u c
         groupMessage("m3", "g", "s", minutes(30)), // s a b c
@@ -130,7 +160,7 @@ export function describeUserDataContract(
       await send("g", "s", ["m4"]);
       await send("su", "u", ["d1"]);
       await send("su", "s", ["d2"]);
-      await receipts.markConversationRead(tenant, {
+      await receipts.markConversationRead(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "u",
         readUpTo: minutes(20),
@@ -139,7 +169,7 @@ export function describeUserDataContract(
 
     it("exports everything stored about a user, and nothing of others", async () => {
       await setUpUser();
-      const exported = await collect(exportUserData(store, tenant, { userId: "u" }));
+      const exported = await collect(exportUserData(store, tenant, serviceCaller, { userId: "u" }));
       const byKind = Map.groupBy(exported, (r) => r.kind);
       expect(
         (byKind.get("receipt") ?? []).map((r) => r.kind === "receipt" && r.messageId).sort(),
@@ -167,7 +197,7 @@ export function describeUserDataContract(
         expect(record).toMatchObject({ readAt: expect.any(Number) });
       }
       await expectReceiptError(
-        collect(exportUserData(store, tenant, { userId: "" })),
+        collect(exportUserData(store, tenant, serviceCaller, { userId: "" })),
         "invalid_argument",
         "user_id",
       );
@@ -183,7 +213,7 @@ export function describeUserDataContract(
     };
     const countsOf = async (service: ReceiptService) =>
       (
-        await service.getReceipts(tenant, {
+        await service.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: Object.keys(expected),
         })
@@ -204,7 +234,7 @@ export function describeUserDataContract(
       const m3 = (await store.getMessages(tenant, ["m3"])).get("m3") as TrackedMessage;
       await store.insertPrivateReceipts(tenant, "u", [{ message: m3, readAt: minutes(31) }]);
       await store.insertPrivateReceipts(tenant, "a", [{ message: m3, readAt: minutes(32) }]);
-      const exported = await collect(exportUserData(store, tenant, { userId: "u" }));
+      const exported = await collect(exportUserData(store, tenant, serviceCaller, { userId: "u" }));
       expect(exported.filter((r) => r.kind.startsWith("receipt_setting"))).toEqual([
         { kind: "receipt_setting", conversationId: "", visibility: "private" },
         { kind: "receipt_setting", conversationId: "g", visibility: "shared" },
@@ -244,7 +274,9 @@ export function describeUserDataContract(
         memberships: 2,
         messages_pseudonymised: 3,
       });
-      expect(await collect(exportUserData(store, tenant, { userId: "u" }))).toEqual([]);
+      expect(await collect(exportUserData(store, tenant, serviceCaller, { userId: "u" }))).toEqual(
+        [],
+      );
 
       expect(await countsOf(receipts)).toEqual(expectedCounts);
       for (const [messageId, { read, unread }] of Object.entries(expected)) {
@@ -285,7 +317,7 @@ export function describeUserDataContract(
       expect(await store.horizonsFrom(tenant, "g", 0)).toEqual([]);
       expect(await store.horizonSetTimes(tenant, "g", "u", [minutes(10)])).toEqual([undefined]);
       // Others keep what is theirs.
-      const ofA = await collect(exportUserData(store, tenant, { userId: "a" }));
+      const ofA = await collect(exportUserData(store, tenant, serviceCaller, { userId: "a" }));
       expect(ofA.filter((r) => r.kind === "receipt")).toHaveLength(3);
     });
 
@@ -309,13 +341,13 @@ export function describeUserDataContract(
     it("is idempotent: erasing again finds nothing and keeps the totals", async () => {
       await setUpUser();
       const first = (await eraseToTheEnd(erasure, tenant, "u")).at(-1);
-      const again = await erasure.eraseUser(tenant, { userId: "u" });
+      const again = await erasure.eraseUser(tenant, serviceCaller, { userId: "u" });
       expect(again).toMatchObject({ done: true, removed: first?.removed });
-      const never = await erasure.eraseUser(tenant, { userId: "nobody" });
+      const never = await erasure.eraseUser(tenant, serviceCaller, { userId: "nobody" });
       expect(never.done).toBe(true);
       expect(Object.values(never.removed).every((n) => n === 0)).toBe(true);
       await expectReceiptError(
-        erasure.eraseUser(tenant, { userId: "" }),
+        erasure.eraseUser(tenant, serviceCaller, { userId: "" }),
         "invalid_argument",
         "user_id",
       );
@@ -324,7 +356,7 @@ export function describeUserDataContract(
     it("works in bounded chunks, saving its progress after each, and refuses new data meanwhile", async () => {
       await setUpUser();
       const slow = new UserErasure({ store, chunkSize: 1, callBudgetMs: 0 });
-      const first = await slow.eraseUser(tenant, { userId: "u" });
+      const first = await slow.eraseUser(tenant, serviceCaller, { userId: "u" });
       expect(first).toMatchObject({ done: false, step: "horizons" });
       const policy = new AccessPolicy({ store });
       await expectReceiptError(
@@ -345,7 +377,7 @@ export function describeUserDataContract(
         "reader_id",
       );
       await expectReceiptError(
-        membership.addMembers(tenant, {
+        membership.addMembers(tenant, serviceCaller, {
           groupId: "g2",
           userIds: ["a", "u"],
           joinedAt: minutes(60),
@@ -373,7 +405,11 @@ export function describeUserDataContract(
       expect(answers.filter((a) => a.done)).toHaveLength(1);
       expect(answers.at(-1)?.removed).toMatchObject({ receipts: 4, memberships: 2 });
       // Done: the id is accepted again, as a new user.
-      await membership.addMembers(tenant, { groupId: "g2", userIds: ["u"], joinedAt: minutes(60) });
+      await membership.addMembers(tenant, serviceCaller, {
+        groupId: "g2",
+        userIds: ["u"],
+        joinedAt: minutes(60),
+      });
       expect(await store.memberCountAt(tenant, "g2", minutes(61))).toBe(1);
     });
 
@@ -398,7 +434,9 @@ export function describeUserDataContract(
         },
       });
       await expect(
-        new UserErasure({ store: crashing, chunkSize: 2 }).eraseUser(tenant, { userId: "u" }),
+        new UserErasure({ store: crashing, chunkSize: 2 }).eraseUser(tenant, serviceCaller, {
+          userId: "u",
+        }),
       ).rejects.toThrow(/killed after a chunk/);
       expect(crashes).toBe(1);
       expect((await store.erasureOf(tenant, "u"))?.state).toBe("erasing");
@@ -406,7 +444,9 @@ export function describeUserDataContract(
       expect(answers.at(-1)?.done).toBe(true);
       // The two receipts of the lost chunk were removed but never counted.
       expect(answers.at(-1)?.removed.receipts).toBe(2);
-      expect(await collect(exportUserData(store, tenant, { userId: "u" }))).toEqual([]);
+      expect(await collect(exportUserData(store, tenant, serviceCaller, { userId: "u" }))).toEqual(
+        [],
+      );
       expect(await receiptOf("g", "m1")).toMatchObject({ readCount: 1, unreadCount: 1 });
       expect(await receiptOf("g", "m5")).toMatchObject({ readCount: 1, unreadCount: 1 });
     });
@@ -415,7 +455,7 @@ export function describeUserDataContract(
       const { members, messages } = options.largeGroup;
       const everyone = ["sender", "u", "z", ...users("m", members - 3)];
       for (let i = 0; i < everyone.length; i += 1_000) {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId: "g",
           userIds: everyone.slice(i, i + 1_000),
           joinedAt: minutes(0),
@@ -425,6 +465,7 @@ export function describeUserDataContract(
       for (let i = 0; i < ids.length; i += 1_000) {
         await receipts.trackMessages(
           tenant,
+          serviceCaller,
           ids
             .slice(i, i + 1_000)
             .map((id, k) => groupMessage(id, "g", "sender", minutes(10 + i + k))),
@@ -442,7 +483,7 @@ export function describeUserDataContract(
       );
       expect(answers.at(-1)?.removed).toMatchObject({ receipts: messages, memberships: 1 });
       for (let i = 0; i < ids.length; i += 100) {
-        const got = await receipts.getReceipts(tenant, {
+        const got = await receipts.getReceipts(tenant, serviceCaller, {
           conversationId: "g",
           messageIds: ids.slice(i, i + 100),
         });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { serviceCaller } from "../src/domain/caller.js";
 import { type ErasableStore, type ErasureStep, UserErasure } from "../src/domain/user-erasure.js";
 import type { Chunk, Cursor, ErasureRecord, UserDataStore } from "../src/store/user-data-store.js";
 
@@ -41,7 +42,7 @@ describe("UserErasure, the runner of the erasure's steps", () => {
     const r = records();
     const steps = [rowsStep("receipts", 5), rowsStep("settings", 2), rowsStep("memberships", 1)];
     const erasure = new UserErasure({ store: store(r), steps, chunkSize: 2, callBudgetMs: 60_000 });
-    expect(await erasure.eraseUser("t", { userId: "u" })).toMatchObject({
+    expect(await erasure.eraseUser("t", serviceCaller, { userId: "u" })).toMatchObject({
       done: true,
       step: "",
       removed: { receipts: 5, settings: 2, memberships: 1 },
@@ -53,13 +54,13 @@ describe("UserErasure, the runner of the erasure's steps", () => {
     const cursors: Cursor[] = [];
     const steps = [rowsStep("receipts", 5, cursors)];
     const erasure = new UserErasure({ store: store(r), steps, chunkSize: 2, callBudgetMs: 0 });
-    expect(await erasure.eraseUser("t", { userId: "u" })).toMatchObject({
+    expect(await erasure.eraseUser("t", serviceCaller, { userId: "u" })).toMatchObject({
       done: false,
       step: "receipts",
       removed: { receipts: 2 },
     });
-    await erasure.eraseUser("t", { userId: "u" });
-    expect((await erasure.eraseUser("t", { userId: "u" })).done).toBe(true);
+    await erasure.eraseUser("t", serviceCaller, { userId: "u" });
+    expect((await erasure.eraseUser("t", serviceCaller, { userId: "u" })).done).toBe(true);
     expect(cursors).toEqual([undefined, "2", "4"]);
   });
 
@@ -75,7 +76,7 @@ describe("UserErasure, the runner of the erasure's steps", () => {
     });
     const cursors: Cursor[] = [];
     const erasure = new UserErasure({ store: store(r), steps: [rowsStep("receipts", 1, cursors)] });
-    expect(await erasure.eraseUser("t", { userId: "u" })).toMatchObject({
+    expect(await erasure.eraseUser("t", serviceCaller, { userId: "u" })).toMatchObject({
       done: true,
       removed: { receipts: 4 },
     });
@@ -101,7 +102,7 @@ describe("UserErasure, the runner of the erasure's steps", () => {
       steps: [rowsStep("receipts", 2)],
       chunkSize: 2,
     });
-    expect(await erasure.eraseUser("t", { userId: "u" })).toMatchObject({
+    expect(await erasure.eraseUser("t", serviceCaller, { userId: "u" })).toMatchObject({
       done: true,
       removed: { receipts: 7 },
     });

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { StoreUnavailableError } from "../src/domain/errors.js";
 import { MembershipService } from "../src/domain/membership-service.js";
 import { isPrivate, type ReceiptChange, type TrackedMessage } from "../src/domain/model.js";
@@ -66,6 +68,7 @@ export function describeWatchContract(
     const watcher = (options: Partial<WatcherOptions> = {}) => {
       const created = new ReceiptWatcher({
         feed: backend.feed,
+        policy: new AccessPolicy({ store: backend.store }),
         heartbeatMs: 60_000,
         bufferLimit: 1_000,
         maxStreams: 10_000,
@@ -76,18 +79,23 @@ export function describeWatchContract(
     };
     const watch = (
       w: ReceiptWatcher,
-      request: Partial<Parameters<ReceiptWatcher["watch"]>[1]> = {},
+      request: Partial<Parameters<ReceiptWatcher["watch"]>[2]> = {},
     ) => {
       const abort = new AbortController();
       aborts.push(abort);
       return w.watch(
         tenant,
+        serviceCaller,
         { conversationIds: [], senderId: "", resumeToken: "", ...request },
         abort.signal,
       );
     };
     const read = (messageId: string, readerId: string, conversationId = "g") =>
-      receipts.sendReceipts(tenant, { conversationId, readerId, messageIds: [messageId] });
+      receipts.sendReceipts(tenant, serviceCaller, {
+        conversationId,
+        readerId,
+        messageIds: [messageId],
+      });
 
     beforeAll(async () => {
       backend = await openBackend();
@@ -103,13 +111,13 @@ export function describeWatchContract(
       aborts = [];
       const membership = new MembershipService(backend);
       for (const groupId of ["g", "h"]) {
-        await membership.addMembers(tenant, {
+        await membership.addMembers(tenant, serviceCaller, {
           groupId,
           userIds: ["alice", "bob", ...users("r", 30)],
           joinedAt: t0,
         });
       }
-      await receipts.trackMessages(tenant, [
+      await receipts.trackMessages(tenant, serviceCaller, [
         groupMessage("m1", "g", "alice", minutes(1)),
         groupMessage("m2", "g", "bob", minutes(2)),
         groupMessage("h1", "h", "alice", minutes(3)),
@@ -143,7 +151,7 @@ export function describeWatchContract(
       await read("m2", "alice");
       await read("h1", "bob", "h");
       await read("m1", "bob");
-      await receipts.markConversationRead(tenant, {
+      await receipts.markConversationRead(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "r000001",
         readUpTo: minutes(1),
@@ -177,7 +185,7 @@ export function describeWatchContract(
           privacy.forget(tenant, "bob");
         };
         const bobReads = () =>
-          deciding.sendReceipts(tenant, {
+          deciding.sendReceipts(tenant, serviceCaller, {
             conversationId: "g",
             readerId: "bob",
             messageIds: ["m1"],
@@ -356,6 +364,7 @@ export function describeWatchContract(
       const foreign = await reader(
         watcher().watch(
           other,
+          serviceCaller,
           { conversationIds: [], senderId: "", resumeToken: "" },
           abort.signal,
         ),
@@ -466,7 +475,7 @@ export function describeWatchContract(
       });
       const stream = reader(watch(watcher(), { conversationIds: ["g"] }));
       await stream.first();
-      const [sent] = await service.sendReceipts(tenant, {
+      const [sent] = await service.sendReceipts(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "r000003",
         messageIds: ["m1"],
@@ -515,7 +524,7 @@ export function describeWatchContract(
       const conversation = reader(watch(w, { conversationIds: ["g"] }));
       const own = reader(watch(w, { readerId: "r000005" }));
       await Promise.all([conversation.first(), own.first()]);
-      await service.markConversationRead(tenant, {
+      await service.markConversationRead(tenant, serviceCaller, {
         conversationId: "g",
         readerId: "r000005",
         readUpTo: minutes(2),

@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { AccessPolicy } from "../src/domain/access-policy.js";
+import { serviceCaller } from "../src/domain/caller.js";
 import { ReceiptWatcher } from "../src/domain/receipt-watcher.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
+import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 
 const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
@@ -14,12 +17,21 @@ describe("heartbeats of many idle streams", () => {
 
   function open(heartbeatMs: number, streams: number) {
     const db = openSqliteDatabase(":memory:");
-    const feed = new SqliteChangeFeed(db, new SqliteWriteBatcher(db), { retentionMs: 3_600_000 });
-    const watcher = new ReceiptWatcher({ feed, heartbeatMs, bufferLimit: 100, maxStreams: 10_000 });
+    const writes = new SqliteWriteBatcher(db);
+    const feed = new SqliteChangeFeed(db, writes, { retentionMs: 3_600_000 });
+    const policy = new AccessPolicy({ store: new SqliteReceiptStore(db, writes) });
+    const watcher = new ReceiptWatcher({
+      feed,
+      policy,
+      heartbeatMs,
+      bufferLimit: 100,
+      maxStreams: 10_000,
+    });
     const abort = new AbortController();
     const opened = Array.from({ length: streams }, (_, i) =>
       watcher.watch(
         "t",
+        serviceCaller,
         { conversationIds: [`g${i}`], senderId: "", resumeToken: "" },
         abort.signal,
       ),

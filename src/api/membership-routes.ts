@@ -6,20 +6,17 @@ import {
   type MembershipService as MembershipServiceDesc,
   RemoveMembersResponseSchema,
 } from "../../gen/receipts/v1/membership_pb.js";
-import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
 import { msFromTimestamp, timestampFromMsValue } from "./convert.js";
-import { callerKey, tenantKey } from "./tenant-context.js";
+import { callerOf, tenantOf } from "./tenant-context.js";
 
 /** MembershipService: proto in, domain call, proto out. */
 export function membershipRoutes(
   membership: MembershipService,
-  policy: AccessPolicy,
 ): ServiceImpl<typeof MembershipServiceDesc> {
   return {
     async addMembers(request, context) {
-      policy.requireService(context.values.get(callerKey), "MembershipService");
-      const result = await membership.addMembers(context.values.get(tenantKey), {
+      const result = await membership.addMembers(tenantOf(context), callerOf(context), {
         groupId: request.groupId,
         userIds: request.userIds,
         joinedAt: msFromTimestamp(request.joinedAt),
@@ -28,8 +25,7 @@ export function membershipRoutes(
     },
 
     async removeMembers(request, context) {
-      policy.requireService(context.values.get(callerKey), "MembershipService");
-      const result = await membership.removeMembers(context.values.get(tenantKey), {
+      const result = await membership.removeMembers(tenantOf(context), callerOf(context), {
         groupId: request.groupId,
         userIds: request.userIds,
         leftAt: msFromTimestamp(request.leftAt),
@@ -38,8 +34,7 @@ export function membershipRoutes(
     },
 
     async listMembers(request, context) {
-      policy.requireService(context.values.get(callerKey), "MembershipService");
-      const page = await membership.listMembers(context.values.get(tenantKey), request);
+      const page = await membership.listMembers(tenantOf(context), callerOf(context), request);
       return create(ListMembersResponseSchema, {
         members: page.items.map((m) => ({
           userId: m.userId,

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   GetReceiptSettingsResponseSchema,
   type PrivacyService as PrivacyServiceDesc,
@@ -7,23 +7,16 @@ import {
   ReceiptSettingsSchema,
   SetReceiptSettingsResponseSchema,
 } from "../../gen/receipts/v1/privacy_pb.js";
-import type { AccessPolicy } from "../domain/access-policy.js";
 import type { PrivacyService, ReceiptSettingsView } from "../domain/privacy-service.js";
 import { policyToProto, visibilityToDomain, visibilityToProto } from "./privacy-convert.js";
-import { callerKey, tenantKey } from "./tenant-context.js";
-
-const tenantOf = (context: HandlerContext): string => context.values.get(tenantKey);
+import { callerOf, tenantOf } from "./tenant-context.js";
 
 /** PrivacyService: proto in, domain call, proto out. */
-export function privacyRoutes(
-  privacy: PrivacyService,
-  policy: AccessPolicy,
-): ServiceImpl<typeof PrivacyServiceDesc> {
+export function privacyRoutes(privacy: PrivacyService): ServiceImpl<typeof PrivacyServiceDesc> {
   return {
     async setReceiptSettings(request, context) {
-      const userId = policy.authorizeReceiptSettings(context.values.get(callerKey), request.userId);
-      const view = await privacy.setReceiptSettings(tenantOf(context), {
-        userId,
+      const view = await privacy.setReceiptSettings(tenantOf(context), callerOf(context), {
+        userId: request.userId,
         defaultVisibility: visibilityToDomain(request.defaultVisibility),
         conversations: request.conversations.map((c) => ({
           conversationId: c.conversationId,
@@ -34,8 +27,9 @@ export function privacyRoutes(
     },
 
     async getReceiptSettings(request, context) {
-      const userId = policy.authorizeReceiptSettings(context.values.get(callerKey), request.userId);
-      const view = await privacy.getReceiptSettings(tenantOf(context), { userId });
+      const view = await privacy.getReceiptSettings(tenantOf(context), callerOf(context), {
+        userId: request.userId,
+      });
       return create(GetReceiptSettingsResponseSchema, { settings: settingsToProto(view) });
     },
   };

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   BatchGetReadMembersResponseSchema,
   GetReceiptsResponseSchema,
@@ -14,7 +14,6 @@ import {
   type WatchReceiptsResponse,
   WatchReceiptsResponseSchema,
 } from "../../gen/receipts/v1/receipts_pb.js";
-import type { AccessPolicy, Caller } from "../domain/access-policy.js";
 import type { ReceiptChange } from "../domain/model.js";
 import type { ReceiptService } from "../domain/receipt-service.js";
 import type { ReceiptWatcher, WatchEvent } from "../domain/receipt-watcher.js";
@@ -26,16 +25,12 @@ import {
   receiptToProto,
   timestampFromMsValue,
 } from "./convert.js";
-import { callerKey, tenantKey } from "./tenant-context.js";
+import { callerOf, tenantOf } from "./tenant-context.js";
 
-const tenantOf = (context: HandlerContext): string => context.values.get(tenantKey);
-const callerOf = (context: HandlerContext): Caller => context.values.get(callerKey);
-
-/** ReadReceiptService: proto in, domain call, proto out. */
+/** ReadReceiptService: proto in, one domain call (it authorizes the caller), proto out. */
 export function receiptRoutes(
   receipts: ReceiptService,
   watcher: ReceiptWatcher,
-  policy: AccessPolicy,
 ): ServiceImpl<typeof ReadReceiptService> {
   return {
     async trackMessages(request, context) {
@@ -47,46 +42,38 @@ export function receiptRoutes(
         sentAt: msFromTimestamp(m.sentAt),
         receiverId: m.receiverId,
       }));
-      await policy.authorizeTrackMessages(tenantOf(context), callerOf(context), messages);
-      const result = await receipts.trackMessages(tenantOf(context), messages);
+      const result = await receipts.trackMessages(tenantOf(context), callerOf(context), messages);
       return create(TrackMessagesResponseSchema, result);
     },
 
     async sendReceipts(request, context) {
-      const readerId = await policy.authorizeSendReceipts(
-        tenantOf(context),
-        callerOf(context),
-        request,
-      );
-      const receiptsAfter = await receipts.sendReceipts(tenantOf(context), {
+      const receiptsAfter = await receipts.sendReceipts(tenantOf(context), callerOf(context), {
         conversationId: request.conversationId,
-        readerId,
+        readerId: request.readerId,
         messageIds: request.messageIds,
       });
       return create(SendReceiptsResponseSchema, { receipts: receiptsAfter.map(receiptToProto) });
     },
 
     async getReceipts(request, context) {
-      await policy.authorizeGetReceipts(tenantOf(context), callerOf(context), request);
-      const found = await receipts.getReceipts(tenantOf(context), {
+      const found = await receipts.getReceipts(tenantOf(context), callerOf(context), {
         conversationId: request.conversationId,
         messageIds: request.messageIds,
-        viewerId: policy.viewerOf(callerOf(context), request.viewerId),
+        viewerId: request.viewerId,
       });
       return create(GetReceiptsResponseSchema, { receipts: found.map(receiptToProto) });
     },
 
     async listReadMembers(request, context) {
-      await policy.authorizeListReadMembers(tenantOf(context), callerOf(context), request);
       const page = await receipts.listReadMembers(
         tenantOf(context),
+        callerOf(context),
         {
           conversationId: request.conversationId,
           messageId: request.messageId,
           filter: readFilterToDomain(request.filter),
           pageSize: request.pageSize,
           pageToken: request.pageToken,
-          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         context.signal,
       );
@@ -98,19 +85,13 @@ export function receiptRoutes(
     },
 
     async batchGetReadMembers(request, context) {
-      const { maxGroupSize } = await policy.authorizeBatchGetReadMembers(
-        tenantOf(context),
-        callerOf(context),
-        request,
-      );
       const found = await receipts.batchGetReadMembers(
         tenantOf(context),
+        callerOf(context),
         {
           conversationId: request.conversationId,
           messageIds: request.messageIds,
           pageSize: request.pageSize,
-          maxGroupSize,
-          viewerId: policy.viewerOf(callerOf(context), ""),
         },
         context.signal,
       );
@@ -126,16 +107,12 @@ export function receiptRoutes(
     },
 
     async markConversationRead(request, context) {
-      const readerId = await policy.authorizeMarkConversationRead(
-        tenantOf(context),
-        callerOf(context),
-        request,
-      );
       const result = await receipts.markConversationRead(
         tenantOf(context),
+        callerOf(context),
         {
           conversationId: request.conversationId,
-          readerId,
+          readerId: request.readerId,
           readUpTo: msFromTimestamp(request.readUpTo),
         },
         context.signal,
@@ -147,24 +124,16 @@ export function receiptRoutes(
     },
 
     async *watchReceipts(request, context) {
-      // Ends when the call does or the caller's access to what it watches ends.
-      const signal = await policy.authorizeWatchReceipts(
-        tenantOf(context),
-        callerOf(context),
-        request,
-        context.signal,
-      );
       const events = watcher.watch(
         tenantOf(context),
+        callerOf(context),
         {
           conversationIds: request.conversationIds,
           senderId: request.senderId,
           resumeToken: request.resumeToken,
           readerId: request.readerId,
-          // A user's stream is its own view; a service caller's the shared one.
-          viewerId: policy.viewerOf(callerOf(context), ""),
         },
-        signal,
+        context.signal,
       );
       for await (const event of events) yield watchEventToProto(event);
     },

@@ -4,7 +4,6 @@ import { MembershipService as MembershipServiceDesc } from "../../gen/receipts/v
 import { PrivacyService as PrivacyServiceDesc } from "../../gen/receipts/v1/privacy_pb.js";
 import { ReadReceiptService } from "../../gen/receipts/v1/receipts_pb.js";
 import { UserDataService } from "../../gen/receipts/v1/user_data_pb.js";
-import type { AccessPolicy } from "../domain/access-policy.js";
 import type { MembershipService } from "../domain/membership-service.js";
 import type { MessageDeletion } from "../domain/message-deletion.js";
 import type { PrivacyService } from "../domain/privacy-service.js";
@@ -26,18 +25,16 @@ export interface ApiDeps {
   readonly watcher: ReceiptWatcher;
   /** Export and erasure of one user's data. */
   readonly userData: UserDataDeps;
-  /** Who may do what; checked by every handler before it calls the domain. */
-  readonly policy: AccessPolicy;
   readonly logger: Logger;
 }
 
 /** Registers every service of the API on a router. */
 export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
-  router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher, deps.policy));
-  router.service(MembershipServiceDesc, membershipRoutes(deps.membership, deps.policy));
-  router.service(UserDataService, userDataRoutes(deps.userData, deps.policy));
-  router.service(PrivacyServiceDesc, privacyRoutes(deps.privacy, deps.policy));
-  router.service(MessageLifecycleService, lifecycleRoutes(deps.deletion, deps.policy));
+  router.service(ReadReceiptService, receiptRoutes(deps.receipts, deps.watcher));
+  router.service(MembershipServiceDesc, membershipRoutes(deps.membership));
+  router.service(UserDataService, userDataRoutes(deps.userData));
+  router.service(PrivacyServiceDesc, privacyRoutes(deps.privacy));
+  router.service(MessageLifecycleService, lifecycleRoutes(deps.deletion));
 }
 
 /** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */

@@ -1,5 +1,5 @@
-import { createContextKey } from "@connectrpc/connect";
-import { type Caller, serviceCaller } from "../domain/access-policy.js";
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { type Caller, serviceCaller } from "../domain/caller.js";
 
 /** Without configured tenants (development mode), every call belongs to one default tenant. */
 export const defaultTenant = "default";
@@ -12,3 +12,6 @@ export const tenantKey = createContextKey<string>(defaultTenant, { description: 
 
 /** Who is calling; set by the authentication interceptor (development mode: a service caller). */
 export const callerKey = createContextKey<Caller>(serviceCaller, { description: "caller" });
+
+export const tenantOf = (context: HandlerContext): string => context.values.get(tenantKey);
+export const callerOf = (context: HandlerContext): Caller => context.values.get(callerKey);

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { TrackedMessageSchema } from "../../gen/receipts/v1/receipts_pb.js";
 import {
   EraseUserResponseSchema,
@@ -12,30 +12,28 @@ import {
   ExportUserDataResponseSchema,
   type UserDataService as UserDataServiceDesc,
 } from "../../gen/receipts/v1/user_data_pb.js";
-import type { AccessPolicy } from "../domain/access-policy.js";
 import { exportUserData } from "../domain/user-data-export.js";
 import type { UserErasure } from "../domain/user-erasure.js";
 import type { UserDataRecord } from "../store/user-data-store.js";
 import { conversationTypeToProto, timestampFromMsValue } from "./convert.js";
 import { visibilityToProto } from "./privacy-convert.js";
-import { callerKey, tenantKey } from "./tenant-context.js";
+import { callerOf, tenantOf } from "./tenant-context.js";
 
 export interface UserDataDeps {
   readonly erasure: UserErasure;
   readonly store: Parameters<typeof exportUserData>[0];
 }
 
-const tenantOf = (context: HandlerContext): string => context.values.get(tenantKey);
-
 /** UserDataService: proto in, domain call, proto out. */
-export function userDataRoutes(
-  userData: UserDataDeps,
-  policy: AccessPolicy,
-): ServiceImpl<typeof UserDataServiceDesc> {
+export function userDataRoutes(userData: UserDataDeps): ServiceImpl<typeof UserDataServiceDesc> {
   return {
     async eraseUser(request, context) {
-      policy.requireService(context.values.get(callerKey), "EraseUser");
-      const progress = await userData.erasure.eraseUser(tenantOf(context), request, context.signal);
+      const progress = await userData.erasure.eraseUser(
+        tenantOf(context),
+        callerOf(context),
+        request,
+        context.signal,
+      );
       return create(EraseUserResponseSchema, {
         done: progress.done,
         step: progress.step,
@@ -48,8 +46,10 @@ export function userDataRoutes(
     },
 
     async *exportUserData(request, context) {
-      const userId = policy.authorizeExportUserData(context.values.get(callerKey), request.userId);
-      for await (const record of exportUserData(userData.store, tenantOf(context), { userId })) {
+      const records = exportUserData(userData.store, tenantOf(context), callerOf(context), {
+        userId: request.userId,
+      });
+      for await (const record of records) {
         if (context.signal.aborted) return;
         yield create(ExportUserDataResponseSchema, { record: recordToProto(record) });
       }

@@ -1,11 +1,10 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { AccessPolicy } from "../domain/access-policy.js";
+import { AccessPolicy, type AccessPolicyDeps } from "../domain/access-policy.js";
 import type { MembershipMonitor } from "../domain/membership-monitor.js";
 import { openRateLimiter, type RateLimiterOptions } from "../limits/open-rate-limiter.js";
 import { rateLimitInterceptor } from "../limits/rate-limit-interceptor.js";
 import { streamLimitInterceptor } from "../limits/stream-limit-interceptor.js";
 import type { Logger } from "../logger.js";
-import type { ReceiptStore } from "../store/receipt-store.js";
 import { authInterceptor } from "./auth-interceptor.js";
 import { StreamCredentials } from "./stream-credentials.js";
 import { TenantRegistry, type TenantSources } from "./tenant-registry.js";
@@ -25,7 +24,8 @@ export interface AccessControl {
 export async function openAccessControl(deps: {
   readonly sources: TenantSources;
   readonly rateLimits: RateLimiterOptions;
-  readonly store: ReceiptStore;
+  /** What the policy reads (conversations, messages, memberships, erasures). */
+  readonly store: AccessPolicyDeps["store"];
   /** Follows the groups users' streams watch, so that a stream ends when its user leaves. */
   readonly memberships?: MembershipMonitor;
   readonly logger: Logger;

@@ -9,7 +9,7 @@ import {
   type JWK,
   jwtVerify,
 } from "jose";
-import type { Caller } from "../domain/access-policy.js";
+import type { Caller } from "../domain/caller.js";
 import { requireId } from "../domain/validate.js";
 import type { AsymmetricAlg, TenantConfig } from "./tenant-config.js";
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import * as z from "zod";
-import type { TenantSettings } from "../domain/access-policy.js";
 import type { ReceiptPolicy } from "../domain/receipt-privacy.js";
+import type { TenantSettings } from "../domain/tenant-settings.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
 import { urlProblem } from "../webhooks/url-policy.js";
 import {

@@ -1,6 +1,6 @@
 import { type Stats, unwatchFile, watchFile } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { defaultTenantSettings, type TenantSettings } from "../domain/access-policy.js";
+import { defaultTenantSettings, type TenantSettings } from "../domain/tenant-settings.js";
 import { defaultTenantLimits, type TenantLimits } from "../limits/rate-limiter.js";
 import type { Logger } from "../logger.js";
 import type { WebhookEndpoint, WebhookUrlRules } from "../webhooks/webhook-endpoint.js";

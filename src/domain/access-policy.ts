@@ -1,48 +1,55 @@
-import type { Conversation, ReceiptStore } from "../store/receipt-store.js";
+import type {
+  Conversation,
+  MembershipInterval,
+  MessageStore,
+  ReceiptStore,
+} from "../store/receipt-store.js";
+import { actingAs, type Caller, requireService, viewerOf } from "./caller.js";
 import { refuseUsersBeingErased } from "./erasure-guard.js";
 import { AccessEndedError, memberListsWithheld, ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
 import type { MembershipMonitor } from "./membership-monitor.js";
-import type { ConversationType } from "./model.js";
-import type { TenantPrivacy } from "./receipt-privacy.js";
+import type { ConversationType, TrackedMessage } from "./model.js";
+import { defaultTenantSettings, type TenantSettings } from "./tenant-settings.js";
 import { optionalId, requireId, requireIdList } from "./validate.js";
 
-/** Who is calling: a tenant's backend (API key) or one of its users (user token). */
-export type Caller =
-  | { readonly kind: "service" }
-  | { readonly kind: "user"; readonly userId: string };
-
-export const serviceCaller: Caller = Object.freeze({ kind: "service" });
-
-/** Per-tenant receipt settings, like the IM consoles' "group types that support read receipts". */
-export interface TenantSettings {
-  /** Receipts on or off per conversation type. */
-  readonly receipts: { readonly [type in ConversationType]: boolean };
-  /**
-   * The largest group (members when the message was sent) for which ListReadMembers lists who
-   * has and has not read; above it only the counts are served.
-   */
-  readonly maxGroupSizeForMemberLists: number;
-  /** Whether any current member, not only the sender, may list who has read a message. */
-  readonly readMembersOpenToMembers: boolean;
-  /** Private reads: policy per conversation type, the default setting, reciprocity (C2C). */
-  readonly privacy?: TenantPrivacy;
-  /** How long messages and their receipts are kept after sent_at (ms); undefined: until deleted. */
-  readonly retentionMs?: number;
-}
-
-export const defaultTenantSettings: TenantSettings = Object.freeze({
-  receipts: Object.freeze({ c2c: true, group: true }),
-  maxGroupSizeForMemberLists: 10_000,
-  readMembersOpenToMembers: false,
-});
-
 export interface AccessPolicyDeps {
-  readonly store: ReceiptStore;
+  /** What the rules read: conversations, messages, memberships, erasures. */
+  readonly store: Pick<MessageStore, "getConversation" | "getMessages"> &
+    Pick<ReceiptStore, "latestMemberships" | "memberCountAt" | "erasureOf">;
   /** The tenant's current settings; reloadable, so asked on every call. */
   readonly settingsOf?: (tenant: string) => TenantSettings;
   /** Follows the groups users' open streams watch; without it, streams never end on leaving. */
   readonly memberships?: MembershipMonitor;
+}
+
+/**
+ * What a call on messages of one conversation may go on with: its ids checked, and the messages
+ * the policy read to decide, so that the service reads them no second time. `found` holds what
+ * is tracked of the ids, of any conversation (the service reports the rest).
+ */
+export interface MessagesGrant {
+  readonly conversationId: string;
+  readonly messageIds: readonly string[];
+  readonly found: ReadonlyMap<string, TrackedMessage>;
+}
+
+/** MarkConversationRead may go on, acting as `readerId`, with the rows read to decide. */
+export interface MarkReadGrant {
+  readonly readerId: string;
+  readonly conversationId: string;
+  readonly conversation: Conversation | undefined;
+  /** The reader's latest membership of the group, when the policy read it (user callers). */
+  readonly readerHistory: ReadonlyMap<string, MembershipInterval> | undefined;
+}
+
+/** A user's standing in a conversation, and the membership read to know it (groups). */
+interface Standing {
+  /** A participant (C2C) or a current member (group). */
+  readonly now: boolean;
+  /** A participant (C2C) or a member now or before (group). */
+  readonly ever: boolean;
+  readonly history: ReadonlyMap<string, MembershipInterval> | undefined;
 }
 
 /**
@@ -54,9 +61,12 @@ export interface AccessPolicyDeps {
  * "Belongs to" a group means a current member (reads of other people's activity), or a member
  * now or before (acknowledging messages, where the audience rule then decides per message).
  * A user may always read the receipts of messages they sent.
+ *
+ * Each service calls it first and goes on with the grant it returns: the ids it checked and the
+ * rows it read, so that every id is checked and every row read once per call.
  */
 export class AccessPolicy {
-  readonly #store: ReceiptStore;
+  readonly #store: AccessPolicyDeps["store"];
   readonly #settingsOf: (tenant: string) => TenantSettings;
   readonly #memberships: MembershipMonitor | undefined;
 
@@ -64,35 +74,6 @@ export class AccessPolicy {
     this.#store = deps.store;
     this.#settingsOf = deps.settingsOf ?? (() => defaultTenantSettings);
     this.#memberships = deps.memberships;
-  }
-
-  /** DeleteMessages: the messaging backend recalls messages; a user never deletes receipts. */
-  authorizeDeleteMessages(caller: Caller): void {
-    this.requireService(caller, "DeleteMessages");
-  }
-
-  /** TrackMessages and MembershipService: the tenant's backend only. */
-  requireService(caller: Caller, rpc: string): void {
-    if (caller.kind !== "service") {
-      throw new ReceiptError("permission_denied", `${rpc} is for the tenant's backend only`);
-    }
-  }
-
-  /**
-   * SetReceiptSettings and GetReceiptSettings: returns the user whose settings they are. A user
-   * sets and reads only its own (an empty user_id meaning itself).
-   */
-  authorizeReceiptSettings(caller: Caller, userId: string): string {
-    return actingAs(caller, userId, "user_id");
-  }
-
-  /**
-   * GetReceipts (after authorizeGetReceipts): whose view to answer with. A user sees its own;
-   * a service caller the one it names, or everyone's shared view.
-   */
-  viewerOf(caller: Caller, viewerId: string): string | undefined {
-    if (caller.kind === "service") return viewerId === "" ? undefined : viewerId;
-    return actingAs(caller, viewerId, "viewer_id");
   }
 
   async authorizeTrackMessages(
@@ -104,7 +85,7 @@ export class AccessPolicy {
       readonly receiverId?: string;
     }[],
   ): Promise<void> {
-    this.requireService(caller, "TrackMessages");
+    requireService(caller, "TrackMessages");
     const { receipts } = this.#settingsOf(tenant);
     for (const [i, message] of messages.entries()) {
       const type = message.conversationType;
@@ -121,104 +102,115 @@ export class AccessPolicy {
     await refuseUsersBeingErased(this.#store, tenant, people);
   }
 
-  /** ExportUserData: the tenant's backend for anyone, a user for itself only. Returns the user. */
-  authorizeExportUserData(caller: Caller, userId: string): string {
-    if (caller.kind === "service") return userId;
-    if (userId !== "" && userId !== caller.userId) {
-      throw new ReceiptError("permission_denied", "a user may export only its own data", "user_id");
-    }
-    return caller.userId;
-  }
-
-  /** Returns the reader to record: the request's, or the token's user when it left it empty. */
+  /**
+   * Returns the reader to record (the request's, or the token's user when it left it empty;
+   * the service checks it is an id) with the messages.
+   */
   async authorizeSendReceipts(
     tenant: string,
     caller: Caller,
     request: { conversationId: string; readerId: string; messageIds: readonly string[] },
-  ): Promise<string> {
+  ): Promise<MessagesGrant & { readonly readerId: string }> {
     const readerId = actingAs(caller, request.readerId);
     const conversationId = requireId("conversation_id", request.conversationId);
-    const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
-    const conversation = await this.#store.getConversation(tenant, conversationId);
+    const messageIds = requireIdList(
+      "message_ids",
+      request.messageIds,
+      limits.maxIdsPerReceiptCall,
+    );
+    const [conversation, found] = await Promise.all([
+      this.#store.getConversation(tenant, conversationId),
+      this.#store.getMessages(tenant, messageIds),
+    ]);
     if (caller.kind === "user") {
-      if (!(await this.#belongs(tenant, readerId, conversationId, conversation, "ever"))) {
+      if (!(await this.#standing(tenant, readerId, conversationId, conversation)).ever) {
         throw notYours("conversation_id");
       }
-      await this.#requireMessagesOf(tenant, conversationId, ids, "message_ids");
+      requireMessagesOf(found, conversationId, messageIds, "message_ids");
     }
     this.#requireReceiptsOn(tenant, conversation);
     await refuseUsersBeingErased(this.#store, tenant, [{ userId: readerId, field: "reader_id" }]);
-    return readerId;
+    return { readerId, conversationId, messageIds, found };
   }
 
   async authorizeMarkConversationRead(
     tenant: string,
     caller: Caller,
     request: { conversationId: string; readerId: string },
-  ): Promise<string> {
+  ): Promise<MarkReadGrant> {
     const readerId = actingAs(caller, request.readerId);
     const conversationId = requireId("conversation_id", request.conversationId);
     const conversation = await this.#store.getConversation(tenant, conversationId);
-    if (
-      caller.kind === "user" &&
-      !(await this.#belongs(tenant, readerId, conversationId, conversation, "ever"))
-    ) {
-      throw notYours("conversation_id");
+    let readerHistory: MarkReadGrant["readerHistory"];
+    if (caller.kind === "user") {
+      const standing = await this.#standing(tenant, readerId, conversationId, conversation);
+      if (!standing.ever) throw notYours("conversation_id");
+      readerHistory = standing.history;
     }
     this.#requireReceiptsOn(tenant, conversation);
     await refuseUsersBeingErased(this.#store, tenant, [{ userId: readerId, field: "reader_id" }]);
-    return readerId;
+    return { readerId, conversationId, conversation, readerHistory };
   }
 
+  /** Returns the messages and whose view to answer with (viewerOf). */
   async authorizeGetReceipts(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; messageIds: readonly string[] },
-  ): Promise<void> {
-    if (caller.kind === "service") return;
+    request: { conversationId: string; messageIds: readonly string[]; viewerId?: string },
+  ): Promise<MessagesGrant & { readonly viewerId: string | undefined }> {
     const conversationId = requireId("conversation_id", request.conversationId);
-    const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
-    const conversation = await this.#store.getConversation(tenant, conversationId);
-    if (await this.#belongs(tenant, caller.userId, conversationId, conversation, "now")) {
-      await this.#requireMessagesOf(tenant, conversationId, ids, "message_ids");
-      return;
+    const messageIds = requireIdList(
+      "message_ids",
+      request.messageIds,
+      limits.maxIdsPerReceiptCall,
+    );
+    const viewerIdOf = () =>
+      optionalId("viewer_id", viewerOf(caller, request.viewerId ?? "") ?? "");
+    if (caller.kind === "service") {
+      const viewerId = viewerIdOf();
+      const found = await this.#store.getMessages(tenant, messageIds);
+      return { conversationId, messageIds, found, viewerId };
     }
-    // Outside the conversation: only one's own messages, and "not tracked" looks like "not yours".
-    const found = await this.#store.getMessages(tenant, ids);
-    for (const id of ids) {
-      const message = found.get(id);
-      if (message?.conversationId !== conversationId || message.senderId !== caller.userId) {
-        throw notYours("conversation_id");
+    const [conversation, found] = await Promise.all([
+      this.#store.getConversation(tenant, conversationId),
+      this.#store.getMessages(tenant, messageIds),
+    ]);
+    if ((await this.#standing(tenant, caller.userId, conversationId, conversation)).now) {
+      requireMessagesOf(found, conversationId, messageIds, "message_ids");
+    } else {
+      // Outside the conversation: only one's own messages, and "not tracked" looks like "not yours".
+      for (const id of messageIds) {
+        const message = found.get(id);
+        if (message?.conversationId !== conversationId || message.senderId !== caller.userId) {
+          throw notYours("conversation_id");
+        }
       }
     }
+    return { conversationId, messageIds, found, viewerId: viewerIdOf() };
   }
 
   async authorizeListReadMembers(
     tenant: string,
     caller: Caller,
     request: { conversationId: string; messageId: string },
-  ): Promise<void> {
+  ): Promise<{ readonly conversationId: string; readonly messageId: string } & MessagesGrant> {
     const conversationId = requireId("conversation_id", request.conversationId);
     const messageId = requireId("message_id", request.messageId);
     const settings = this.#settingsOf(tenant);
-    const message = (await this.#store.getMessages(tenant, [messageId])).get(messageId);
+    const found = await this.#store.getMessages(tenant, [messageId]);
+    const message = found.get(messageId);
     const inConversation = message?.conversationId === conversationId ? message : undefined;
     if (caller.kind === "user" && inConversation?.senderId !== caller.userId) {
       const conversation = await this.#store.getConversation(tenant, conversationId);
-      if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
+      if (!(await this.#standing(tenant, caller.userId, conversationId, conversation)).now) {
         throw notYours("conversation_id");
       }
       if (inConversation === undefined) throw notTracked(messageId, conversationId, "message_id");
-      if (!settings.readMembersOpenToMembers) {
-        throw new ReceiptError(
-          "permission_denied",
-          "only the sender may list who has read a message",
-          "message_id",
-        );
-      }
+      if (!settings.readMembersOpenToMembers) throw senderOnly("message_id");
     }
+    const grant = { conversationId, messageId, messageIds: [messageId], found };
     // Unknown messages are the service's NOT_FOUND to report, with the field named.
-    if (inConversation?.conversationType !== "group") return;
+    if (inConversation?.conversationType !== "group") return grant;
     const size = await this.#store.memberCountAt(
       tenant,
       inConversation.conversationId,
@@ -227,6 +219,7 @@ export class AccessPolicy {
     if (size > settings.maxGroupSizeForMemberLists) {
       throw memberListsWithheld(size, settings.maxGroupSizeForMemberLists, "message_id");
     }
+    return grant;
   }
 
   /**
@@ -238,38 +231,39 @@ export class AccessPolicy {
     tenant: string,
     caller: Caller,
     request: { conversationId: string; messageIds: readonly string[] },
-  ): Promise<{ readonly maxGroupSize: number }> {
+  ): Promise<MessagesGrant & { readonly maxGroupSize: number }> {
     const settings = this.#settingsOf(tenant);
-    const grant = { maxGroupSize: settings.maxGroupSizeForMemberLists };
-    if (caller.kind === "service") return grant;
     const conversationId = requireId("conversation_id", request.conversationId);
-    const ids = requireIdList(
+    const messageIds = requireIdList(
       "message_ids",
       request.messageIds,
       limits.maxIdsPerBatchGetReadMembers,
     );
-    const found = await this.#store.getMessages(tenant, ids);
+    const found = await this.#store.getMessages(tenant, messageIds);
+    const grant = {
+      conversationId,
+      messageIds,
+      found,
+      maxGroupSize: settings.maxGroupSizeForMemberLists,
+    };
+    if (caller.kind === "service") return grant;
     const sentByCaller = (id: string): boolean => {
       const message = found.get(id);
       return message?.conversationId === conversationId && message.senderId === caller.userId;
     };
-    if (ids.every(sentByCaller)) return grant;
+    if (messageIds.every(sentByCaller)) return grant;
     const conversation = await this.#store.getConversation(tenant, conversationId);
-    if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
+    if (!(await this.#standing(tenant, caller.userId, conversationId, conversation)).now) {
       throw notYours("conversation_id");
     }
-    for (const [i, id] of ids.entries()) {
+    for (const [i, id] of messageIds.entries()) {
       if (found.get(id)?.conversationId !== conversationId) {
         throw notTracked(id, conversationId, `message_ids[${i}]`);
       }
     }
-    const othersMessage = ids.findIndex((id) => !sentByCaller(id));
+    const othersMessage = messageIds.findIndex((id) => !sentByCaller(id));
     if (!settings.readMembersOpenToMembers && othersMessage >= 0) {
-      throw new ReceiptError(
-        "permission_denied",
-        "only the sender may list who has read a message",
-        `message_ids[${othersMessage}]`,
-      );
+      throw senderOnly(`message_ids[${othersMessage}]`);
     }
     return grant;
   }
@@ -290,27 +284,18 @@ export class AccessPolicy {
     if (readerId !== undefined) {
       // A user's own reads (its private ones too) are its own to follow, in any conversation.
       if (readerId === caller.userId) return signal;
-      throw new ReceiptError(
-        "permission_denied",
-        "a user may follow only its own reads",
-        "reader_id",
-      );
+      throw refused("a user may follow only its own reads", "reader_id");
     }
     const senderId = optionalId("sender_id", request.senderId);
     if (senderId !== undefined) {
       if (senderId !== caller.userId) {
-        throw new ReceiptError(
-          "permission_denied",
-          "a user may watch only the messages they sent",
-          "sender_id",
-        );
+        throw refused("a user may watch only the messages they sent", "sender_id");
       }
       // Only the user's own messages pass a sender filter, whatever the conversations.
       return signal;
     }
     if (request.conversationIds.length === 0) {
-      throw new ReceiptError(
-        "permission_denied",
+      throw refused(
         "a user must watch their own sender_id or conversations they belong to",
         "conversation_ids",
       );
@@ -319,7 +304,7 @@ export class AccessPolicy {
     const groups: string[] = [];
     for (const [i, conversationId] of request.conversationIds.entries()) {
       const conversation = await this.#store.getConversation(tenant, conversationId);
-      if (!(await this.#belongs(tenant, caller.userId, conversationId, conversation, "now"))) {
+      if (!(await this.#standing(tenant, caller.userId, conversationId, conversation)).now) {
         throw notYours(`conversation_ids[${i}]`);
       }
       // C2C participants never change; group members do.
@@ -354,34 +339,23 @@ export class AccessPolicy {
   }
 
   /** C2C: a participant. Group: a current member ("now"), or a member now or before ("ever"). */
-  async #belongs(
+  async #standing(
     tenant: string,
     userId: string,
     conversationId: string,
     conversation: Conversation | undefined,
-    when: "now" | "ever",
-  ): Promise<boolean> {
-    if (conversation?.type === "c2c") return conversation.participants.includes(userId);
-    const latest = await this.#store.latestMemberships(tenant, conversationId, [userId]);
-    const interval = latest.get(userId);
-    if (interval === undefined) return false;
-    return when === "ever" || interval.leftAt === undefined;
-  }
-
-  /** For a caller known to belong: every id must be a message of the conversation. */
-  async #requireMessagesOf(
-    tenant: string,
-    conversationId: string,
-    ids: readonly string[],
-    field: string,
-  ): Promise<void> {
-    const found = await this.#store.getMessages(tenant, ids);
-    for (const [i, id] of ids.entries()) {
-      // A message of another conversation is reported as not tracked here: it is not the user's.
-      if (found.get(id)?.conversationId !== conversationId) {
-        throw notTracked(id, conversationId, `${field}[${i}]`);
-      }
+  ): Promise<Standing> {
+    if (conversation?.type === "c2c") {
+      const participant = conversation.participants.includes(userId);
+      return { now: participant, ever: participant, history: undefined };
     }
+    const history = await this.#store.latestMemberships(tenant, conversationId, [userId]);
+    const interval = history.get(userId);
+    return {
+      now: interval !== undefined && interval.leftAt === undefined,
+      ever: interval !== undefined,
+      history,
+    };
   }
 
   #requireReceiptsOn(tenant: string, conversation: Conversation | undefined): void {
@@ -391,17 +365,29 @@ export class AccessPolicy {
   }
 }
 
-/** The reader a call acts as: users only as themselves, empty meaning the token's user. */
-function actingAs(caller: Caller, readerId: string, field = "reader_id"): string {
-  if (caller.kind === "service") return readerId;
-  if (readerId !== "" && readerId !== caller.userId) {
-    throw new ReceiptError("permission_denied", "a user may act only as themselves", field);
+/** For a caller known to belong: every id must be a message of the conversation. */
+function requireMessagesOf(
+  found: ReadonlyMap<string, TrackedMessage>,
+  conversationId: string,
+  ids: readonly string[],
+  field: string,
+): void {
+  for (const [i, id] of ids.entries()) {
+    // A message of another conversation is reported as not tracked here: it is not the user's.
+    if (found.get(id)?.conversationId !== conversationId) {
+      throw notTracked(id, conversationId, `${field}[${i}]`);
+    }
   }
-  return caller.userId;
 }
 
+const refused = (message: string, field: string): ReceiptError =>
+  new ReceiptError("permission_denied", message, field);
+
 const notYours = (field: string): ReceiptError =>
-  new ReceiptError("permission_denied", "not a conversation of the caller", field);
+  refused("not a conversation of the caller", field);
+
+const senderOnly = (field: string): ReceiptError =>
+  refused("only the sender may list who has read a message", field);
 
 const notTracked = (id: string, conversationId: string, field: string): ReceiptError =>
   new ReceiptError(

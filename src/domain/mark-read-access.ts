@@ -1,18 +1,27 @@
-import type { MembershipHistory, MessageStore } from "../store/receipt-store.js";
+import type {
+  Conversation,
+  MembershipHistory,
+  MembershipInterval,
+} from "../store/receipt-store.js";
 import { ReceiptError } from "./errors.js";
 
 /**
  * MarkConversationRead's own check (the access policy checks the caller): a C2C reader must be
  * one of the pair, a group reader a member now or before; a conversation with neither messages
- * nor members is not there.
+ * nor members is not there. Given the rows the policy read: the conversation, and the reader's
+ * latest membership when it read that (read here otherwise).
  */
 export async function checkMayMarkRead(
-  store: Pick<MessageStore, "getConversation"> & Pick<MembershipHistory, "latestMemberships">,
+  store: Pick<MembershipHistory, "latestMemberships">,
   tenant: string,
-  conversationId: string,
-  readerId: string,
+  read: {
+    readonly conversationId: string;
+    readonly readerId: string;
+    readonly conversation: Conversation | undefined;
+    readonly readerHistory: ReadonlyMap<string, MembershipInterval> | undefined;
+  },
 ): Promise<void> {
-  const conversation = await store.getConversation(tenant, conversationId);
+  const { conversationId, readerId, conversation } = read;
   if (conversation?.type === "c2c") {
     if (!conversation.participants.includes(readerId)) {
       throw new ReceiptError(
@@ -23,7 +32,8 @@ export async function checkMayMarkRead(
     }
     return;
   }
-  const history = await store.latestMemberships(tenant, conversationId, [readerId]);
+  const history =
+    read.readerHistory ?? (await store.latestMemberships(tenant, conversationId, [readerId]));
   if (history.has(readerId)) return;
   if (conversation === undefined) {
     throw new ReceiptError(

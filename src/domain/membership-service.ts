@@ -1,6 +1,7 @@
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { MembershipHistory, MessageStore, ReceiptLedger } from "../store/receipt-store.js";
 import type { UserDataStore } from "../store/user-data-store.js";
+import { type Caller, requireService } from "./caller.js";
 import { refuseUsersBeingErased } from "./erasure-guard.js";
 import { ReceiptError } from "./errors.js";
 import { limits } from "./limits.js";
@@ -13,6 +14,9 @@ type MembershipServiceStore = MembershipHistory &
   Pick<MessageStore, "getConversation"> &
   Pick<ReceiptLedger, "deleteReceiptsFrom"> &
   Pick<UserDataStore, "erasureOf">;
+
+/** The whole service is the tenant's backend's. */
+const rpc = "MembershipService";
 
 /**
  * Membership history of groups: each user has non-overlapping intervals
@@ -41,8 +45,10 @@ export class MembershipService {
 
   async addMembers(
     tenant: string,
+    caller: Caller,
     request: { groupId: string; userIds: readonly string[]; joinedAt: number | undefined },
   ): Promise<{ addedCount: number }> {
+    requireService(caller, rpc);
     const { groupId, userIds, at } = await this.#validate(
       tenant,
       request,
@@ -77,8 +83,10 @@ export class MembershipService {
 
   async removeMembers(
     tenant: string,
+    caller: Caller,
     request: { groupId: string; userIds: readonly string[]; leftAt: number | undefined },
   ): Promise<{ removedCount: number }> {
+    requireService(caller, rpc);
     const { groupId, userIds, at } = await this.#validate(
       tenant,
       request,
@@ -123,8 +131,10 @@ export class MembershipService {
 
   async listMembers(
     tenant: string,
+    caller: Caller,
     request: { groupId: string; pageSize: number; pageToken: string },
   ): Promise<Page<Member>> {
+    requireService(caller, rpc);
     const groupId = requireId("group_id", request.groupId);
     const size = pageSize(request.pageSize);
     const scope = `members/${groupId}`;

@@ -1,4 +1,5 @@
 import type { MessageStore, PrivacyStore } from "../store/receipt-store.js";
+import { type Caller, requireService } from "./caller.js";
 import type { ChangeAnnouncer } from "./change-announcer.js";
 import { invalidArgument } from "./errors.js";
 import { limits } from "./limits.js";
@@ -32,8 +33,11 @@ export class MessageDeletion {
 
   async deleteMessages(
     tenant: string,
+    caller: Caller,
     request: { readonly conversationId: string; readonly messageIds: readonly string[] },
   ): Promise<{ deletedCount: number }> {
+    // The messaging backend recalls messages; a user never deletes receipts.
+    requireService(caller, "DeleteMessages");
     const conversationId = requireId("conversation_id", request.conversationId);
     const ids = requireIdList("message_ids", request.messageIds, limits.maxIdsPerReceiptCall);
     // Checked before anything is deleted: one id of another conversation changes nothing.

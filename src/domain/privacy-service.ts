@@ -3,6 +3,7 @@ import type {
   ReceiptSettingChange,
   StoredReceiptSettings,
 } from "../store/receipt-store.js";
+import { actingAs, type Caller } from "./caller.js";
 import { invalidArgument } from "./errors.js";
 import type { ReceiptPolicy, ReceiptPrivacy, ReceiptVisibility } from "./receipt-privacy.js";
 import { requireId } from "./validate.js";
@@ -29,7 +30,8 @@ export interface ReceiptSettingsView {
 export const maxConversationsPerSettingsCall = 100;
 
 /**
- * Users' receipt settings (PrivacyService). Validates the whole request before writing, writes
+ * Users' receipt settings (PrivacyService): a user sets and reads only its own (an empty
+ * user_id meaning itself), the tenant's backend anyone's. Validates the whole request before writing, writes
  * it in one store call, then drops the user's cached settings so this instance decides with the
  * new ones at once.
  */
@@ -47,13 +49,14 @@ export class PrivacyService {
 
   async setReceiptSettings(
     tenant: string,
+    caller: Caller,
     request: {
       userId: string;
       defaultVisibility: RequestedVisibility;
       conversations: readonly { conversationId: string; visibility: RequestedVisibility }[];
     },
   ): Promise<ReceiptSettingsView> {
-    const userId = requireId("user_id", request.userId);
+    const userId = requireId("user_id", actingAs(caller, request.userId, "user_id"));
     if (request.conversations.length > maxConversationsPerSettingsCall) {
       throw invalidArgument(
         "conversations",
@@ -92,9 +95,10 @@ export class PrivacyService {
 
   async getReceiptSettings(
     tenant: string,
+    caller: Caller,
     request: { userId: string },
   ): Promise<ReceiptSettingsView> {
-    const userId = requireId("user_id", request.userId);
+    const userId = requireId("user_id", actingAs(caller, request.userId, "user_id"));
     return this.#view(tenant, userId, await this.#store.getReceiptSettings(tenant, userId));
   }
 

@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import type { ChangeFeed } from "../store/change-feed.js";
+import type { AccessPolicy } from "./access-policy.js";
+import { type Caller, viewerOf } from "./caller.js";
 import {
   AccessEndedError,
   ChangeLogExpiredError,
@@ -19,8 +21,6 @@ export interface WatchRequest {
   readonly resumeToken: string;
   /** Only this reader's changes, its private ones included ("" for everyone's shown ones). */
   readonly readerId?: string;
-  /** The user the stream is for (a user caller): its reciprocal privacy applies (ReaderView). */
-  readonly viewerId?: string;
 }
 
 export type WatchEvent =
@@ -29,6 +29,8 @@ export type WatchEvent =
 
 export interface WatcherOptions {
   readonly feed: ChangeFeed;
+  /** Who may watch what; it also ends a user's stream when the user leaves a watched group. */
+  readonly policy: Pick<AccessPolicy, "authorizeWatchReceipts">;
   /** Interval between heartbeats on a stream. */
   readonly heartbeatMs: number;
   /** Updates buffered for one stream before its consumer counts as too slow. */
@@ -67,17 +69,27 @@ export class ReceiptWatcher {
     return this.#open.size;
   }
 
+  /** Ends with `callSignal`, or when the caller's access to what it watches ends. */
   async *watch(
     tenant: string,
+    caller: Caller,
     request: WatchRequest,
-    signal: AbortSignal,
+    callSignal: AbortSignal,
   ): AsyncGenerator<WatchEvent> {
+    const signal = await this.#options.policy.authorizeWatchReceipts(
+      tenant,
+      caller,
+      request,
+      callSignal,
+    );
+    // A user's stream is its own view; a service caller's the shared one.
+    const viewerId = viewerOf(caller, "");
     const filter = validateFilter(request);
     const feed = this.#options.feed;
     const resumeFrom =
       request.resumeToken === "" ? undefined : decodeResumeToken(request.resumeToken, feed, tenant);
     const token = (position: string) => encodeResumeToken(tenant, position);
-    const viewed = (change: ReceiptChange) => this.#viewed(tenant, request.viewerId, change);
+    const viewed = (change: ReceiptChange) => this.#viewed(tenant, viewerId, change);
     if (this.#closing) throw shuttingDown(request.resumeToken);
     if (this.#open.size >= this.#options.maxStreams) {
       throw new ReceiptError(

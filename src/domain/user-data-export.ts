@@ -1,5 +1,6 @@
 import type { PrivacyStore } from "../store/receipt-store.js";
 import type { UserDataRecord, UserDataStore } from "../store/user-data-store.js";
+import { type Caller, exportedUserOf } from "./caller.js";
 import { requireId } from "./validate.js";
 
 const privatePage = 500;
@@ -13,9 +14,10 @@ export async function* exportUserData(
   store: Pick<UserDataStore, "exportUserData"> &
     Pick<PrivacyStore, "getReceiptSettings" | "listPrivateReceipts">,
   tenant: string,
+  caller: Caller,
   request: { userId: string },
 ): AsyncIterable<UserDataRecord> {
-  const userId = requireId("user_id", request.userId);
+  const userId = requireId("user_id", exportedUserOf(caller, request.userId));
   yield* store.exportUserData(tenant, userId);
   const settings = await store.getReceiptSettings(tenant, userId);
   if (settings.defaultVisibility !== undefined) {

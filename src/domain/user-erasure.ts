@@ -4,6 +4,7 @@ import type { Chunk, Cursor, ErasureRecord, UserDataStore } from "../store/user-
 /** What an erasure removes through: the user's data by user, and its privacy settings. */
 export type ErasableStore = UserDataStore & Pick<PrivacyStore, "eraseUserPrivacy">;
 
+import { type Caller, requireService } from "./caller.js";
 import { requireId } from "./validate.js";
 
 /** One concern of an erasure: removes a bounded chunk of one kind of the user's rows per call. */
@@ -97,9 +98,11 @@ export class UserErasure {
   /** Goes on until done, out of budget, or `signal` aborts (the caller gave up), between chunks. */
   async eraseUser(
     tenant: string,
+    caller: Caller,
     request: { userId: string },
     signal?: AbortSignal,
   ): Promise<ErasureProgress> {
+    requireService(caller, "EraseUser");
     const userId = requireId("user_id", request.userId);
     const deadline = this.#clock() + this.#callBudgetMs;
     let record = await this.#begin(tenant, userId);

@@ -46,10 +46,12 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
     store,
     feed,
     privacy,
+    policy: access.policy,
     retentionOf: (tenant) => access.registry.settingsOf(tenant).retentionMs,
   });
   const watcher = new ReceiptWatcher({
     feed,
+    policy: access.policy,
     heartbeatMs: 60_000,
     bufferLimit: 100,
     maxStreams: 10,
@@ -63,7 +65,6 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
     privacy: new PrivacyService({ store, privacy }),
     watcher,
     userData: { erasure: new UserErasure({ store }), store },
-    policy: access.policy,
     logger: silentLogger,
   };
   const transport = createRouterTransport((router) => registerRoutes(router, deps), {
