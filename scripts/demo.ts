@@ -5,6 +5,11 @@
  * per user. The e2e tests reuse the building blocks exported here.
  *
  * Runs directly on Node 24 (type stripping): it imports no TypeScript module.
+ *
+ * Longer than the ~400 lines a file keeps to, for a reason: it is the one script a new user
+ * reads to see the whole product run (build, start, seed, serve, link), top to bottom, and the
+ * e2e tests import those same steps from it; split, the walk-through would be spread over
+ * files the demo reader has no reason to open.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
