@@ -91,7 +91,6 @@ function startService(): Promise<{ pid: number; baseUrl: string; stop(): void }>
     env: {
       ...process.env,
       RECEIPTS_PORT: "0",
-      RECEIPTS_LOG_LEVEL: "warn",
       RECEIPTS_STORE: "cassandra",
       RECEIPTS_CASSANDRA_CONTACT_POINTS: addresses.map((a) => `${a}:9042`).join(","),
       RECEIPTS_CASSANDRA_KEYSPACE: keyspace,
