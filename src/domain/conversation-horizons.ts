@@ -11,6 +11,13 @@ import { requireId, requireTime } from "./validate.js";
 /** How many messages MarkConversationRead materialises per store round trip. */
 const markBatchSize = 500;
 
+/** MarkConversationRead; readUpTo undefined means now. */
+export type MarkConversationReadRequest = {
+  conversationId: string;
+  readerId: string;
+  readUpTo: number | undefined;
+};
+
 /**
  * Read horizons: MarkConversationRead, and the messages tracked later under a horizon already
  * set, which count as read by its reader.
@@ -29,7 +36,7 @@ export class ConversationHorizons {
   async markConversationRead(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; readerId: string; readUpTo: number | undefined },
+    request: MarkConversationReadRequest,
     /** Aborted when the caller gives up: the batch loop stops before its next store call. */
     signal?: AbortSignal,
   ): Promise<{ readUpTo: number; markedCount: number }> {

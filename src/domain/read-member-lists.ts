@@ -8,6 +8,22 @@ import type { ReceiptParts } from "./receipt-parts.js";
 import { type ReceiptReads, trackedMessagesOf } from "./receipt-reads.js";
 import { pageSize } from "./validate.js";
 
+/** BatchGetReadMembers in domain terms. */
+export type BatchGetReadMembersRequest = {
+  conversationId: string;
+  messageIds: readonly string[];
+  pageSize: number;
+};
+
+/** ListReadMembers in domain terms; filter undefined is refused. */
+export type ListReadMembersRequest = {
+  conversationId: string;
+  messageId: string;
+  filter: ReadFilter | undefined;
+  pageSize: number;
+  pageToken: string;
+};
+
 /** ListReadMembers and BatchGetReadMembers: who has and has not read a message. */
 export class ReadMemberLists {
   readonly #parts: ReceiptParts;
@@ -21,13 +37,7 @@ export class ReadMemberLists {
   async listReadMembers(
     tenant: string,
     caller: Caller,
-    request: {
-      conversationId: string;
-      messageId: string;
-      filter: ReadFilter | undefined;
-      pageSize: number;
-      pageToken: string;
-    },
+    request: ListReadMembersRequest,
     /** Aborted when the caller gives up (deadline, cancel): no store call starts after that. */
     signal?: AbortSignal,
   ): Promise<Page<ReadMember>> {
@@ -64,7 +74,7 @@ export class ReadMemberLists {
   async batchGetReadMembers(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; messageIds: readonly string[]; pageSize: number },
+    request: BatchGetReadMembersRequest,
     signal?: AbortSignal,
   ): Promise<MessageReadMembers[]> {
     const grant = await this.#parts.policy.authorizeBatchGetReadMembers(tenant, caller, request);

@@ -11,6 +11,13 @@ export interface ReadState {
   readonly readTimes: Map<string, number>;
 }
 
+/** GetReceipts; viewerId: answer as that user sees them (its private reads, reciprocity). */
+export type GetReceiptsRequest = {
+  conversationId: string;
+  messageIds: readonly string[];
+  viewerId?: string;
+};
+
 /** GetReceipts, and the receipts of messages as everyone sees them, for the other parts. */
 export class ReceiptReads {
   readonly #parts: ReceiptParts;
@@ -23,7 +30,7 @@ export class ReceiptReads {
     tenant: string,
     caller: Caller,
     /** viewerId: answer as that user sees them (its private reads, reciprocity). */
-    request: { conversationId: string; messageIds: readonly string[]; viewerId?: string },
+    request: GetReceiptsRequest,
   ): Promise<MessageReceipt[]> {
     const grant = await this.#parts.policy.authorizeGetReceipts(tenant, caller, request);
     const receipts = await this.describe(tenant, trackedMessagesOf(grant));

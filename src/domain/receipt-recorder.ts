@@ -13,6 +13,13 @@ import type { ReceiptParts } from "./receipt-parts.js";
 import { type ReceiptReads, trackedMessagesOf } from "./receipt-reads.js";
 import { requireId } from "./validate.js";
 
+/** SendReceipts in domain terms. */
+export type SendReceiptsRequest = {
+  conversationId: string;
+  readerId: string;
+  messageIds: readonly string[];
+};
+
 /** SendReceipts, and the recording of reads that MarkConversationRead and horizons share. */
 export class ReceiptRecorder {
   readonly #parts: ReceiptParts;
@@ -35,7 +42,7 @@ export class ReceiptRecorder {
   async sendReceipts(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; readerId: string; messageIds: readonly string[] },
+    request: SendReceiptsRequest,
   ): Promise<MessageReceipt[]> {
     const { policy, audience, clock } = this.#parts;
     const grant = await policy.authorizeSendReceipts(tenant, caller, request);

@@ -4,18 +4,22 @@ import { AccessPolicy } from "./access-policy.js";
 import { Audience } from "./audience.js";
 import type { Caller } from "./caller.js";
 import { ChangeAnnouncer } from "./change-announcer.js";
-import { ConversationHorizons } from "./conversation-horizons.js";
+import { ConversationHorizons, type MarkConversationReadRequest } from "./conversation-horizons.js";
 import { describeDeletions } from "./deletion-outcomes.js";
 import { MessageTracking } from "./message-tracking.js";
-import type { MessageReadMembers, MessageReceipt, Page, ReadFilter, ReadMember } from "./model.js";
+import type { MessageReadMembers, MessageReceipt, Page, ReadMember } from "./model.js";
 import { describePending } from "./pending-changes.js";
 import { PrivateReads } from "./private-reads.js";
-import { ReadMemberLists } from "./read-member-lists.js";
+import {
+  type BatchGetReadMembersRequest,
+  type ListReadMembersRequest,
+  ReadMemberLists,
+} from "./read-member-lists.js";
 import { ReaderView } from "./reader-view.js";
 import type { ReceiptParts } from "./receipt-parts.js";
 import { ReceiptPrivacy } from "./receipt-privacy.js";
-import { ReceiptReads } from "./receipt-reads.js";
-import { ReceiptRecorder } from "./receipt-recorder.js";
+import { type GetReceiptsRequest, ReceiptReads } from "./receipt-reads.js";
+import { ReceiptRecorder, type SendReceiptsRequest } from "./receipt-recorder.js";
 import type { TrackedMessageInput } from "./tracked-message-input.js";
 
 export type { TrackedMessageInput } from "./tracked-message-input.js";
@@ -99,7 +103,7 @@ export class ReceiptService {
   sendReceipts(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; readerId: string; messageIds: readonly string[] },
+    request: SendReceiptsRequest,
   ): Promise<MessageReceipt[]> {
     return this.#recorder.sendReceipts(tenant, caller, request);
   }
@@ -107,8 +111,7 @@ export class ReceiptService {
   getReceipts(
     tenant: string,
     caller: Caller,
-    /** viewerId: answer as that user sees them (its private reads, reciprocity). */
-    request: { conversationId: string; messageIds: readonly string[]; viewerId?: string },
+    request: GetReceiptsRequest,
   ): Promise<MessageReceipt[]> {
     return this.#reads.getReceipts(tenant, caller, request);
   }
@@ -116,13 +119,7 @@ export class ReceiptService {
   listReadMembers(
     tenant: string,
     caller: Caller,
-    request: {
-      conversationId: string;
-      messageId: string;
-      filter: ReadFilter | undefined;
-      pageSize: number;
-      pageToken: string;
-    },
+    request: ListReadMembersRequest,
     /** Aborted when the caller gives up (deadline, cancel): no store call starts after that. */
     signal?: AbortSignal,
   ): Promise<Page<ReadMember>> {
@@ -132,7 +129,7 @@ export class ReceiptService {
   batchGetReadMembers(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; messageIds: readonly string[]; pageSize: number },
+    request: BatchGetReadMembersRequest,
     signal?: AbortSignal,
   ): Promise<MessageReadMembers[]> {
     return this.#memberLists.batchGetReadMembers(tenant, caller, request, signal);
@@ -141,7 +138,7 @@ export class ReceiptService {
   markConversationRead(
     tenant: string,
     caller: Caller,
-    request: { conversationId: string; readerId: string; readUpTo: number | undefined },
+    request: MarkConversationReadRequest,
     /** Aborted when the caller gives up: the batch loop stops before its next store call. */
     signal?: AbortSignal,
   ): Promise<{ readUpTo: number; markedCount: number }> {
