@@ -21,7 +21,6 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { serviceCaller } from "../src/domain/caller.js";
 
 const root = join(import.meta.dirname, "..");
 const fromDist = async <T>(path: string): Promise<T> =>
@@ -30,6 +29,8 @@ const fromDist = async <T>(path: string): Promise<T> =>
 const { ReceiptService } = await fromDist<typeof import("../src/domain/receipt-service.js")>(
   "src/domain/receipt-service.js",
 );
+const { serviceCaller } =
+  await fromDist<typeof import("../src/domain/caller.js")>("src/domain/caller.js");
 const { openSqliteDatabase } = await fromDist<
   typeof import("../src/store/sqlite/sqlite-database.js")
 >("src/store/sqlite/sqlite-database.js");
