@@ -4,6 +4,7 @@ import { ReceiptService } from "../src/domain/receipt-service.js";
 import { CassandraDeletionMarkers } from "../src/store/cassandra/cassandra-deletion-markers.js";
 import { bucketMs } from "../src/store/cassandra/cassandra-messages.js";
 import { CassandraOutbox } from "../src/store/cassandra/cassandra-outbox.js";
+import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
 import { CqlSession } from "../src/store/cassandra/cql-session.js";
 import { longEncoderOf, WriteClock } from "../src/store/cassandra/cql-values.js";
 import {
@@ -16,6 +17,7 @@ import {
   seedGroup,
   useCassandraKeyspace,
 } from "./support/cassandra-store-fixtures.js";
+import { testReplication } from "./support/cassandra-test-keyspace.js";
 import { expectReceiptError, users } from "./support/fixtures.js";
 
 /** The Cassandra store's own deletion and retention rules: several instances, crashes, TTLs. */
@@ -49,6 +51,51 @@ describe("Cassandra store: deleting messages", () => {
     expect(await remembering.hasRead(tenant, "u000001", [message.messageId])).toEqual(new Set());
     await service.announcer.close();
     await feed.close();
+  });
+
+  it("finds after the upgrade to schema 8 the markers written before it, with the time they had left", async () => {
+    const tenant = newTenant();
+    const members = users("u", 3);
+    const remembering = cassandraStore(keyspace.client);
+    const message = await seedGroup(remembering, tenant, members);
+    // A deletion by an instance of schema 7: its marker by id only (the rows it went on to
+    // remove do not matter here; this instance remembers the message).
+    const ks = keyspace.keyspace;
+    await keyspace.client.execute(
+      `INSERT INTO ${ks}.deleted_messages (tenant, message_id, conversation_id, conversation_type,
+        sender_id, sent_at, receiver_id, deleted_at) VALUES (?, ?, ?, 'group', ?, ?, '', ?)
+        USING TTL 3600`,
+      [
+        tenant,
+        message.messageId,
+        "g",
+        message.senderId,
+        BigInt(message.sentAt),
+        BigInt(Date.now()),
+      ],
+      { prepare: true },
+    );
+    // Version 8 applied again, as on the first start of the new version.
+    await keyspace.client.execute(`DELETE FROM ${ks}.schema_version WHERE version = 8`);
+    expect(
+      await applyCassandraSchema(keyspace.client, { keyspace: ks, replication: testReplication }),
+    ).toBe(loadSchemaFiles().length);
+    const copied = (
+      await keyspace.client.execute(
+        `SELECT message_id, TTL(deleted_at) AS left FROM ${ks}.deleted_messages_by_conversation
+          WHERE tenant = ? AND conversation_id = 'g'`,
+        [tenant],
+        { prepare: true },
+      )
+    ).rows.map((row) => [row.get("message_id"), row.get("left") as number]);
+    expect(copied).toEqual([[message.messageId, expect.any(Number)]]);
+    expect(copied[0]?.[1]).toBeGreaterThan(3_500);
+    expect(copied[0]?.[1]).toBeLessThanOrEqual(3_600);
+    const [recorded] = await remembering.insertReceipts(tenant, "u000001", [
+      { message, readAt: Date.now() },
+    ]);
+    expect(recorded).toMatchObject({ deleted: true, inserted: false });
+    expect(await receiptRecordCount(tenant, "g", members)).toBe(0);
   });
 
   it("forgets a deleted message at once, also when a read of it was in flight", async () => {

@@ -223,6 +223,9 @@ describe("Cassandra store: what one process keeps in memory", () => {
     expect(counter.batchSizes(/^INSERT INTO \S+\.receipts_by_reader/)).toEqual([10]);
     expect(counter.requests(/^INSERT INTO \S+\.readers_by_message/)).toBe(10);
     expect(counter.queries.filter((q) => /\bIF\b/.test(q))).toEqual([]);
+    // The deletion markers that a racing DeleteMessages may have written: one read for the
+    // call's one conversation, not one per message.
+    expect(counter.requests(/^SELECT .* FROM \S+\.deleted_messages\w*\s/s)).toBe(1);
     counter.reset();
     const again = await sendAll(minutes(31));
     expect(again.map((r) => [r.inserted, r.readCount])).toEqual(messages.map(() => [false, 1]));

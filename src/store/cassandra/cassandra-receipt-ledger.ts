@@ -283,7 +283,10 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
     // finds these rows and removes them; one it sees, the receipt removes itself.
     const counts = new Map<string, number>();
     const [deleted] = await Promise.all([
-      this.#markers.find(tenant, [...byMessage.keys()]),
+      this.#markers.deletedAmong(
+        tenant,
+        [...byMessage.values()].map((entry) => entry.message),
+      ),
       mapConcurrently([...byMessage.keys()], concurrency, async (messageId) => {
         const readers = this.#readerSource(tenant, messageId);
         const cached = await this.#cache?.readerRecorded(tenant, messageId, readerId, readers);
@@ -291,7 +294,7 @@ export class CassandraReceiptLedger implements Omit<ReceiptLedger, "listFirstPag
       }),
     ]);
     await Promise.all(
-      [...deleted.keys()].map((id) => {
+      [...deleted].map((id) => {
         const entry = byMessage.get(id);
         return entry === undefined
           ? undefined

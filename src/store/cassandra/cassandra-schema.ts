@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { type Client, types } from "cassandra-driver";
 import { isValidKeyspace } from "../../config.js";
 import { StoreUnavailableError } from "../../domain/errors.js";
+import { schemaBackfills } from "./cassandra-schema-backfills.js";
 import { isUnavailable } from "./cql-session.js";
 
 export interface SchemaOptions {
@@ -26,7 +27,8 @@ const lockVersion = 0;
 
 /**
  * Creates the keyspace if needed and applies the versioned CQL files in
- * src/store/cassandra/schema that schema_version does not list yet, in order.
+ * src/store/cassandra/schema that schema_version does not list yet, in order, each followed
+ * by its backfill if it has one (cassandra-schema-backfills.ts).
  * Every statement is idempotent, so a run cut short is simply run again; an
  * LWT lock row keeps two starting processes from issuing DDL at once.
  * Returns the schema version now in place.
@@ -58,6 +60,7 @@ export async function applyCassandraSchema(
         for (const statement of file.statements) {
           await client.execute(statement.replaceAll("{keyspace}", keyspace));
         }
+        await schemaBackfills.get(file.version)?.(client, keyspace);
         await client.execute(
           `INSERT INTO ${keyspace}.schema_version (version, name, applied_at) VALUES (?, ?, ?)`,
           [file.version, file.name, new Date()],
