@@ -1,13 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
-import { type JsonObject, toJson } from "@bufbuild/protobuf";
-import {
-  MessageDeletedUpdateSchema,
-  ReadHorizonUpdateSchema,
-  ReceiptUpdateSchema,
-} from "../../gen/receipts/v1/receipts_pb.js";
-import type { PositionedChange } from "../domain/model.js";
+import { enumToJson, type JsonObject, toJson } from "@bufbuild/protobuf";
+import { TimestampSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ConversationTypeSchema } from "../../gen/receipts/v1/receipts_pb.js";
+import type { MessageReceipt, PositionedChange } from "../domain/model.js";
 import type { WebhookEventType } from "../webhooks/webhook-endpoint.js";
-import { changeToProto } from "./receipt-routes.js";
+import { conversationTypeToProto } from "./convert.js";
 
 /** One event as a webhook carries it; `data` is the Connect JSON of the API's update message. */
 export interface WebhookEvent {
@@ -21,42 +18,93 @@ export interface WebhookEvent {
   readonly data: JsonObject;
 }
 
-// Zero counts and empty ids are written out: a receiver reads `unreadCount: 0`, not a missing field.
-const allFields = { alwaysEmitImplicit: true } as const;
-
-/** The event of a change of the tenant's log: `receipt.read`, `conversation.read` or `message.deleted`. */
+/**
+ * The event of a change of the tenant's log: `receipt.read`, `conversation.read` or
+ * `message.deleted`. `data` is written directly rather than through protobuf's toJson (8–19 µs
+ * an event); test/webhook-payload.property.test.ts holds it to toJson's output byte for byte.
+ */
 export function webhookEventOf(tenant: string, positioned: PositionedChange): WebhookEvent {
   const { change } = positioned;
-  const update = changeToProto(change);
-  const base = { id: eventId(tenant, positioned.position), tenant };
-  if (update.case === "receipt" && change.kind === "receipt") {
-    return {
-      ...base,
-      type: "receipt.read",
-      timestamp: new Date(change.readAt).toISOString(),
-      conversationId: change.receipt.message.conversationId,
-      data: toJson(ReceiptUpdateSchema, update.value, allFields) as JsonObject,
-    };
+  const id = eventId(tenant, positioned.position);
+  switch (change.kind) {
+    case "receipt":
+      return {
+        id,
+        tenant,
+        type: "receipt.read",
+        timestamp: new Date(change.readAt).toISOString(),
+        conversationId: change.receipt.message.conversationId,
+        data: {
+          receipt: receiptJson(change.receipt),
+          readerId: change.readerId,
+          readAt: timestampJson(change.readAt),
+        },
+      };
+    case "horizon":
+      return {
+        id,
+        tenant,
+        type: "conversation.read",
+        timestamp: new Date(change.readUpTo).toISOString(),
+        conversationId: change.conversationId,
+        data: {
+          conversationId: change.conversationId,
+          readerId: change.readerId,
+          readUpTo: timestampJson(change.readUpTo),
+        },
+      };
+    case "deletion":
+      return {
+        id,
+        tenant,
+        type: "message.deleted",
+        timestamp: new Date(change.deletedAt).toISOString(),
+        conversationId: change.conversationId,
+        data: {
+          conversationId: change.conversationId,
+          messageIds: change.messages.map((m) => m.messageId),
+          deletedAt: timestampJson(change.deletedAt),
+        },
+      };
   }
-  if (update.case === "readHorizon" && change.kind === "horizon") {
-    return {
-      ...base,
-      type: "conversation.read",
-      timestamp: new Date(change.readUpTo).toISOString(),
-      conversationId: change.conversationId,
-      data: toJson(ReadHorizonUpdateSchema, update.value, allFields) as JsonObject,
-    };
+}
+
+/** A MessageReceipt in Connect JSON, fields in the proto's order, zeros and "" written out. */
+function receiptJson(receipt: MessageReceipt): JsonObject {
+  const { message } = receipt;
+  return {
+    conversationId: message.conversationId,
+    conversationType: conversationTypeJson[message.conversationType],
+    messageId: message.messageId,
+    senderId: message.senderId,
+    readCount: receipt.readCount,
+    unreadCount: receipt.unreadCount,
+    receiverId: message.receiverId,
+    receiverRead: receipt.receiverRead,
+    sentAt: timestampJson(message.sentAt),
+    ...(receipt.receiverReadAt === undefined
+      ? {}
+      : { receiverReadAt: timestampJson(receipt.receiverReadAt) }),
+  };
+}
+
+const conversationTypeJson = {
+  group: enumToJson(ConversationTypeSchema, conversationTypeToProto("group")) as string,
+  c2c: enumToJson(ConversationTypeSchema, conversationTypeToProto("c2c")) as string,
+};
+
+/** Years 0001 to 9999, the range of a Timestamp's JSON. */
+const firstMs = -62_135_596_800_000;
+const lastMs = 253_402_300_799_999;
+
+/** A Timestamp of whole milliseconds in Connect JSON: RFC 3339, the fraction only when not 0. */
+function timestampJson(ms: number): string {
+  // Outside its range protobuf refuses it: the same error as before, from the same place.
+  if (!Number.isInteger(ms) || ms < firstMs || ms > lastMs) {
+    return toJson(TimestampSchema, timestampFromMs(ms)) as string;
   }
-  if (update.case === "messageDeleted" && change.kind === "deletion") {
-    return {
-      ...base,
-      type: "message.deleted",
-      timestamp: new Date(change.deletedAt).toISOString(),
-      conversationId: change.conversationId,
-      data: toJson(MessageDeletedUpdateSchema, update.value, allFields) as JsonObject,
-    };
-  }
-  throw new Error(`no webhook event for a ${change.kind} change`);
+  const iso = new Date(ms).toISOString();
+  return iso.endsWith(".000Z") ? `${iso.slice(0, -5)}Z` : iso;
 }
 
 /** Events are batched: the body always says how many it holds and lists them in order. */
