@@ -70,6 +70,17 @@ export class EndpointDelivery {
   #lastReplayCheck = 0;
   readonly #doorbell = new Doorbell();
   readonly #poke = this.#doorbell.ring;
+  /**
+   * Whether the log may hold changes not read yet: set by the feed (a publish, an
+   * interruption), by a full read and on start; the loop also wakes for its own reasons (a
+   * POST done, a linger over), which need no read. The poll reads anyway.
+   */
+  #unread = true;
+  #lastReadAt = 0;
+  readonly #logChanged = (): void => {
+    this.#unread = true;
+    this.#poke();
+  };
   #failing = false;
   /** Events wait for company (lingerMs): the loop wakes to send them once they waited enough. */
   #holding = false;
@@ -107,7 +118,7 @@ export class EndpointDelivery {
   async run(): Promise<void> {
     const { feed, key } = this.#o;
     await this.started;
-    const unlisten = feed.listen(key.tenant, this.#poke, this.#poke);
+    const unlisten = feed.listen(key.tenant, this.#logChanged, this.#logChanged);
     try {
       while (!this.stopped) {
         await this.#readAhead();
@@ -148,10 +159,17 @@ export class EndpointDelivery {
     if (endpoint === undefined) return;
     const room = this.#window.room(this.#windowSize);
     if (room <= 0) return;
+    const now = this.#clock();
+    if (!this.#unread && now - this.#lastReadAt < this.#pollMs) return;
+    // Cleared before the read: a publish during it sets it again, for one more read.
+    this.#unread = false;
+    this.#lastReadAt = now;
+    const limit = Math.min(room, 1_000);
     let changes: Awaited<ReturnType<ChangeFeed["readAfter"]>>;
     try {
-      changes = await feed.readAfter(key.tenant, this.#lastRead, Math.min(room, 1_000));
+      changes = await feed.readAfter(key.tenant, this.#lastRead, limit);
     } catch (error) {
+      this.#unread = true;
       if (!(error instanceof ChangeLogExpiredError)) {
         logger.warn({ err: error, ...key }, "webhooks: change log unreadable; retrying");
         return;
@@ -167,7 +185,7 @@ export class EndpointDelivery {
       if (this.#window.empty) this.#cursor = head;
       return;
     }
-    const now = this.#clock();
+    const readAt = this.#clock();
     for (const positioned of changes) {
       const event = webhookEventOf(key.tenant, positioned);
       const { change } = positioned;
@@ -175,12 +193,13 @@ export class EndpointDelivery {
       const wanted = !isPrivate(change) && endpoint.events.includes(event.type as never);
       this.#window.add(
         positioned.position,
-        change.kind === "receipt" ? Math.min(change.readAt, now) : now,
+        change.kind === "receipt" ? Math.min(change.readAt, readAt) : readAt,
         wanted ? event : undefined,
       );
       this.#lastRead = positioned.position;
     }
-    if (changes.length > 0) this.#poke();
+    // A full read may have left more behind it.
+    if (changes.length === limit) this.#logChanged();
   }
 
   async #startReplays(): Promise<void> {
