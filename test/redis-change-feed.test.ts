@@ -180,6 +180,46 @@ describe("the Redis change feed", () => {
     for (const stop of stops) stop();
   });
 
+  it("rings a bell for every append, here or elsewhere, without reading the log; a listener joining later starts at the log's end", async () => {
+    const keyPrefix = `${filePrefix}bells:`;
+    const [here, elsewhere] = [await open(keyPrefix), await open(keyPrefix)];
+    const tenant = `t-${randomUUID()}`;
+    // What this tenant's stream is read with, as Redis executes it (the tap reads with
+    // XRANGE after its cursor, an exclusive start).
+    const monitor = await new Redis(sharedRedisUrl).monitor();
+    const tapReads: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[]) => {
+      const [command, key, start] = args;
+      if (command?.toLowerCase() === "xrange" && key?.includes(tenant) && start?.startsWith("(")) {
+        tapReads.push(args.join(" "));
+      }
+    });
+    try {
+      let rung = 0;
+      const unring = here.ring(tenant, () => {
+        rung += 1;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the subscription takes effect
+      await elsewhere.publish(tenant, [horizon("a", 1)]);
+      await eventually(() => rung >= 1);
+      const afterElsewhere = rung;
+      await here.publish(tenant, [horizon("b", 1)]);
+      await eventually(() => rung > afterElsewhere);
+      expect(tapReads).toEqual([]);
+
+      const heard: PositionedChange[] = [];
+      const unlisten = here.listen(tenant, (c) => heard.push(c));
+      const [third] = await elsewhere.publish(tenant, [horizon("c", 1)]);
+      await eventually(() => heard.length >= 1);
+      expect(heard).toEqual([third]);
+      expect(tapReads.length).toBeGreaterThan(0);
+      unlisten();
+      unring();
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
   it("lets a watcher on one instance see receipts sent through another, and resume there after the first stops", async () => {
     const keyPrefix = `${filePrefix}two-instances:`;
     const tenant = `t-${randomUUID()}`;

@@ -46,6 +46,7 @@ async function deliveryReading(options: { pollMs: number; batchSize?: number }) 
     },
     head: (tenant) => feed.head(tenant),
     listen: (tenant, listener) => feed.listen(tenant, listener),
+    ring: (tenant, bell) => feed.ring(tenant, bell),
     forgetReceipts: (tenant, receipts) => feed.forgetReceipts(tenant, receipts),
     comparePositions: (a, b) => feed.comparePositions(a, b),
     isPosition: (position) => feed.isPosition(position),

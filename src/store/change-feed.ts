@@ -55,6 +55,14 @@ export interface ChangeFeed {
     interrupted?: (error: Error) => void,
   ): () => void;
 
+  /**
+   * Calls `bell` when changes may have been appended to the tenant's log from now on, without
+   * reading them (for a reader that reads with readAfter itself: webhook delivery). Rings may
+   * be coalesced or, rarely, lost: such a reader also polls. `interrupted` as for listen.
+   * Returns an unsubscribe.
+   */
+  ring(tenant: string, bell: () => void, interrupted?: (error: Error) => void): () => void;
+
   /** Negative when a is before b, 0 when equal, positive when after; throws on a malformed position. */
   comparePositions(a: string, b: string): number;
 

@@ -118,7 +118,7 @@ export class EndpointDelivery {
   async run(): Promise<void> {
     const { feed, key } = this.#o;
     await this.started;
-    const unlisten = feed.listen(key.tenant, this.#logChanged, this.#logChanged);
+    const unlisten = feed.ring(key.tenant, this.#logChanged, this.#logChanged);
     try {
       while (!this.stopped) {
         await this.#readAhead();

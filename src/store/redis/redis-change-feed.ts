@@ -190,6 +190,10 @@ export class RedisChangeFeed implements ChangeFeed {
     return this.#taps.listen(tenant, listener, interrupted);
   }
 
+  ring(tenant: string, bell: () => void, interrupted?: (error: Error) => void): () => void {
+    return this.#taps.ring(tenant, bell, interrupted);
+  }
+
   comparePositions(a: string, b: string): number {
     return compareStreamIds(a, b);
   }

@@ -6,6 +6,7 @@ import type { RedisClient } from "./redis-connection.js";
 import { compareStreamIds, isStreamId } from "./stream-positions.js";
 
 type Listener = (change: PositionedChange) => void;
+type Bell = () => void;
 type Interrupted = (error: Error) => void;
 
 /** Changes read from the stream per round trip when catching up. */
@@ -23,7 +24,12 @@ interface Tap {
   readonly tenant: string;
   readonly channel: string;
   readonly listeners: Map<Listener, Interrupted | undefined>;
-  /** Id of the last change handed to the listeners; undefined until the start is known. */
+  /** Rung on every ring of the doorbell and every append here; never handed changes. */
+  readonly bells: Map<Bell, Interrupted | undefined>;
+  /**
+   * Id of the last change handed to the listeners; undefined until the start is known. A tap
+   * with bells only reads nothing, so its cursor is known again when a listener comes.
+   */
   cursor: string | undefined;
   pumping: boolean;
   again: boolean;
@@ -86,27 +92,41 @@ export class RedisChangeTaps {
     });
     subscriber.on("message", (channel: string, lastId: string) => {
       const tap = this.#tapsByChannel.get(channel);
-      if (tap === undefined || tap.cursor === undefined) return;
+      if (tap === undefined) return;
+      for (const bell of tap.bells.keys()) bell();
+      if (tap.cursor === undefined) return;
       if (isStreamId(lastId) && compareStreamIds(lastId, tap.cursor) <= 0) return;
       this.#pump(tap);
     });
   }
 
   listen(tenant: string, listener: Listener, interrupted?: Interrupted): () => void {
-    let tap = this.#taps.get(tenant);
-    if (tap === undefined) tap = this.#openTap(tenant);
-    const opened = tap;
-    opened.listeners.set(listener, interrupted);
+    const tap = this.#taps.get(tenant) ?? this.#openTap(tenant);
+    // The first listener of a tap that only rang: its cursor is found as on opening.
+    if (tap.listeners.size === 0 && tap.bells.size > 0) this.#startReading(tap, true);
+    tap.listeners.set(listener, interrupted);
     return () => {
-      opened.listeners.delete(listener);
-      if (opened.listeners.size === 0 && this.#taps.get(tenant) === opened) this.#closeTap(opened);
+      tap.listeners.delete(listener);
+      if (tap.listeners.size === 0) tap.cursor = undefined;
+      this.#closeIfUnused(tap);
+    };
+  }
+
+  ring(tenant: string, bell: Bell, interrupted?: Interrupted): () => void {
+    const tap = this.#taps.get(tenant) ?? this.#openTap(tenant);
+    tap.bells.set(bell, interrupted);
+    return () => {
+      tap.bells.delete(bell);
+      this.#closeIfUnused(tap);
     };
   }
 
   /** Reads the tenant's log now, as a ring would make it: for this process's own appends. */
   poke(tenant: string): void {
     const tap = this.#taps.get(tenant);
-    if (tap !== undefined) this.#pump(tap);
+    if (tap === undefined) return;
+    for (const bell of tap.bells.keys()) bell();
+    this.#pump(tap);
   }
 
   close(): void {
@@ -122,6 +142,7 @@ export class RedisChangeTaps {
       tenant,
       channel: this.#log.key(tenant, "bell"),
       listeners: new Map(),
+      bells: new Map(),
       cursor: undefined,
       pumping: false,
       again: false,
@@ -130,6 +151,17 @@ export class RedisChangeTaps {
     };
     this.#taps.set(tenant, tap);
     this.#tapsByChannel.set(tap.channel, tap);
+    const subscribed = this.#subscriber.subscribe(tap.channel).catch((error: unknown) => {
+      this.#logger.warn({ err: error, tenant }, "change feed could not subscribe");
+    });
+    this.#startReading(tap, subscribed);
+    return tap;
+  }
+
+  /** Finds where the tap's listeners start, then reads once the doorbell is on. */
+  #startReading(tap: Tap, subscribed: Promise<unknown> | true): void {
+    const { tenant } = tap;
+    tap.cursor = undefined;
     // Sent now, before the caller's head() on the same connection: Redis answers in order, so
     // the tap starts at or before that head and a watcher misses nothing after it.
     const start = this.#log.lastId(tenant).catch((error: unknown) => {
@@ -137,16 +169,17 @@ export class RedisChangeTaps {
       this.#logger.warn({ err: error, tenant }, "change feed could not read the stream's head");
       return "0-0";
     });
-    const subscribed = this.#subscriber.subscribe(tap.channel).catch((error: unknown) => {
-      this.#logger.warn({ err: error, tenant }, "change feed could not subscribe");
-    });
     // Read once the doorbell is on, for what was appended before it could ring.
     void Promise.all([start, subscribed]).then(([cursor]) => {
-      if (this.#taps.get(tenant) !== tap) return;
-      tap.cursor = cursor;
+      if (this.#taps.get(tenant) !== tap || tap.listeners.size === 0) return;
+      tap.cursor ??= cursor;
       this.#pump(tap);
     });
-    return tap;
+  }
+
+  #closeIfUnused(tap: Tap): void {
+    if (tap.listeners.size + tap.bells.size > 0 || this.#taps.get(tap.tenant) !== tap) return;
+    this.#closeTap(tap);
   }
 
   #closeTap(tap: Tap): void {
@@ -159,13 +192,17 @@ export class RedisChangeTaps {
     });
   }
 
+  /** After a reconnection: rings may have been lost meanwhile. */
   #catchUpAll(): void {
-    for (const tap of this.#taps.values()) this.#pump(tap);
+    for (const tap of this.#taps.values()) {
+      for (const bell of tap.bells.keys()) bell();
+      this.#pump(tap);
+    }
   }
 
   /** Hands every change after the tap's cursor to its listeners, in id order; one read at a time. */
   #pump(tap: Tap): void {
-    if (tap.cursor === undefined) return;
+    if (tap.cursor === undefined || tap.listeners.size === 0) return;
     if (tap.pumping) {
       tap.again = true;
       return;
@@ -217,6 +254,7 @@ export class RedisChangeTaps {
 
   #interrupt(tap: Tap, error: Error): void {
     for (const interrupted of tap.listeners.values()) interrupted?.(error);
+    for (const interrupted of tap.bells.values()) interrupted?.(error);
   }
 
   /** While watchers are here, both connections must answer a PING within the read timeout. */

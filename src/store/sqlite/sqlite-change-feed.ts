@@ -181,6 +181,11 @@ export class SqliteChangeFeed implements ChangeFeed {
     };
   }
 
+  /** In process, a listener costs no read: the bell is a listener that ignores the change. */
+  ring(tenant: string, bell: () => void): () => void {
+    return this.listen(tenant, () => bell());
+  }
+
   comparePositions(a: string, b: string): number {
     return Number(a) - Number(b);
   }
