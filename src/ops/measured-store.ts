@@ -68,6 +68,6 @@ export function measureStore(store: ReceiptStore, metrics: Metrics): ReceiptStor
 
 /** The change feed with its round trips timed as `feed.publish`, `feed.readAfter`, `feed.head`. */
 export function measureFeed(feed: ChangeFeed, metrics: Metrics): ChangeFeed {
-  // listen, comparePositions and isPosition are in-process and hot: left untimed.
+  // listen, ring, comparePositions and isPosition are in-process and hot: left untimed.
   return measured(feed, metrics, "feed.", new Set(["publish", "readAfter", "head"]));
 }
