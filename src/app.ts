@@ -75,6 +75,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
                 metrics.cacheLookups.inc({ cache: "read_counts", result: "miss" }, misses);
               },
             },
+            onServerWarning: (warning) => metrics.cassandraWarnings.inc(warning),
           },
           logger,
         )

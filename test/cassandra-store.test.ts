@@ -1,8 +1,11 @@
 import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import type { Client } from "cassandra-driver";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { MembershipService as MembershipRpc } from "../gen/receipts/v1/membership_pb.js";
 import {
@@ -13,6 +16,11 @@ import {
 import { ConfigError, loadConfig } from "../src/config.js";
 import { silentLogger } from "../src/logger.js";
 import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
+import {
+  forwardServerWarnings,
+  type ServerWarning,
+  serverWarningOf,
+} from "../src/store/cassandra/cassandra-server-warnings.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { describeLifecycleContract } from "./deletion-contract.js";
@@ -70,24 +78,25 @@ describeLifecycleContract("Cassandra + Redis (cache and change feed)", async () 
   };
 });
 
+/** The real server on this file's keyspace, with a group of `members` from minute 0. */
+async function serverWithGroup(members: string[]) {
+  const server = await startTestServer({
+    RECEIPTS_STORE: "cassandra",
+    RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,
+    RECEIPTS_CHANGE_FEED: "embedded",
+    RECEIPTS_REDIS_KEY_PREFIX: sharedPrefix,
+  });
+  const transport = createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" });
+  const groupId = `g-${randomUUID()}`;
+  const membership = createClient(MembershipRpc, transport);
+  await membership.addMembers({ groupId, userIds: members, joinedAt: timestampFromMs(minutes(0)) });
+  return { server, groupId, receipts: createClient(ReadReceiptService, transport) };
+}
+
 describe("the service on Cassandra + Redis, over the network", () => {
   it("serves every write and count through RECEIPTS_STORE=cassandra", async () => {
-    const server = await startTestServer({
-      RECEIPTS_STORE: "cassandra",
-      RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,
-      RECEIPTS_CHANGE_FEED: "embedded",
-      RECEIPTS_REDIS_KEY_PREFIX: sharedPrefix,
-    });
+    const { server, groupId, receipts } = await serverWithGroup(["alice", "bob", "carol"]);
     try {
-      const transport = createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" });
-      const receipts = createClient(ReadReceiptService, transport);
-      const membership = createClient(MembershipRpc, transport);
-      const groupId = `g-${randomUUID()}`;
-      await membership.addMembers({
-        groupId,
-        userIds: ["alice", "bob", "carol"],
-        joinedAt: timestampFromMs(minutes(0)),
-      });
       await receipts.trackMessages({
         messages: [
           create(TrackedMessageSchema, {
@@ -128,6 +137,84 @@ describe("the service on Cassandra + Redis, over the network", () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe("Cassandra's warnings, as operators see them", () => {
+  it("counts the tombstones the outbox sweep passes, by table and kind", async () => {
+    const { server, groupId, receipts } = await serverWithGroup(["alice", "bob"]);
+    try {
+      const ids = Array.from({ length: 1_100 }, (_, i) => `${groupId}-m${i}`);
+      for (let i = 0; i < ids.length; i += 1_000) {
+        await receipts.trackMessages({
+          messages: ids.slice(i, i + 1_000).map((messageId) =>
+            create(TrackedMessageSchema, {
+              conversationId: groupId,
+              conversationType: ConversationType.GROUP,
+              messageId,
+              senderId: "alice",
+              sentAt: timestampFromMs(minutes(10)),
+            }),
+          ),
+        });
+      }
+      // One reader's outbox entries land in one partition; each is cleared once published,
+      // leaving 1,100 tombstones there for the sweep's next read to pass (the warning is at 1,000).
+      for (let i = 0; i < ids.length; i += 100) {
+        await receipts.sendReceipts({
+          conversationId: groupId,
+          readerId: "bob",
+          messageIds: ids.slice(i, i + 100),
+        });
+      }
+      const warned = async () => {
+        const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+        return Number(
+          new RegExp(
+            `receipts_cassandra_warnings_total\\{table="${keyspace.keyspace}\\.pending_changes",kind="tombstones"\\} (\\d+)`,
+          ).exec(metrics)?.[1] ?? 0,
+        );
+      };
+      const deadline = Date.now() + 20_000;
+      while ((await warned()) === 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      expect(await warned()).toBeGreaterThan(0);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("logs a table's warnings once a minute at most, and counts every one", () => {
+    const client = new EventEmitter();
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { level: "warn" },
+      { write: (line: string) => lines.push(JSON.parse(line)) },
+    );
+    const counted: ServerWarning[] = [];
+    forwardServerWarnings(client as unknown as Client, logger, (w) => counted.push(w));
+    const tombstones =
+      'Received warning (1 of 1) "Read 0 live rows and 1100 tombstone cells for query SELECT payload FROM ks.pending_changes" for "SELECT payload FROM ks.pending_changes WHERE shard = ?"';
+    for (let i = 0; i < 5; i++) client.emit("log", "warning", "RequestHandler", tombstones);
+    client.emit("log", "info", "Client", "Connecting to cluster");
+    expect(counted).toHaveLength(5);
+    expect(lines.map((l) => [l.table, l.kind, l.msg])).toEqual([
+      ["ks.pending_changes", "tombstones", "Cassandra warned of a request"],
+    ]);
+  });
+
+  it("tells a warning's table and kind from the driver's message", () => {
+    expect(
+      serverWarningOf(
+        'Received warning (1 of 1) "Read 0 live rows and 1100 tombstone cells for query SELECT payload FROM ks.pending_changes WHERE shard, bucket = (1, 2) LIMIT 1000; token 1 (see tombstone_warn_threshold)" for "SELECT payload FROM ks.pending_changes WHERE shard = ? AND bucket = ? LIMIT ?"',
+      ),
+    ).toEqual({ table: "ks.pending_changes", kind: "tombstones" });
+    expect(
+      serverWarningOf(
+        'Received warning (1 of 1) "Batch for [ks.readers_by_message] is of size 70.1KiB, exceeding specified threshold of 64.0KiB by 6.1KiB." for "batch"',
+      ),
+    ).toEqual({ table: "", kind: "batch_size" });
   });
 });
 

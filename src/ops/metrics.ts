@@ -89,6 +89,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Warnings Cassandra sent with its answers (tombstones, batch sizes), by table and kind. */
+  readonly cassandraWarnings = new Counter({
+    name: "receipts_cassandra_warnings_total",
+    help: "Warnings Cassandra sent with answers (a read past tombstone_warn_threshold, a batch over batch_size_warn_threshold), by table and kind.",
+    labelNames: ["table", "kind"] as const,
+    registers: [this.registry],
+  });
+
   /** Calls refused by a rate limit, for whoever enforces one: `inc({ limit: "tenant" })`. */
   readonly rateLimitRejections = new Counter({
     name: "receipts_rate_limit_rejections_total",

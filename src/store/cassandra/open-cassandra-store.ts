@@ -6,6 +6,7 @@ import { RedisReadCountCache } from "../redis/redis-read-count-cache.js";
 import { createCassandraClient } from "./cassandra-client.js";
 import { CassandraReceiptStore } from "./cassandra-receipt-store.js";
 import { applyCassandraSchema } from "./cassandra-schema.js";
+import { forwardServerWarnings, type ServerWarning } from "./cassandra-server-warnings.js";
 
 /** The configured Cassandra settings (see CassandraReceiptStoreOptions), and the cache's Redis. */
 export interface CassandraBackendOptions extends Omit<Config["cassandra"], "cacheTtlMs"> {
@@ -15,6 +16,8 @@ export interface CassandraBackendOptions extends Omit<Config["cassandra"], "cach
     /** Told the hits and misses of each read-count lookup (metrics). */
     readonly onCacheLookup?: (hits: number, misses: number) => void;
   };
+  /** Told each warning Cassandra sends with an answer (metrics). */
+  readonly onServerWarning?: (warning: ServerWarning) => void;
 }
 
 /**
@@ -28,6 +31,7 @@ export async function openCassandraStore(
   logger: Logger,
 ): Promise<ReceiptStore> {
   const client = createCassandraClient(options);
+  forwardServerWarnings(client, logger, options.onServerWarning);
   await client.connect();
   try {
     await applyCassandraSchema(client, {
