@@ -4,6 +4,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Client } from "cassandra-driver";
 import { Redis } from "ioredis";
 import { type BackendName, type BenchContext, connectClients, type Mode } from "./bench-context.js";
 import { machineInfo, versions } from "./machine.js";
@@ -52,10 +53,13 @@ const mode: Mode = values.quick ? "quick" : "full";
 const only = new Set(values.only.split(","));
 const profiled = new Set(values["cpu-prof"].split(",").filter((s) => s !== ""));
 const redisUrl = process.env.RECEIPTS_REDIS_URL ?? "redis://127.0.0.1:6379";
+const runId = `b${Date.now().toString(36)}`;
 const cassandra = {
   contactPoints: (process.env.RECEIPTS_CASSANDRA_CONTACT_POINTS ?? "127.0.0.1:9042").split(","),
   localDataCenter: process.env.RECEIPTS_CASSANDRA_LOCAL_DC ?? "datacenter1",
-  keyspace: "receipts_bench",
+  // A keyspace of its own per run, dropped at the end: rows left by earlier runs (the bare
+  // driver loop alone writes about 100,000) would be compacted during this one's figures.
+  keyspace: `receipts_bench_${runId}`,
   consistency: "LOCAL_QUORUM",
 };
 const log = (message: string) =>
@@ -114,7 +118,6 @@ async function main(): Promise<void> {
   ensureH2load();
   // The benchmark itself (setup calls, probes, h2load) stays off the server's CPU.
   execFileSync("taskset", ["-cp", loadCpus, String(process.pid)], { stdio: "ignore" });
-  const runId = `b${Date.now().toString(36)}`;
   const scratchDir = mkdtempSync(join(tmpdir(), "receipts-bench-"));
   const redisPrefix = `bench:${runId}:`;
   const backends: BackendName[] = [];
@@ -237,6 +240,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await dropRedisKeys(redisPrefix);
+    if (backends.includes("cassandra")) await dropKeyspace();
     rmSync(scratchDir, { recursive: true, force: true });
   }
 
@@ -266,6 +270,23 @@ async function dropRedisKeys(prefix: string): Promise<void> {
     log(`could not drop Redis keys ${prefix}*: ${String(error)}`);
   } finally {
     redis.disconnect();
+  }
+}
+
+/** Drops this run's keyspace (and only that one: the cluster may be shared). */
+async function dropKeyspace(): Promise<void> {
+  const client = new Client({
+    contactPoints: cassandra.contactPoints,
+    localDataCenter: cassandra.localDataCenter,
+  });
+  try {
+    await client.execute(`DROP KEYSPACE IF EXISTS ${cassandra.keyspace}`, [], {
+      readTimeout: 60_000,
+    });
+  } catch (error) {
+    log(`could not drop keyspace ${cassandra.keyspace}: ${String(error)}`);
+  } finally {
+    await client.shutdown();
   }
 }
 
