@@ -25,47 +25,38 @@ export interface WebhookEvent {
  */
 export function webhookEventOf(tenant: string, positioned: PositionedChange): WebhookEvent {
   const { change } = positioned;
-  const id = eventId(tenant, positioned.position);
+  const event = (
+    type: WebhookEventType,
+    at: number,
+    conversationId: string,
+    data: JsonObject,
+  ): WebhookEvent => ({
+    id: eventId(tenant, positioned.position),
+    tenant,
+    type,
+    timestamp: new Date(at).toISOString(),
+    conversationId,
+    data,
+  });
   switch (change.kind) {
     case "receipt":
-      return {
-        id,
-        tenant,
-        type: "receipt.read",
-        timestamp: new Date(change.readAt).toISOString(),
-        conversationId: change.receipt.message.conversationId,
-        data: {
-          receipt: receiptJson(change.receipt),
-          readerId: change.readerId,
-          readAt: timestampJson(change.readAt),
-        },
-      };
+      return event("receipt.read", change.readAt, change.receipt.message.conversationId, {
+        receipt: receiptJson(change.receipt),
+        readerId: change.readerId,
+        readAt: timestampJson(change.readAt),
+      });
     case "horizon":
-      return {
-        id,
-        tenant,
-        type: "conversation.read",
-        timestamp: new Date(change.readUpTo).toISOString(),
+      return event("conversation.read", change.readUpTo, change.conversationId, {
         conversationId: change.conversationId,
-        data: {
-          conversationId: change.conversationId,
-          readerId: change.readerId,
-          readUpTo: timestampJson(change.readUpTo),
-        },
-      };
+        readerId: change.readerId,
+        readUpTo: timestampJson(change.readUpTo),
+      });
     case "deletion":
-      return {
-        id,
-        tenant,
-        type: "message.deleted",
-        timestamp: new Date(change.deletedAt).toISOString(),
+      return event("message.deleted", change.deletedAt, change.conversationId, {
         conversationId: change.conversationId,
-        data: {
-          conversationId: change.conversationId,
-          messageIds: change.messages.map((m) => m.messageId),
-          deletedAt: timestampJson(change.deletedAt),
-        },
-      };
+        messageIds: change.messages.map((m) => m.messageId),
+        deletedAt: timestampJson(change.deletedAt),
+      });
   }
 }
 
