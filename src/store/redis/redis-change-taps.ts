@@ -31,6 +31,8 @@ interface Tap {
    * with bells only reads nothing, so its cursor is known again when a listener comes.
    */
   cursor: string | undefined;
+  /** Resolves once the doorbell's SUBSCRIBE was answered (or failed and was logged). */
+  readonly subscribed: Promise<unknown>;
   pumping: boolean;
   again: boolean;
   retry: NodeJS.Timeout | undefined;
@@ -102,8 +104,8 @@ export class RedisChangeTaps {
 
   listen(tenant: string, listener: Listener, interrupted?: Interrupted): () => void {
     const tap = this.#taps.get(tenant) ?? this.#openTap(tenant);
-    // The first listener of a tap that only rang: its cursor is found as on opening.
-    if (tap.listeners.size === 0 && tap.bells.size > 0) this.#startReading(tap, true);
+    // A tap reads only for listeners: the first one finds where they start.
+    if (tap.listeners.size === 0) this.#startReading(tap);
     tap.listeners.set(listener, interrupted);
     return () => {
       tap.listeners.delete(listener);
@@ -138,11 +140,15 @@ export class RedisChangeTaps {
   }
 
   #openTap(tenant: string): Tap {
+    const channel = this.#log.key(tenant, "bell");
     const tap: Tap = {
       tenant,
-      channel: this.#log.key(tenant, "bell"),
+      channel,
       listeners: new Map(),
       bells: new Map(),
+      subscribed: this.#subscriber.subscribe(channel).catch((error: unknown) => {
+        this.#logger.warn({ err: error, tenant }, "change feed could not subscribe");
+      }),
       cursor: undefined,
       pumping: false,
       again: false,
@@ -151,15 +157,11 @@ export class RedisChangeTaps {
     };
     this.#taps.set(tenant, tap);
     this.#tapsByChannel.set(tap.channel, tap);
-    const subscribed = this.#subscriber.subscribe(tap.channel).catch((error: unknown) => {
-      this.#logger.warn({ err: error, tenant }, "change feed could not subscribe");
-    });
-    this.#startReading(tap, subscribed);
     return tap;
   }
 
   /** Finds where the tap's listeners start, then reads once the doorbell is on. */
-  #startReading(tap: Tap, subscribed: Promise<unknown> | true): void {
+  #startReading(tap: Tap): void {
     const { tenant } = tap;
     tap.cursor = undefined;
     // Sent now, before the caller's head() on the same connection: Redis answers in order, so
@@ -170,7 +172,7 @@ export class RedisChangeTaps {
       return "0-0";
     });
     // Read once the doorbell is on, for what was appended before it could ring.
-    void Promise.all([start, subscribed]).then(([cursor]) => {
+    void Promise.all([start, tap.subscribed]).then(([cursor]) => {
       if (this.#taps.get(tenant) !== tap || tap.listeners.size === 0) return;
       tap.cursor ??= cursor;
       this.#pump(tap);
