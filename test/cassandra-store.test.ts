@@ -2,17 +2,11 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Client } from "cassandra-driver";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { MembershipService as MembershipRpc } from "../gen/receipts/v1/membership_pb.js";
-import {
-  ConversationType,
-  ReadReceiptService,
-  TrackedMessageSchema,
-} from "../gen/receipts/v1/receipts_pb.js";
+import { ConversationType, TrackedMessageSchema } from "../gen/receipts/v1/receipts_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
 import { silentLogger } from "../src/logger.js";
 import { applyCassandraSchema, loadSchemaFiles } from "../src/store/cassandra/cassandra-schema.js";
@@ -28,6 +22,7 @@ import { describePrivacyContract } from "./privacy-contract.js";
 import { describeReadMembersBatchContract } from "./read-members-batch-contract.js";
 import { describeReceiptContract } from "./store-contract.js";
 import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
+import { serverWithGroup } from "./support/cassandra-service.js";
 import {
   keyspace,
   receiptRecordCount,
@@ -37,7 +32,6 @@ import {
 } from "./support/cassandra-store-fixtures.js";
 import { testReplication } from "./support/cassandra-test-keyspace.js";
 import { minutes } from "./support/fixtures.js";
-import { startTestServer } from "./support/test-server.js";
 import { describeUserDataContract } from "./user-data-contract.js";
 
 /** The store contract on Cassandra + Redis, the service on it over the network, its schema and configuration. */
@@ -79,20 +73,6 @@ describeLifecycleContract("Cassandra + Redis (cache and change feed)", async () 
 });
 
 /** The real server on this file's keyspace, with a group of `members` from minute 0. */
-async function serverWithGroup(members: string[]) {
-  const server = await startTestServer({
-    RECEIPTS_STORE: "cassandra",
-    RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,
-    RECEIPTS_CHANGE_FEED: "embedded",
-    RECEIPTS_REDIS_KEY_PREFIX: sharedPrefix,
-  });
-  const transport = createConnectTransport({ baseUrl: server.baseUrl, httpVersion: "1.1" });
-  const groupId = `g-${randomUUID()}`;
-  const membership = createClient(MembershipRpc, transport);
-  await membership.addMembers({ groupId, userIds: members, joinedAt: timestampFromMs(minutes(0)) });
-  return { server, groupId, receipts: createClient(ReadReceiptService, transport) };
-}
-
 describe("the service on Cassandra + Redis, over the network", () => {
   it("serves every write and count through RECEIPTS_STORE=cassandra", async () => {
     const { server, groupId, receipts } = await serverWithGroup(["alice", "bob", "carol"]);
@@ -141,50 +121,6 @@ describe("the service on Cassandra + Redis, over the network", () => {
 });
 
 describe("Cassandra's warnings, as operators see them", () => {
-  it("counts the tombstones the outbox sweep passes, by table and kind", async () => {
-    const { server, groupId, receipts } = await serverWithGroup(["alice", "bob"]);
-    try {
-      const ids = Array.from({ length: 1_100 }, (_, i) => `${groupId}-m${i}`);
-      for (let i = 0; i < ids.length; i += 1_000) {
-        await receipts.trackMessages({
-          messages: ids.slice(i, i + 1_000).map((messageId) =>
-            create(TrackedMessageSchema, {
-              conversationId: groupId,
-              conversationType: ConversationType.GROUP,
-              messageId,
-              senderId: "alice",
-              sentAt: timestampFromMs(minutes(10)),
-            }),
-          ),
-        });
-      }
-      // One reader's outbox entries land in one partition; each is cleared once published,
-      // leaving 1,100 tombstones there for the sweep's next read to pass (the warning is at 1,000).
-      for (let i = 0; i < ids.length; i += 100) {
-        await receipts.sendReceipts({
-          conversationId: groupId,
-          readerId: "bob",
-          messageIds: ids.slice(i, i + 100),
-        });
-      }
-      const warned = async () => {
-        const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
-        return Number(
-          new RegExp(
-            `receipts_cassandra_warnings_total\\{table="${keyspace.keyspace}\\.pending_changes",kind="tombstones"\\} (\\d+)`,
-          ).exec(metrics)?.[1] ?? 0,
-        );
-      };
-      const deadline = Date.now() + 20_000;
-      while ((await warned()) === 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
-      expect(await warned()).toBeGreaterThan(0);
-    } finally {
-      await server.stop();
-    }
-  });
-
   it("logs a table's warnings once a minute at most, and counts every one", () => {
     const client = new EventEmitter();
     const lines: Record<string, unknown>[] = [];

@@ -38,6 +38,11 @@ export interface CassandraReceiptStoreOptions {
    */
   readonly localCacheEntries?: number;
   readonly clock?: () => number;
+  /**
+   * An instance that has not swept its outbox entries for this long is taken for dead, and
+   * the others sweep them (10 s by default).
+   */
+  readonly outboxWriterLapseMs?: number;
   /** Called by close(): releases what the store was opened with, when it owns it. */
   readonly release?: () => Promise<void>;
 }
@@ -76,7 +81,11 @@ export class CassandraReceiptStore extends PartsReceiptStore {
       clock,
     };
     const entries = options.localCacheEntries ?? defaultLocalCacheEntries;
-    const outbox = new CassandraOutbox(session, options.keyspace);
+    const outbox = new CassandraOutbox(session, options.keyspace, {
+      ...(options.outboxWriterLapseMs !== undefined && {
+        writerLapseMs: options.outboxWriterLapseMs,
+      }),
+    });
     const index = new CassandraUserIndex(context);
     const markers = new CassandraDeletionMarkers(context);
     const tombstones = new ReceiptTombstones(context, options.cache);
