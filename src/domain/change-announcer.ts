@@ -1,5 +1,5 @@
 import type { ChangeFeed } from "../store/change-feed.js";
-import { pendingChangeKey } from "../store/pending-change-key.js";
+import { pendingChangeIdentity as identity } from "../store/pending-change-key.js";
 import type { OutboxStore } from "../store/receipt-store.js";
 import { type PendingChange, pendingChangeTime, type ReceiptChange } from "./model.js";
 
@@ -158,6 +158,3 @@ export class ChangeAnnouncer {
     }
   }
 }
-
-const identity = (change: PendingChange): string =>
-  `${change.tenant}\u0000${pendingChangeKey(change)}`;

@@ -15,3 +15,7 @@ export function pendingChangeKey(change: PendingChange): string {
       return `d\u0000${change.messageId}`;
   }
 }
+
+/** A pending change's key across tenants: the same fact of the same tenant, the same text. */
+export const pendingChangeIdentity = (change: PendingChange): string =>
+  `${change.tenant}\u0000${pendingChangeKey(change)}`;

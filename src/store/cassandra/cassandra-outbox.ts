@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type PendingChange, pendingChangeTime } from "../../domain/model.js";
-import { pendingChangeKey } from "../pending-change-key.js";
+import { pendingChangeIdentity as identity, pendingChangeKey } from "../pending-change-key.js";
 import { LegacyCassandraOutbox } from "./cassandra-legacy-outbox.js";
 import { CassandraOutboxWriters, type OutboxWriter } from "./cassandra-outbox-writers.js";
 import type { CqlSession, StatementOptions } from "./cql-session.js";
@@ -41,8 +41,6 @@ const write: StatementOptions = { idempotent: true };
 const read: StatementOptions = { idempotent: true };
 
 const bucketOf = (ms: number): number => Math.floor(ms / bucketMs);
-const identity = (change: PendingChange): string =>
-  `${change.tenant}\u0000${pendingChangeKey(change)}`;
 
 interface Kept {
   readonly change: PendingChange;
@@ -123,11 +121,7 @@ export class CassandraOutbox {
       throw error;
     });
     await this.#registered;
-    await this.#perPartition(
-      kept.map(({ change, keptAt }) => ({ change, writer, keptAt })),
-      this.#cql.keep,
-      (change) => [JSON.stringify(change)],
-    );
+    await this.#perPartition(kept, this.#cql.keep, (change) => [JSON.stringify(change)]);
   }
 
   async pending(before: number, limit: number): Promise<PendingChange[]> {
@@ -149,13 +143,13 @@ export class CassandraOutbox {
   }
 
   async clear(changes: readonly PendingChange[]): Promise<void> {
-    const rows: { change: PendingChange; writer: string; keptAt: number }[] = [];
+    const rows: Kept[] = [];
     const legacy: PendingChange[] = [];
     for (const change of changes) {
       const id = identity(change);
       const at = this.#own.get(id) ?? this.#elsewhere.get(id);
       if (at === "legacy") legacy.push(change);
-      else if (at !== undefined) rows.push({ change, writer: at.writer, keptAt: at.keptAt });
+      else if (at !== undefined) rows.push({ ...at, change });
       // Else kept under a name this writer left: swept from there, published again, cleared.
     }
     await Promise.all([this.#perPartition(rows, this.#cql.clear), this.#legacy.clear(legacy)]);
@@ -256,7 +250,7 @@ export class CassandraOutbox {
 
   /** One statement per entry, keyed by it, as one unlogged batch per partition. */
   async #perPartition(
-    rows: readonly { change: PendingChange; writer: string; keptAt: number }[],
+    rows: readonly Kept[],
     cql: string,
     more: (change: PendingChange) => unknown[] = () => [],
   ): Promise<void> {
