@@ -160,8 +160,13 @@ export class CassandraOutbox {
     }
     // Cleared but not swept (no sweep running, or a stuck one): the oldest moves on all the
     // same, so that whoever takes this writer over reads from there, past few tombstones.
+    // While the writer sweeps, its heartbeats write the oldest already.
     const now = this.#now();
-    if (this.#registered !== undefined && now - this.#lastOldest >= heartbeatMs) {
+    if (
+      this.#registered !== undefined &&
+      now - this.#lastBeat >= 2 * heartbeatMs &&
+      now - this.#lastOldest >= heartbeatMs
+    ) {
       this.#lastOldest = now;
       await this.#writers.noteOldest(this.#writer, this.#oldest(now));
     }
