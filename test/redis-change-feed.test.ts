@@ -188,12 +188,22 @@ describe("the Redis change feed", () => {
     // XRANGE after its cursor, an exclusive start).
     const monitor = await new Redis(sharedRedisUrl).monitor();
     const tapReads: string[] = [];
+    const markers = new Set<string>();
     monitor.on("monitor", (_time: string, args: string[]) => {
       const [command, key, start] = args;
       if (command?.toLowerCase() === "xrange" && key?.includes(tenant) && start?.startsWith("(")) {
         tapReads.push(args.join(" "));
       }
+      if (command?.toLowerCase() === "echo" && key !== undefined) markers.add(key);
     });
+    // MONITOR reports commands in the order Redis ran them, on its own connection and later:
+    // once a marker sent now is reported, every read Redis ran before it has been reported too.
+    const marking = new Redis(sharedRedisUrl);
+    const reported = async () => {
+      const marker = `${tenant}:${randomUUID()}`;
+      await marking.echo(marker);
+      await eventually(() => markers.has(marker));
+    };
     try {
       let rung = 0;
       const unring = here.ring(tenant, () => {
@@ -205,6 +215,7 @@ describe("the Redis change feed", () => {
       const afterElsewhere = rung;
       await here.publish(tenant, [horizon("b", 1)]);
       await eventually(() => rung > afterElsewhere);
+      await reported();
       expect(tapReads).toEqual([]);
 
       const heard: PositionedChange[] = [];
@@ -212,11 +223,13 @@ describe("the Redis change feed", () => {
       const [third] = await elsewhere.publish(tenant, [horizon("c", 1)]);
       await eventually(() => heard.length >= 1);
       expect(heard).toEqual([third]);
+      await reported();
       expect(tapReads.length).toBeGreaterThan(0);
       unlisten();
       unring();
     } finally {
       monitor.disconnect();
+      marking.disconnect();
     }
   });
 
