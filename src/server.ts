@@ -13,7 +13,6 @@ import {
   type ConnectNodeAdapterOptions,
   compressionBrotli,
   compressionGzip,
-  universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import cors from "cors";
@@ -21,6 +20,7 @@ import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/rou
 import { FixedDelayTimers } from "./domain/fixed-delay-timers.js";
 import { bodyWithin, type ClientLimits, PerAddressCount } from "./limits/client-limits.js";
 import type { Logger } from "./logger.js";
+import { type NodeRequest, type NodeResponse, universalRequestOf } from "./node-request.js";
 
 export interface ServerOptions {
   /** Interceptors that run before the error mapping (auth, limits, logging). */
@@ -56,8 +56,6 @@ export interface ReceiptServer {
 const http2Preface = "PRI * HTTP/2.0";
 
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
-type NodeRequest = Parameters<NodeHandler>[0];
-type NodeResponse = Parameters<NodeHandler>[1];
 
 /** A Node request handler that may be told to refuse the request with an error instead. */
 type RpcHandler = (request: NodeRequest, response: NodeResponse, refusal?: ConnectError) => void;
@@ -89,9 +87,9 @@ function rpcHandler(
       response.writeHead(429, { connection: "close", "retry-after": "1" });
       return response.end();
     }
-    const universal = universalRequestFromNodeRequest(request, response, undefined, undefined);
+    const universal = universalRequestOf(request, response);
     const kind = handler.method.methodKind;
-    let body = universal.body as AsyncIterable<Uint8Array>;
+    let body: AsyncIterable<Uint8Array> = universal.body;
     if (refusal !== undefined) {
       stopReadingAfterAnswer(request, response);
       body = refusedBody(refusal);

@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -58,6 +59,30 @@ describe("the service as a process", () => {
     } finally {
       second.child.kill("SIGTERM");
       await once(second.child, "exit");
+    }
+  });
+
+  it("answers an HTTP/1.0 call that names no host, and keeps serving", async () => {
+    // HTTP/1.0 needs no Host header; the adapter we used before threw on one, and the
+    // process died of the uncaught exception.
+    const service = await startProcess({ RECEIPTS_DATA_DIR: mkdtempSync(join(dataDir, "h10-")) });
+    try {
+      const socket = connect(service.port, "127.0.0.1");
+      socket.end(
+        "POST /receipts.v1.ReadReceiptService/GetReceipts HTTP/1.0\r\n" +
+          "Content-Type: application/json\r\nContent-Length: 41\r\n\r\n" +
+          '{"conversationId":"g","messageIds":["m"]}',
+      );
+      let answer = "";
+      for await (const chunk of socket) answer += String(chunk);
+      expect(answer).toMatch(/^HTTP\/1\.1 404 /);
+      expect(answer).toContain('"code":"not_found"');
+      const health = await fetch(`http://127.0.0.1:${service.port}/healthz`);
+      expect(health.status).toBe(200);
+      expect(service.child.exitCode).toBeNull();
+    } finally {
+      service.child.kill("SIGTERM");
+      await once(service.child, "exit");
     }
   });
 

@@ -41,38 +41,53 @@ export class PerAddressCount {
 }
 
 /**
- * A request body that must be complete within `deadlines.delayMs` of its start: a client that
- * trickles its body (or never finishes it) gets DEADLINE_EXCEEDED in its own protocol, written
- * by the RPC handler like any other error, instead of holding the call open. The deadlines
- * are shared by every call (one timer for all, not one per call).
+ * A request body that must be complete within `deadlines.delayMs` of its first read: a client
+ * that trickles its body (or never finishes it) gets DEADLINE_EXCEEDED in its own protocol,
+ * written by the RPC handler like any other error, instead of holding the call open. The
+ * deadlines are shared by every call (one timer for all, not one per call). An iterator of
+ * its own rather than an async generator: a unary body is read on every call.
  */
-export async function* bodyWithin(
+export function bodyWithin(
   body: AsyncIterable<Uint8Array>,
   deadlines: FixedDelayTimers,
   onLate: () => void,
 ): AsyncIterable<Uint8Array> {
-  let expiry: { cancel(): void } | undefined;
-  const late = new Promise<never>((_, reject) => {
-    expiry = deadlines.start(() => {
-      onLate();
-      reject(
-        new ConnectError(
-          `the request was not received within ${deadlines.delayMs} ms; send it at once`,
-          Code.DeadlineExceeded,
-        ),
-      );
-    });
-  });
-  // Rejected while no read waits (between chunks): seen by the next read, never unhandled.
-  late.catch(() => {});
-  const chunks = body[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      const next = await Promise.race([chunks.next(), late]);
-      if (next.done === true) return;
-      yield next.value;
-    }
-  } finally {
-    expiry?.cancel();
-  }
+  return {
+    [Symbol.asyncIterator]() {
+      const chunks = body[Symbol.asyncIterator]();
+      let expiry: { cancel(): void } | undefined;
+      const late = new Promise<never>((_, reject) => {
+        expiry = deadlines.start(() => {
+          onLate();
+          reject(
+            new ConnectError(
+              `the request was not received within ${deadlines.delayMs} ms; send it at once`,
+              Code.DeadlineExceeded,
+            ),
+          );
+        });
+      });
+      // Rejected while no read waits (between chunks): seen by the next read, never unhandled.
+      late.catch(() => {});
+      const finished = <T>(result: T): T => {
+        expiry?.cancel();
+        return result;
+      };
+      return {
+        async next() {
+          try {
+            const next = await Promise.race([chunks.next(), late]);
+            return next.done === true ? finished(next) : next;
+          } catch (error) {
+            throw finished(error);
+          }
+        },
+        async return() {
+          finished(undefined);
+          await chunks.return?.();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
 }

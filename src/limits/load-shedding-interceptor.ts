@@ -18,21 +18,30 @@ export function loadSheddingInterceptor(
   onShed: () => void = () => {},
 ): Interceptor {
   let inFlight = 0;
-  return (next) => async (request) => {
+  const done = () => {
+    inFlight -= 1;
+  };
+  return (next) => (request) => {
     if (request.method.methodKind !== "unary") return next(request);
     if (inFlight >= maxCallsInFlight) {
       onShed();
-      throw retryLaterError(
-        `this instance is working on ${maxCallsInFlight} calls; retry shortly`,
-        Code.Unavailable,
-        retryAfterMs,
+      return Promise.reject(
+        retryLaterError(
+          `this instance is working on ${maxCallsInFlight} calls; retry shortly`,
+          Code.Unavailable,
+          retryAfterMs,
+        ),
       );
     }
     inFlight += 1;
+    let answer: ReturnType<typeof next>;
     try {
-      return await next(request);
-    } finally {
-      inFlight -= 1;
+      answer = next(request);
+    } catch (error) {
+      done();
+      return Promise.reject(error);
     }
+    answer.then(done, done);
+    return answer;
   };
 }

@@ -8,6 +8,8 @@ import {
 
 /** Follows one call; `end` runs exactly once. */
 export interface CallObserver {
+  /** The answer is ready (a unary response, or a stream about to send its headers). */
+  answering?(header: Headers): void;
   /** A server stream started sending (its headers are out). */
   streamOpened?(): void;
   /** One message of a server stream is about to be sent. */
@@ -16,16 +18,18 @@ export interface CallObserver {
   end(error: ConnectError | undefined): void;
 }
 
+export type ObserveCall = (request: UnaryRequest | StreamRequest) => CallObserver;
+
 /**
- * An interceptor that reports when each call ends and with which code: a
- * unary call when its response or error is ready, a stream when its last
- * message was sent, it failed, or the client went away.
+ * One interceptor for every observer (request log, metrics): a call passes one
+ * layer and a stream one generator, however many follow it. Reports when each
+ * call ends and with which code: a unary call when its response or error is
+ * ready, a stream when its last message was sent, it failed, or the client
+ * went away.
  */
-export function observeCalls(
-  observe: (request: UnaryRequest | StreamRequest) => CallObserver,
-): Interceptor {
+export function observeCalls(...observers: readonly ObserveCall[]): Interceptor {
   return (next) => async (request) => {
-    const call = observe(request);
+    const call = allOf(observers.map((observe) => observe(request)));
     let response: Awaited<ReturnType<typeof next>>;
     try {
       response = await next(request);
@@ -34,24 +38,43 @@ export function observeCalls(
       call.end(error);
       throw error;
     }
+    call.answering(response.header);
     if (!response.stream) {
       call.end(undefined);
       return response;
     }
-    call.streamOpened?.();
+    call.streamOpened();
     return { ...response, message: follow(response.message, call, request.signal) };
+  };
+}
+
+/** The observers of one call as one, in their order. */
+function allOf(calls: readonly CallObserver[]): Required<CallObserver> {
+  return {
+    answering: (header) => {
+      for (const call of calls) call.answering?.(header);
+    },
+    streamOpened: () => {
+      for (const call of calls) call.streamOpened?.();
+    },
+    message: (message) => {
+      for (const call of calls) call.message?.(message);
+    },
+    end: (error) => {
+      for (const call of calls) call.end(error);
+    },
   };
 }
 
 async function* follow<T>(
   messages: AsyncIterable<T>,
-  call: CallObserver,
+  call: Required<CallObserver>,
   signal: AbortSignal,
 ): AsyncIterable<T> {
   let error: ConnectError | undefined;
   try {
     for await (const message of messages) {
-      call.message?.(message);
+      call.message(message);
       yield message;
     }
   } catch (reason) {

@@ -2,16 +2,16 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { ReceiptStore } from "../store/receipt-store.js";
+import { callMetrics } from "./call-metrics.js";
 import { callTimeLimitInterceptor } from "./call-time-limit-interceptor.js";
 import { drainInterceptor } from "./drain-interceptor.js";
-import { endOnAbortInterceptor } from "./end-on-abort-interceptor.js";
 import { type HttpHandler, opsHttpHandler } from "./http-endpoints.js";
 import { measureFeed, measureStore } from "./measured-store.js";
 import { Metrics, measureRedisCommands } from "./metrics.js";
-import { metricsInterceptor } from "./metrics-interceptor.js";
+import { observeCalls } from "./observe-calls.js";
 import { exceptOpsServices, registerOpsRoutes } from "./ops-routes.js";
 import { type HealthProbe, Readiness } from "./readiness.js";
-import { requestLogInterceptor } from "./request-log-interceptor.js";
+import { requestLog } from "./request-log.js";
 
 export interface Operations {
   readonly metrics: Metrics;
@@ -20,8 +20,8 @@ export interface Operations {
   readonly store: ReceiptStore;
   readonly feed: ChangeFeed;
   /**
-   * Outermost interceptors: request log, metrics, the drain gate, the time limit of a call,
-   * ending calls on abort.
+   * Outermost interceptors: request log and metrics (one layer), the drain gate, the time
+   * limit of a call and its end on abort.
    */
   readonly interceptors: readonly Interceptor[];
   /** Registers grpc.health.v1.Health and server reflection. */
@@ -64,11 +64,9 @@ export function createOperations(deps: {
     store: measureStore(deps.store, metrics),
     feed: measureFeed(deps.feed, metrics),
     interceptors: [
-      requestLogInterceptor(deps.logger),
-      metricsInterceptor(metrics),
+      observeCalls(requestLog(deps.logger), callMetrics(metrics)),
       drainInterceptor(readiness),
       callTimeLimitInterceptor(deps.maxCallMs),
-      endOnAbortInterceptor(),
     ],
     routes: (router) => registerOpsRoutes(router, readiness),
     httpHandler: opsHttpHandler({ readiness, metrics }),

@@ -1,11 +1,11 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, type Interceptor } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import {
   ReadReceiptService,
   type WatchReceiptsResponse,
 } from "../../gen/receipts/v1/receipts_pb.js";
 import type { Metrics } from "./metrics.js";
-import { observeCalls } from "./observe-calls.js";
+import type { ObserveCall } from "./observe-calls.js";
 
 /** The grpc_type values of go-grpc-prometheus, so that stock dashboards work. */
 const grpcTypes: Record<DescMethod["methodKind"], string> = {
@@ -25,8 +25,11 @@ interface MethodSeries {
   handled(code: string): { inc(): void };
 }
 
-/** Counts and times every call, tracks open streams and the WatchReceipts fan-out. */
-export function metricsInterceptor(metrics: Metrics): Interceptor {
+/**
+ * Counts and times every call, tracks open streams and the WatchReceipts fan-out. An observer
+ * for `observeCalls`.
+ */
+export function callMetrics(metrics: Metrics): ObserveCall {
   const byMethod = new Map<DescMethod, MethodSeries>();
   const seriesOf = (method: DescMethod): MethodSeries => {
     let series = byMethod.get(method);
@@ -60,7 +63,7 @@ export function metricsInterceptor(metrics: Metrics): Interceptor {
     }
     return counter;
   };
-  return observeCalls((request) => {
+  return (request) => {
     const series = seriesOf(request.method);
     series.started.inc();
     const startedAt = performance.now();
@@ -80,5 +83,5 @@ export function metricsInterceptor(metrics: Metrics): Interceptor {
         if (open) series.open.dec();
       },
     };
-  });
+  };
 }
