@@ -40,16 +40,17 @@ export function registerRoutes(router: ConnectRouter, deps: ApiDeps): void {
 /** Turns every failure of a call, unary or mid-stream, into a wire error (see error-mapping.ts). */
 export function errorMappingInterceptor(logger: Logger): Interceptor {
   return (next) => async (request) => {
-    const procedure = `${request.service.typeName}/${request.method.name}`;
+    // Named only when there is an error to log.
+    const procedure = () => `${request.service.typeName}/${request.method.name}`;
     try {
       const response = await next(request);
       if (!response.stream) return response;
       return {
         ...response,
-        message: mapStreamErrors(response.message, logger, procedure, request.signal),
+        message: mapStreamErrors(response.message, logger, procedure(), request.signal),
       };
     } catch (error) {
-      throw toConnectError(error, logger, procedure, request.signal);
+      throw toConnectError(error, logger, procedure(), request.signal);
     }
   };
 }

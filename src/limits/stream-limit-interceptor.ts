@@ -9,13 +9,21 @@ import type { TenantLimits } from "./rate-limiter.js";
  */
 export function streamLimitInterceptor(limitsOf: (tenant: string) => TenantLimits): Interceptor {
   const open = new Map<string, number>();
-  return (next) => async (request) => {
+  // Not an async function: a call that needs no slot (every unary call) costs no promise here.
+  return (next) => (request) => {
     const caller = request.contextValues.get(callerKey);
     if (request.method.methodKind !== "server_streaming" || caller.kind !== "user") {
       return next(request);
     }
+    return limited(next, request, caller.userId);
+  };
+  async function limited(
+    next: Parameters<Interceptor>[0],
+    request: Parameters<Parameters<Interceptor>[0]>[0],
+    userId: string,
+  ) {
     const tenant = request.contextValues.get(tenantKey);
-    const key = `${tenant}\u0000${caller.userId}`;
+    const key = `${tenant}\u0000${userId}`;
     const max = limitsOf(tenant).streamsPerUser;
     const count = open.get(key) ?? 0;
     if (count >= max) {
@@ -45,7 +53,7 @@ export function streamLimitInterceptor(limitsOf: (tenant: string) => TenantLimit
       release();
       throw error;
     }
-  };
+  }
 }
 
 /** The messages of a stream, then `release` once it ends, fails or is abandoned. */
