@@ -51,13 +51,21 @@ export function universalRequestOf(
   return {
     httpVersion: request.httpVersion,
     method: request.method ?? "",
-    url: path.startsWith("/")
-      ? `${scheme}://${authority}${path}`
-      : new URL(path, `${scheme}://${authority}`).toString(),
+    url: urlOf(request.method, scheme, authority, path),
     header: webHeaderOf(request.headers),
     body: request,
     signal: aborts.signal,
   };
+}
+
+/**
+ * Concatenated, not parsed: only a Connect GET reads its URL (for the query), so only then is
+ * it checked, and a Host that names no host is replaced rather than failing the call.
+ */
+function urlOf(method: string | undefined, scheme: string, authority: string, path: string) {
+  const url = `${scheme}://${authority}${path.startsWith("/") ? path : `/${path}`}`;
+  if (method !== "GET" || URL.canParse(url)) return url;
+  return `${scheme}://localhost${path.startsWith("/") ? path : `/${path}`}`;
 }
 
 /** Why a closed HTTP/2 stream ended its call, by the code it was reset with. */

@@ -108,6 +108,13 @@ function rpcHandler(
           { err: reason, procedure: `${handler.service.typeName}/${handler.method.name}` },
           "writing the response failed",
         );
+        // The caller is not left waiting for an answer that will not come.
+        if (!response.headersSent) {
+          response.writeHead(500);
+          response.end();
+        } else {
+          response.destroy();
+        }
       });
   };
 }

@@ -62,21 +62,18 @@ describe("the service as a process", () => {
     }
   });
 
-  it("answers an HTTP/1.0 call that names no host, and keeps serving", async () => {
-    // HTTP/1.0 needs no Host header; the adapter we used before threw on one, and the
-    // process died of the uncaught exception.
-    const service = await startProcess({ RECEIPTS_DATA_DIR: mkdtempSync(join(dataDir, "h10-")) });
+  /** Sends `requests` as raw text, one connection each; each must get a NOT_FOUND answer. */
+  async function answersNotFound(requests: readonly string[]): Promise<void> {
+    const service = await startProcess({ RECEIPTS_DATA_DIR: mkdtempSync(join(dataDir, "raw-")) });
     try {
-      const socket = connect(service.port, "127.0.0.1");
-      socket.end(
-        "POST /receipts.v1.ReadReceiptService/GetReceipts HTTP/1.0\r\n" +
-          "Content-Type: application/json\r\nContent-Length: 41\r\n\r\n" +
-          '{"conversationId":"g","messageIds":["m"]}',
-      );
-      let answer = "";
-      for await (const chunk of socket) answer += String(chunk);
-      expect(answer).toMatch(/^HTTP\/1\.1 404 /);
-      expect(answer).toContain('"code":"not_found"');
+      for (const text of requests) {
+        const socket = connect(service.port, "127.0.0.1");
+        socket.end(text);
+        let answer = "";
+        for await (const chunk of socket) answer += String(chunk);
+        expect(answer).toMatch(/^HTTP\/1\.1 404 /);
+        expect(answer).toContain('"code":"not_found"');
+      }
       const health = await fetch(`http://127.0.0.1:${service.port}/healthz`);
       expect(health.status).toBe(200);
       expect(service.child.exitCode).toBeNull();
@@ -84,6 +81,29 @@ describe("the service as a process", () => {
       service.child.kill("SIGTERM");
       await once(service.child, "exit");
     }
+  }
+  const getReceipts = '{"conversationId":"g","messageIds":["m"]}';
+
+  it("answers an HTTP/1.0 call that names no host, and keeps serving", async () => {
+    // HTTP/1.0 needs no Host header; the adapter we used before threw on one, and the
+    // process died of the uncaught exception.
+    await answersNotFound([
+      "POST /receipts.v1.ReadReceiptService/GetReceipts HTTP/1.0\r\n" +
+        `Content-Type: application/json\r\nContent-Length: ${getReceipts.length}\r\n\r\n` +
+        getReceipts,
+    ]);
+  });
+
+  it("answers a Connect GET whose Host names no host, and keeps serving", async () => {
+    // connect-node's helper threw on such a Host, in the request listener: the process died.
+    const query = `connect=v1&encoding=json&message=${encodeURIComponent(getReceipts)}`;
+    await answersNotFound(
+      ["a b", "[1:2:3]"].map(
+        (host) =>
+          `GET /receipts.v1.ReadReceiptService/GetReceipts?${query} HTTP/1.1\r\n` +
+          `Host: ${host}\r\nConnection: close\r\n\r\n`,
+      ),
+    );
   });
 
   it("refuses to start on bad configuration, naming every bad variable", async () => {
