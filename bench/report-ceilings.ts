@@ -1,6 +1,7 @@
 import { ratio } from "./latency-stats.js";
 import type { CeilingServerResult, CeilingsResult } from "./scenarios/ceilings.js";
 import type { FanOutResult } from "./scenarios/fan-out.js";
+import type { GetPairedResult } from "./scenarios/get-paired.js";
 import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
 import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
 import type { SendReceiptsResult } from "./scenarios/send-receipts.js";
@@ -58,6 +59,7 @@ export function ceilingRows(
   c: CeilingsResult | undefined,
   r: {
     readonly get?: GetReceiptsResult;
+    readonly getPaired?: GetPairedResult;
     readonly send?: SendReceiptsResult;
     readonly idleStreams?: IdleStreamsResult;
     readonly fanOut?: FanOutResult;
@@ -77,6 +79,7 @@ export function ceilingRows(
       verdict(x <= 1.2),
     );
   }
+  if (r.getPaired) pairedRows(r.getPaired, row);
   const a = c?.servers.connect;
   if (a === undefined) return;
   if (r.get) {
@@ -135,6 +138,29 @@ export function ceilingRows(
       `${n(ratio(ours, a.idle.rssBytesPerStream))}× (a); ours ${n(ours - a.idle.rssBytesPerStream, 0)} B over (a)`,
       "≤ 25,000 B per stream",
       verdict(ours <= 25_000),
+    );
+  }
+}
+
+/** GetReceipts against (a) in rounds, each round both servers back to back. */
+function pairedRows(paired: GetPairedResult, row: Row): void {
+  for (const [label, rounds] of [
+    ["gRPC, 8×8", paired.grpc],
+    ["Connect/HTTP 1.1, 32 connections", paired.connectHttp1],
+  ] as const) {
+    const each = rounds.rounds
+      .map(
+        (r) =>
+          `${n(r.ours.callsPerSecond, 0)} vs ${n(r.bare.callsPerSecond, 0)} (${n(ratio(r.ours.callsPerSecond, r.bare.callsPerSecond))}×)`,
+      )
+      .join("; ");
+    row(
+      `GetReceipts, hot, peak vs (a) in paired rounds, ${label}`,
+      `calls/s, ours vs (a), by round: ${each}`,
+      "(a) in the same round, just before or after",
+      `median of the rounds: calls/s ${n(rounds.callsPerSecondRatio)}×, p99 ${n(rounds.p99Ratio)}×`,
+      "≥ 0.8× (a) calls/s, p99 ≤ 1.5× (a)",
+      verdict(rounds.callsPerSecondRatio >= 0.8 && rounds.p99Ratio <= 1.5),
     );
   }
 }

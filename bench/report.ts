@@ -2,6 +2,7 @@ import { ratio } from "./latency-stats.js";
 import { ceilingRows, type Row, renderCeilings } from "./report-ceilings.js";
 import type { CeilingsResult } from "./scenarios/ceilings.js";
 import type { FanOutResult } from "./scenarios/fan-out.js";
+import type { GetPairedResult } from "./scenarios/get-paired.js";
 import type { GetReceiptsResult } from "./scenarios/get-receipts.js";
 import type { IdleStreamsResult } from "./scenarios/idle-streams.js";
 import type { LargeGroupResult } from "./scenarios/large-group.js";
@@ -13,6 +14,7 @@ export interface BackendResults {
   send?: SendReceiptsResult;
   sendHot?: SendReceiptsResult;
   get?: GetReceiptsResult;
+  getPaired?: GetPairedResult;
   fanOut?: FanOutResult;
   idleStreams?: IdleStreamsResult;
   largeGroup?: LargeGroupResult;

@@ -12,6 +12,7 @@ import { loadCpus, type ServiceProcess, serverCpu, startService } from "./proces
 import { type BackendResults, type BenchResults, renderTable } from "./report.js";
 import { ceilingsScenario } from "./scenarios/ceilings.js";
 import { fanOutScenario } from "./scenarios/fan-out.js";
+import { getPairedScenario } from "./scenarios/get-paired.js";
 import { getReceiptsScenario } from "./scenarios/get-receipts.js";
 import { idleStreamsScenario } from "./scenarios/idle-streams.js";
 import { largeGroupScenario } from "./scenarios/large-group.js";
@@ -31,6 +32,7 @@ const scenarioNames = [
   "send",
   "sendHot",
   "get",
+  "getPaired",
   "fanOut",
   "idleStreams",
   "largeGroup",
@@ -211,6 +213,9 @@ async function main(): Promise<void> {
             case "get":
               out.get = await getReceiptsScenario(context);
               peaks.getCallsPerSecond = out.get.peak.getReceipts.callsPerSecond;
+              break;
+            case "getPaired":
+              out.getPaired = await getPairedScenario(context);
               break;
             case "fanOut":
               out.fanOut = await fanOutScenario(context);
