@@ -109,10 +109,15 @@ function rpcHandler(
           "writing the response failed",
         );
         // The caller is not left waiting for an answer that will not come.
-        if (!response.headersSent) {
-          response.writeHead(500);
-          response.end();
-        } else {
+        try {
+          if (response.headersSent) {
+            response.destroy();
+          } else {
+            response.writeHead(500);
+            response.end();
+          }
+        } catch {
+          // The stream is already gone (writeHead throws on a closed HTTP/2 stream).
           response.destroy();
         }
       });
