@@ -21,6 +21,8 @@ export interface Config {
     readonly cacheTtlMs: number;
     /** Tracked messages kept in this process's memory, and as many membership facts. */
     readonly localCacheEntries: number;
+    /** How long an instance's outbox heartbeat may be silent before the others take over. */
+    readonly outboxLapseMs: number;
   };
   /** Where WatchReceipts changes are logged and fanned out: in process, or through Redis. */
   readonly changeFeed: "embedded" | "redis";
@@ -182,6 +184,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       ] as const),
       cacheTtlMs: integer("RECEIPTS_REDIS_CACHE_TTL_SECONDS", 300, 1, 86_400) * 1000,
       localCacheEntries: integer("RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES", 50_000, 0, 10_000_000),
+      // At least twice the 1-s heartbeat; at most the 30 s after which a stalled writer takes a
+      // new name anyway (src/store/cassandra/cassandra-outbox.ts).
+      outboxLapseMs: integer("RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS", 10, 2, 30) * 1000,
     },
     // Instances sharing a networked store need the Redis feed to see each other's changes.
     changeFeed: oneOf(

@@ -221,6 +221,7 @@ describe("Cassandra schema and configuration", () => {
       RECEIPTS_CASSANDRA_REPLICATION: "{'class': 'NetworkTopologyStrategy', 'eu-west': 3}",
       RECEIPTS_CASSANDRA_CONSISTENCY: "QUORUM",
       RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES: "5000",
+      RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS: "4",
       RECEIPTS_REDIS_CACHE_TTL_SECONDS: "60",
     });
     expect(config.store).toBe("cassandra");
@@ -233,8 +234,10 @@ describe("Cassandra schema and configuration", () => {
       serialConsistency: "LOCAL_SERIAL",
       cacheTtlMs: 60_000,
       localCacheEntries: 5_000,
+      outboxLapseMs: 4_000,
     });
     expect(loadConfig({}).cassandra.localCacheEntries).toBe(50_000);
+    expect(loadConfig({}).cassandra.outboxLapseMs).toBe(10_000);
     let error: unknown;
     try {
       loadConfig({
@@ -244,6 +247,7 @@ describe("Cassandra schema and configuration", () => {
         RECEIPTS_CASSANDRA_CONSISTENCY: "TWO",
         RECEIPTS_CASSANDRA_CONTACT_POINTS: "a b",
         RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES: "-1",
+        RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS: "1",
       });
     } catch (caught) {
       error = caught;
@@ -256,6 +260,7 @@ describe("Cassandra schema and configuration", () => {
       "CONSISTENCY",
       "CONTACT_POINTS",
       "LOCAL_CACHE_ENTRIES",
+      "OUTBOX_LAPSE_SECONDS",
     ]) {
       expect(problems).toContain(`RECEIPTS_CASSANDRA_${name}=`);
     }

@@ -153,7 +153,12 @@ describe("a Redis that stalls (SIGSTOP) under Cassandra", () => {
  * (Redis is down meanwhile, so they cannot have been published); another instance on the same
  * store delivers them all to a watcher that resumes with its token.
  */
-function describeKilledInstance(storeName: string, storeEnv: () => Promise<StoreEnv>): void {
+function describeKilledInstance(
+  storeName: string,
+  storeEnv: () => Promise<StoreEnv>,
+  /** Nothing may arrive this long after the kill (the outbox's takeover lapse not yet over). */
+  quietForMs = 0,
+): void {
   describe(`an instance killed with acknowledged receipts not yet logged, on ${storeName}`, () => {
     let build: ReturnType<typeof buildService>;
     let redis: RedisServerProcess;
@@ -206,6 +211,10 @@ function describeKilledInstance(storeName: string, storeEnv: () => Promise<Store
       const second = await startBuiltService(build.dir, env);
       running.push(second);
       const resumed = follow(grpc(second.baseUrl), { conversationIds: ["g"], resumeToken });
+      if (quietForMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, quietForMs));
+        expect(resumed.updates).toEqual([]);
+      }
       const delivered = await resumed.take(5, 30_000);
       expect(readersOf(delivered).sort()).toEqual(readers.slice(0, 5));
       const last = delivered.at(-1);
@@ -237,3 +246,21 @@ describeKilledInstance("Cassandra", async () => {
     close: () => keyspace.drop(),
   };
 });
+
+// The lapse is the operator's (RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS): at 30 s, nothing of the
+// dead instance's is published 12 s after its death, when the default 10 s would have.
+describeKilledInstance(
+  "Cassandra, with a 30-s outbox lapse",
+  async () => {
+    const keyspace = await createTestKeyspace();
+    return {
+      env: {
+        RECEIPTS_STORE: "cassandra",
+        RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,
+        RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS: "30",
+      },
+      close: () => keyspace.drop(),
+    };
+  },
+  12_000,
+);

@@ -61,6 +61,7 @@ export async function openCassandraStore(
     consistency: options.consistency,
     serialConsistency: options.serialConsistency,
     localCacheEntries: options.localCacheEntries,
+    outboxWriterLapseMs: options.outboxLapseMs,
     cache,
     async release() {
       await cache.close();
