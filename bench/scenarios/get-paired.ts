@@ -5,7 +5,7 @@ import {
 } from "../../gen/receipts/v1/receipts_pb.js";
 import type { BenchContext } from "../bench-context.js";
 import { grpcBody, type H2loadRun, h2load } from "../h2load.js";
-import { ratio, round } from "../latency-stats.js";
+import { median, ratio, round } from "../latency-stats.js";
 import { startServer } from "../processes.js";
 import { seedHotMessages } from "./get-receipts.js";
 
@@ -80,10 +80,10 @@ export async function getPairedScenario(context: BenchContext): Promise<GetPaire
       }
       result[name] = {
         rounds,
-        callsPerSecondRatio: median(
+        callsPerSecondRatio: medianOf(
           rounds.map((r) => ratio(r.ours.callsPerSecond, r.bare.callsPerSecond)),
         ),
-        p99Ratio: median(rounds.map((r) => ratio(r.ours.latency.p99Ms, r.bare.latency.p99Ms))),
+        p99Ratio: medianOf(rounds.map((r) => ratio(r.ours.latency.p99Ms, r.bare.latency.p99Ms))),
       };
     }
     return result as unknown as GetPairedResult;
@@ -92,12 +92,4 @@ export async function getPairedScenario(context: BenchContext): Promise<GetPaire
   }
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  const value =
-    sorted.length % 2 === 1
-      ? (sorted[middle] as number)
-      : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-  return round(value, 2);
-}
+const medianOf = (values: readonly number[]): number => round(median(values) ?? Number.NaN, 2);

@@ -1,5 +1,5 @@
 import { type BenchContext, seedWorkload, serverStats } from "../bench-context.js";
-import { type LatencySummary, ratio, round, summarize } from "../latency-stats.js";
+import { type LatencySummary, median, ratio, round, summarize } from "../latency-stats.js";
 import type { MixResult, StreamsResult } from "../load-tasks.js";
 import { runLoad, startLoad } from "../processes.js";
 import { groupId, type Workload } from "../workload.js";
@@ -20,15 +20,6 @@ export interface SoakWindow {
 
 /** How often the server's memory, handles and event-loop delay are sampled. */
 const sampleEveryMs = 5_000;
-
-function median(values: readonly number[]): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 export interface SoakResult {
   readonly durationSeconds: number;
