@@ -63,9 +63,9 @@ export function universalRequestOf(
  * it checked, and a Host that names no host is replaced rather than failing the call.
  */
 function urlOf(method: string | undefined, scheme: string, authority: string, path: string) {
-  const url = `${scheme}://${authority}${path.startsWith("/") ? path : `/${path}`}`;
-  if (method !== "GET" || URL.canParse(url)) return url;
-  return `${scheme}://localhost${path.startsWith("/") ? path : `/${path}`}`;
+  const rooted = path.startsWith("/") ? path : `/${path}`;
+  const url = `${scheme}://${authority}${rooted}`;
+  return method !== "GET" || URL.canParse(url) ? url : `${scheme}://localhost${rooted}`;
 }
 
 /** Why a closed HTTP/2 stream ended its call, by the code it was reset with. */
