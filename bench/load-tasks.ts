@@ -67,6 +67,17 @@ export type LoadTask =
       readonly durationMs: number;
     }
   | {
+      readonly kind: "webhook-delivery-cost";
+      /** One per tenant, at the benchmark's receiver. */
+      readonly endpoints: readonly { tenant: string; url: string; secret: string }[];
+      /** Prefixes the ids, so the receiver counts these arrivals apart. */
+      readonly prefix: string;
+      readonly events: number;
+      /** Rounds of each kind (log only, log and deliver), alternating. */
+      readonly rounds: number;
+      readonly turnMs: number;
+    }
+  | {
       readonly kind: "mix";
       readonly address: string;
       readonly workload: Workload;

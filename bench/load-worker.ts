@@ -4,6 +4,7 @@ import { pacedSend } from "./paced-send.js";
 import { mix, sendReceipts } from "./rpc-load.js";
 import { cassandraCeiling, redisRead, sqliteCeiling } from "./store-ceiling-loads.js";
 import { openStreams } from "./stream-load.js";
+import { webhookDeliveryCost } from "./webhook-delivery-cost.js";
 
 /**
  * A load process: started by the benchmark (pinned away from the server's
@@ -34,5 +35,7 @@ async function run(task: LoadTask): Promise<unknown> {
       return cassandraCeiling(task);
     case "mix":
       return mix(task);
+    case "webhook-delivery-cost":
+      return webhookDeliveryCost(task);
   }
 }

@@ -172,10 +172,20 @@ function webhookRows(w: WebhooksResult, row: Row): void {
   const t = w.throughput;
   row(
     "Webhooks: SendReceipts with one endpoint per tenant",
-    `${n(t.withWebhooks, 0)} receipts/s (${t.callsInFlight} calls × ${t.workload.idsPerCall} ids in flight; ${t.errors} errors); delivered ${n(t.delivery.delivered, 0)} of ${n(t.delivery.acknowledged, 0)} acknowledged (${n(t.delivery.duplicates, 0)} twice), caught up ${n(t.delivery.caughtUpAfterMs / 1000, 1)} s after the load`,
+    `${n(t.withWebhooks, 0)} receipts/s (${t.callsInFlight} calls × ${t.workload.idsPerCall} ids in flight; ${t.errors} errors); delivered ${n(t.delivery.delivered, 0)} of ${n(t.delivery.acknowledged, 0)} acknowledged (${n(t.delivery.duplicates, 0)} twice), ${n(t.delivery.posts, 0)} POSTs, caught up ${n(t.delivery.caughtUpAfterMs / 1000, 1)} s after the load`,
     `${n(t.withoutWebhooks, 0)} receipts/s without webhooks (rounds: ${t.rounds.map((r) => `${r.webhooks ? "with" : "without"} ${n(r.receiptsPerSecond, 0)}, ${cpuLine(r.cpuPerReceipt)}`).join("; ")})`,
     `${n(t.ratio)}× (service CPU per receipt: ${n(t.cpuRatio)}×)`,
     w.floors.throughput.target,
     met(w.floors.throughput),
+  );
+  const c = w.deliveryCost;
+  if (c === undefined) return; // results of runs before it was measured
+  row(
+    "Webhooks: the service's CPU per delivered event, measured apart",
+    `${n(c.deliveryUsPerEvent, 1)} µs per event (median of paired rounds; CPU µs per event logging only: ${c.logOnly.map((us) => n(us, 1)).join(", ")}; logging and delivering: ${c.logAndDeliver.map((us) => n(us, 1)).join(", ")}; ${n(c.events, 0)} events a round)`,
+    "service CPU per receipt without webhooks (rounds above)",
+    `${n(c.cpuBoundRatio)}× if CPU-bound`,
+    "—",
+    "",
   );
 }

@@ -6,6 +6,7 @@ const event = (conversationId: string, n: number): WebhookEvent => ({
   id: `evt_${conversationId}_${n}`,
   type: "receipt.read",
   timestamp: new Date(n).toISOString(),
+  occurredAt: n,
   tenant: "acme",
   conversationId,
   data: {},

@@ -228,6 +228,11 @@ describe("webhooks on the embedded store", () => {
     expect(metrics).toContain(
       `receipts_webhook_events_total{tenant="${t.id}",endpoint="crm",result="delivered"} 401`,
     );
+    // One observation per delivered read, from its read_at: a number of seconds, never NaN.
+    const reads = events.filter((e) => e.type === "receipt.read").length;
+    expect(metrics).toContain(`receipts_webhook_delivery_seconds_count ${reads}`);
+    const sum = Number(/^receipts_webhook_delivery_seconds_sum (\S+)$/m.exec(metrics)?.[1]);
+    expect(Number.isFinite(sum) && sum >= 0).toBe(true);
   }, 60_000);
 
   it("delivers everything in per-conversation order, nothing twice, once a receiver that was down is up", async () => {

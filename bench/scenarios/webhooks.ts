@@ -1,14 +1,19 @@
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { type BenchContext, connectClients, seedWorkload } from "../bench-context.js";
+import type { BenchContext } from "../bench-context.js";
 import { type LatencySummary, nowMs, ratio, round, summarize } from "../latency-stats.js";
 import type { PacedSendResult, ThroughputResult } from "../load-tasks.js";
-import { receiptKey } from "../paced-send.js";
 import { findStorePids, perUnit, startCpuMeter } from "../process-cpu.js";
-import { runLoad, type ServiceProcess } from "../processes.js";
+import { runLoad, serverCpu } from "../processes.js";
+import type { DeliveryCostResult } from "../webhook-delivery-cost.js";
 import { BenchWebhookReceiver } from "../webhook-receiver.js";
-import { messageId, receiptCall, userId, type Workload } from "../workload.js";
+import {
+  newTenants,
+  quietMs,
+  seedAndWarm,
+  startWithTenants,
+  tally,
+  tenantCount,
+} from "../webhook-tenants.js";
+import type { Workload } from "../workload.js";
 
 export interface WebhooksResult {
   readonly tenants: number;
@@ -56,11 +61,19 @@ export interface WebhooksResult {
       readonly delivered: number;
       readonly duplicates: number;
       readonly caughtUpAfterMs: number;
+      /** POSTs that arrived, so events per POST: what a POST's fixed cost is spread over. */
+      readonly posts: number;
     };
     readonly ratio: number;
     /** Service CPU per receipt without webhooks over with: what throughput would follow alone. */
     readonly cpuRatio: number;
   };
+  /**
+   * Delivering one event, measured apart (bench/webhook-delivery-cost.ts), and what it would
+   * make of the throughput ratio were the service CPU-bound: service CPU per receipt without
+   * webhooks over that plus the delivery's.
+   */
+  readonly deliveryCost: DeliveryCostResult & { readonly cpuBoundRatio: number };
   readonly floors: {
     readonly lag: { readonly target: string; readonly met: boolean };
     readonly throughput: { readonly target: string; readonly met: boolean };
@@ -73,16 +86,7 @@ interface Round {
   readonly cpuPerReceipt: Readonly<Record<string, number>>;
 }
 
-interface BenchTenant {
-  readonly id: string;
-  readonly apiKey: string;
-  readonly secret: string;
-}
-
-const tenantCount = 4;
 const loadProcesses = 2;
-/** How long delivery may stay without a new POST before what has not arrived counts as lost. */
-const quietMs = 15_000;
 
 /**
  * Webhook delivery (issue #15): tenants with one endpoint each, at a real node:http receiver
@@ -101,6 +105,7 @@ export async function webhooksScenario(context: BenchContext): Promise<WebhooksR
     // Throughput first: the lag is measured right after, and read against that capacity.
     const throughput = await measureThroughput(context, receiver, quick);
     const lag = await measureLag(context, receiver, quick, throughput.withoutWebhooks);
+    const deliveryCost = await measureDeliveryCost(context, receiver, quick, throughput);
     const lagMet =
       lag.fromAcknowledgement.p99Ms <= 1_000 &&
       lag.missing === 0 &&
@@ -110,6 +115,7 @@ export async function webhooksScenario(context: BenchContext): Promise<WebhooksR
       tenants: tenantCount,
       lag,
       throughput,
+      deliveryCost,
       floors: {
         lag: {
           target: "p99 ≤ 1 s from the acknowledgement at 1,000 receipts/s; each exactly once",
@@ -204,6 +210,37 @@ async function measureLag(
   }
 }
 
+async function measureDeliveryCost(
+  context: BenchContext,
+  receiver: BenchWebhookReceiver,
+  quick: boolean,
+  throughput: WebhooksResult["throughput"],
+): Promise<WebhooksResult["deliveryCost"]> {
+  context.log("webhooks: the service's CPU per delivered event, measured apart");
+  const tenants = newTenants(`${context.runId}wc`);
+  const cost = await runLoad<DeliveryCostResult>(
+    {
+      kind: "webhook-delivery-cost",
+      endpoints: tenants.map((t) => ({
+        tenant: t.id,
+        url: receiver.endpointFor(t.id, t.secret),
+        secret: t.secret,
+      })),
+      prefix: `${context.runId}wc-`,
+      events: quick ? 16_000 : 32_000,
+      rounds: quick ? 3 : 5,
+      turnMs: 100,
+    },
+    serverCpu,
+  );
+  const without = throughput.rounds.filter((r) => !r.webhooks).map((r) => r.cpuPerReceipt.service);
+  const serviceCpu = without.reduce<number>((sum, us) => sum + (us ?? 0), 0) / without.length;
+  return {
+    ...cost,
+    cpuBoundRatio: ratio(serviceCpu, serviceCpu + cost.deliveryUsPerEvent),
+  };
+}
+
 async function measureThroughput(
   context: BenchContext,
   receiver: BenchWebhookReceiver,
@@ -232,6 +269,7 @@ async function measureThroughput(
     delivered: 0,
     duplicates: 0,
     caughtUpAfterMs: 0,
+    posts: 0,
   };
   for (const [round_, webhooks] of order.entries()) {
     const name = `${context.runId}w${webhooks ? "h" : "n"}${round_}`;
@@ -241,6 +279,7 @@ async function measureThroughput(
     try {
       await seedAndWarm(context, service, tenants, workload, receiver, webhooks);
       context.log(`webhooks: SendReceipts closed-loop, ${webhooks ? "with" : "without"} webhooks`);
+      const postsBefore = receiver.posts;
       const cpu = startCpuMeter({ service: service.pid, ...stores });
       const results = await Promise.all(
         Array.from({ length: loadProcesses }, (_, worker) =>
@@ -275,6 +314,7 @@ async function measureThroughput(
           delivered: delivery.delivered + delivered,
           duplicates: delivery.duplicates + duplicates,
           caughtUpAfterMs: Math.max(delivery.caughtUpAfterMs, round(nowMs() - ended, 0)),
+          posts: delivery.posts + receiver.posts - postsBefore,
         };
       }
       rounds.push({ webhooks, receiptsPerSecond, cpuPerReceipt: perUnit(cpu(), acknowledged) });
@@ -300,102 +340,4 @@ async function measureThroughput(
     ratio: ratio(withWebhooks, withoutWebhooks),
     cpuRatio: ratio(mean(false, serviceCpu), mean(true, serviceCpu)),
   };
-}
-
-/** Receipts of the workload that arrived, and arrivals beyond each one's first. */
-function tally(receiver: BenchWebhookReceiver, prefix: string) {
-  let delivered = 0;
-  let duplicates = 0;
-  for (const [key, times] of receiver.arrivals) {
-    if (!key.startsWith(prefix)) continue;
-    delivered += 1;
-    duplicates += times.length - 1;
-  }
-  return { delivered, duplicates };
-}
-
-function newTenants(prefix: string): BenchTenant[] {
-  return Array.from({ length: tenantCount }, (_, i) => ({
-    id: `${prefix}t${i}`,
-    apiKey: randomBytes(30).toString("base64url"),
-    secret: `whsec_${randomBytes(32).toString("base64")}`,
-  }));
-}
-
-/** A service whose tenants file holds `tenants`, each with one endpoint at the receiver or none. */
-function startWithTenants(
-  context: BenchContext,
-  tenants: readonly BenchTenant[],
-  receiver: BenchWebhookReceiver,
-  webhooks: boolean,
-  name: string,
-): Promise<ServiceProcess> {
-  const file = join(context.scratchDir, `tenants-${name}.json`);
-  const config = {
-    tenants: tenants.map((t) => ({
-      id: t.id,
-      apiKeys: [t.apiKey],
-      // The benchmark measures the service, not the default per-tenant rate limits.
-      limits: { tenantRequestsPerSecond: 1_000_000, tenantBurst: 10_000_000 },
-      webhooks: webhooks
-        ? [{ id: "bench", url: receiver.endpointFor(t.id, t.secret), secrets: [t.secret] }]
-        : [],
-    })),
-  };
-  writeFileSync(file, JSON.stringify(config));
-  return context.startService({
-    RECEIPTS_TENANTS_FILE: file,
-    // The receiver listens on http://127.0.0.1.
-    RECEIPTS_WEBHOOKS_ALLOW_PRIVATE: "1",
-  });
-}
-
-/**
- * Seeds the workload (group g in tenant g % tenants), then one receipt per tenant of a group
- * of its own: with webhooks, waits until each tenant's has arrived, so that every endpoint's
- * delivery runs before the measured load starts.
- */
-async function seedAndWarm(
-  context: BenchContext,
-  service: ServiceProcess,
-  tenants: readonly BenchTenant[],
-  workload: Workload,
-  receiver: BenchWebhookReceiver,
-  webhooks: boolean,
-): Promise<void> {
-  const clients = tenants.map((t) => ({
-    ...context,
-    ...connectClients(service.address, t.apiKey),
-  }));
-  const clientsOf = (g: number) => clients[g % clients.length] as BenchContext;
-  context.log(`webhooks: seeding ${workload.groups} groups over ${tenants.length} tenants`);
-  await seedWorkload(context, workload, clientsOf);
-  const warm: Workload = {
-    ...workload,
-    // Not under the workload's prefix: the warm-up is no part of what is counted.
-    prefix: `${workload.prefix.replace(/-$/, "")}warm-`,
-    groups: tenants.length,
-    members: 2,
-    messagesPerGroup: 1,
-    idsPerCall: 1,
-  };
-  await seedWorkload(context, warm, clientsOf);
-  for (let g = 0; g < tenants.length; g++) {
-    const call = receiptCall(warm, g);
-    await clientsOf(g).receipts.sendReceipts({
-      conversationId: call.conversationId,
-      readerId: call.readerId,
-      messageIds: call.messageIds,
-    });
-  }
-  if (!webhooks) return;
-  const keys = tenants.map((_, g) => receiptKey(messageId(warm, g, 0), userId(warm, g, 1)));
-  const arrived = await receiver.until(
-    () => keys.every((key) => receiver.arrivals.has(key)),
-    quietMs,
-  );
-  if (!arrived)
-    throw new Error(
-      `webhooks: the warm-up receipts of ${keys.filter((k) => !receiver.arrivals.has(k)).length} tenants never arrived (${receiver.refused} POSTs refused: ${receiver.firstProblem ?? "none"})`,
-    );
 }

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from "node:crypto";
+import { hash, randomUUID } from "node:crypto";
 import { enumToJson, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { TimestampSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ConversationTypeSchema } from "../../gen/receipts/v1/receipts_pb.js";
@@ -13,6 +13,8 @@ export interface WebhookEvent {
   readonly type: WebhookEventType | "webhook.test";
   /** When it happened (the receipt's read_at, the horizon's read_up_to), RFC 3339. */
   readonly timestamp: string;
+  /** The same instant in ms: for the delivery's metrics, never sent. */
+  readonly occurredAt: number;
   readonly tenant: string;
   readonly conversationId: string;
   readonly data: JsonObject;
@@ -29,34 +31,41 @@ export function webhookEventOf(tenant: string, positioned: PositionedChange): We
     type: WebhookEventType,
     at: number,
     conversationId: string,
-    data: JsonObject,
-  ): WebhookEvent => ({
-    id: eventId(tenant, positioned.position),
-    tenant,
-    type,
-    timestamp: new Date(at).toISOString(),
-    conversationId,
-    data,
-  });
+    data: (atJson: string) => JsonObject,
+  ): WebhookEvent => {
+    // One rendering of the instant for both places it appears (it costs µs an event); first
+    // the Timestamp's, which refuses what is out of its range as it always did.
+    const atJson = timestampJson(at);
+    return {
+      id: eventId(tenant, positioned.position),
+      tenant,
+      type,
+      // toISOString's form: the fraction always written.
+      timestamp: atJson.length === 20 ? `${atJson.slice(0, -1)}.000Z` : atJson,
+      occurredAt: at,
+      conversationId,
+      data: data(atJson),
+    };
+  };
   switch (change.kind) {
     case "receipt":
-      return event("receipt.read", change.readAt, change.receipt.message.conversationId, {
+      return event("receipt.read", change.readAt, change.receipt.message.conversationId, (at) => ({
         receipt: receiptJson(change.receipt),
         readerId: change.readerId,
-        readAt: timestampJson(change.readAt),
-      });
+        readAt: at,
+      }));
     case "horizon":
-      return event("conversation.read", change.readUpTo, change.conversationId, {
+      return event("conversation.read", change.readUpTo, change.conversationId, (at) => ({
         conversationId: change.conversationId,
         readerId: change.readerId,
-        readUpTo: timestampJson(change.readUpTo),
-      });
+        readUpTo: at,
+      }));
     case "deletion":
-      return event("message.deleted", change.deletedAt, change.conversationId, {
+      return event("message.deleted", change.deletedAt, change.conversationId, (at) => ({
         conversationId: change.conversationId,
         messageIds: change.messages.map((m) => m.messageId),
-        deletedAt: timestampJson(change.deletedAt),
-      });
+        deletedAt: at,
+      }));
   }
 }
 
@@ -113,6 +122,7 @@ export function testWebhookEvent(tenant: string, now: number): WebhookEvent {
     id: `evt_test_${randomUUID()}`,
     type: "webhook.test",
     timestamp: new Date(now).toISOString(),
+    occurredAt: now,
     tenant,
     conversationId: "",
     data: {},
@@ -121,12 +131,12 @@ export function testWebhookEvent(tenant: string, now: number): WebhookEvent {
 
 /** The webhook-id of a batch: the same events give the same id, on every attempt and instance. */
 export function webhookId(endpointId: string, events: readonly WebhookEvent[]): string {
-  const hash = createHash("sha256").update(endpointId);
-  for (const event of events) hash.update(`\u0000${event.id}`);
-  return `msg_${hash.digest("base64url").slice(0, 27)}`;
+  let hashed = endpointId;
+  for (const event of events) hashed += `\u0000${event.id}`;
+  return `msg_${hash("sha256", hashed, "base64url").slice(0, 27)}`;
 }
 
+// One-shot hashing: no Hash object per event (a third of what making an event id cost).
 function eventId(tenant: string, position: string): string {
-  const hash = createHash("sha256").update(`${tenant}\u0000${position}`);
-  return `evt_${hash.digest("base64url").slice(0, 27)}`;
+  return `evt_${hash("sha256", `${tenant}\u0000${position}`, "base64url").slice(0, 27)}`;
 }

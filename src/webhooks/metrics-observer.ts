@@ -11,9 +11,7 @@ export function metricsObserver(metrics: Metrics): DeliveryObserver {
       metrics.webhookEvents.inc({ ...labels(key), result: "delivered" }, events.length);
       for (const event of events) {
         if (event.type === "receipt.read") {
-          metrics.webhookDeliverySeconds.observe(
-            Math.max(0, now - Date.parse(event.timestamp)) / 1000,
-          );
+          metrics.webhookDeliverySeconds.observe(Math.max(0, now - event.occurredAt) / 1000);
         }
       }
     },
