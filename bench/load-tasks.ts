@@ -72,6 +72,10 @@ export type LoadTask =
       readonly endpoints: readonly { tenant: string; url: string; secret: string }[];
       /** Prefixes the ids, so the receiver counts these arrivals apart. */
       readonly prefix: string;
+      /** The change log the store's deployment delivers from: SQLite, or Redis at this prefix. */
+      readonly log:
+        | { readonly kind: "sqlite" }
+        | { readonly kind: "redis"; readonly url: string; readonly keyPrefix: string };
       readonly events: number;
       /** Rounds of each kind (log only, log and deliver), alternating. */
       readonly rounds: number;

@@ -1,5 +1,7 @@
 import type { WebhookEvent } from "../src/api/webhook-payload.js";
 import { silentLogger } from "../src/logger.js";
+import type { ChangeFeed } from "../src/store/change-feed.js";
+import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { SqliteChangeFeed } from "../src/store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteWebhookState } from "../src/store/sqlite/sqlite-webhook-state.js";
@@ -21,7 +23,8 @@ export interface DeliveryCostResult {
 
 /**
  * The service's own cost of delivering one webhook event, apart from everything else a call
- * does: the embedded change log of the service, fed in the shape of SendReceipts calls (32
+ * does: the change log of the store's deployment (SQLite, or Redis beside Cassandra), fed in
+ * the shape of SendReceipts calls (32
  * calls of 10 receipts per turn, spread over the tenants), with and without the service's
  * EndpointDelivery posting them to the benchmark's receiver (in another process), in rounds
  * that alternate. Run pinned to the server's CPU; the difference of CPU per event is the
@@ -59,7 +62,17 @@ async function oneRound(
 ): Promise<number> {
   const db = openSqliteDatabase(":memory:");
   const writes = new SqliteWriteBatcher(db);
-  const feed = new SqliteChangeFeed(db, writes, { retentionMs: 86_400_000 });
+  const { log } = task;
+  const feed: ChangeFeed =
+    log.kind === "sqlite"
+      ? new SqliteChangeFeed(db, writes, { retentionMs: 86_400_000 })
+      : await RedisChangeFeed.open({
+          url: log.url,
+          keyPrefix: `${log.keyPrefix}cost${roundIndex}:`,
+          retentionMs: 86_400_000,
+          logger: silentLogger,
+        });
+  // Leases and cursors in SQLite either way: a few writes a second, not what is measured.
   const state = new SqliteWebhookState(db, writes);
   const sender = new WebhookSender({ allowPrivate: true });
   let delivered = 0;

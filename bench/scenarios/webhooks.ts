@@ -227,6 +227,10 @@ async function measureDeliveryCost(
         secret: t.secret,
       })),
       prefix: `${context.runId}wc-`,
+      log:
+        context.backend === "cassandra"
+          ? { kind: "redis", url: context.redisUrl, keyPrefix: context.redisPrefix }
+          : { kind: "sqlite" },
       events: quick ? 16_000 : 32_000,
       rounds: quick ? 3 : 5,
       turnMs: 100,
