@@ -99,6 +99,25 @@ describe("webhook event data", () => {
     );
   });
 
+  it("is stamped with its instant as Date.toISOString writes it, and carries it in ms", () => {
+    const instantOf = (c: ReceiptChange) =>
+      c.kind === "receipt" ? c.readAt : c.kind === "horizon" ? c.readUpTo : c.deletedAt;
+    fc.assert(
+      fc.property(change, (c) => {
+        const event = webhookEventOf("t", { position: "1", change: c });
+        expect(event.timestamp).toBe(new Date(instantOf(c)).toISOString());
+        expect(event.occurredAt).toBe(instantOf(c));
+      }),
+      { numRuns: 5_000 },
+    );
+    // Fractions of a millisecond (a Timestamp's nanos) too: toISOString drops them.
+    const horizon = { kind: "horizon", conversationId: "c", readerId: "r" } as const;
+    for (const readUpTo of [1.5, 1_790_000_000_000.25]) {
+      const event = webhookEventOf("t", { position: "1", change: { ...horizon, readUpTo } });
+      expect(event.timestamp).toBe(new Date(readUpTo).toISOString());
+    }
+  });
+
   it("refuses a time outside a Timestamp's range as toJson does", () => {
     const horizon = (readUpTo: number): ReceiptChange => ({
       kind: "horizon",

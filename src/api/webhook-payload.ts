@@ -40,8 +40,7 @@ export function webhookEventOf(tenant: string, positioned: PositionedChange): We
       id: eventId(tenant, positioned.position),
       tenant,
       type,
-      // toISOString's form: the fraction always written.
-      timestamp: atJson.length === 20 ? `${atJson.slice(0, -1)}.000Z` : atJson,
+      timestamp: isoOf(at, atJson),
       occurredAt: at,
       conversationId,
       data: data(atJson),
@@ -105,6 +104,16 @@ function timestampJson(ms: number): string {
   }
   const iso = new Date(ms).toISOString();
   return iso.endsWith(".000Z") ? `${iso.slice(0, -5)}Z` : iso;
+}
+
+/**
+ * `Date.toISOString` of an instant whose Timestamp JSON is `json`, without rendering it again
+ * when that JSON is its fast path's (whole ms, the fraction dropped when 0).
+ */
+function isoOf(ms: number, json: string): string {
+  if (json.length === 24) return json;
+  if (json.length === 20) return `${json.slice(0, -1)}.000Z`;
+  return new Date(ms).toISOString();
 }
 
 /** Events are batched: the body always says how many it holds and lists them in order. */

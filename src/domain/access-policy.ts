@@ -4,9 +4,17 @@ import type {
   MessageStore,
   ReceiptStore,
 } from "../store/receipt-store.js";
+import {
+  notTracked,
+  notYours,
+  receiptsOff,
+  refused,
+  requireMessagesOf,
+  senderOnly,
+} from "./access-refusals.js";
 import { actingAs, type Caller, requireService, viewerOf } from "./caller.js";
 import { refuseUsersBeingErased } from "./erasure-guard.js";
-import { AccessEndedError, memberListsWithheld, ReceiptError } from "./errors.js";
+import { AccessEndedError, memberListsWithheld } from "./errors.js";
 import { limits } from "./limits.js";
 import type { MembershipMonitor } from "./membership-monitor.js";
 import type { ConversationType, TrackedMessage } from "./model.js";
@@ -364,41 +372,3 @@ export class AccessPolicy {
     }
   }
 }
-
-/** For a caller known to belong: every id must be a message of the conversation. */
-function requireMessagesOf(
-  found: ReadonlyMap<string, TrackedMessage>,
-  conversationId: string,
-  ids: readonly string[],
-  field: string,
-): void {
-  for (const [i, id] of ids.entries()) {
-    // A message of another conversation is reported as not tracked here: it is not the user's.
-    if (found.get(id)?.conversationId !== conversationId) {
-      throw notTracked(id, conversationId, `${field}[${i}]`);
-    }
-  }
-}
-
-const refused = (message: string, field: string): ReceiptError =>
-  new ReceiptError("permission_denied", message, field);
-
-const notYours = (field: string): ReceiptError =>
-  refused("not a conversation of the caller", field);
-
-const senderOnly = (field: string): ReceiptError =>
-  refused("only the sender may list who has read a message", field);
-
-const notTracked = (id: string, conversationId: string, field: string): ReceiptError =>
-  new ReceiptError(
-    "not_found",
-    `message ${id} is not tracked in conversation ${conversationId}`,
-    field,
-  );
-
-const receiptsOff = (type: ConversationType, field: string): ReceiptError =>
-  new ReceiptError(
-    "failed_precondition",
-    `read receipts are turned off for ${type === "c2c" ? "C2C" : "group"} conversations of this tenant`,
-    field,
-  );
