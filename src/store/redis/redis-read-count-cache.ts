@@ -37,10 +37,12 @@ export interface RedisReadCountCacheOptions {
  *   trusted. Reader ids cannot contain control characters, so the sentinel
  *   never collides with one.
  * - A Redis error while adding a reader leaves that entry suspect: this
- *   process drops it before using the cache for that message again (on the
- *   next call or when the connection is ready again). Entries expire after
- *   `ttlMs` whatever happens, which bounds what another process could serve
- *   from an entry whose update failed here without Redis restarting.
+ *   process drops it before using the cache for that message again, and
+ *   tries every `suspectRetryMs` until it did, so that other processes stop
+ *   serving it as soon as Redis answers (they share the entry; a failover
+ *   alone does not distrust one built on the new master). Entries expire
+ *   after `ttlMs` whatever happens, which bounds what another process could
+ *   serve should the drop keep failing.
  * Every Redis failure is a cache miss: the store then counts in Cassandra.
  */
 export class RedisReadCountCache implements ReadCountCache {
@@ -60,6 +62,8 @@ export class RedisReadCountCache implements ReadCountCache {
   >();
   #clock = 0;
   readonly #onReady = () => void this.#dropSuspects();
+  #retryingDrop: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(redis: RedisClient, options: RedisReadCountCacheOptions) {
     this.#redis = redis;
@@ -154,7 +158,10 @@ export class RedisReadCountCache implements ReadCountCache {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     this.#redis.off("ready", this.#onReady);
+    clearTimeout(this.#retryingDrop);
+    this.#retryingDrop = undefined;
     await Promise.allSettled([...this.#rebuilds.values()].map((r) => r.done));
   }
 
@@ -238,17 +245,30 @@ export class RedisReadCountCache implements ReadCountCache {
   }
 
   async #dropSuspects(): Promise<void> {
-    if (this.#redis.status !== "ready") return;
-    for (const entry of [...this.#suspect]) {
-      const keys = this.#keysOf(entry);
-      try {
-        await this.#scripts().rrDrop(keys.live, keys.staging, keys.token);
-        this.#suspect.delete(entry);
-      } catch (error) {
-        this.#guard.failed(error);
-        return;
+    try {
+      if (this.#redis.status !== "ready") return;
+      for (const entry of [...this.#suspect]) {
+        const keys = this.#keysOf(entry);
+        try {
+          await this.#scripts().rrDrop(keys.live, keys.staging, keys.token);
+          this.#suspect.delete(entry);
+        } catch (error) {
+          this.#guard.failed(error);
+          return;
+        }
       }
+    } finally {
+      if (this.#suspect.size > 0) this.#retryDropLater();
     }
+  }
+
+  #retryDropLater(): void {
+    if (this.#retryingDrop !== undefined || this.#closed) return;
+    this.#retryingDrop = setTimeout(() => {
+      this.#retryingDrop = undefined;
+      void this.#dropSuspects();
+    }, suspectRetryMs);
+    this.#retryingDrop.unref();
   }
 
   #entry(tenant: string, messageId: string): string {
@@ -269,6 +289,9 @@ export class RedisReadCountCache implements ReadCountCache {
     return this.#redis as unknown as ScriptCommands;
   }
 }
+
+/** How often a suspect entry this process could not drop is tried again. */
+const suspectRetryMs = 250;
 
 /** Reader ids per SADD: well under what a Lua unpack() can take. */
 const fillChunk = 1_000;
