@@ -24,11 +24,11 @@ export interface DeliveryCostResult {
 /**
  * The service's own cost of delivering one webhook event, apart from everything else a call
  * does: the change log of the store's deployment (SQLite, or Redis beside Cassandra), fed in
- * the shape of SendReceipts calls (32
- * calls of 10 receipts per turn, spread over the tenants), with and without the service's
- * EndpointDelivery posting them to the benchmark's receiver (in another process), in rounds
- * that alternate. Run pinned to the server's CPU; the difference of CPU per event is the
- * figure, free of the closed loop's noise that the throughput ratio carries.
+ * the shape of SendReceipts calls (32 calls of 10 receipts per turn, spread over the tenants),
+ * with and without the service's EndpointDelivery posting them to the benchmark's receiver
+ * (in another process), in rounds that alternate. Run pinned to the server's CPU; the
+ * difference of CPU per event is the figure, free of the closed loop's noise that the
+ * throughput ratio carries.
  */
 export async function webhookDeliveryCost(
   task: Extract<LoadTask, { kind: "webhook-delivery-cost" }>,

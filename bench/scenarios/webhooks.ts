@@ -65,6 +65,8 @@ export interface WebhooksResult {
       readonly posts: number;
     };
     readonly ratio: number;
+    /** Service CPU µs per receipt, mean of the rounds without webhooks. */
+    readonly serviceCpuWithout: number;
     /** Service CPU per receipt without webhooks over with: what throughput would follow alone. */
     readonly cpuRatio: number;
   };
@@ -237,11 +239,10 @@ async function measureDeliveryCost(
     },
     serverCpu,
   );
-  const without = throughput.rounds.filter((r) => !r.webhooks).map((r) => r.cpuPerReceipt.service);
-  const serviceCpu = without.reduce<number>((sum, us) => sum + (us ?? 0), 0) / without.length;
+  const { serviceCpuWithout } = throughput;
   return {
     ...cost,
-    cpuBoundRatio: ratio(serviceCpu, serviceCpu + cost.deliveryUsPerEvent),
+    cpuBoundRatio: ratio(serviceCpuWithout, serviceCpuWithout + cost.deliveryUsPerEvent),
   };
 }
 
@@ -333,6 +334,7 @@ async function measureThroughput(
   const withoutWebhooks = mean(false, (r) => r.receiptsPerSecond);
   const withWebhooks = mean(true, (r) => r.receiptsPerSecond);
   const serviceCpu = (r: Round) => r.cpuPerReceipt.service ?? Number.NaN;
+  const serviceCpuWithout = mean(false, serviceCpu);
   return {
     workload: { prefix: `${context.runId}w*-`, ...shape },
     callsInFlight: loadProcesses * concurrency,
@@ -342,6 +344,7 @@ async function measureThroughput(
     errors,
     delivery,
     ratio: ratio(withWebhooks, withoutWebhooks),
-    cpuRatio: ratio(mean(false, serviceCpu), mean(true, serviceCpu)),
+    serviceCpuWithout,
+    cpuRatio: ratio(serviceCpuWithout, mean(true, serviceCpu)),
   };
 }
