@@ -1,8 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { Cluster } from "ioredis";
 import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
 import { type RedisClient, StallGuard } from "./redis-connection.js";
-import { confirmedByReplica } from "./replica-confirmed.js";
 
 export interface RedisReadCountCacheOptions {
   /** Prefix of every key, so that several services (and tests) share one Redis. */
@@ -37,10 +35,7 @@ export interface RedisReadCountCacheOptions {
  *   every script. A restarted or failed-over server has a new run_id, so an
  *   entry from before (reloaded from a snapshot, or replicated late) is never
  *   trusted. Reader ids cannot contain control characters, so the sentinel
- *   never collides with one. On a Redis Cluster, an add or a drop counts only
- *   once a replica holds it: a replaced master that still answers (woken from
- *   a pause, or restarted and not yet told) trusts its own entries, and what
- *   it takes is lost to the slot's next master.
+ *   never collides with one.
  * - A Redis error while adding a reader leaves that entry suspect: this
  *   process drops it before using the cache for that message again, and
  *   tries every `suspectRetryMs` until it did, so that other processes stop
@@ -143,9 +138,7 @@ export class RedisReadCountCache implements ReadCountCache {
     const keys = this.#keys(tenant, messageId);
     let reply: number;
     try {
-      reply = await this.#changed(this.#entry(tenant, messageId), (commands) =>
-        commands.rrAdd(keys.live, keys.staging, readerId),
-      );
+      reply = await this.#scripts().rrAdd(keys.live, keys.staging, readerId);
     } catch (error) {
       this.#guard.failed(error);
       // It may or may not have been added: the entry cannot be trusted any more.
@@ -257,9 +250,7 @@ export class RedisReadCountCache implements ReadCountCache {
       for (const entry of [...this.#suspect]) {
         const keys = this.#keysOf(entry);
         try {
-          await this.#changed(entry, (commands) =>
-            commands.rrDrop(keys.live, keys.staging, keys.token),
-          );
+          await this.#scripts().rrDrop(keys.live, keys.staging, keys.token);
           this.#suspect.delete(entry);
         } catch (error) {
           this.#guard.failed(error);
@@ -280,26 +271,6 @@ export class RedisReadCountCache implements ReadCountCache {
     this.#retryingDrop.unref();
   }
 
-  /**
-   * A script that adds to or drops an entry. On a Redis Cluster its reply counts only once a
-   * replica acknowledged it (confirmedByReplica): a master that was replaced, or one restarted
-   * and not yet told so, takes writes the slot's next master never gets, so a reader added
-   * there would be missing from the entry every instance reads afterwards, and a drop there
-   * would leave the entry in place. Unconfirmed, it fails like any other Redis error.
-   */
-  async #changed(entry: string, run: (commands: ScriptCommands) => unknown): Promise<number> {
-    const redis = this.#redis;
-    if (!(redis instanceof Cluster)) return Number(await run(this.#scripts()));
-    const [reply] = await confirmedByReplica(
-      redis,
-      (pipeline) => {
-        run(pipeline as unknown as ScriptCommands);
-      },
-      { fenceKey: `${entry}:fence`, waitMs: replicaWaitMs },
-    );
-    return Number(reply);
-  }
-
   #entry(tenant: string, messageId: string): string {
     // Encoded so that no tenant/message pair can produce another's key, and
     // braces make the three keys of an entry one Redis Cluster hash slot.
@@ -318,9 +289,6 @@ export class RedisReadCountCache implements ReadCountCache {
     return this.#redis as unknown as ScriptCommands;
   }
 }
-
-/** How long a change waits for a replica's acknowledgement on a cluster: within the command timeout. */
-const replicaWaitMs = 100;
 
 /** How often a suspect entry this process could not drop is tried again. */
 const suspectRetryMs = 250;
