@@ -5,6 +5,8 @@ import { StoreUnavailableError } from "../src/domain/errors.js";
 import type { ReceiptChange } from "../src/domain/model.js";
 import { silentLogger } from "../src/logger.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
+import { connectRedis } from "../src/store/redis/redis-connection.js";
+import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
 import {
   type Call,
@@ -206,6 +208,55 @@ describe("two instances on a Redis Cluster", () => {
       unlisten();
     } finally {
       await feed.close();
+    }
+  }, 60_000);
+
+  it("a reader one instance skipped while a master stalled is counted by the other on a master that did not", async () => {
+    // A stalled master makes the whole cluster connection skip the cache (one timeout, not one
+    // per call), so readers of messages on the other masters are not added either: the cluster
+    // tier saw an instance count one reader fewer than Cassandra after a master was killed.
+    const connect = () => connectRedis({ url: "redis://", clusterNodes: cluster.nodes.split(",") });
+    const [redisA, redisB] = [connect(), connect()];
+    const prefix = `${keyPrefix}skipped-readers:`;
+    const [a, b] = [redisA, redisB].map(
+      (redis) => new RedisReadCountCache(redis, { keyPrefix: prefix, ttlMs: 600_000 }),
+    ) as [RedisReadCountCache, RedisReadCountCache];
+    const stored = ["r1", "r2"];
+    const readers = () =>
+      (async function* () {
+        yield [...stored];
+      })();
+    const masterOfMessage = (id: string) => cluster.masterOf(`${prefix}rc:{t/${id}}:set`);
+    try {
+      for (const redis of [redisA, redisB]) {
+        for (let i = 0; i < 100 && redis.status !== "ready"; i++) await sleep(100);
+      }
+      const stalled = await masterOfMessage("m-stalled");
+      let elsewhere = "";
+      for (let i = 0; elsewhere === ""; i++) {
+        if ((await masterOfMessage(`m-${i}`)) !== stalled) elsewhere = `m-${i}`;
+      }
+      const counted = await b.readCounts("t", ["m-stalled", elsewhere], () => readers);
+      expect([counted.get("m-stalled"), counted.get(elsewhere)]).toEqual([2, 2]);
+      stored.push("r3");
+      cluster.pause(stalled);
+      try {
+        // The first add waits out the command timeout; the next is not even tried.
+        expect(await a.readerRecorded("t", "m-stalled", "r3", readers)).toBeUndefined();
+        expect(await a.readerRecorded("t", elsewhere, "r3", readers)).toBeUndefined();
+      } finally {
+        cluster.resume(stalled);
+      }
+      let count: number | undefined;
+      for (let i = 0; i < 50 && count !== 3; i++) {
+        count = (await b.readCounts("t", [elsewhere], () => readers)).get(elsewhere);
+        if (count !== 3) await sleep(100);
+      }
+      expect(count).toBe(3);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      redisA.disconnect();
+      redisB.disconnect();
     }
   }, 60_000);
 

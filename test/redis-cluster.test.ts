@@ -7,7 +7,11 @@ import { RedisRateLimiter } from "../src/limits/redis-rate-limiter.js";
 import { silentLogger } from "../src/logger.js";
 import { CassandraReceiptStore } from "../src/store/cassandra/cassandra-receipt-store.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
-import { connectRedis, type RedisClient } from "../src/store/redis/redis-connection.js";
+import {
+  connectRedis,
+  type RedisClient,
+  unlinkMatching,
+} from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
 import { RedisWebhookState } from "../src/store/redis/redis-webhook-state.js";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
@@ -138,6 +142,25 @@ describe("the read-count cache on a Redis Cluster", () => {
       expect(holders.size).toBe(3);
     } finally {
       await cache.close();
+      redis.disconnect();
+    }
+  });
+});
+
+describe("dropping every key of a prefix on a Redis Cluster", () => {
+  it("reaches the keys on every master and leaves those of other prefixes", async () => {
+    const redis = connectCluster();
+    try {
+      await ready(redis);
+      const keys = Array.from({ length: 30 }, (_, i) => `flush:rc:{m-${i}}:set`);
+      await Promise.all([...keys, "kept:rc:{m-0}:set"].map((key) => redis.set(key, "1")));
+      const masters = new Set(await Promise.all(keys.map((key) => cluster.masterOf(key))));
+      expect(masters.size).toBe(3);
+      await unlinkMatching(redis, "flush:rc:*");
+      const left = await Promise.all(keys.map((key) => redis.exists(key)));
+      expect(left.filter((n) => n > 0)).toEqual([]);
+      expect(await redis.exists("kept:rc:{m-0}:set")).toBe(1);
+    } finally {
       redis.disconnect();
     }
   });

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it, vi } from "vitest";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
 import { deleteKeys, sharedRedisUrl, uniquePrefix } from "./support/shared-redis.js";
+import { TcpProxy } from "./support/tcp-proxy.js";
 
 /**
  * Two service instances share the cache. When one instance's update of an entry fails (its
@@ -52,5 +53,84 @@ describe("the Redis read-count cache shared by two instances", () => {
       async () => expect((await b.readCounts("t", ["m"], () => readers)).get("m")).toBe(3),
       { timeout: 5_000, interval: 100 },
     );
+  }, 15_000);
+
+  it("a reader recorded while one instance cannot reach Redis is counted by the other once it can", async () => {
+    const shared = new URL(sharedRedisUrl);
+    const proxy = await TcpProxy.start(shared.hostname, Number(shared.port || 6379));
+    const redisC = connectRedis(`redis://${proxy.address}`);
+    const c = new RedisReadCountCache(redisC, { keyPrefix: prefix, ttlMs: 600_000 });
+    try {
+      const stored = ["r1", "r2"];
+      const readers = () =>
+        (async function* () {
+          yield [...stored];
+        })();
+      await vi.waitFor(() => expect(redisC.status).toBe("ready"));
+      expect((await b.readCounts("t", ["m-away"], () => readers)).get("m-away")).toBe(2);
+      // C loses Redis, then stores r3: it cannot add the reader, so the entry B built is short.
+      proxy.cut();
+      await vi.waitFor(() => expect(redisC.status).not.toBe("ready"));
+      stored.push("r3");
+      expect(await c.readerRecorded("t", "m-away", "r3", readers)).toBeUndefined();
+      proxy.restore();
+      // B is not told; C must see to it that the short entry stops being served.
+      await vi.waitFor(
+        async () =>
+          expect((await b.readCounts("t", ["m-away"], () => readers)).get("m-away")).toBe(3),
+        { timeout: 5_000, interval: 100 },
+      );
+    } finally {
+      await c.close();
+      redisC.disconnect();
+      await proxy.close();
+    }
+  }, 15_000);
+
+  it("more readers skipped than it may remember: every entry of the service is dropped, and no other", async () => {
+    const shared = new URL(sharedRedisUrl);
+    const proxy = await TcpProxy.start(shared.hostname, Number(shared.port || 6379));
+    const redisC = connectRedis(`redis://${proxy.address}`);
+    // A prefix with a glob character, and another service's that it would match as a pattern.
+    const [ownPrefix, otherPrefix] = [`${prefix}?:`, `${prefix}X:`];
+    const c = new RedisReadCountCache(redisC, {
+      keyPrefix: ownPrefix,
+      ttlMs: 600_000,
+      maxSuspectEntries: 2,
+    });
+    const peer = new RedisReadCountCache(redisB, { keyPrefix: ownPrefix, ttlMs: 600_000 });
+    const other = new RedisReadCountCache(redisB, { keyPrefix: otherPrefix, ttlMs: 600_000 });
+    const ids = ["m-many-1", "m-many-2", "m-many-3"];
+    try {
+      const stored = ["r1"];
+      const readers = () =>
+        (async function* () {
+          yield [...stored];
+        })();
+      await vi.waitFor(() => expect(redisC.status).toBe("ready"));
+      expect([...(await peer.readCounts("t", ids, () => readers)).values()]).toEqual([1, 1, 1]);
+      expect((await other.readCounts("t", ["m-other"], () => readers)).get("m-other")).toBe(1);
+      expect((await peer.readCounts("t", ["m-unread"], () => readers)).get("m-unread")).toBe(1);
+      const unreadEntry = `${ownPrefix}rc:{t/m-unread}:set`;
+      expect(await redisB.exists(unreadEntry)).toBe(1);
+      proxy.cut();
+      await vi.waitFor(() => expect(redisC.status).not.toBe("ready"));
+      stored.push("r2");
+      for (const id of ids) expect(await c.readerRecorded("t", id, "r2", readers)).toBeUndefined();
+      proxy.restore();
+      await vi.waitFor(
+        async () =>
+          expect([...(await peer.readCounts("t", ids, () => readers)).values()]).toEqual([2, 2, 2]),
+        { timeout: 5_000, interval: 100 },
+      );
+      // Past the cap C dropped every entry of its prefix, even those of messages no one read.
+      expect(await redisB.exists(unreadEntry)).toBe(0);
+      // The other service's entry was not dropped: still the count it was built with.
+      expect((await other.readCounts("t", ["m-other"], () => readers)).get("m-other")).toBe(1);
+    } finally {
+      await Promise.all([c.close(), peer.close(), other.close()]);
+      redisC.disconnect();
+      await proxy.close();
+    }
   }, 15_000);
 });

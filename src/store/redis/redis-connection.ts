@@ -176,3 +176,26 @@ export class StallGuard {
     }
   }
 }
+
+/**
+ * Deletes every key that matches `pattern`, on every master of a cluster: SCAN, which never
+ * blocks the server for long, and one UNLINK per key (a cluster refuses one across slots).
+ */
+export async function unlinkMatching(redis: RedisClient, pattern: string): Promise<void> {
+  const servers = redis instanceof Cluster ? redis.nodes("master") : [redis];
+  await Promise.all(
+    servers.map(async (server) => {
+      let cursor = "0";
+      do {
+        const [next, keys] = await server.scan(cursor, "MATCH", pattern, "COUNT", 1_000);
+        await Promise.all(keys.map((key) => server.unlink(key)));
+        cursor = next;
+      } while (cursor !== "0");
+    }),
+  );
+}
+
+/** `text` matched literally in a SCAN or KEYS pattern. */
+export function globLiteral(text: string): string {
+  return text.replace(/[*?[\]\\]/g, "\\$&");
+}

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { ReadCountCache, ReaderSource } from "../read-count-cache.js";
-import { type RedisClient, StallGuard } from "./redis-connection.js";
+import { globLiteral, type RedisClient, StallGuard, unlinkMatching } from "./redis-connection.js";
+import { SuspectEntries } from "./suspect-entries.js";
 
 export interface RedisReadCountCacheOptions {
   /** Prefix of every key, so that several services (and tests) share one Redis. */
@@ -11,6 +12,8 @@ export interface RedisReadCountCacheOptions {
   readonly rebuildTtlMs?: number;
   /** How many cold entries one call rebuilds at a time. */
   readonly rebuildConcurrency?: number;
+  /** Entries marked suspect at most before every entry is dropped instead (default 100,000). */
+  readonly maxSuspectEntries?: number;
   /** Told how many counts a lookup answered from Redis (hits) and had to rebuild (misses). */
   readonly onLookup?: (hits: number, misses: number) => void;
 }
@@ -36,13 +39,15 @@ export interface RedisReadCountCacheOptions {
  *   entry from before (reloaded from a snapshot, or replicated late) is never
  *   trusted. Reader ids cannot contain control characters, so the sentinel
  *   never collides with one.
- * - A Redis error while adding a reader leaves that entry suspect: this
- *   process drops it before using the cache for that message again, and
- *   tries every `suspectRetryMs` until it did, so that other processes stop
- *   serving it as soon as Redis answers (they share the entry; a failover
- *   alone does not distrust one built on the new master). Entries expire
- *   after `ttlMs` whatever happens, which bounds what another process could
- *   serve should the drop keep failing.
+ * - A reader not added leaves that entry suspect: the add failed, or was
+ *   never sent because Redis was away or stalled (on a cluster one stalled
+ *   master stalls the whole connection, so entries on healthy masters miss
+ *   readers too). This process drops the entry before using the cache for
+ *   that message again, and retries until it did, so that other processes
+ *   stop serving it as soon as Redis answers (they share the entry; a
+ *   failover alone does not distrust one built on the new master). Entries
+ *   expire after `ttlMs` whatever happens, which bounds what another process
+ *   could serve should the drop keep failing.
  * Every Redis failure is a cache miss: the store then counts in Cassandra.
  */
 export class RedisReadCountCache implements ReadCountCache {
@@ -53,17 +58,15 @@ export class RedisReadCountCache implements ReadCountCache {
   readonly #rebuildTtlMs: number;
   readonly #concurrency: number;
   readonly #onLookup: (hits: number, misses: number) => void;
-  /** Entries whose update failed; never read before they are dropped. */
-  readonly #suspect = new Set<string>();
+  /** Entries that may miss a reader; never read before they are dropped. */
+  readonly #suspects: SuspectEntries;
   /** Rebuilds running in this process, by entry, with the mark they started at. */
   readonly #rebuilds = new Map<
     string,
     { readonly startedAt: number; readonly done: Promise<number | undefined> }
   >();
   #clock = 0;
-  readonly #onReady = () => void this.#dropSuspects();
-  #retryingDrop: NodeJS.Timeout | undefined;
-  #closed = false;
+  readonly #onReady = () => void this.#suspects.dropAll();
 
   constructor(redis: RedisClient, options: RedisReadCountCacheOptions) {
     this.#redis = redis;
@@ -73,6 +76,18 @@ export class RedisReadCountCache implements ReadCountCache {
     this.#rebuildTtlMs = options.rebuildTtlMs ?? 60_000;
     this.#concurrency = options.rebuildConcurrency ?? 8;
     this.#onLookup = options.onLookup ?? (() => {});
+    this.#suspects = new SuspectEntries({
+      drop: (entry) => {
+        const keys = this.#keysOf(entry);
+        return this.#scripts().rrDrop(keys.live, keys.staging, keys.token);
+      },
+      dropEverything: () => unlinkMatching(redis, `${globLiteral(this.#prefix)}rc:*`),
+      maxMarks: options.maxSuspectEntries,
+      // Not while stalled: every drop would wait out the command timeout; the retry timer waits.
+      canTry: () => this.#guard.usable,
+      onFailure: (error) => this.#guard.failed(error),
+      forgetAfterMs: this.#ttlMs + this.#rebuildTtlMs,
+    });
     for (const [name, lua] of Object.entries(scripts)) {
       redis.defineCommand(name, {
         numberOfKeys: keyCounts[name as ScriptName],
@@ -92,7 +107,7 @@ export class RedisReadCountCache implements ReadCountCache {
       this.#onLookup(0, messageIds.length);
       return counts;
     }
-    const ids = messageIds.filter((id) => !this.#suspect.has(this.#entry(tenant, id)));
+    const ids = messageIds.filter((id) => !this.#suspects.has(this.#entry(tenant, id)));
     // One command per entry, not a pipeline: on a cluster the entries live in different slots.
     // Auto-pipelining still sends the commands of this turn in one write per node.
     const replies = await Promise.allSettled(
@@ -134,7 +149,11 @@ export class RedisReadCountCache implements ReadCountCache {
   ): Promise<number | undefined> {
     // Taken after the receipt is stored: a rebuild that starts later reads it.
     const storedAt = ++this.#clock;
-    if (!(await this.#usable(tenant, [messageId]))) return undefined;
+    if (!(await this.#usable(tenant, [messageId]))) {
+      // Another process may hold an entry built before this receipt: it is short by this reader.
+      void this.#suspects.mark([this.#entry(tenant, messageId)]);
+      return undefined;
+    }
     const keys = this.#keys(tenant, messageId);
     let reply: number;
     try {
@@ -142,8 +161,7 @@ export class RedisReadCountCache implements ReadCountCache {
     } catch (error) {
       this.#guard.failed(error);
       // It may or may not have been added: the entry cannot be trusted any more.
-      this.#suspect.add(this.#entry(tenant, messageId));
-      void this.#dropSuspects();
+      void this.#suspects.mark([this.#entry(tenant, messageId)]);
       return undefined;
     }
     if (reply >= 0) return reply;
@@ -153,15 +171,12 @@ export class RedisReadCountCache implements ReadCountCache {
   }
 
   async readersDeleted(tenant: string, messageIds: readonly string[]): Promise<void> {
-    for (const id of messageIds) this.#suspect.add(this.#entry(tenant, id));
-    await this.#dropSuspects();
+    await this.#suspects.mark(messageIds.map((id) => this.#entry(tenant, id)));
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
     this.#redis.off("ready", this.#onReady);
-    clearTimeout(this.#retryingDrop);
-    this.#retryingDrop = undefined;
+    this.#suspects.close();
     await Promise.allSettled([...this.#rebuilds.values()].map((r) => r.done));
   }
 
@@ -238,37 +253,11 @@ export class RedisReadCountCache implements ReadCountCache {
   /** False when Redis is not connected or a suspect entry among these cannot be dropped. */
   async #usable(tenant: string, messageIds: readonly string[]): Promise<boolean> {
     if (!this.#guard.usable) return false;
-    if (this.#suspect.size === 0) return true;
-    if (!messageIds.some((id) => this.#suspect.has(this.#entry(tenant, id)))) return true;
-    await this.#dropSuspects();
-    return !messageIds.some((id) => this.#suspect.has(this.#entry(tenant, id)));
-  }
-
-  async #dropSuspects(): Promise<void> {
-    try {
-      if (this.#redis.status !== "ready") return;
-      for (const entry of [...this.#suspect]) {
-        const keys = this.#keysOf(entry);
-        try {
-          await this.#scripts().rrDrop(keys.live, keys.staging, keys.token);
-          this.#suspect.delete(entry);
-        } catch (error) {
-          this.#guard.failed(error);
-          return;
-        }
-      }
-    } finally {
-      if (this.#suspect.size > 0) this.#retryDropLater();
-    }
-  }
-
-  #retryDropLater(): void {
-    if (this.#retryingDrop !== undefined || this.#closed) return;
-    this.#retryingDrop = setTimeout(() => {
-      this.#retryingDrop = undefined;
-      void this.#dropSuspects();
-    }, suspectRetryMs);
-    this.#retryingDrop.unref();
+    if (this.#suspects.size === 0) return true;
+    const suspect = () => messageIds.some((id) => this.#suspects.has(this.#entry(tenant, id)));
+    if (!suspect()) return true;
+    await this.#suspects.dropAll();
+    return !suspect();
   }
 
   #entry(tenant: string, messageId: string): string {
@@ -289,9 +278,6 @@ export class RedisReadCountCache implements ReadCountCache {
     return this.#redis as unknown as ScriptCommands;
   }
 }
-
-/** How often a suspect entry this process could not drop is tried again. */
-const suspectRetryMs = 250;
 
 /** Reader ids per SADD: well under what a Lua unpack() can take. */
 const fillChunk = 1_000;
