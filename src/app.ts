@@ -70,6 +70,7 @@ export async function openBackend(config: Config, logger: Logger = silentLogger)
               clusterNodes: config.redisClusterNodes,
               keyPrefix: config.redisKeyPrefix,
               cacheTtlMs: config.cassandra.cacheTtlMs,
+              cacheMaxSuspects: config.cassandra.cacheMaxSuspects,
               onCacheLookup: (hits, misses) => {
                 metrics.cacheLookups.inc({ cache: "read_counts", result: "hit" }, hits);
                 metrics.cacheLookups.inc({ cache: "read_counts", result: "miss" }, misses);

@@ -19,6 +19,8 @@ export interface Config {
     readonly serialConsistency: SerialConsistency;
     /** How long a read count stays in Redis after it was built. */
     readonly cacheTtlMs: number;
+    /** Entries that may miss a reader remembered at most; past it every entry is dropped. */
+    readonly cacheMaxSuspects: number;
     /** Tracked messages kept in this process's memory, and as many membership facts. */
     readonly localCacheEntries: number;
     /** How long an instance's outbox heartbeat may be silent before the others take over. */
@@ -183,6 +185,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         "SERIAL",
       ] as const),
       cacheTtlMs: integer("RECEIPTS_REDIS_CACHE_TTL_SECONDS", 300, 1, 86_400) * 1000,
+      cacheMaxSuspects: integer("RECEIPTS_REDIS_CACHE_MAX_SUSPECTS", 100_000, 1, 10_000_000),
       localCacheEntries: integer("RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES", 50_000, 0, 10_000_000),
       // At least twice the 1-s heartbeat; at most the 30 s after which a stalled writer takes a
       // new name anyway (src/store/cassandra/cassandra-outbox.ts).

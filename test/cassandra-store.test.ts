@@ -223,6 +223,7 @@ describe("Cassandra schema and configuration", () => {
       RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES: "5000",
       RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS: "4",
       RECEIPTS_REDIS_CACHE_TTL_SECONDS: "60",
+      RECEIPTS_REDIS_CACHE_MAX_SUSPECTS: "2000",
     });
     expect(config.store).toBe("cassandra");
     expect(config.cassandra).toEqual({
@@ -233,11 +234,13 @@ describe("Cassandra schema and configuration", () => {
       consistency: "QUORUM",
       serialConsistency: "LOCAL_SERIAL",
       cacheTtlMs: 60_000,
+      cacheMaxSuspects: 2_000,
       localCacheEntries: 5_000,
       outboxLapseMs: 4_000,
     });
     expect(loadConfig({}).cassandra.localCacheEntries).toBe(50_000);
     expect(loadConfig({}).cassandra.outboxLapseMs).toBe(10_000);
+    expect(loadConfig({}).cassandra.cacheMaxSuspects).toBe(100_000);
     let error: unknown;
     try {
       loadConfig({
@@ -248,6 +251,7 @@ describe("Cassandra schema and configuration", () => {
         RECEIPTS_CASSANDRA_CONTACT_POINTS: "a b",
         RECEIPTS_CASSANDRA_LOCAL_CACHE_ENTRIES: "-1",
         RECEIPTS_CASSANDRA_OUTBOX_LAPSE_SECONDS: "1",
+        RECEIPTS_REDIS_CACHE_MAX_SUSPECTS: "0",
       });
     } catch (caught) {
       error = caught;
@@ -264,5 +268,6 @@ describe("Cassandra schema and configuration", () => {
     ]) {
       expect(problems).toContain(`RECEIPTS_CASSANDRA_${name}=`);
     }
+    expect(problems).toContain("RECEIPTS_REDIS_CACHE_MAX_SUSPECTS=0");
   });
 });

@@ -9,10 +9,12 @@ import { applyCassandraSchema } from "./cassandra-schema.js";
 import { forwardServerWarnings, type ServerWarning } from "./cassandra-server-warnings.js";
 
 /** The configured Cassandra settings (see CassandraReceiptStoreOptions), and the cache's Redis. */
-export interface CassandraBackendOptions extends Omit<Config["cassandra"], "cacheTtlMs"> {
+export interface CassandraBackendOptions
+  extends Omit<Config["cassandra"], "cacheTtlMs" | "cacheMaxSuspects"> {
   readonly redis: RedisEndpoint & {
     readonly keyPrefix: string;
     readonly cacheTtlMs: number;
+    readonly cacheMaxSuspects?: number;
     /** Told the hits and misses of each read-count lookup (metrics). */
     readonly onCacheLookup?: (hits: number, misses: number) => void;
   };
@@ -54,6 +56,7 @@ export async function openCassandraStore(
   const cache = new RedisReadCountCache(redis, {
     keyPrefix: options.redis.keyPrefix,
     ttlMs: options.redis.cacheTtlMs,
+    maxSuspectEntries: options.redis.cacheMaxSuspects,
     onLookup: options.redis.onCacheLookup,
   });
   return new CassandraReceiptStore(client, {
