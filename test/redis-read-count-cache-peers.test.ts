@@ -9,8 +9,22 @@ import { TcpProxy } from "./support/tcp-proxy.js";
  * master died mid-command: the reader may or may not be in the set), the other must not go on
  * serving that entry: the failing instance drops it as soon as Redis answers again, without
  * waiting for a call of its own on that message (seen in the cluster tier: after a Redis master
- * was killed, one instance answered 17 readers where Cassandra held 18).
+ * was killed, one instance answered 17 readers where Cassandra held 18). The same holds when
+ * the update was never sent, the instance being cut off from Redis.
  */
+/** The store's readers of a message: whoever is in `stored` when it is read. */
+const readersOf = (stored: readonly string[]) => () =>
+  (async function* () {
+    yield [...stored];
+  })();
+
+/** A connection to the shared Redis through a proxy that the test can cut. */
+async function connectThroughProxy() {
+  const shared = new URL(sharedRedisUrl);
+  const proxy = await TcpProxy.start(shared.hostname, Number(shared.port || 6379));
+  return { proxy, redis: connectRedis(`redis://${proxy.address}`) };
+}
+
 describe("the Redis read-count cache shared by two instances", () => {
   const prefix = uniquePrefix("rc-peers");
   const [redisA, redisB] = [connectRedis(sharedRedisUrl), connectRedis(sharedRedisUrl)];
@@ -25,10 +39,7 @@ describe("the Redis read-count cache shared by two instances", () => {
 
   it("an update that failed on one instance stops the other serving the entry, unasked", async () => {
     const stored = ["r1", "r2"];
-    const readers = () =>
-      (async function* () {
-        yield [...stored];
-      })();
+    const readers = readersOf(stored);
     await vi.waitFor(() => expect(redisA.status).toBe("ready"));
     await vi.waitFor(() => expect(redisB.status).toBe("ready"));
     expect((await b.readCounts("t", ["m"], () => readers)).get("m")).toBe(2); // built by B
@@ -56,16 +67,11 @@ describe("the Redis read-count cache shared by two instances", () => {
   }, 15_000);
 
   it("a reader recorded while one instance cannot reach Redis is counted by the other once it can", async () => {
-    const shared = new URL(sharedRedisUrl);
-    const proxy = await TcpProxy.start(shared.hostname, Number(shared.port || 6379));
-    const redisC = connectRedis(`redis://${proxy.address}`);
+    const { proxy, redis: redisC } = await connectThroughProxy();
     const c = new RedisReadCountCache(redisC, { keyPrefix: prefix, ttlMs: 600_000 });
     try {
       const stored = ["r1", "r2"];
-      const readers = () =>
-        (async function* () {
-          yield [...stored];
-        })();
+      const readers = readersOf(stored);
       await vi.waitFor(() => expect(redisC.status).toBe("ready"));
       expect((await b.readCounts("t", ["m-away"], () => readers)).get("m-away")).toBe(2);
       // C loses Redis, then stores r3: it cannot add the reader, so the entry B built is short.
@@ -88,9 +94,7 @@ describe("the Redis read-count cache shared by two instances", () => {
   }, 15_000);
 
   it("more readers skipped than it may remember: every entry of the service is dropped, and no other", async () => {
-    const shared = new URL(sharedRedisUrl);
-    const proxy = await TcpProxy.start(shared.hostname, Number(shared.port || 6379));
-    const redisC = connectRedis(`redis://${proxy.address}`);
+    const { proxy, redis: redisC } = await connectThroughProxy();
     // A prefix with a glob character, and another service's that it would match as a pattern.
     const [ownPrefix, otherPrefix] = [`${prefix}?:`, `${prefix}X:`];
     const c = new RedisReadCountCache(redisC, {
@@ -103,10 +107,7 @@ describe("the Redis read-count cache shared by two instances", () => {
     const ids = ["m-many-1", "m-many-2", "m-many-3"];
     try {
       const stored = ["r1"];
-      const readers = () =>
-        (async function* () {
-          yield [...stored];
-        })();
+      const readers = readersOf(stored);
       await vi.waitFor(() => expect(redisC.status).toBe("ready"));
       expect([...(await peer.readCounts("t", ids, () => readers)).values()]).toEqual([1, 1, 1]);
       expect((await other.readCounts("t", ["m-other"], () => readers)).get("m-other")).toBe(1);

@@ -166,9 +166,7 @@ export class StallGuard {
       if (this.#redis.status === "end") return;
       try {
         // On a cluster every master must answer: a stalled one holds a share of the keys.
-        await (this.#redis instanceof Cluster
-          ? Promise.all(this.#redis.nodes("master").map((node) => node.ping()))
-          : this.#redis.ping());
+        await Promise.all(mastersOf(this.#redis).map((node) => node.ping()));
         this.#stalled = false;
       } catch {
         // Still stalled (or down): probe again.
@@ -182,9 +180,8 @@ export class StallGuard {
  * blocks the server for long, and one UNLINK per key (a cluster refuses one across slots).
  */
 export async function unlinkMatching(redis: RedisClient, pattern: string): Promise<void> {
-  const servers = redis instanceof Cluster ? redis.nodes("master") : [redis];
   await Promise.all(
-    servers.map(async (server) => {
+    mastersOf(redis).map(async (server) => {
       let cursor = "0";
       do {
         const [next, keys] = await server.scan(cursor, "MATCH", pattern, "COUNT", 1_000);
@@ -193,6 +190,11 @@ export async function unlinkMatching(redis: RedisClient, pattern: string): Promi
       } while (cursor !== "0");
     }),
   );
+}
+
+/** The servers that hold the keys: every master of a cluster, or the one server. */
+function mastersOf(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes("master") : [redis];
 }
 
 /** `text` matched literally in a SCAN or KEYS pattern. */

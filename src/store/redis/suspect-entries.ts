@@ -3,7 +3,7 @@ export interface SuspectEntriesOptions {
   readonly drop: (entry: string) => Promise<unknown>;
   /** Deletes every entry in Redis (of this service): what is left when marks overflowed. */
   readonly dropEverything: () => Promise<unknown>;
-  /** Whether a drop is worth trying now (the connection is up). */
+  /** Whether a drop is worth trying now (the connection is up and not stalled). */
   readonly canTry: () => boolean;
   /** Told of every failed drop, e.g. so that a timeout marks the connection stalled. */
   readonly onFailure: (error: unknown) => void;
