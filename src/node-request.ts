@@ -1,7 +1,8 @@
 import * as http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type { UniversalServerRequest } from "@connectrpc/connect/protocol";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { callEnded, stackless } from "./call-end-reasons.js";
 
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions["fallback"]>;
 export type NodeRequest = Parameters<NodeHandler>[0];
@@ -11,9 +12,8 @@ export type NodeResponse = Parameters<NodeHandler>[1];
  * A Node request as Connect's universal request, as connect-node's
  * `universalRequestFromNodeRequest` makes it, with two differences that every
  * call pays for there: its signal aborts with a reason built without a stack
- * (an abort without a reason builds a DOMException and captures its stack, the
- * largest single function in a GetReceipts profile), and its body is the Node
- * request itself, not an async generator around it.
+ * (`call-end-reasons.ts`), and its body is the Node request itself, not an async
+ * generator around it.
  */
 export function universalRequestOf(
   request: NodeRequest,
@@ -41,7 +41,7 @@ export function universalRequestOf(
       response.off("close", onClose);
       aborts.abort(
         request.errored === null
-          ? stackless("the call ended", Code.Canceled)
+          ? callEnded()
           : stackless(`the connection failed: ${request.errored.message}`, Code.Aborted),
       );
     };
@@ -69,31 +69,17 @@ function urlOf(method: string | undefined, scheme: string, authority: string, pa
 }
 
 /** Why a closed HTTP/2 stream ended its call, by the code it was reset with. */
-function closedReason(rstCode: number): ConnectError {
+function closedReason(rstCode: number): Error {
   const { constants } = http2;
   switch (rstCode) {
     case constants.NGHTTP2_NO_ERROR:
-      return stackless("the call ended", Code.Canceled);
+      return callEnded();
     case constants.NGHTTP2_REFUSED_STREAM:
       return stackless("the client refused the stream (REFUSED_STREAM)", Code.Unavailable);
     case constants.NGHTTP2_ENHANCE_YOUR_CALM:
       return stackless("the stream was reset (ENHANCE_YOUR_CALM)", Code.ResourceExhausted);
     default:
       return stackless(`the stream was reset (code 0x${rstCode.toString(16)})`, Code.Canceled);
-  }
-}
-
-/**
- * An error whose stack is not captured: the abort reason of every call that ends, read only
- * when a call was cut short, and then for its code and message.
- */
-function stackless(message: string, code: Code): ConnectError {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return new ConnectError(message, code);
-  } finally {
-    Error.stackTraceLimit = limit;
   }
 }
 

@@ -17,6 +17,7 @@ import {
 } from "@connectrpc/connect-node";
 import cors from "cors";
 import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "./api/routes.js";
+import { endCallsWithReason } from "./call-end-reasons.js";
 import { FixedDelayTimers } from "./domain/fixed-delay-timers.js";
 import { bodyWithin, type ClientLimits, PerAddressCount } from "./limits/client-limits.js";
 import type { Logger } from "./logger.js";
@@ -76,6 +77,7 @@ function rpcHandler(
   const router = createConnectRouter({
     ...options,
     acceptCompression: [compressionGzip, compressionBrotli],
+    requestGate: endCallsWithReason,
   });
   options.routes(router);
   const bodyDeadlines = new FixedDelayTimers(options.limits.bodyTimeoutMs);

@@ -1,5 +1,5 @@
 import { createRouterTransport, type Transport } from "@connectrpc/connect";
-import { errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
+import { type ApiDeps, errorMappingInterceptor, registerRoutes } from "../../src/api/routes.js";
 import { openAccessControl } from "../../src/auth/access-control.js";
 import { MembershipService } from "../../src/domain/membership-service.js";
 import { MessageDeletion } from "../../src/domain/message-deletion.js";
@@ -18,6 +18,8 @@ import { SqliteWriteBatcher } from "../../src/store/sqlite/sqlite-write-batcher.
 export interface InMemoryApi {
   /** The API's routes, served in memory (no socket, no HTTP). */
   readonly transport: Transport;
+  /** What the routes are made of, for a test that serves them itself. */
+  readonly deps: ApiDeps;
   close(): Promise<void>;
 }
 
@@ -58,7 +60,7 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
     views: new ReaderView(store, privacy),
   });
   const deletion = new MessageDeletion({ store, announcer: receipts.announcer });
-  const deps = {
+  const deps: ApiDeps = {
     receipts,
     membership,
     deletion,
@@ -72,6 +74,7 @@ export async function openInMemoryApi(tenantsJson?: string): Promise<InMemoryApi
   });
   return {
     transport,
+    deps,
     async close() {
       watcher.close();
       await receipts.announcer.close();
