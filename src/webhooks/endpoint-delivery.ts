@@ -82,8 +82,13 @@ export class EndpointDelivery {
     this.#poke();
   };
   #failing = false;
-  /** Events wait for company (lingerMs): the loop wakes to send them once they waited enough. */
-  #holding = false;
+  /**
+   * When events that wait for company (lingerMs) may go without it, if some wait: the loop
+   * wakes then to send them.
+   */
+  #holdingUntil: number | undefined;
+  /** When the last POST started (first attempts and retries alike). */
+  #lastPostAt = Number.NEGATIVE_INFINITY;
 
   /**
    * Resolves once the cursor is known: every change logged after that is delivered. A new
@@ -148,8 +153,9 @@ export class EndpointDelivery {
     const now = this.#clock();
     let next = this.#pollMs;
     for (const batch of this.#waiting) next = Math.min(next, Math.max(0, batch.notBefore - now));
-    const held = this.#holding ? this.#window.oldestAvailableAt() : undefined;
-    if (held !== undefined) next = Math.min(next, Math.max(0, held + lingerMs - now));
+    if (this.#holdingUntil !== undefined) {
+      next = Math.min(next, Math.max(0, this.#holdingUntil - now));
+    }
     return next;
   }
 
@@ -229,7 +235,7 @@ export class EndpointDelivery {
     // While its last attempt failed, an endpoint gets one request at a time: a receiver that is
     // down is probed, not hammered by every waiting batch; the first success restores the rest.
     const limit = this.#failing ? 1 : endpoint.concurrency;
-    this.#holding = false;
+    this.#holdingUntil = undefined;
     while (this.#inFlight.size < limit) {
       const due = this.#waiting[0];
       if (due !== undefined && due.notBefore <= now) {
@@ -237,13 +243,23 @@ export class EndpointDelivery {
         this.#post(due, endpoint);
         continue;
       }
-      // While a POST is out, a batch not yet full waits (lingerMs at most) for it to come back
-      // and for company: one POST then carries several calls' receipts, and a POST costs the
-      // service far more than an event does; a receiver that hangs holds the others that long.
-      const holdSince = this.#inFlight.size > 0 ? now - lingerMs : undefined;
+      // A batch not yet full waits for company, lingerMs at most: one POST then carries
+      // several calls' receipts, and a POST costs the service far more than an event does
+      // (docs/PERFORMANCE.md). While a POST is out, until its oldest event waited that long
+      // (a receiver that hangs holds the others that long); after one, until lingerMs after
+      // it started, so that under load an endpoint gets a POST per lingerMs or per full batch
+      // rather than one per burst of calls. After a quiet lingerMs, an event goes at once.
+      const posting = this.#inFlight.size > 0;
+      const paced = !posting && now < this.#lastPostAt + lingerMs;
+      const holdSince = posting ? now - lingerMs : paced ? Number.NEGATIVE_INFINITY : undefined;
       const batch = this.#nextBatch(endpoint, now, holdSince);
-      this.#holding = batch === undefined && holdSince !== undefined;
-      if (batch === undefined) return;
+      if (batch === undefined) {
+        const oldest = this.#window.oldestAvailableAt();
+        if (oldest !== undefined && holdSince !== undefined) {
+          this.#holdingUntil = posting ? oldest + lingerMs : this.#lastPostAt + lingerMs;
+        }
+        return;
+      }
       this.#post(batch, endpoint);
     }
   }
@@ -256,6 +272,7 @@ export class EndpointDelivery {
 
   #post(batch: Batch, endpoint: WebhookEndpoint): void {
     batch.attempts += 1;
+    this.#lastPostAt = this.#clock();
     if (batch.replayOf !== undefined) this.#replaysInFlight.add(batch.id);
     const timestamp = Math.floor(this.#clock() / 1000);
     const headers = signatureHeaders(batch.id, timestamp, batch.body, endpoint.secrets);
@@ -383,5 +400,5 @@ export class EndpointDelivery {
   }
 }
 
-/** How long events wait at most for a POST in flight to come back, to go together. */
-const lingerMs = 20;
+/** How long events wait at most for company (a POST in flight, or one just sent). */
+const lingerMs = 100;
