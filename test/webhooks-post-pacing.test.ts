@@ -44,4 +44,21 @@ describe("webhook delivery's POSTs", () => {
     await receiver.until(() => receiver.events().length === 8, 2_000);
     expect(receiver.received.map((post) => post.payload.eventCount)).toEqual([1, 5, 2]);
   });
+
+  it("does not hold events for longer when the wall clock steps back", async () => {
+    let stepBack = 0;
+    const { feed, receiver } = await deliveryReading({
+      pollMs: 60_000,
+      clock: () => Date.now() - stepBack,
+    });
+    await feed.publish("acme", [horizon(1)]);
+    await receiver.until(() => receiver.events().length === 1, 2_000);
+    // An hour back, right after that POST (an NTP step): the next event still goes at once.
+    stepBack = 3_600_000;
+    await sleep(150);
+    const published = performance.now();
+    await feed.publish("acme", [horizon(2)]);
+    await receiver.until(() => receiver.events().length === 2, 2_000);
+    expect(performance.now() - published).toBeLessThan(60);
+  });
 });

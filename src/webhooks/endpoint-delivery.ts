@@ -250,7 +250,9 @@ export class EndpointDelivery {
       // it started, so that under load an endpoint gets a POST per lingerMs or per full batch
       // rather than one per burst of calls. After a quiet lingerMs, an event goes at once.
       const posting = this.#inFlight.size > 0;
-      const paced = !posting && now < this.#lastPostAt + lingerMs;
+      // A wall clock stepped back never holds events longer than lingerMs.
+      const sinceLastPost = now - this.#lastPostAt;
+      const paced = !posting && sinceLastPost >= 0 && sinceLastPost < lingerMs;
       const holdSince = posting ? now - lingerMs : paced ? Number.NEGATIVE_INFINITY : undefined;
       const batch = this.#nextBatch(endpoint, now, holdSince);
       if (batch === undefined) {

@@ -35,7 +35,11 @@ afterEach(async () => {
  * One endpoint's EndpointDelivery on an in-memory SQLite log, posting to a real receiver in
  * this process, with its reads of the log counted; stopped and closed after each test.
  */
-export async function deliveryReading(options: { pollMs: number; batchSize?: number }) {
+export async function deliveryReading(options: {
+  pollMs: number;
+  batchSize?: number;
+  clock?: () => number;
+}) {
   const db = openSqliteDatabase(":memory:");
   const writes = new SqliteWriteBatcher(db);
   const feed = new SqliteChangeFeed(db, writes, { retentionMs: 3_600_000 });
@@ -80,6 +84,7 @@ export async function deliveryReading(options: { pollMs: number; batchSize?: num
     observer: quiet,
     logger: silentLogger,
     pollMs: options.pollMs,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   await delivery.started;
   const running = delivery.run();
