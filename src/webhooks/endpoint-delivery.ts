@@ -41,6 +41,8 @@ export interface EndpointDeliveryOptions {
   readonly windowSize?: number;
   /** Checks for new changes and replays at least this often, whatever wakes it. */
   readonly pollMs?: number;
+  /** How long a batch that is not full waits for company at most (100 ms). */
+  readonly lingerMs?: number;
 }
 
 /**
@@ -58,6 +60,7 @@ export class EndpointDelivery {
   readonly #clock: () => number;
   readonly #windowSize: number;
   readonly #pollMs: number;
+  readonly #lingerMs: number;
   readonly #stop = new AbortController();
   readonly #window = new DeliveryWindow();
   readonly #waiting: Batch[] = [];
@@ -102,6 +105,7 @@ export class EndpointDelivery {
     this.#clock = options.clock ?? Date.now;
     this.#windowSize = options.windowSize ?? 10_000;
     this.#pollMs = options.pollMs ?? 1_000;
+    this.#lingerMs = options.lingerMs ?? defaultLingerMs;
     this.started = this.#start();
   }
 
@@ -252,13 +256,19 @@ export class EndpointDelivery {
       const posting = this.#inFlight.size > 0;
       // A wall clock stepped back never holds events longer than lingerMs.
       const sinceLastPost = now - this.#lastPostAt;
-      const paced = !posting && sinceLastPost >= 0 && sinceLastPost < lingerMs;
-      const holdSince = posting ? now - lingerMs : paced ? Number.NEGATIVE_INFINITY : undefined;
+      const paced = !posting && sinceLastPost >= 0 && sinceLastPost < this.#lingerMs;
+      const holdSince = posting
+        ? now - this.#lingerMs
+        : paced
+          ? Number.NEGATIVE_INFINITY
+          : undefined;
       const batch = this.#nextBatch(endpoint, now, holdSince);
       if (batch === undefined) {
         const oldest = this.#window.oldestAvailableAt();
         if (oldest !== undefined && holdSince !== undefined) {
-          this.#holdingUntil = posting ? oldest + lingerMs : this.#lastPostAt + lingerMs;
+          this.#holdingUntil = posting
+            ? oldest + this.#lingerMs
+            : this.#lastPostAt + this.#lingerMs;
         }
         return;
       }
@@ -403,4 +413,4 @@ export class EndpointDelivery {
 }
 
 /** How long events wait at most for company (a POST in flight, or one just sent). */
-const lingerMs = 100;
+const defaultLingerMs = 100;

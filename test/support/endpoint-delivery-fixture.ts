@@ -39,6 +39,7 @@ export async function deliveryReading(options: {
   pollMs: number;
   batchSize?: number;
   clock?: () => number;
+  lingerMs?: number;
 }) {
   const db = openSqliteDatabase(":memory:");
   const writes = new SqliteWriteBatcher(db);
@@ -85,6 +86,7 @@ export async function deliveryReading(options: {
     logger: silentLogger,
     pollMs: options.pollMs,
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }),
   });
   await delivery.started;
   const running = delivery.run();
