@@ -17,7 +17,7 @@
 #                                  earlier start, else six free ones from 7001 up)
 #   REDIS_CLUSTER_NODE_TIMEOUT_MS  cluster-node-timeout: how long a silent master stays
 #                                  master before its replica takes over (default: 2000)
-#   REDIS_CLUSTER_START_TIMEOUT    seconds to wait for cluster_state:ok (default: 30)
+#   REDIS_CLUSTER_START_TIMEOUT    seconds to wait for the nodes and cluster_state:ok (default: 30)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -68,8 +68,17 @@ for port in "${PORTS[@]}"; do
     --save "" --appendonly no
 done
 
+deadline=$(($(date +%s) + TIMEOUT))
 for port in "${PORTS[@]}"; do
-  until redis-cli -h "$HOST" -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  until timeout 2 redis-cli -h "$HOST" -p "$port" ping >/dev/null 2>&1; do
+    # A node that could not bind its port (or its bus port) aborts at once: say so, not hang.
+    if grep -q "aborting" "$DIR/$port/redis.log" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
+      log "node $port did not start (from $DIR/$port/redis.log):"
+      tail -n 3 "$DIR/$port/redis.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    sleep 0.1
+  done
 done
 
 # Formed already when the first node knows the others (a restart of some nodes).
@@ -81,7 +90,6 @@ if [ "${known:-1}" -lt 6 ]; then
   redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log"
 fi
 
-deadline=$(($(date +%s) + TIMEOUT))
 for port in "${PORTS[@]}"; do
   until redis-cli -h "$HOST" -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
     if [ "$(date +%s)" -ge "$deadline" ]; then

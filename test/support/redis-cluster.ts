@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { freePort } from "./free-port.js";
+import { freePort, portIsFree } from "./free-port.js";
+import { pickClusterPorts } from "./redis-cluster-ports.js";
 
 const run = promisify(execFile);
 const scripts = join(import.meta.dirname, "..", "..", "scripts");
@@ -21,14 +22,14 @@ export class RedisClusterProcesses {
 
   /** `nodeTimeoutMs`: how long a silent master stays master before its replica takes over. */
   static async start(nodeTimeoutMs = 1_000): Promise<RedisClusterProcesses> {
-    const ports = new Set<number>();
-    // The cluster bus listens on port + 10000: both must be free.
-    while (ports.size < 6) {
-      const port = await freePort();
-      if (port < 55_535) ports.add(port);
+    const cluster = new RedisClusterProcesses(await pickClusterPorts(freePort, portIsFree));
+    try {
+      await cluster.#start(nodeTimeoutMs);
+    } catch (error) {
+      // The nodes that did start are this test's: stop them rather than leave them running.
+      await cluster.stop().catch(() => undefined);
+      throw error;
     }
-    const cluster = new RedisClusterProcesses([...ports]);
-    await cluster.#start(nodeTimeoutMs);
     return cluster;
   }
 
