@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { defaultTenant } from "../src/api/tenant-context.js";
+import { bothStarted } from "./support/both-started.js";
 import { buildService, type ServiceProcess, startBuiltService } from "./support/built-service.js";
 import { CassandraClusterProcesses } from "./support/cassandra-cluster.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
@@ -42,10 +43,10 @@ const instances: ServiceProcess[] = [];
 
 beforeAll(async () => {
   build = buildService("cassandra-cluster");
-  [cluster, redis] = await Promise.all([
-    CassandraClusterProcesses.start(),
-    RedisClusterProcesses.start(),
-  ]);
+  await bothStarted(CassandraClusterProcesses.start(), RedisClusterProcesses.start(), (c, r) => {
+    if (c !== undefined) cluster = c;
+    if (r !== undefined) redis = r;
+  });
   keyspace = await createTestKeyspace({
     contactPoints: cluster.contactPoints,
     replication: CassandraClusterProcesses.replication,

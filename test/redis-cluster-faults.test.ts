@@ -7,6 +7,7 @@ import { silentLogger } from "../src/logger.js";
 import { RedisChangeFeed } from "../src/store/redis/redis-change-feed.js";
 import { connectRedis } from "../src/store/redis/redis-connection.js";
 import { RedisReadCountCache } from "../src/store/redis/redis-read-count-cache.js";
+import { bothStarted } from "./support/both-started.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
 import {
   type Call,
@@ -43,7 +44,10 @@ let writer: TestServer;
 let watched: TestServer;
 
 beforeAll(async () => {
-  [cluster, keyspace] = await Promise.all([RedisClusterProcesses.start(), createTestKeyspace()]);
+  await bothStarted(RedisClusterProcesses.start(), createTestKeyspace(), (c, k) => {
+    if (c !== undefined) cluster = c;
+    if (k !== undefined) keyspace = k;
+  });
   const env = {
     RECEIPTS_STORE: "cassandra",
     RECEIPTS_CASSANDRA_KEYSPACE: keyspace.keyspace,

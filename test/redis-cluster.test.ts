@@ -18,6 +18,7 @@ import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 import { describeReceiptContract } from "./store-contract.js";
+import { bothStarted } from "./support/both-started.js";
 import { cassandraCacheBackend } from "./support/cassandra-cache-backend.js";
 import { createTestKeyspace } from "./support/cassandra-test-keyspace.js";
 import { groupMessage, minutes, users } from "./support/fixtures.js";
@@ -31,7 +32,10 @@ let cluster: RedisClusterProcesses;
 let keyspace: Awaited<ReturnType<typeof createTestKeyspace>>;
 
 beforeAll(async () => {
-  [cluster, keyspace] = await Promise.all([RedisClusterProcesses.start(), createTestKeyspace()]);
+  await bothStarted(RedisClusterProcesses.start(), createTestKeyspace(), (c, k) => {
+    if (c !== undefined) cluster = c;
+    if (k !== undefined) keyspace = k;
+  });
 }, 90_000);
 
 afterAll(async () => {
