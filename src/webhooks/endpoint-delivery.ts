@@ -4,6 +4,7 @@ import { isPrivate } from "../domain/model.js";
 import type { Logger } from "../logger.js";
 import type { ChangeFeed } from "../store/change-feed.js";
 import type { EndpointKey, FailedDelivery, WebhookStateStore } from "../store/webhook-state.js";
+import { companyWait, defaultLingerMs } from "./company-wait.js";
 import { type Batch, batchOf, replayOf } from "./delivery-batch.js";
 import { DeliveryWindow } from "./delivery-window.js";
 import { Doorbell } from "./doorbell.js";
@@ -41,7 +42,7 @@ export interface EndpointDeliveryOptions {
   readonly windowSize?: number;
   /** Checks for new changes and replays at least this often, whatever wakes it. */
   readonly pollMs?: number;
-  /** How long a batch that is not full waits for company at most (100 ms). */
+  /** How long a batch that is not full waits for company at most (company-wait.ts). */
   readonly lingerMs?: number;
 }
 
@@ -247,29 +248,15 @@ export class EndpointDelivery {
         this.#post(due, endpoint);
         continue;
       }
-      // A batch not yet full waits for company, lingerMs at most: one POST then carries
-      // several calls' receipts, and a POST costs the service far more than an event does
-      // (docs/PERFORMANCE.md). While a POST is out, until its oldest event waited that long
-      // (a receiver that hangs holds the others that long); after one, until lingerMs after
-      // it started, so that under load an endpoint gets a POST per lingerMs or per full batch
-      // rather than one per burst of calls. After a quiet lingerMs, an event goes at once.
-      const posting = this.#inFlight.size > 0;
-      // A wall clock stepped back never holds events longer than lingerMs.
-      const sinceLastPost = now - this.#lastPostAt;
-      const paced = !posting && sinceLastPost >= 0 && sinceLastPost < this.#lingerMs;
-      const holdSince = posting
-        ? now - this.#lingerMs
-        : paced
-          ? Number.NEGATIVE_INFINITY
-          : undefined;
-      const batch = this.#nextBatch(endpoint, now, holdSince);
+      const wait = companyWait(now, {
+        posting: this.#inFlight.size > 0,
+        lastPostAt: this.#lastPostAt,
+        lingerMs: this.#lingerMs,
+      });
+      const batch = this.#nextBatch(endpoint, now, wait?.unlessSince);
       if (batch === undefined) {
         const oldest = this.#window.oldestAvailableAt();
-        if (oldest !== undefined && holdSince !== undefined) {
-          this.#holdingUntil = posting
-            ? oldest + this.#lingerMs
-            : this.#lastPostAt + this.#lingerMs;
-        }
+        if (oldest !== undefined && wait !== undefined) this.#holdingUntil = wait.until(oldest);
         return;
       }
       this.#post(batch, endpoint);
@@ -411,6 +398,3 @@ export class EndpointDelivery {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
   }
 }
-
-/** How long events wait at most for company (a POST in flight, or one just sent). */
-const defaultLingerMs = 100;
