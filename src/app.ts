@@ -27,6 +27,7 @@ import { RedisChangeFeed } from "./store/redis/redis-change-feed.js";
 import { SqliteChangeFeed } from "./store/sqlite/sqlite-change-feed.js";
 import { openSqliteDatabase } from "./store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "./store/sqlite/sqlite-receipt-store.js";
+import { lookAgainFromNow } from "./store/sqlite/sqlite-row-changes.js";
 import { SqliteWriteBatcher } from "./store/sqlite/sqlite-write-batcher.js";
 import type { WebhookStateStore } from "./store/webhook-state.js";
 import { metricsObserver } from "./webhooks/metrics-observer.js";
@@ -199,6 +200,8 @@ export async function startApp(
     },
     {
       shutdownSignal: shutdown.signal,
+      // The embedded store's memories look for other processes' commits again.
+      onRequestArrived: lookAgainFromNow,
       corsOrigins: config.corsOrigins,
       interceptors: [
         ...ops.interceptors,

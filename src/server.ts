@@ -38,6 +38,8 @@ export interface ServerOptions {
   readonly fallback?: ConnectNodeAdapterOptions["fallback"];
   /** Per-address caps and request time limits; generous defaults without. */
   readonly clientLimits?: ClientLimits;
+  /** Called as each request arrives, before anything of it runs (the store's memories). */
+  readonly onRequestArrived?: () => void;
 }
 
 const defaultClientLimits: ClientLimits = {
@@ -189,7 +191,9 @@ export function createReceiptServer(deps: ApiDeps, options: ServerOptions = {}):
     logger: deps.logger,
   });
   const streamsHeld = new PerAddressCount(limits.streamsPerAddress);
+  const arrived = options.onRequestArrived ?? (() => {});
   const handler = withCors((request, response) => {
+    arrived();
     const address = request.socket.remoteAddress ?? "";
     if (!streamsHeld.take(address)) {
       limits.onRefused?.("streams_per_address");

@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -12,9 +11,10 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BenchService, EmptyResponseSchema } from "../bench/gen/bench/v1/bench_pb.js";
+import { BenchService } from "../bench/gen/bench/v1/bench_pb.js";
 import { silentLogger } from "../src/logger.js";
 import { createReceiptServer, type ReceiptServer } from "../src/server.js";
+import { benchServiceStub } from "./support/bench-service-stub.js";
 import { type InMemoryApi, openInMemoryApi } from "./support/in-memory-api.js";
 import { eventually } from "./support/ops-harness.js";
 
@@ -42,13 +42,7 @@ describe("the reason a call's signal aborts with when the call ends", () => {
       { ...api.deps, logger: silentLogger },
       {
         interceptors: [capture],
-        routes: (router) =>
-          router.service(BenchService, {
-            empty: () => create(EmptyResponseSchema),
-            subscribe: async function* () {},
-            broadcast: () => ({}),
-            stats: () => ({}),
-          }),
+        routes: benchServiceStub(),
       },
     );
     port = await server.listen(0, "127.0.0.1");

@@ -5,6 +5,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteDatabase } from "../src/store/sqlite/sqlite-database.js";
 import { SqliteReceiptStore } from "../src/store/sqlite/sqlite-receipt-store.js";
+import { lookAgainFromNow } from "../src/store/sqlite/sqlite-row-changes.js";
 import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js";
 
 /**
@@ -14,17 +15,24 @@ import { SqliteWriteBatcher } from "../src/store/sqlite/sqlite-write-batcher.js"
  * again without one.
  */
 
-/** The connection, counting the rows statements read (PRAGMAs aside). */
-function countingConnection(db: DatabaseSync): { db: DatabaseSync; reads: () => number } {
+/** The connection, counting the rows statements read, and PRAGMAs apart. */
+function countingConnection(db: DatabaseSync): {
+  db: DatabaseSync;
+  reads: () => number;
+  pragmas: () => number;
+} {
   let reads = 0;
+  let pragmas = 0;
   const counted = (statement: StatementSync, sql: string) =>
     new Proxy(statement, {
       get(target, property) {
         const value: unknown = Reflect.get(target, property, target);
         if (typeof value !== "function") return value;
-        if ((property === "get" || property === "all") && !sql.trimStart().startsWith("PRAGMA")) {
+        if (property === "get" || property === "all") {
+          const pragma = sql.trimStart().startsWith("PRAGMA");
           return (...args: unknown[]) => {
-            reads += 1;
+            if (pragma) pragmas += 1;
+            else reads += 1;
             return (value as (...a: unknown[]) => unknown).apply(target, args);
           };
         }
@@ -38,12 +46,21 @@ function countingConnection(db: DatabaseSync): { db: DatabaseSync; reads: () => 
       return typeof value === "function" ? (value as () => unknown).bind(target) : value;
     },
   });
-  return { db: proxy, reads: () => reads };
+  return { db: proxy, reads: () => reads, pragmas: () => pragmas };
 }
 
 const tenant = "t";
 const group = "g";
 const sentAt = 1_000_000;
+/** A tracked message of the group. */
+const message = (messageId: string) => ({
+  conversationId: group,
+  conversationType: "group" as const,
+  messageId,
+  senderId: "sender",
+  sentAt,
+  receiverId: "",
+});
 const probes = [
   { userId: "sender", at: sentAt },
   { userId: "sender", at: sentAt + 10 },
@@ -57,12 +74,12 @@ describe("what the embedded store keeps in memory", () => {
 
   function open(path = ":memory:") {
     const raw = openSqliteDatabase(path);
-    const { db, reads } = countingConnection(raw);
+    const { db, reads, pragmas } = countingConnection(raw);
     const store = new SqliteReceiptStore(db, new SqliteWriteBatcher(db));
     cleanups.push(() => {
       if (raw.isOpen) raw.close();
     });
-    return { raw, store, reads };
+    return { raw, db, store, reads, pragmas };
   }
 
   /** Two connections, each with its store, to one database file. */
@@ -158,15 +175,6 @@ describe("what the embedded store keeps in memory", () => {
   });
 
   describe("tracked messages", () => {
-    const message = (messageId: string) => ({
-      conversationId: group,
-      conversationType: "group" as const,
-      messageId,
-      senderId: "sender",
-      sentAt,
-      receiverId: "",
-    });
-
     it("are read once, and receipts (read counts) do not make the store read them again", async () => {
       const { store, reads } = open();
       await store.insertMessages(tenant, [message("m1"), message("m2")]);
@@ -202,6 +210,107 @@ describe("what the embedded store keeps in memory", () => {
       await store.insertMessages(tenant, [message("m1")]);
       expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
       other.raw.exec(`DELETE FROM messages WHERE message_id = 'm1'`);
+      // The next request arrives.
+      lookAgainFromNow();
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(0);
+    });
+  });
+  describe("read counts", () => {
+    const readBy = (store: SqliteReceiptStore, readerId: string, messageId: string) =>
+      store.insertReceipts(tenant, readerId, [{ message: message(messageId), readAt: sentAt + 1 }]);
+    const countsOf = async (store: SqliteReceiptStore, ...ids: string[]) =>
+      Object.fromEntries(await store.readCounts(tenant, ids.map(message)));
+
+    it("are read once, and answered again from memory until they change", async () => {
+      const { store, reads } = open();
+      await store.insertMessages(tenant, [message("m1"), message("m2")]);
+      await readBy(store, "a", "m1");
+      expect(await countsOf(store, "m1", "m2", "m1")).toEqual({ m1: 1, m2: 0 });
+      const before = reads();
+      expect(await countsOf(store, "m1", "m2")).toEqual({ m1: 1, m2: 0 });
+      expect(reads()).toBe(before);
+    });
+
+    it("follow every receipt recorded or removed, by the store or any other statement", async () => {
+      const { raw, store } = open();
+      await store.insertMessages(tenant, [message("m1"), message("m2")]);
+      expect(await countsOf(store, "m1", "m2")).toEqual({ m1: 0, m2: 0 });
+      await readBy(store, "a", "m1");
+      await readBy(store, "b", "m1");
+      expect(await countsOf(store, "m1", "m2")).toEqual({ m1: 2, m2: 0 });
+      // As an erasure would: the count changed by a statement of its own.
+      raw.exec(`UPDATE messages SET read_count = read_count - 1 WHERE message_id = 'm1'`);
+      expect(await countsOf(store, "m1", "m2")).toEqual({ m1: 1, m2: 0 });
+      raw.exec(`DELETE FROM messages WHERE message_id = 'm2'`);
+      await store.insertMessages(tenant, [message("m2")]);
+      await readBy(store, "a", "m2");
+      expect(await countsOf(store, "m1", "m2")).toEqual({ m1: 1, m2: 1 });
+    });
+
+    it("are not remembered as missing: a message tracked after a miss is counted", async () => {
+      const { store } = open();
+      expect(await countsOf(store, "m1")).toEqual({ m1: 0 });
+      await store.insertMessages(tenant, [message("m1")]);
+      await readBy(store, "a", "m1");
+      expect(await countsOf(store, "m1")).toEqual({ m1: 1 });
+    });
+
+    it("are not remembered from inside a transaction that is then rolled back", async () => {
+      const { raw, store } = open();
+      await store.insertMessages(tenant, [message("m1")]);
+      raw.exec("BEGIN");
+      raw.exec(`UPDATE messages SET read_count = 7 WHERE message_id = 'm1'`);
+      expect(await countsOf(store, "m1")).toEqual({ m1: 7 });
+      raw.exec("ROLLBACK");
+      expect(await countsOf(store, "m1")).toEqual({ m1: 0 });
+    });
+
+    it("are dropped when another connection to the same file commits", async () => {
+      const { store, other } = twoConnections();
+      await store.insertMessages(tenant, [message("m1")]);
+      expect(await countsOf(store, "m1")).toEqual({ m1: 0 });
+      await readBy(other.store, "a", "m1");
+      expect(await countsOf(store, "m1")).toEqual({ m1: 1 });
+    });
+  });
+
+  describe("another connection's commits", () => {
+    const tracked = message("m1");
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+    it("are looked for once per turn of the event loop by all the memories of a connection", async () => {
+      const { store, pragmas } = open();
+      await store.openMemberships(tenant, group, ["sender", "a"], sentAt - 100);
+      await store.insertMessages(tenant, [tracked]);
+      await nextTurn();
+      const before = pragmas();
+      // GetReceipts' reads, one after another: messages, then audience size and read counts.
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
+      expect(await store.memberCountAt(tenant, group, sentAt)).toBe(2);
+      expect((await store.readCounts(tenant, [tracked])).get("m1")).toBe(0);
+      expect(pragmas() - before).toBe(1);
+      await nextTurn();
+      await store.memberCountAt(tenant, group, sentAt);
+      expect(pragmas() - before).toBe(2);
+    });
+
+    it("are seen by the reads of a request that arrives in the same turn as the last look", async () => {
+      const { store, other } = twoConnections();
+      await store.insertMessages(tenant, [tracked]);
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
+      // Committed elsewhere after that look; then a request arrives, still in this turn.
+      other.raw.exec(`DELETE FROM messages WHERE message_id = 'm1'`);
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
+      lookAgainFromNow();
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(0);
+    });
+
+    it("are seen in the next turn without a request", async () => {
+      const { store, other } = twoConnections();
+      await store.insertMessages(tenant, [tracked]);
+      expect((await store.getMessages(tenant, ["m1"])).size).toBe(1);
+      other.raw.exec(`DELETE FROM messages WHERE message_id = 'm1'`);
+      await nextTurn();
       expect((await store.getMessages(tenant, ["m1"])).size).toBe(0);
     });
   });

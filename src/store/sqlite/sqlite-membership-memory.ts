@@ -32,7 +32,7 @@ const defaultMaxFacts = 50_000;
  * dropped there and then, inside the write. The writes and the reads of this
  * connection are synchronous, so no read runs between a change and its
  * callback. A commit by another connection to the same file (a second
- * process) changes `PRAGMA data_version`, checked before each use: then
+ * process) changes `PRAGMA data_version`, looked at before each use: then
  * everything is dropped.
  */
 export class SqliteMembershipMemory {
@@ -44,7 +44,8 @@ export class SqliteMembershipMemory {
       maxSize: maxFacts,
       sizeCalculation: (facts) => 1 + facts.counts.size + facts.intervals.size,
     });
-    this.#otherCommits = new OtherConnectionsCommits(db);
+    this.#otherCommits = OtherConnectionsCommits.of(db);
+    this.#otherCommits.onCommit(() => this.#groups.clear());
     rowChanges(db, "membership", [
       { table: "memberships", keyColumn: "group_id" },
       { table: "groups", keyColumn: "group_id" },
@@ -56,7 +57,7 @@ export class SqliteMembershipMemory {
    * one store call (synchronous underneath), then ask again.
    */
   group(tenant: string, groupId: string): KnownGroup {
-    if (this.#otherCommits.sinceLastLook()) this.#groups.clear();
+    this.#otherCommits.look();
     const key = groupKey(tenant, groupId);
     let facts = this.#groups.get(key);
     if (facts === undefined) {

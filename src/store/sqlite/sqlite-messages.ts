@@ -57,7 +57,8 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
     this.#writes = writes;
     this.#sql = prepareStatements(db);
     this.#clock = clock;
-    this.#otherCommits = new OtherConnectionsCommits(db);
+    this.#otherCommits = OtherConnectionsCommits.of(db);
+    this.#otherCommits.onCommit(() => this.#known.clear());
     rowChanges(db, "message", [
       {
         table: "messages",
@@ -83,7 +84,7 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
     tenant: string,
     messageIds: readonly string[],
   ): Promise<Map<string, TrackedMessage>> {
-    if (this.#otherCommits.sinceLastLook()) this.#known.clear();
+    this.#otherCommits.look();
     const found = new Map<string, TrackedMessage>();
     const now = this.#clock();
     const unknown = new Set<string>();

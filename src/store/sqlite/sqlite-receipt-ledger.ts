@@ -1,8 +1,10 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { LRUCache } from "lru-cache";
 import { pendingReceipt, type ReadMember, type TrackedMessage } from "../../domain/model.js";
 import { chunk } from "../chunk.js";
 import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
 import type { SqliteOutbox } from "./sqlite-outbox.js";
+import { OtherConnectionsCommits, rowChanges } from "./sqlite-row-changes.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /** SQLite caps bound parameters per statement. */
@@ -18,12 +20,29 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
   readonly #sql: ReturnType<typeof prepareStatements>;
   readonly #db: DatabaseSync;
   readonly #readCountStatements = new Map<number, StatementSync>();
+  /**
+   * Read counts read before, by tenant and message id: every GetReceipts reads them, and a
+   * message is read about far more often than read. Any statement on this connection that
+   * inserts, deletes or changes the count of a message drops it at once (a trigger, inside
+   * the write); another connection's commit drops all.
+   */
+  readonly #counts = new LRUCache<string, number>({ max: 100_000 });
+  readonly #otherCommits: OtherConnectionsCommits;
 
   constructor(db: DatabaseSync, writes: SqliteWriteBatcher, outbox: SqliteOutbox) {
     this.#db = db;
     this.#writes = writes;
     this.#outbox = outbox;
     this.#sql = prepareStatements(db);
+    this.#otherCommits = OtherConnectionsCommits.of(db);
+    this.#otherCommits.onCommit(() => this.#counts.clear());
+    rowChanges(db, "read_count", [
+      {
+        table: "messages",
+        keyColumn: "message_id",
+        updateOf: ["tenant", "message_id", "read_count"],
+      },
+    ]).add((tenant, messageId) => this.#counts.delete(countKey(tenant, messageId)));
   }
 
   async insertReceipts(
@@ -63,15 +82,28 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
     tenant: string,
     messages: readonly TrackedMessage[],
   ): Promise<Map<string, number>> {
+    this.#otherCommits.look();
     const counts = new Map<string, number>();
-    for (const message of messages) counts.set(message.messageId, 0);
+    const unknown: string[] = [];
+    for (const { messageId } of messages) {
+      if (counts.has(messageId)) continue;
+      const known = this.#counts.get(countKey(tenant, messageId));
+      counts.set(messageId, known ?? 0);
+      if (known === undefined) unknown.push(messageId);
+    }
+    // Inside a transaction the rows may yet be rolled back, which no trigger reports.
+    const remember = !this.#db.isTransaction;
     // One statement per call rather than one per message: GetReceipts asks for up to 100.
-    for (const ids of chunk([...counts.keys()], maxInList)) {
+    for (const ids of chunk(unknown, maxInList)) {
       const rows = this.#readCountsOf(ids.length).all(tenant, ...ids) as unknown as {
         message_id: string;
         read_count: number;
       }[];
-      for (const row of rows) counts.set(row.message_id, row.read_count);
+      for (const row of rows) {
+        counts.set(row.message_id, row.read_count);
+        // Only messages found: one not tracked yet may be tracked by the next call.
+        if (remember) this.#counts.set(countKey(tenant, row.message_id), row.read_count);
+      }
     }
     return counts;
   }
@@ -180,3 +212,5 @@ function prepareStatements(db: DatabaseSync) {
     ),
   };
 }
+
+const countKey = (tenant: string, messageId: string) => `${tenant}\u0000${messageId}`;

@@ -59,27 +59,76 @@ export function rowChanges(
 }
 
 /**
- * Whether another connection committed to the database file since the last
- * look (`PRAGMA data_version`, which this connection's own commits leave
- * alone): a second process on the same file, which the triggers do not see.
+ * Another connection's commits to the database file (`PRAGMA data_version`, which this
+ * connection's own commits leave alone): a second process on the same file, which the
+ * triggers do not see. One per connection, shared by every memory on it: `look()` drops them
+ * all when the version moved.
+ *
+ * A look holds until a request arrives (`lookAgainFromNow`, called by the server before
+ * anything of the request runs) or the event loop turns (an immediate), whichever comes first.
+ * That is exact for requests: whatever a client saw committed elsewhere before it sent a request
+ * was committed before the request arrived, so before any look the request's reads reuse.
+ * Reads of no request (timers) see other processes' commits at most one turn late. A
+ * GetReceipts reads the version once rather than once per memory, and calls that arrived
+ * together share one read.
  */
 export class OtherConnectionsCommits {
   readonly #dataVersion: StatementSync;
+  readonly #onCommit = new Set<() => void>();
   #seen: unknown;
+  #lookedIn = -1;
 
-  constructor(db: DatabaseSync) {
+  private constructor(db: DatabaseSync) {
     this.#dataVersion = db.prepare("PRAGMA data_version");
     this.#seen = this.#read();
   }
 
-  sinceLastLook(): boolean {
+  /** The connection's one instance. */
+  static of(db: DatabaseSync): OtherConnectionsCommits {
+    let commits = otherCommitsByConnection.get(db);
+    if (commits === undefined) {
+      commits = new OtherConnectionsCommits(db);
+      otherCommitsByConnection.set(db, commits);
+    }
+    return commits;
+  }
+
+  /** Calls `drop` whenever `look()` finds that another connection committed. */
+  onCommit(drop: () => void): void {
+    this.#onCommit.add(drop);
+  }
+
+  /** Call before answering from memory. */
+  look(): void {
+    if (this.#lookedIn === looks.generation) return;
+    this.#lookedIn = looks.generation;
+    if (!looks.endOfTurnPending) {
+      looks.endOfTurnPending = true;
+      setImmediate(endTurn).unref();
+    }
     const version = this.#read();
-    if (version === this.#seen) return false;
+    if (version === this.#seen) return;
     this.#seen = version;
-    return true;
+    for (const drop of this.#onCommit) drop();
   }
 
   #read(): unknown {
     return (this.#dataVersion.get() as { data_version: number }).data_version;
   }
+}
+
+const otherCommitsByConnection = new WeakMap<DatabaseSync, OtherConnectionsCommits>();
+/** Looks made in an older generation are forgotten. */
+const looks = { generation: 0, endOfTurnPending: false };
+const endTurn = () => {
+  looks.endOfTurnPending = false;
+  looks.generation += 1;
+};
+
+/**
+ * What is read from now on sees every commit other connections made until now: the server
+ * calls it as each request arrives.
+ */
+export function lookAgainFromNow(): void {
+  looks.generation += 1;
 }
