@@ -1,7 +1,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { LRUCache } from "lru-cache";
 import type { MembershipInterval } from "../receipt-store.js";
-import { OtherConnectionsCommits, rowChanges } from "./sqlite-row-changes.js";
+import { keepExact, memoryKey, type OtherConnectionsCommits } from "./sqlite-row-changes.js";
 
 /** What one group's history answered so far: member counts by time, intervals by user. */
 interface GroupFacts {
@@ -44,12 +44,15 @@ export class SqliteMembershipMemory {
       maxSize: maxFacts,
       sizeCalculation: (facts) => 1 + facts.counts.size + facts.intervals.size,
     });
-    this.#otherCommits = OtherConnectionsCommits.of(db);
-    this.#otherCommits.onCommit(() => this.#groups.clear());
-    rowChanges(db, "membership", [
-      { table: "memberships", keyColumn: "group_id" },
-      { table: "groups", keyColumn: "group_id" },
-    ]).add((tenant, groupId) => this.#groups.delete(groupKey(tenant, groupId)));
+    this.#otherCommits = keepExact(
+      db,
+      "membership",
+      [
+        { table: "memberships", keyColumn: "group_id" },
+        { table: "groups", keyColumn: "group_id" },
+      ],
+      this.#groups,
+    );
   }
 
   /**
@@ -58,7 +61,7 @@ export class SqliteMembershipMemory {
    */
   group(tenant: string, groupId: string): KnownGroup {
     this.#otherCommits.look();
-    const key = groupKey(tenant, groupId);
+    const key = memoryKey(tenant, groupId);
     let facts = this.#groups.get(key);
     if (facts === undefined) {
       facts = { counts: new Map(), intervals: new Map() };
@@ -72,7 +75,7 @@ export class SqliteMembershipMemory {
         facts.set(key, value);
         // Set again, so that the group's size counts the new fact (a group too large for the
         // bound is not kept).
-        this.#groups.set(groupKey(tenant, groupId), known);
+        this.#groups.set(memoryKey(tenant, groupId), known);
       }
       return value;
     };
@@ -82,5 +85,3 @@ export class SqliteMembershipMemory {
     };
   }
 }
-
-const groupKey = (tenant: string, groupId: string) => `${tenant}\u0000${groupId}`;

@@ -3,7 +3,7 @@ import { LRUCache } from "lru-cache";
 import { type ConversationType, c2cParticipants, type TrackedMessage } from "../../domain/model.js";
 import { chunk } from "../chunk.js";
 import type { Conversation, MessageCursor, MessageStore } from "../receipt-store.js";
-import { OtherConnectionsCommits, rowChanges } from "./sqlite-row-changes.js";
+import { keepExact, memoryKey, type OtherConnectionsCommits } from "./sqlite-row-changes.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /** A row of messages, as the statements that read whole messages select it (messageColumns). */
@@ -57,15 +57,18 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
     this.#writes = writes;
     this.#sql = prepareStatements(db);
     this.#clock = clock;
-    this.#otherCommits = OtherConnectionsCommits.of(db);
-    this.#otherCommits.onCommit(() => this.#known.clear());
-    rowChanges(db, "message", [
-      {
-        table: "messages",
-        keyColumn: "message_id",
-        updateOf: ["tenant", "message_id", ...messageColumns.split(", ")],
-      },
-    ]).add((tenant, messageId) => this.#known.delete(messageKey(tenant, messageId)));
+    this.#otherCommits = keepExact(
+      db,
+      "message",
+      [
+        {
+          table: "messages",
+          keyColumn: "message_id",
+          updateOf: ["tenant", "message_id", ...messageColumns.split(", ")],
+        },
+      ],
+      this.#known,
+    );
   }
 
   async getConversation(tenant: string, conversationId: string): Promise<Conversation | undefined> {
@@ -89,7 +92,7 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
     const now = this.#clock();
     const unknown = new Set<string>();
     for (const id of messageIds) {
-      const message = this.#known.get(messageKey(tenant, id));
+      const message = this.#known.get(memoryKey(tenant, id));
       // A message past its retention is gone at once, also from memory.
       if (message !== undefined && (message.expiresAt === undefined || message.expiresAt > now)) {
         found.set(id, message);
@@ -106,7 +109,7 @@ export class SqliteMessages implements Omit<MessageStore, "deleteMessages" | "de
         const message = messageFromRow(row);
         found.set(row.message_id, message);
         // Only messages found: one not tracked yet may be tracked by the next call.
-        this.#known.set(messageKey(tenant, row.message_id), message);
+        this.#known.set(memoryKey(tenant, row.message_id), message);
       }
     }
     return found;
@@ -204,8 +207,6 @@ function prepareStatements(db: DatabaseSync) {
     ),
   };
 }
-
-const messageKey = (tenant: string, messageId: string) => `${tenant}\u0000${messageId}`;
 
 function placeholders(count: number): string {
   return Array.from({ length: count }, () => "?").join(", ");

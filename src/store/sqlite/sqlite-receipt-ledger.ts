@@ -4,7 +4,7 @@ import { pendingReceipt, type ReadMember, type TrackedMessage } from "../../doma
 import { chunk } from "../chunk.js";
 import type { NewReceipt, ReceiptLedger, RecordedReceipt } from "../receipt-store.js";
 import type { SqliteOutbox } from "./sqlite-outbox.js";
-import { OtherConnectionsCommits, rowChanges } from "./sqlite-row-changes.js";
+import { keepExact, memoryKey, type OtherConnectionsCommits } from "./sqlite-row-changes.js";
 import type { SqliteWriteBatcher } from "./sqlite-write-batcher.js";
 
 /** SQLite caps bound parameters per statement. */
@@ -34,15 +34,18 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
     this.#writes = writes;
     this.#outbox = outbox;
     this.#sql = prepareStatements(db);
-    this.#otherCommits = OtherConnectionsCommits.of(db);
-    this.#otherCommits.onCommit(() => this.#counts.clear());
-    rowChanges(db, "read_count", [
-      {
-        table: "messages",
-        keyColumn: "message_id",
-        updateOf: ["tenant", "message_id", "read_count"],
-      },
-    ]).add((tenant, messageId) => this.#counts.delete(countKey(tenant, messageId)));
+    this.#otherCommits = keepExact(
+      db,
+      "read_count",
+      [
+        {
+          table: "messages",
+          keyColumn: "message_id",
+          updateOf: ["tenant", "message_id", "read_count"],
+        },
+      ],
+      this.#counts,
+    );
   }
 
   async insertReceipts(
@@ -87,7 +90,7 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
     const unknown: string[] = [];
     for (const { messageId } of messages) {
       if (counts.has(messageId)) continue;
-      const known = this.#counts.get(countKey(tenant, messageId));
+      const known = this.#counts.get(memoryKey(tenant, messageId));
       counts.set(messageId, known ?? 0);
       if (known === undefined) unknown.push(messageId);
     }
@@ -102,7 +105,7 @@ export class SqliteReceiptLedger implements Omit<ReceiptLedger, "listFirstPages"
       for (const row of rows) {
         counts.set(row.message_id, row.read_count);
         // Only messages found: one not tracked yet may be tracked by the next call.
-        if (remember) this.#counts.set(countKey(tenant, row.message_id), row.read_count);
+        if (remember) this.#counts.set(memoryKey(tenant, row.message_id), row.read_count);
       }
     }
     return counts;
@@ -212,5 +215,3 @@ function prepareStatements(db: DatabaseSync) {
     ),
   };
 }
-
-const countKey = (tenant: string, messageId: string) => `${tenant}\u0000${messageId}`;

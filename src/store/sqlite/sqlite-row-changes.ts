@@ -132,3 +132,24 @@ const endTurn = () => {
 export function lookAgainFromNow(): void {
   looks.generation += 1;
 }
+
+/** The key a memory of this connection keeps a row's facts under: the tenant and the row's id. */
+export const memoryKey = (tenant: string, id: string) => `${tenant}\u0000${id}`;
+
+/**
+ * Keeps a memory of rows exact: a row of `tables` changed by any statement on this connection
+ * drops its key (`memoryKey` of the tenant and the key column) there and then; another
+ * connection's commit drops everything at the next look. Returns that look, to call before
+ * each use.
+ */
+export function keepExact(
+  db: DatabaseSync,
+  name: string,
+  tables: readonly WatchedTable[],
+  memory: { delete(key: string): unknown; clear(): void },
+): OtherConnectionsCommits {
+  rowChanges(db, name, tables).add((tenant, key) => memory.delete(memoryKey(tenant, key)));
+  const otherCommits = OtherConnectionsCommits.of(db);
+  otherCommits.onCommit(() => memory.clear());
+  return otherCommits;
+}
