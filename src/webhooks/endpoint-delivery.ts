@@ -273,7 +273,7 @@ export class EndpointDelivery {
     batch.attempts += 1;
     this.#lastPostAt = this.#clock();
     if (batch.replayOf !== undefined) this.#replaysInFlight.add(batch.id);
-    const timestamp = Math.floor(this.#clock() / 1000);
+    const timestamp = Math.floor(this.#lastPostAt / 1000);
     const headers = signatureHeaders(batch.id, timestamp, batch.body, endpoint.secrets);
     const work = this.#o.sender
       .send(endpoint.url, headers, batch.body, {
